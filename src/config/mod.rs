@@ -1,0 +1,1 @@
+//! Runbook and environment files: raw TOML → validated types, with file:line:column for every problem.

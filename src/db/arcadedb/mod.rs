@@ -1,0 +1,1 @@
+//! The `arcadedb` engine: the local rehearsal engine.

@@ -1,0 +1,58 @@
+//! Connecting to a graph database over Bolt with `neo4rs`.
+
+use crate::failure::Failure;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where and how to reach a database over Bolt. `Debug` never shows the password.
+#[derive(Clone, Debug)]
+pub struct BoltTarget {
+    /// `bolt://host:port` (or `neo4j://`, `bolt+s://`).
+    pub uri: String,
+    pub user: String,
+    pub password: SecretString,
+    /// Database name; `None` means the server's default database.
+    pub database: Option<String>,
+}
+
+impl BoltTarget {
+    /// Opens a connection pool of at most `max_connections`. Errors are classified:
+    /// refused/unavailable is transient, authentication and unknown database permanent.
+    pub async fn connect(&self, max_connections: usize) -> Result<neo4rs::Graph, Failure> {
+        let mut config = neo4rs::ConfigBuilder::default()
+            .uri(self.uri.as_str())
+            .user(self.user.as_str())
+            .password(self.password.expose_secret())
+            .max_connections(max_connections.max(1));
+        if let Some(db) = &self.database {
+            config = config.db(db.as_str());
+        }
+        let config = config
+            .build()
+            .map_err(|e| Failure::permanent(format!("invalid Bolt settings for {}: {e}", self.uri)))?;
+        neo4rs::Graph::connect(config)
+            .await
+            .map_err(|e| classify_bolt_error(&self.uri, &e))
+    }
+}
+
+/// Turns a `neo4rs` error into a classified failure whose message names the server and
+/// never contains the password.
+pub fn classify_bolt_error(uri: &str, error: &neo4rs::Error) -> Failure {
+    let text = error.to_string();
+    let lower = text.to_lowercase();
+    if lower.contains("authentication") || lower.contains("unauthorized") || lower.contains("credentials") {
+        Failure::permanent(format!("{uri}: authentication failed (wrong user or password)"))
+            .with_hint("check the user name and the password variable")
+    } else if lower.contains("database") && (lower.contains("not found") || lower.contains("does not exist")) {
+        Failure::permanent(format!("{uri}: unknown database: {text}"))
+    } else if lower.contains("connection refused")
+        || lower.contains("connection reset")
+        || lower.contains("broken pipe")
+        || lower.contains("unexpected eof")
+        || matches!(error, neo4rs::Error::IOError { .. } | neo4rs::Error::ConnectionError)
+    {
+        Failure::transient(format!("{uri}: server unavailable: {text}"))
+    } else {
+        Failure::permanent(format!("{uri}: {text}"))
+    }
+}

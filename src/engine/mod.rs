@@ -1,0 +1,3 @@
+//! The executor, the journal, the lease and retry policy.
+
+pub mod progress;

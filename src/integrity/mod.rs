@@ -1,0 +1,1 @@
+//! Integrity: graph fingerprints over Bolt and their comparison.

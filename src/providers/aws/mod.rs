@@ -1,0 +1,1 @@
+//! The `aws` provider: EC2, SSM Run Command, S3, Secrets Manager.
