@@ -1,0 +1,1 @@
+//! `cutover digest`: print a graph fingerprint read over Bolt.
