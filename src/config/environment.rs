@@ -1,0 +1,188 @@
+//! Environment files: where things are. Provider, state directory, databases and their
+//! engines, provider settings, and free-form `vars` runbooks may refer to as `env.…`.
+//!
+//! ```toml
+//! name = "local"
+//! provider = "local"                 # local | aws
+//! state_dir = "../.cutover/local"    # relative to this file; CUTOVER_STATE_DIR overrides
+//!
+//! [databases.ledger]
+//! engine = "arcadedb"                # arcadedb | neo4j
+//! edition = "community"              # community | enterprise
+//! ```
+
+use super::source::{Problems, SourceFile};
+use super::toml_read::{table_to_json, type_name, Spanned, TomlReader};
+use crate::db::EngineKind;
+use crate::ids::DatabaseName;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Local,
+    Aws,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edition {
+    Community,
+    Enterprise,
+}
+
+/// One database of the environment.
+#[derive(Clone, Debug)]
+pub struct DatabaseDef {
+    pub name: DatabaseName,
+    pub engine: EngineKind,
+    pub edition: Edition,
+    /// The whole `[databases.NAME]` table, for provider- and engine-specific settings.
+    pub settings: serde_json::Value,
+}
+
+/// A validated environment.
+#[derive(Clone, Debug)]
+pub struct Environment {
+    pub source: SourceFile,
+    pub name: String,
+    pub provider: ProviderKind,
+    /// Where journals, leases and (for `local`) instances, objects and secrets live.
+    pub state_dir: PathBuf,
+    pub databases: BTreeMap<DatabaseName, DatabaseDef>,
+    /// The whole file as JSON: what `${{ env.… }}` references resolve against.
+    pub document: serde_json::Value,
+}
+
+const TOP_KEYS: &[&str] =
+    &["name", "description", "provider", "state_dir", "local", "aws", "databases", "vars", "traffic", "backup", "invariants"];
+const DB_KEYS: &[&str] = &[
+    "engine",
+    "edition",
+    "version",
+    "database",
+    "user",
+    "password_secret",
+    "heap",
+    "instance",
+    "identity_keys",
+    "invariants",
+    "image",
+    "bolt_uri",
+    "seed",
+];
+
+impl Environment {
+    /// Loads `ENV`: a path to a TOML file, or a name looked up as `environments/NAME.toml`.
+    pub fn load(env: &str) -> Result<Environment, Problems> {
+        let path = Self::resolve_path(env);
+        Self::parse(SourceFile::read(&path)?)
+    }
+
+    /// The file `ENV` refers to.
+    pub fn resolve_path(env: &str) -> PathBuf {
+        let as_path = Path::new(env);
+        if env.ends_with(".toml") || as_path.components().count() > 1 {
+            as_path.to_path_buf()
+        } else {
+            Path::new("environments").join(format!("{env}.toml"))
+        }
+    }
+
+    pub fn parse(source: SourceFile) -> Result<Environment, Problems> {
+        let doc = TomlReader::parse(&source)?;
+        let mut r = TomlReader::new(&source);
+        let root = doc.as_table();
+        r.check_keys(root, TOP_KEYS, "the environment");
+        let name = r.string(root, "name", true, "the environment", Some(0..0));
+        let provider = r.string(root, "provider", true, "the environment", Some(0..0)).and_then(|p| match p.value.as_str() {
+            "local" => Some(ProviderKind::Local),
+            "aws" => Some(ProviderKind::Aws),
+            other => {
+                r.problem_with_hint(p.span, format!("unknown provider `{other}`"), "use `local` or `aws`");
+                None
+            }
+        });
+        let state_dir = r.string(root, "state_dir", false, "the environment", None);
+        let databases = read_databases(&mut r, root);
+        for section in ["local", "aws", "vars", "traffic", "backup"] {
+            if let Some(item) = root.get(section) {
+                if !item.is_table_like() {
+                    r.problem(item.span(), format!("`{section}` must be a table, found {}", type_name(item)));
+                }
+            }
+        }
+        if let (Some(ProviderKind::Aws), None) = (provider, root.get("aws")) {
+            r.problem_with_hint(Some(0..0), "provider is `aws` but there is no [aws] section", "add [aws] with region and bucket");
+        }
+        let base = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let state_dir = match std::env::var_os("CUTOVER_STATE_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => match state_dir {
+                Some(Spanned { value, .. }) => base.join(value),
+                None => base.join(".cutover").join(name.as_ref().map(|n| n.value.as_str()).unwrap_or("default")),
+            },
+        };
+        let document = table_to_json(root);
+        let problems = r.problems;
+        match (name, provider) {
+            (Some(name), Some(provider)) if problems.is_empty() => Ok(Environment {
+                source,
+                name: name.value,
+                provider,
+                state_dir,
+                databases,
+                document,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// The value at `path` inside the environment document (`env.a.b.c`).
+    pub fn lookup(&self, path: &[String]) -> Option<&serde_json::Value> {
+        path.iter().try_fold(&self.document, |v, key| v.get(key.as_str()))
+    }
+}
+
+fn read_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) -> BTreeMap<DatabaseName, DatabaseDef> {
+    let mut out = BTreeMap::new();
+    let Some(item) = root.get("databases") else { return out };
+    let Some(table) = item.as_table_like() else {
+        r.problem(item.span(), format!("`databases` must be a table, found {}", type_name(item)));
+        return out;
+    };
+    for (name, def) in table.iter() {
+        let span = TomlReader::key_span(table, name);
+        let context = format!("database `{name}`");
+        let Some(t) = def.as_table_like() else {
+            r.problem(span, format!("{context} must be a table"));
+            continue;
+        };
+        r.check_keys(t, DB_KEYS, &context);
+        let engine = r.string(t, "engine", true, &context, span.clone()).and_then(|e| match e.value.as_str() {
+            "neo4j" => Some(EngineKind::Neo4j),
+            "arcadedb" => Some(EngineKind::Arcadedb),
+            other => {
+                r.problem_with_hint(e.span, format!("{context} has unknown engine `{other}`"), "use `neo4j` or `arcadedb`");
+                None
+            }
+        });
+        let edition = match r.string(t, "edition", false, &context, None) {
+            None => Some(Edition::Community),
+            Some(e) => match e.value.as_str() {
+                "community" => Some(Edition::Community),
+                "enterprise" => Some(Edition::Enterprise),
+                other => {
+                    r.problem_with_hint(e.span, format!("{context} has unknown edition `{other}`"), "use `community` or `enterprise`");
+                    None
+                }
+            },
+        };
+        if let (Some(engine), Some(edition)) = (engine, edition) {
+            let name = DatabaseName::new(name);
+            out.insert(name.clone(), DatabaseDef { name, engine, edition, settings: table_to_json(t) });
+        }
+    }
+    out
+}

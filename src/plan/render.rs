@@ -1,0 +1,1 @@
+//! Rendering plans: text for `cutover plan`, Mermaid and DOT for `cutover graph`.

@@ -1,0 +1,98 @@
+//! What a running step can see and do besides its own work.
+
+use super::Outputs;
+use crate::config::Environment;
+use crate::engine::progress::{ProgressEvent, ProgressHandle, WorkMeter};
+use crate::failure::Failure;
+use crate::ids::{RunId, StepId};
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Where a step's durable notes go (the run's journal). Each call returns only after
+/// the record is on disk.
+pub trait StepRecorder: Send + Sync {
+    fn intent(&self, step: &StepId, action: &str, token: &str, detail: serde_json::Value) -> Result<(), Failure>;
+    fn checkpoint(&self, step: &StepId, state: serde_json::Value) -> Result<(), Failure>;
+}
+
+/// Services shared by every step of a run.
+pub struct Services {
+    pub environment: Arc<Environment>,
+    /// `<state_dir>/runs/<run_id>`: the run's own directory (journal, scratch files).
+    pub run_dir: PathBuf,
+    pub progress: ProgressHandle,
+}
+
+/// The context of one step execution (or compensation).
+pub struct StepContext {
+    pub run_id: RunId,
+    pub step_id: StepId,
+    pub attempt: u32,
+    /// Inputs with every reference resolved.
+    pub inputs: Outputs,
+    /// Stable for this step across attempts and resumed runs.
+    pub idempotency_token: String,
+    pub services: Arc<Services>,
+    recorder: Arc<dyn StepRecorder>,
+    checkpoint: Mutex<Option<serde_json::Value>>,
+}
+
+impl StepContext {
+    pub fn new(
+        run_id: RunId,
+        step_id: StepId,
+        attempt: u32,
+        inputs: Outputs,
+        services: Arc<Services>,
+        recorder: Arc<dyn StepRecorder>,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Self {
+        let idempotency_token = idempotency_token(&run_id, &step_id);
+        Self { run_id, step_id, attempt, inputs, idempotency_token, services, recorder, checkpoint: Mutex::new(checkpoint) }
+    }
+
+    /// Parses the inputs into the step's typed input struct. A mismatch is permanent:
+    /// the plan validated the shape, so this only fails on a bad reference value.
+    pub fn inputs<T: DeserializeOwned>(&self) -> Result<T, Failure> {
+        serde_json::from_value(serde_json::Value::Object(self.inputs.clone()))
+            .map_err(|e| Failure::permanent(format!("step {}: invalid inputs: {e}", self.step_id)))
+    }
+
+    /// Journals the intent to perform `action` before doing it.
+    pub fn record_intent(&self, action: &str, detail: serde_json::Value) -> Result<(), Failure> {
+        self.recorder.intent(&self.step_id, action, &self.idempotency_token, detail)
+    }
+
+    /// Journals state a resumed attempt needs (e.g. the id of a started command).
+    pub fn save_checkpoint(&self, state: serde_json::Value) -> Result<(), Failure> {
+        self.recorder.checkpoint(&self.step_id, state.clone())?;
+        *self.checkpoint.lock().expect("checkpoint lock") = Some(state);
+        Ok(())
+    }
+
+    /// The last checkpoint saved by this step, in this or an earlier (crashed) process.
+    pub fn checkpoint(&self) -> Option<serde_json::Value> {
+        self.checkpoint.lock().expect("checkpoint lock").clone()
+    }
+
+    pub fn note(&self, message: impl Into<String>) {
+        self.services.progress.report(ProgressEvent::Note { step: Some(self.step_id.clone()), message: message.into() });
+    }
+
+    pub fn work_meter(&self, unit: &str) -> WorkMeter {
+        WorkMeter::new(self.services.progress.clone(), self.step_id.clone(), unit)
+    }
+
+    pub fn environment(&self) -> &Environment {
+        &self.services.environment
+    }
+}
+
+/// `sha256(run_id/step_id)`, 32 hex characters: fits EC2's 64-character ClientToken and
+/// Secrets Manager's request-token rules.
+pub fn idempotency_token(run_id: &RunId, step_id: &StepId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{run_id}/{step_id}").as_bytes());
+    hex::encode(&digest[..16])
+}
