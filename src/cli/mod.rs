@@ -1,6 +1,23 @@
-//! The command-line interface: parse, call the library, render. The only place that prints.
+//! The command-line interface: parse, call the library, render. The only place that
+//! prints. Exit codes (also in `--help`): 0 succeeded; 1 failed and the environment is
+//! as it was; 2 bad input, nothing was done; 3 needs attention (partly applied, or the
+//! environment is locked); 130 interrupted (resumable).
 
 pub mod digest;
+mod progress_view;
+mod status;
+
+use crate::config::Runbook;
+use crate::engine::executor::SessionEnd;
+use crate::engine::progress::ProgressHandle;
+use crate::engine::run::{self, RunError, RunOptions, RunSummary};
+use crate::ids::RunId;
+use crate::plan::render;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 /// How a command writes its result to stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -8,6 +25,272 @@ pub enum OutputFormat {
     /// Human-readable text.
     #[default]
     Human,
-    /// One JSON document (or JSON lines for streams of events).
+    /// One JSON document (progress as JSON lines on stderr).
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GraphFormat {
+    #[default]
+    Mermaid,
+    Dot,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 succeeded; 1 failed, environment as it was (rolled back); \
+2 bad input, nothing was done; 3 needs attention (partly applied, or environment locked); 130 interrupted (resumable).";
+
+#[derive(Parser, Debug)]
+#[command(name = "cutover", version, about = "Blue-green migrations of Neo4j databases that prove nothing was lost", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CUTOVER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// More log detail (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// The runbook file (e.g. runbooks/backup.toml).
+    pub runbook: PathBuf,
+    /// The environment: a name (environments/NAME.toml) or a path.
+    #[arg(long, env = "CUTOVER_ENV")]
+    pub env: String,
+    /// Override a runbook param: --set name=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a runbook against an environment and show what a run would do.
+    Plan(PlanArgs),
+    /// Run a runbook (the same plan `cutover plan` shows).
+    Run {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Use this run id instead of a generated one.
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Take over a stale lease (its holder is dead or expired). Recorded in the journal.
+        #[arg(long)]
+        take_over_lease: bool,
+    },
+    /// Continue a run that crashed, was interrupted, or needs its rollback finished.
+    Resume {
+        run_id: String,
+        #[arg(long, env = "CUTOVER_ENV")]
+        env: String,
+        /// Resume even though the runbook or environment changed (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
+    /// Show a run's steps (or list runs without RUN_ID). Secrets are never shown.
+    Status {
+        run_id: Option<String>,
+        #[arg(long, env = "CUTOVER_ENV")]
+        env: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
+    /// Print a runbook's step graph as Mermaid or DOT.
+    Graph {
+        runbook: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Print shell completions.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+fn parse_set(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Do not wait for lingering blocking tasks (e.g. a stuck read) on exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    ExitCode::from(code)
+}
+
+fn init_tracing(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,cutover=info",
+        _ => "debug,cutover=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress_view::SuspendingStderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn progress_for(output: OutputFormat) -> ProgressHandle {
+    match output {
+        OutputFormat::Json => Arc::new(progress_view::JsonProgress),
+        OutputFormat::Human if std::io::stderr().is_terminal() => Arc::new(progress_view::BarsProgress::new()),
+        OutputFormat::Human => Arc::new(progress_view::LinesProgress),
+    }
+}
+
+/// First Ctrl-C (or SIGTERM): stop after the current polls. Second: exit now (130).
+fn install_signal_handlers() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut presses = 0;
+        loop {
+            let got = match term.as_mut() {
+                Some(t) => tokio::select! { r = tokio::signal::ctrl_c() => r.is_ok(), r = t.recv() => r.is_some() },
+                None => tokio::signal::ctrl_c().await.is_ok(),
+            };
+            if !got {
+                return;
+            }
+            presses += 1;
+            if presses == 1 {
+                eprintln!("\ninterrupt: stopping after the current polls (the run stays resumable); press Ctrl-C again to stop now");
+                let _ = tx.send(true);
+            } else {
+                eprintln!("\ninterrupt: stopping now. Every journal record is on disk; `cutover resume` continues the run");
+                std::process::exit(130);
+            }
+        }
+    });
+    rx
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Plan(args) => plan_command(&args),
+        Command::Run { plan, yes, run_id, take_over_lease } => run_command(plan, yes, run_id, take_over_lease).await,
+        Command::Resume { run_id, env, force, output } => {
+            let stop = install_signal_handlers();
+            let result = run::resume(RunId::new(run_id), &env, force, progress_for(output), stop).await;
+            report_run(result, output)
+        }
+        Command::Status { run_id, env, output } => status::status_command(run_id, &env, output),
+        Command::Graph { runbook, format } => match Runbook::load(&runbook) {
+            Ok(book) => {
+                print!("{}", if format == GraphFormat::Dot { render::dot(&book) } else { render::mermaid(&book) });
+                0
+            }
+            Err(problems) => {
+                eprint!("error: {problems}");
+                2
+            }
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut std::io::stdout());
+            0
+        }
+    }
+}
+
+fn plan_command(args: &PlanArgs) -> u8 {
+    match run::load_plan(&args.runbook, &args.env, &args.sets) {
+        Ok(plan) => {
+            match args.output {
+                OutputFormat::Human => print!("{}", render::plan_text(&plan)),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&render::plan_json(&plan)).unwrap_or_default()),
+            }
+            0
+        }
+        Err(problems) => {
+            eprint!("error: {problems}");
+            2
+        }
+    }
+}
+
+async fn run_command(args: PlanArgs, yes: bool, run_id: Option<String>, take_over_lease: bool) -> u8 {
+    let plan = match run::load_plan(&args.runbook, &args.env, &args.sets) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            eprint!("error: {problems}");
+            return 2;
+        }
+    };
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("error: `cutover run` changes the environment; pass --yes to run without a terminal to confirm on. Nothing was done");
+            return 2;
+        }
+        eprint!("{}", render::plan_text(&plan));
+        eprint!("Run this plan on environment `{}`? [y/N] ", plan.environment.name);
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err() || !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("not confirmed; nothing was done");
+            return 2;
+        }
+    }
+    let stop = install_signal_handlers();
+    let options = RunOptions { sets: args.sets.clone(), run_id: run_id.map(RunId::new), take_over_lease };
+    let result = run::start(plan, options, progress_for(args.output), stop).await;
+    report_run(result, args.output)
+}
+
+fn report_run(result: Result<RunSummary, RunError>, output: OutputFormat) -> u8 {
+    match result {
+        Ok(summary) => {
+            let code = summary.exit_code();
+            let (outcome, message) = match &summary.end {
+                SessionEnd::Finished(outcome, message) => (outcome.to_string(), message.clone()),
+                SessionEnd::Interrupted => ("Interrupted".to_string(), format!("run {} stopped; continue it with `cutover resume {}`", summary.run_id, summary.run_id)),
+            };
+            match output {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({ "run_id": summary.run_id, "outcome": outcome, "message": message, "exit_code": code, "run_dir": summary.run_dir })
+                ),
+                OutputFormat::Human => {
+                    println!("run {}: {outcome}: {message}", summary.run_id);
+                    println!("journal: {}", summary.run_dir.join("journal.jsonl").display());
+                }
+            }
+            code
+        }
+        Err(e) => {
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() })),
+                OutputFormat::Human => eprintln!("error: {}", e.to_string().trim_end()),
+            }
+            e.exit_code()
+        }
+    }
 }

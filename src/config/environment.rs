@@ -124,6 +124,7 @@ impl Environment {
                 None => base.join(".cutover").join(name.as_ref().map(|n| n.value.as_str()).unwrap_or("default")),
             },
         };
+        let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
         let document = table_to_json(root);
         let problems = r.problems;
         match (name, provider) {

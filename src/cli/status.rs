@@ -1,0 +1,133 @@
+//! `cutover status`: what a run did, step by step, from its journal. Outputs whose
+//! names suggest a secret are redacted even though steps never journal secrets.
+
+use super::OutputFormat;
+use crate::config::Environment;
+use crate::engine::run;
+use crate::engine::state::{RunView, StepStatus};
+use crate::ids::RunId;
+
+const SECRET_WORDS: &[&str] = &["password", "secret", "credential", "passwd", "private"];
+
+/// Replaces values of secret-looking keys, recursively.
+pub fn redact(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let lower = k.to_lowercase();
+                    if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+                        (k.clone(), serde_json::Value::String("[redacted]".into()))
+                    } else {
+                        (k.clone(), redact(v))
+                    }
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+pub fn status_command(run_id: Option<String>, env: &str, output: OutputFormat) -> u8 {
+    let env = match Environment::load(env) {
+        Ok(e) => e,
+        Err(problems) => {
+            eprint!("error: {problems}");
+            return 2;
+        }
+    };
+    match run_id {
+        None => list(&env, output),
+        Some(id) => match run::load_view(&env.state_dir, &RunId::new(id)) {
+            Ok(view) => {
+                show(&view, output);
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
+    }
+}
+
+fn list(env: &Environment, output: OutputFormat) -> u8 {
+    let runs: Vec<(RunId, Option<RunView>)> =
+        run::list_runs(&env.state_dir).into_iter().map(|id| (id.clone(), run::load_view(&env.state_dir, &id).ok())).collect();
+    let lease = crate::engine::lease::LocalLease::holder(&env.state_dir).ok().flatten();
+    match output {
+        OutputFormat::Json => {
+            let items: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|(id, v)| serde_json::json!({
+                    "run_id": id,
+                    "runbook": v.as_ref().map(|v| v.runbook.clone()),
+                    "started_at": v.as_ref().and_then(|v| v.started_at),
+                    "outcome": v.as_ref().map(|v| outcome_text(v)),
+                }))
+                .collect();
+            println!("{}", serde_json::json!({ "environment": env.name, "lease": lease, "runs": items }));
+        }
+        OutputFormat::Human => {
+            if let Some(l) = &lease {
+                let stale = l.staleness().map(|r| format!(" — STALE: {r}")).unwrap_or_default();
+                println!("lease: {l}{stale}");
+            }
+            if runs.is_empty() {
+                println!("no runs in {}", env.state_dir.display());
+            }
+            for (id, view) in &runs {
+                match view {
+                    Some(v) => println!("{id}  {}  {}  {}", v.started_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(), outcome_text(v), v.runbook),
+                    None => println!("{id}  (unreadable journal)"),
+                }
+            }
+        }
+    }
+    0
+}
+
+fn outcome_text(v: &RunView) -> String {
+    match (v.outcome, v.interrupted) {
+        (Some(o), _) => o.to_string(),
+        (None, true) => "Interrupted".into(),
+        (None, false) => "Running or crashed".into(),
+    }
+}
+
+fn show(view: &RunView, output: OutputFormat) {
+    if output == OutputFormat::Json {
+        let mut json = serde_json::to_value(view).unwrap_or_default();
+        if let Some(steps) = json.get_mut("steps") {
+            *steps = redact(steps);
+        }
+        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        return;
+    }
+    println!("run {}  {}  on {}", view.run_id.as_ref().map(|r| r.to_string()).unwrap_or_default(), view.runbook, view.environment_name);
+    println!("outcome: {}{}", outcome_text(view), view.message.as_ref().map(|m| format!(" — {m}")).unwrap_or_default());
+    println!("plan hash: {}", view.plan_hash);
+    for (id, step) in &view.steps {
+        let duration = match (step.first_started_at, step.finished_at) {
+            (Some(a), Some(b)) => format!("{:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        let status = match step.status {
+            StepStatus::Running => "running/cut off".to_string(),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        println!("  {id:<28} {status:<16} attempts {:<3} {duration:>8}", step.attempts);
+        if let Some(outputs) = &step.outputs {
+            for (k, v) in redact(&serde_json::Value::Object(outputs.clone())).as_object().into_iter().flatten() {
+                println!("      {k} = {v}");
+            }
+        }
+        if let Some(e) = &step.error {
+            println!("      error: {e}");
+        }
+        if let Some(c) = &step.compensation {
+            println!("      compensation: {c:?}");
+        }
+    }
+}

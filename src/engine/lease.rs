@@ -1,0 +1,247 @@
+//! One run per environment at a time: a lease with owner, pid, run id and expiry.
+//!
+//! The local lease is a file created with `O_EXCL` in the state directory. While a run
+//! holds it, a background task renews the expiry. A lease is *stale* when its expiry
+//! passed or (same host) its process is gone. A stale lease is never taken silently:
+//! `run` needs `--take-over-lease`, and `resume` of the very run that holds it may take
+//! it because the operator named that run. Every take-over is journaled.
+
+use crate::failure::Failure;
+use crate::ids::RunId;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Who holds the lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// `user@host`.
+    pub owner: String,
+    pub host: String,
+    pub pid: u32,
+    pub run_id: RunId,
+    pub acquired_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl LeaseInfo {
+    fn new(run_id: &RunId, ttl: Duration) -> Self {
+        let host = hostname();
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let now = chrono::Utc::now();
+        Self {
+            owner: format!("{user}@{host}"),
+            host,
+            pid: std::process::id(),
+            run_id: run_id.clone(),
+            acquired_at: now,
+            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5)),
+        }
+    }
+
+    /// Why the lease is stale, or `None` when it is live.
+    pub fn staleness(&self) -> Option<String> {
+        if self.host == hostname() && !process_alive(self.pid) {
+            return Some(format!("its process {} on {} is gone", self.pid, self.host));
+        }
+        if self.expires_at < chrono::Utc::now() {
+            return Some(format!("it expired at {}", self.expires_at.to_rfc3339()));
+        }
+        None
+    }
+}
+
+impl std::fmt::Display for LeaseInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "run {} by {} (pid {}, since {}, expires {})", self.run_id, self.owner, self.pid, self.acquired_at.to_rfc3339(), self.expires_at.to_rfc3339())
+    }
+}
+
+/// What happened when asking for the lease.
+#[derive(Debug)]
+pub enum Acquire {
+    /// We hold it now. `taken_over` names the stale holder we replaced, if any.
+    Acquired { taken_over: Option<(LeaseInfo, String)> },
+    /// Someone else holds a live lease.
+    Held(LeaseInfo),
+    /// A stale lease is in the way and taking it over was not allowed.
+    Stale(LeaseInfo, String),
+}
+
+/// How a caller may treat a stale lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TakeOver {
+    Never,
+    /// Only a stale lease held by this run id (resume of a crashed run).
+    SameRun,
+    /// Any stale lease (`--take-over-lease`).
+    AnyStale,
+}
+
+/// A lease file. Dropping it does not release it: call [`LocalLease::release`].
+#[derive(Debug)]
+pub struct LocalLease {
+    path: PathBuf,
+    info: LeaseInfo,
+    ttl: Duration,
+}
+
+/// Default lease time-to-live; renewed every third of it.
+pub const LEASE_TTL: Duration = Duration::from_secs(120);
+
+impl LocalLease {
+    pub fn path_for(state_dir: &Path) -> PathBuf {
+        state_dir.join("lease.json")
+    }
+
+    /// Reads the current holder, if any.
+    pub fn holder(state_dir: &Path) -> Result<Option<LeaseInfo>, Failure> {
+        let path = Self::path_for(state_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Failure::permanent(format!("lease {} is unreadable: {e}", path.display())).with_hint("inspect it; remove it only if no run is active")
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Failure::permanent(format!("cannot read lease {}: {e}", path.display()))),
+        }
+    }
+
+    pub fn acquire(state_dir: &Path, run_id: &RunId, take_over: TakeOver) -> Result<(Acquire, Option<LocalLease>), Failure> {
+        std::fs::create_dir_all(state_dir).map_err(|e| Failure::permanent(format!("cannot create state directory {}: {e}", state_dir.display())))?;
+        let path = Self::path_for(state_dir);
+        let info = LeaseInfo::new(run_id, LEASE_TTL);
+        let bytes = serde_json::to_vec_pretty(&info).expect("lease serializes");
+        // Bounded: each pass either creates the file, reports a holder, or replaces a
+        // stale lease (after which create_new is retried once more).
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    file.write_all(&bytes).and_then(|_| file.sync_all()).map_err(|e| Failure::permanent(format!("cannot write lease {}: {e}", path.display())))?;
+                    let lease = LocalLease { path, info, ttl: LEASE_TTL };
+                    return Ok((Acquire::Acquired { taken_over: None }, Some(lease)));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let Some(current) = Self::holder(state_dir)? else { continue };
+                    let Some(reason) = current.staleness() else { return Ok((Acquire::Held(current), None)) };
+                    let allowed = match take_over {
+                        TakeOver::Never => false,
+                        TakeOver::SameRun => &current.run_id == run_id,
+                        TakeOver::AnyStale => true,
+                    };
+                    if !allowed {
+                        return Ok((Acquire::Stale(current, reason), None));
+                    }
+                    // Replace atomically, then check we were the one who replaced it.
+                    write_atomically(&path, &bytes)?;
+                    match Self::holder(state_dir)? {
+                        Some(now) if now == info => {
+                            let lease = LocalLease { path, info, ttl: LEASE_TTL };
+                            return Ok((Acquire::Acquired { taken_over: Some((current, reason)) }, Some(lease)));
+                        }
+                        Some(other) => return Ok((Acquire::Held(other), None)),
+                        None => continue,
+                    }
+                }
+                Err(e) => return Err(Failure::permanent(format!("cannot create lease {}: {e}", path.display()))),
+            }
+        }
+        Err(Failure::transient(format!("lease {} kept changing while acquiring it", path.display())))
+    }
+
+    pub fn info(&self) -> &LeaseInfo {
+        &self.info
+    }
+
+    /// Extends the expiry. Fails if someone else took the lease meanwhile.
+    pub fn renew(&mut self) -> Result<(), Failure> {
+        let state_dir = self.path.parent().expect("lease lives in the state dir");
+        match Self::holder(state_dir)? {
+            Some(current) if current.run_id == self.info.run_id && current.pid == self.info.pid => {}
+            other => {
+                return Err(Failure::permanent(format!(
+                    "lost the lease {}: now held by {}",
+                    self.path.display(),
+                    other.map_or("nobody".into(), |o| o.to_string())
+                )))
+            }
+        }
+        self.info.expires_at = chrono::Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::minutes(2));
+        write_atomically(&self.path, &serde_json::to_vec_pretty(&self.info).expect("lease serializes"))
+    }
+
+    /// Removes the lease if we still hold it.
+    pub fn release(self) -> Result<(), Failure> {
+        let state_dir = self.path.parent().expect("lease lives in the state dir");
+        if let Some(current) = Self::holder(state_dir)? {
+            if current.run_id == self.info.run_id && current.pid == self.info.pid {
+                std::fs::remove_file(&self.path).map_err(|e| Failure::permanent(format!("cannot remove lease {}: {e}", self.path.display())))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Failure::permanent(format!("cannot write lease {}: {e}", path.display())))
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether a process with this pid exists (signal 0). A zombie counts as gone.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let exists = unsafe { libc::kill(pid_t, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_acquire_sees_the_live_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, lease) = LocalLease::acquire(dir.path(), &RunId::new("r1"), TakeOver::Never).unwrap();
+        assert!(matches!(a, Acquire::Acquired { taken_over: None }));
+        let (b, none) = LocalLease::acquire(dir.path(), &RunId::new("r2"), TakeOver::AnyStale).unwrap();
+        assert!(matches!(b, Acquire::Held(ref h) if h.run_id.as_str() == "r1"), "{b:?}");
+        assert!(none.is_none());
+        lease.unwrap().release().unwrap();
+        assert!(LocalLease::holder(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_stale_lease_is_taken_over_only_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stale = LeaseInfo::new(&RunId::new("old"), LEASE_TTL);
+        stale.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1);
+        std::fs::write(LocalLease::path_for(dir.path()), serde_json::to_vec(&stale).unwrap()).unwrap();
+        let (a, _) = LocalLease::acquire(dir.path(), &RunId::new("new"), TakeOver::Never).unwrap();
+        assert!(matches!(a, Acquire::Stale(ref h, ref why) if h.run_id.as_str() == "old" && why.contains("expired")), "{a:?}");
+        let (a, _) = LocalLease::acquire(dir.path(), &RunId::new("new"), TakeOver::SameRun).unwrap();
+        assert!(matches!(a, Acquire::Stale(..)));
+        let (a, lease) = LocalLease::acquire(dir.path(), &RunId::new("new"), TakeOver::AnyStale).unwrap();
+        assert!(matches!(a, Acquire::Acquired { taken_over: Some((ref h, _)) } if h.run_id.as_str() == "old"));
+        assert_eq!(LocalLease::holder(dir.path()).unwrap().unwrap().run_id.as_str(), "new");
+        lease.unwrap().release().unwrap();
+    }
+}
