@@ -1,0 +1,143 @@
+//! Provider settings and SDK client construction.
+//!
+//! Credentials come from the standard `aws-config` chain (environment, profile, SSO,
+//! instance role). `AWS_ENDPOINT_URL` is honoured by that chain; an explicit
+//! `endpoint_url` in the settings wins. With any custom endpoint (an emulator, a VPC
+//! endpoint) S3 uses path-style addressing.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use serde::{Deserialize, Serialize};
+
+/// The `aws` provider's settings, as the environment file gives them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// e.g. `af-south-1`.
+    pub region: String,
+    /// Overrides the service endpoints (an emulator, a VPC endpoint).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// A named profile from `~/.aws/config`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Bucket for artifacts, exec results and logs, the lease and journal mirrors.
+    pub bucket: String,
+    /// Key prefix inside the bucket, e.g. `cutover/production`. No leading/trailing `/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// KMS key for SSE-KMS; without it objects use SSE-S3 (AES256).
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+}
+
+impl AwsSettings {
+    /// The full S3 key for a key relative to the prefix.
+    pub fn full_key(&self, relative: &str) -> String {
+        let prefix = self.prefix.trim_matches('/');
+        let relative = relative.trim_start_matches('/');
+        if prefix.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{prefix}/{relative}")
+        }
+    }
+
+    /// The key relative to the prefix, or `None` if `full` lies outside it.
+    pub fn relative_key<'a>(&self, full: &'a str) -> Option<&'a str> {
+        let prefix = self.prefix.trim_matches('/');
+        if prefix.is_empty() {
+            Some(full)
+        } else {
+            full.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+        }
+    }
+
+    /// Whether requests go to a custom endpoint (settings or `AWS_ENDPOINT_URL`).
+    pub fn uses_custom_endpoint(&self) -> bool {
+        self.endpoint_url.is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty())
+    }
+}
+
+/// Loads the SDK configuration from the standard chain with the settings applied.
+pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()));
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// Every client the provider uses, built once from one [`SdkConfig`].
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub ecs: aws_sdk_ecs::Client,
+}
+
+impl AwsClients {
+    /// Builds the clients; S3 is path-style when a custom endpoint is in use.
+    pub fn new(sdk: &SdkConfig, settings: &AwsSettings) -> Self {
+        let path_style = settings.uses_custom_endpoint() || sdk.endpoint_url().is_some();
+        let s3_config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build();
+        Self {
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            ecs: aws_sdk_ecs::Client::new(sdk),
+        }
+    }
+
+    /// Loads the configuration and builds the clients.
+    pub async fn load(settings: &AwsSettings) -> Self {
+        let sdk = load_sdk_config(settings).await;
+        Self::new(&sdk, settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(prefix: &str) -> AwsSettings {
+        AwsSettings {
+            region: "af-south-1".into(),
+            endpoint_url: None,
+            profile: None,
+            bucket: "b".into(),
+            prefix: prefix.into(),
+            kms_key_id: None,
+        }
+    }
+
+    #[test]
+    fn keys_join_and_split_around_the_prefix() {
+        let s = settings("cutover/prod/");
+        assert_eq!(
+            s.full_key("runs/x/journal.jsonl"),
+            "cutover/prod/runs/x/journal.jsonl"
+        );
+        assert_eq!(s.relative_key("cutover/prod/runs/x"), Some("runs/x"));
+        assert_eq!(s.relative_key("cutover/production/runs/x"), None);
+        let bare = settings("");
+        assert_eq!(bare.full_key("/a/b"), "a/b");
+        assert_eq!(bare.relative_key("a/b"), Some("a/b"));
+    }
+
+    #[test]
+    fn unknown_settings_are_rejected() {
+        let err = toml::from_str::<AwsSettings>("region='x'\nbucket='b'\nbukket='c'").unwrap_err();
+        assert!(err.to_string().contains("bukket"));
+    }
+}
