@@ -1,0 +1,45 @@
+# cutover's entry points. `make test` is what CI runs (.ci/run).
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+.PHONY: help setup test fmt fmt-check lint unit bench demo
+
+help:
+	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
+	@echo "make test   setup, then format check, clippy and every test"
+	@echo "make bench  setup, then the digest benchmark"
+	@echo "make demo   setup, then the local blue-green demo"
+	@echo "make fmt    format the code;  make lint  clippy with warnings as errors"
+
+setup:
+	@scripts/setup.sh
+
+fmt:
+	$(CARGO) fmt
+
+fmt-check:
+	@echo "== cargo fmt --check"
+	@$(CARGO) fmt --check
+
+lint:
+	@echo "== cargo clippy --all-targets -- -D warnings"
+	@$(CARGO) clippy --quiet --all-targets -- -D warnings
+
+unit:
+	@echo "== cargo test"
+	@$(CARGO) test --quiet
+
+test: setup fmt-check lint unit
+	@echo "== all checks passed"
+
+bench: setup
+	$(CARGO) bench --bench digest
+
+demo: setup
+	@if [ -x scripts/demo.sh ]; then \
+		scripts/demo.sh; \
+	else \
+		echo "demo: scripts/demo.sh does not exist yet; the demo arrives with the local provider" >&2; \
+		exit 1; \
+	fi
