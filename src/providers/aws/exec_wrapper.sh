@@ -16,6 +16,7 @@ cutover_log="$cutover_workdir/log"
 cutover_started_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 # cutover_output KEY VALUE: declares an output (checksums, sizes, versions; never secrets).
+# shellcheck disable=SC2329 # exported for the body script
 cutover_output() {
   local key=$1 value=$2
   if [[ ! $key =~ ^[A-Za-z0-9_.-]+$ ]]; then
