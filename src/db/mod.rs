@@ -4,10 +4,13 @@
 
 pub mod arcadedb;
 pub mod bolt;
+pub mod engine;
 pub mod neo4j;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+pub use engine::{BackupArtifact, DatabaseEngine, DbHandle};
 
 /// Which database engine an environment's database runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,6 +1,8 @@
 //! The executor, the journal, the lease and retry policy.
 
 pub mod executor;
+#[cfg(test)]
+mod executor_tests;
 pub mod journal;
 pub mod lease;
 pub mod progress;

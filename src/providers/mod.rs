@@ -18,6 +18,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+/// The services of one provider, as the steps of a run use them.
+#[derive(Clone)]
+pub struct ProviderSet {
+    pub compute: std::sync::Arc<dyn Compute>,
+    pub objects: std::sync::Arc<dyn ObjectStore>,
+    pub secrets: std::sync::Arc<dyn SecretStore>,
+    /// `None` where commands run through the database engine instead (local).
+    pub exec: Option<std::sync::Arc<dyn Exec>>,
+}
+
 /// Tags on instances and other resources (`cutover:env`, `cutover:run-id`, ...).
 pub type Tags = BTreeMap<String, String>;
 

@@ -22,6 +22,8 @@ pub struct Services {
     /// `<state_dir>/runs/<run_id>`: the run's own directory (journal, scratch files).
     pub run_dir: PathBuf,
     pub progress: ProgressHandle,
+    /// The environment's provider; `None` for runs of utility steps only.
+    pub providers: Option<crate::providers::ProviderSet>,
 }
 
 /// The context of one step execution (or compensation).
@@ -82,6 +84,13 @@ impl StepContext {
 
     pub fn work_meter(&self, unit: &str) -> WorkMeter {
         WorkMeter::new(self.services.progress.clone(), self.step_id.clone(), unit)
+    }
+
+    /// The provider services, or a permanent failure naming the step when the run has none.
+    pub fn providers(&self) -> Result<&crate::providers::ProviderSet, Failure> {
+        self.services.providers.as_ref().ok_or_else(|| {
+            Failure::permanent(format!("step {} needs a provider, but this run has none", self.step_id))
+        })
     }
 
     pub fn environment(&self) -> &Environment {

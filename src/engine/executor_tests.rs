@@ -1,0 +1,306 @@
+//! Executor tests with scripted step kinds and paused tokio time: retry, backoff,
+//! deadlines, compensation order, and a property test over random DAGs.
+
+use super::executor::{Executor, SessionEnd};
+use super::journal::{read_records, Event, Journal, Outcome};
+use super::progress::no_progress;
+use super::retry::RetryPolicy;
+use super::state::{replay, RunView};
+use crate::config::{Environment, SourceFile};
+use crate::failure::Failure;
+use crate::ids::{RunId, StepId};
+use crate::plan::{Plan, PlannedStep};
+use crate::steps::{Decision, OutputSpec, Outputs, Services, Step, StepContext, StepKind};
+use async_trait::async_trait;
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// What scripted steps did, per run: `"start:a"`, `"done:a"`, `"undo:a"`, with the
+/// paused-clock time in milliseconds.
+fn log() -> &'static Mutex<HashMap<String, Vec<(u64, String)>>> {
+    static LOG: OnceLock<Mutex<HashMap<String, Vec<(u64, String)>>>> = OnceLock::new();
+    LOG.get_or_init(Default::default)
+}
+
+fn record(ctx: &StepContext, what: &str) {
+    let origin = ORIGIN.get_or_init(tokio::time::Instant::now);
+    let at = tokio::time::Instant::now().saturating_duration_since(*origin).as_millis() as u64;
+    log().lock().unwrap().entry(ctx.run_id.to_string()).or_default().push((at, format!("{what}:{}", ctx.step_id)));
+}
+
+static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
+
+fn events(run: &RunId) -> Vec<String> {
+    log().lock().unwrap().get(run.as_str()).map(|v| v.iter().map(|(_, e)| e.clone()).collect()).unwrap_or_default()
+}
+
+/// Behaviour from inputs: `fail_times` (fail the first N attempts), `class`
+/// (`transient`|`permanent`), `polls` (wait this many times before done),
+/// `poll_ms`, `undo_fails`.
+struct Scripted {
+    polls_left: Option<u64>,
+}
+
+fn input_u64(ctx: &StepContext, name: &str) -> u64 {
+    ctx.inputs.get(name).and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+#[async_trait]
+impl Step for Scripted {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        if self.polls_left.is_none() {
+            record(ctx, "start");
+            self.polls_left = Some(input_u64(ctx, "polls"));
+        }
+        if u64::from(ctx.attempt) <= input_u64(ctx, "fail_times") {
+            let permanent = ctx.inputs.get("class").and_then(|v| v.as_str()) == Some("permanent");
+            return Decision::Fail(if permanent { Failure::permanent("scripted") } else { Failure::transient("scripted") });
+        }
+        let left = self.polls_left.as_mut().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            return Decision::wait(Duration::from_millis(input_u64(ctx, "poll_ms").max(1)), "polling");
+        }
+        record(ctx, "done");
+        let mut out = Outputs::new();
+        out.insert("step".into(), ctx.step_id.to_string().into());
+        Decision::Done(out)
+    }
+
+    async fn compensate(&mut self, ctx: &StepContext, _outputs: Option<&Outputs>) -> Decision {
+        record(ctx, "undo");
+        if ctx.inputs.get("undo_fails").and_then(|v| v.as_bool()) == Some(true) {
+            return Decision::Fail(Failure::permanent("undo scripted to fail"));
+        }
+        Decision::done()
+    }
+}
+
+static SCRIPTED: StepKind = StepKind {
+    name: "test.scripted",
+    summary: "scripted test step",
+    inputs: &[],
+    outputs: OutputSpec::Dynamic,
+    changes: "test effects",
+    compensation: Some("test undo"),
+    build: || Box::new(Scripted { polls_left: None }),
+};
+
+fn step(id: &str, needs: &[&str], inputs: serde_json::Value) -> PlannedStep {
+    PlannedStep {
+        id: StepId::new(id),
+        kind: &SCRIPTED,
+        description: None,
+        needs: needs.iter().map(|n| StepId::new(*n)).collect(),
+        inputs: inputs.as_object().cloned().unwrap_or_default(),
+        retry: RetryPolicy { attempts: 4, backoff: Duration::from_secs(1), max_delay: Duration::from_secs(8) },
+        timeout: None,
+        when: None,
+        compensate: None,
+        location: SourceFile::new("t.toml", "").locate(None),
+    }
+}
+
+fn environment(dir: &std::path::Path) -> Arc<Environment> {
+    let text = format!("name = \"t\"\nprovider = \"local\"\nstate_dir = \"{}\"\n", dir.display());
+    Arc::new(Environment::parse(SourceFile::new(dir.join("env.toml"), text)).unwrap())
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    run_id: RunId,
+    journal_path: std::path::PathBuf,
+    executor: Executor,
+}
+
+fn harness(name: &str, steps: Vec<PlannedStep>, concurrency: usize) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = RunId::new(format!("{name}-{}", rand::random::<u32>()));
+    let env = environment(dir.path());
+    let plan = Plan {
+        name: name.into(),
+        runbook_path: "t.toml".into(),
+        environment: env.clone(),
+        params: Default::default(),
+        steps,
+        concurrency,
+        deadline: None,
+        hash: "h".into(),
+    };
+    let journal_path = dir.path().join("journal.jsonl");
+    let journal = Arc::new(Mutex::new(Journal::create(&journal_path).unwrap()));
+    let services = Arc::new(Services { environment: env, run_dir: dir.path().to_path_buf(), progress: no_progress(), providers: None });
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    std::mem::forget(_tx);
+    let executor = Executor { plan: Arc::new(plan), run_id: run_id.clone(), journal, services, progress: no_progress(), stop };
+    Harness { _dir: dir, run_id, journal_path, executor }
+}
+
+fn journal_view(h: &Harness) -> RunView {
+    replay(&read_records(&h.journal_path).unwrap().0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_growing_delays_until_success() {
+    let h = harness("retry", vec![step("a", &[], serde_json::json!({ "fail_times": 3 }))], 1);
+    let started = tokio::time::Instant::now();
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    assert!(matches!(end, SessionEnd::Finished(Outcome::Succeeded, _)), "{end:?}");
+    let (records, _) = read_records(&h.journal_path).unwrap();
+    let delays: Vec<u64> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::StepRetrying { delay_ms, .. } => Some(*delay_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 3, "three failures, three retries");
+    // Equal jitter: attempt n waits within [base/2, base] with base 1s, 2s, 4s.
+    for (delay, base) in delays.iter().zip([1000u64, 2000, 4000]) {
+        assert!(*delay >= base / 2 && *delay <= base, "delay {delay} outside [{}, {base}]", base / 2);
+    }
+    let elapsed = started.elapsed().as_millis() as u64;
+    assert!(elapsed >= delays.iter().sum::<u64>(), "the engine slept the delays (paused clock): {elapsed}");
+    assert_eq!(journal_view(&h).steps[&StepId::new("a")].attempts, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_failures_are_never_retried() {
+    let h = harness("permanent", vec![step("a", &[], serde_json::json!({ "fail_times": 1, "class": "permanent" }))], 1);
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    assert!(matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)), "{end:?}");
+    let view = journal_view(&h);
+    assert_eq!(view.steps[&StepId::new("a")].attempts, 1);
+    assert_eq!(view.steps[&StepId::new("a")].retries, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_at_the_attempt_limit() {
+    let h = harness("limit", vec![step("a", &[], serde_json::json!({ "fail_times": 10 }))], 1);
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    assert!(matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)), "{end:?}");
+    assert_eq!(journal_view(&h).steps[&StepId::new("a")].attempts, 4, "policy allows 4 attempts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_deadline_fails_a_step_that_keeps_waiting() {
+    let mut s = step("slow", &[], serde_json::json!({ "polls": 1000, "poll_ms": 1000 }));
+    s.timeout = Some(Duration::from_secs(30));
+    let h = harness("deadline", vec![s], 1);
+    let started = tokio::time::Instant::now();
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    let SessionEnd::Finished(Outcome::RolledBack, message) = end else { panic!("{end:?}") };
+    assert!(message.contains("timed out while polling"), "{message}");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(30) && elapsed < Duration::from_secs(32), "{elapsed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_run_deadline_stops_everything_and_rolls_back() {
+    let mut h = harness("run-deadline", vec![step("a", &[], serde_json::json!({})), step("b", &["a"], serde_json::json!({ "polls": 1000, "poll_ms": 1000 }))], 2);
+    Arc::get_mut(&mut h.executor.plan).unwrap().deadline = Some(Duration::from_secs(10));
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    let SessionEnd::Finished(Outcome::RolledBack, message) = end else { panic!("{end:?}") };
+    assert!(message.contains("timed out") || message.contains("deadline"), "{message}");
+    assert!(events(&h.run_id).contains(&"undo:a".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn compensation_runs_in_reverse_completion_order_with_unfinished_steps_first() {
+    // a → b → c, a → d; c fails permanently after b and d are done.
+    let h = harness(
+        "order",
+        vec![
+            step("a", &[], serde_json::json!({})),
+            step("b", &["a"], serde_json::json!({})),
+            step("d", &["a"], serde_json::json!({ "polls": 1, "poll_ms": 10 })),
+            step("c", &["b", "d"], serde_json::json!({ "fail_times": 1, "class": "permanent" })),
+        ],
+        1,
+    );
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    assert!(matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)), "{end:?}");
+    let undo: Vec<String> = events(&h.run_id).into_iter().filter(|e| e.starts_with("undo:")).collect();
+    assert_eq!(undo, vec!["undo:c", "undo:d", "undo:b", "undo:a"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_compensation_stops_the_rollback_and_needs_attention() {
+    let h = harness(
+        "undo-fails",
+        vec![
+            step("a", &[], serde_json::json!({})),
+            step("b", &["a"], serde_json::json!({ "undo_fails": true })),
+            step("c", &["b"], serde_json::json!({ "fail_times": 1, "class": "permanent" })),
+        ],
+        1,
+    );
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    let SessionEnd::Finished(Outcome::NeedsAttention, message) = end else { panic!("{end:?}") };
+    assert!(message.contains("undoing step b then failed") && message.contains("cutover resume"), "{message}");
+    let undo: Vec<String> = events(&h.run_id).into_iter().filter(|e| e.starts_with("undo:")).collect();
+    assert_eq!(undo, vec!["undo:c", "undo:b"], "a is not undone after b's undo failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_run_does_not_rerun_finished_steps() {
+    let h = harness("resume", vec![step("a", &[], serde_json::json!({})), step("b", &["a"], serde_json::json!({}))], 1);
+    let mut prior = RunView::default();
+    let mut a = super::state::StepView { status: super::state::StepStatus::Succeeded, attempts: 1, ..Default::default() };
+    a.outputs = Some(Outputs::new());
+    prior.steps.insert(StepId::new("a"), a);
+    prior.completion_order.push(StepId::new("a"));
+    prior.start_order.push(StepId::new("a"));
+    let end = h.executor.run(&prior).await.unwrap();
+    assert!(matches!(end, SessionEnd::Finished(Outcome::Succeeded, _)));
+    assert_eq!(events(&h.run_id), vec!["start:b", "done:b"]);
+}
+
+/// A random DAG: step i may need any step j < i.
+fn dag_strategy() -> impl Strategy<Value = (Vec<Vec<usize>>, usize)> {
+    (1usize..12, 1usize..5).prop_flat_map(|(n, concurrency)| {
+        let needs = (0..n).map(|i| proptest::collection::vec(0..i.max(1), 0..=i.min(3)).prop_map(move |v| if i == 0 { vec![] } else { v })).collect::<Vec<_>>();
+        (needs, Just(concurrency))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn random_dags_run_every_step_once_after_its_needs((needs, concurrency) in dag_strategy()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let steps: Vec<PlannedStep> = needs.iter().enumerate().map(|(i, ns)| {
+                let mut ns: Vec<String> = ns.iter().map(|j| format!("s{j}")).collect();
+                ns.sort();
+                ns.dedup();
+                let refs: Vec<&str> = ns.iter().map(String::as_str).collect();
+                step(&format!("s{i}"), &refs, serde_json::json!({ "polls": (i % 3) as u64, "poll_ms": 5 + i as u64 }))
+            }).collect();
+            let h = harness("prop", steps.clone(), concurrency);
+            let end = h.executor.run(&RunView::default()).await.unwrap();
+            prop_assert!(matches!(end, SessionEnd::Finished(Outcome::Succeeded, _)));
+            let log = log().lock().unwrap().get(h.run_id.as_str()).cloned().unwrap_or_default();
+            for s in &steps {
+                let starts: Vec<u64> = log.iter().filter(|(_, e)| *e == format!("start:{}", s.id)).map(|(t, _)| *t).collect();
+                prop_assert_eq!(starts.len(), 1, "step {} started once", s.id);
+                for need in &s.needs {
+                    let done = log.iter().find(|(_, e)| *e == format!("done:{need}")).map(|(t, _)| *t);
+                    prop_assert!(done.is_some_and(|d| d <= starts[0]), "{} started before its need {} finished", s.id, need);
+                }
+            }
+            // Never more than `concurrency` running at once.
+            let mut running = 0i64;
+            let mut peak = 0i64;
+            let mut ordered = log.clone();
+            ordered.sort_by_key(|(t, e)| (*t, e.starts_with("start:")));
+            for (_, e) in &ordered {
+                if e.starts_with("start:") { running += 1; peak = peak.max(running); } else if e.starts_with("done:") { running -= 1; }
+            }
+            prop_assert!(peak as usize <= concurrency, "peak {} > {}", peak, concurrency);
+            Ok(())
+        })?;
+    }
+}

@@ -1,0 +1,56 @@
+//! Shared helpers for tests that drive the real `cutover` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn cutover() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cutover"))
+}
+
+/// A scratch directory with `env.toml` (state under `state/`) and `book.toml`.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new(runbook: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("env.toml"), "name = \"test\"\nprovider = \"local\"\nstate_dir = \"state\"\n").unwrap();
+        std::fs::write(dir.path().join("book.toml"), runbook).unwrap();
+        Self { dir }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = cutover();
+        c.current_dir(self.path()).args(args).env_remove("CUTOVER_FAULT_PAUSE_AFTER_EVENT").env_remove("CUTOVER_STATE_DIR");
+        c
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+    pub fn journal(&self, run_id: &str) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.state().join("runs").join(run_id).join("journal.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Waits (bounded) for a path to exist.
+pub fn wait_for(path: &Path, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
