@@ -1,0 +1,222 @@
+//! Traffic targets against moto: ECS replace-by-name on a task definition that already
+//! has duplicate entries, switch and switch back; the secret-JSON and SSM-parameter
+//! targets; a deployment moto never makes stable is reported as not settled.
+
+use crate::aws_support::setup;
+use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair};
+use cutover::ids::SecretName;
+use cutover::providers::aws::traffic::{
+    SsmParameterTarget, TrafficTarget, TrafficValues, PARAMETER_VALUE,
+};
+use cutover::providers::aws::{EcsServiceTarget, SecretJsonTarget, SecretsManagerStore};
+use cutover::providers::{Readiness, SecretStore};
+use secrecy::SecretString;
+
+fn kv(n: &str, v: &str) -> KeyValuePair {
+    KeyValuePair::builder().name(n).value(v).build()
+}
+
+#[tokio::test]
+async fn ecs_env_is_replaced_by_name_even_with_duplicates_and_switches_back() {
+    let (_moto, _settings, clients) = setup("cutover-traffic-ecs").await;
+    let ecs = &clients.ecs;
+    ecs.create_cluster()
+        .cluster_name("credex-cluster-staging")
+        .send()
+        .await
+        .unwrap();
+    let td = ecs
+        .register_task_definition()
+        .family("credex-core-staging")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("credex-core")
+                .image("credex/core:1")
+                .memory(512)
+                .environment(kv("NODE_ENV", "staging"))
+                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://10.0.0.1:7687"))
+                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://10.0.0.9:7687"))
+                .environment(kv("NEO_4J_LEDGER_SPACE_USER", "neo4j"))
+                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://10.0.0.1:7687"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let blue_arn = td
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+    ecs.create_service()
+        .cluster("credex-cluster-staging")
+        .service_name("credex-core-service-staging")
+        .task_definition(&blue_arn)
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+
+    let target = EcsServiceTarget::new(
+        ecs.clone(),
+        "credex-cluster-staging",
+        "credex-core-service-staging",
+        None,
+        vec![
+            "NEO_4J_LEDGER_SPACE_BOLT_URL".into(),
+            "NEO_4J_LEDGER_SPACE_USER".into(),
+        ],
+    );
+    let green =
+        TrafficValues::from_plain([("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://10.0.1.5:7687")]);
+    let record = target.switch_to(&green, "run-1/switch").await.unwrap();
+    let again = target.switch_to(&green, "run-1/switch").await.unwrap();
+    assert_eq!(
+        record.detail, again.detail,
+        "a retried switch adopts the registered revision"
+    );
+    assert_eq!(record.detail["previous_task_definition"], blue_arn);
+
+    let svc = ecs
+        .describe_services()
+        .cluster("credex-cluster-staging")
+        .services("credex-core-service-staging")
+        .send()
+        .await
+        .unwrap();
+    let now = svc.services()[0].task_definition().unwrap().to_owned();
+    assert_eq!(now, record.detail["task_definition"]);
+    let new_td = ecs
+        .describe_task_definition()
+        .task_definition(&now)
+        .send()
+        .await
+        .unwrap();
+    let env: Vec<(String, String)> = new_td.task_definition().unwrap().container_definitions()[0]
+        .environment()
+        .iter()
+        .map(|k| (k.name().unwrap().to_owned(), k.value().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        env,
+        vec![
+            ("NODE_ENV".to_owned(), "staging".to_owned()),
+            (
+                "NEO_4J_LEDGER_SPACE_BOLT_URL".to_owned(),
+                "bolt://10.0.1.5:7687".to_owned()
+            ),
+            ("NEO_4J_LEDGER_SPACE_USER".to_owned(), "neo4j".to_owned()),
+        ],
+        "the name appears once, with the new value; nothing appended"
+    );
+    // moto never runs tasks, so the deployment never becomes stable: not settled.
+    assert!(matches!(
+        target.settled().await.unwrap(),
+        Readiness::NotYet(_)
+    ));
+
+    target.switch_back(&record, "run-1/switch").await.unwrap();
+    let svc = ecs
+        .describe_services()
+        .cluster("credex-cluster-staging")
+        .services("credex-core-service-staging")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svc.services()[0].task_definition().unwrap(), blue_arn);
+}
+
+#[tokio::test]
+async fn secret_json_keys_and_ssm_parameter_switch_and_switch_back() {
+    let (_moto, _settings, clients) = setup("cutover-traffic-secret").await;
+    let store = SecretsManagerStore::new(clients.secrets.clone());
+    let name = SecretName::new("neo4j_stage_secrets");
+    let initial = r#"{"ledgerspacebolturl":"bolt://blue:7687","ledgerspaceuser":"neo4j","ledgerspacepass":"blue-password","searchspacebolturl":"bolt://blue-s:7687"}"#;
+    store
+        .create_if_missing(&name, &SecretString::from(initial.to_owned()), None)
+        .await
+        .unwrap();
+    let target = SecretJsonTarget::new(
+        store.clone(),
+        name.clone(),
+        vec!["ledgerspacebolturl".into(), "ledgerspacepass".into()],
+    );
+    let record = target
+        .switch_to(
+            &TrafficValues::from_plain([
+                ("ledgerspacebolturl", "bolt://green:7687"),
+                ("ledgerspacepass", "green-password"),
+            ]),
+            "run-2/switch",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        record.previous.get("ledgerspacebolturl"),
+        Some("bolt://blue:7687")
+    );
+    let retried = target
+        .switch_to(
+            &TrafficValues::from_plain([
+                ("ledgerspacebolturl", "bolt://green:7687"),
+                ("ledgerspacepass", "green-password"),
+            ]),
+            "run-2/switch",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        retried.previous.get("ledgerspacepass"),
+        Some("blue-password"),
+        "a retry still knows what it replaced"
+    );
+    let (_, now) = store
+        .get_json(&name, cutover::providers::SecretStage::Current)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now["ledgerspacebolturl"], "bolt://green:7687");
+    assert_eq!(
+        now["searchspacebolturl"], "bolt://blue-s:7687",
+        "other keys untouched"
+    );
+    target.switch_back(&record, "run-2/switch").await.unwrap();
+    assert_eq!(
+        target.current().await.unwrap().get("ledgerspacebolturl"),
+        Some("bolt://blue:7687")
+    );
+    let versions = store.versions(&name).await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .filter(|v| v.stages.contains(&cutover::providers::SecretStage::Current))
+            .count(),
+        1
+    );
+
+    clients
+        .ssm
+        .put_parameter()
+        .name("/credex/staging/ledger-bolt-url")
+        .value("bolt://blue:7687")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let p = SsmParameterTarget::new(clients.ssm.clone(), "/credex/staging/ledger-bolt-url");
+    let green = TrafficValues::from_plain([(PARAMETER_VALUE, "bolt://green:7687")]);
+    let rec = p.switch_to(&green, "t").await.unwrap();
+    let rec2 = p.switch_to(&green, "t").await.unwrap();
+    assert_eq!(rec.previous.get(PARAMETER_VALUE), Some("bolt://blue:7687"));
+    assert_eq!(
+        rec2.previous.get(PARAMETER_VALUE),
+        Some("bolt://blue:7687"),
+        "history recovers the replaced value"
+    );
+    p.switch_back(&rec, "t").await.unwrap();
+    assert_eq!(
+        p.current().await.unwrap().get(PARAMETER_VALUE),
+        Some("bolt://blue:7687")
+    );
+}

@@ -1,0 +1,343 @@
+//! The neo4j scripts: shellcheck-clean, and run for real under bash — the exact command
+//! text the SSM exec provider sends — against moto with the AWS CLI, with `neo4j-admin`
+//! replaced by a stand-in named `fake-neo4j-admin` that records its argv. This proves the
+//! plumbing (pipefail, checksums, upload, result object, secrets read on the instance),
+//! not Neo4j itself.
+
+use crate::aws_support::{setup, tool, Moto};
+use cutover::db::neo4j::scripts::{self, Attempt};
+use cutover::db::neo4j::{Edition, ServerInfo};
+use cutover::ids::{ObjectKey, RunId, SecretName};
+use cutover::providers::aws::{S3Store, SecretsManagerStore, SsmExec};
+use cutover::providers::{ExecResult, ObjectStore, Script};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::Duration;
+
+const FAKE_ADMIN: &str = r#"#!/usr/bin/env bash
+# fake-neo4j-admin: a stand-in for neo4j-admin in tests. Records argv, fakes the effect.
+set -euo pipefail
+printf '%s\n' "$*" >>"$FAKE_ADMIN_LOG"
+case "$1 $2" in
+  "database dump")
+    if [[ " $* " == *" --to-stdout "* ]]; then
+      head -c 3000000 /dev/zero | tr '\0' 'n'
+    else
+      exit 64
+    fi ;;
+  "database load")
+    dir="${3#--from-path=}"
+    cp "$dir/neo4j.dump" "$FAKE_STORE" ;;
+  "dbms set-initial-password")
+    printf '%s' "$3" >"$FAKE_PASSWORD_FILE" ;;
+  *) echo "fake-neo4j-admin: unexpected $*" >&2; exit 64 ;;
+esac
+"#;
+
+#[test]
+fn every_script_is_shellcheck_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, text) in scripts::ALL {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        files.push(p);
+    }
+    let wrapper = dir.path().join("exec_wrapper.sh");
+    std::fs::write(&wrapper, cutover::providers::aws::ssm_exec::WRAPPER).unwrap();
+    files.push(wrapper);
+    let out = std::process::Command::new(tool("shellcheck"))
+        .args(["-s", "bash"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "shellcheck:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The AMI recipe's scripts too (they source ../versions.env).
+    let ami = Path::new(env!("CARGO_MANIFEST_DIR")).join("ami/scripts");
+    let out = std::process::Command::new(tool("shellcheck"))
+        .args(["-s", "bash", "-x", "install.sh", "configure.sh"])
+        .current_dir(&ami)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "shellcheck ami:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+struct Bench {
+    moto: Moto,
+    exec: SsmExec,
+    store: S3Store,
+    dir: tempfile::TempDir,
+    settings: cutover::providers::aws::AwsSettings,
+    clients: cutover::providers::aws::AwsClients,
+}
+
+async fn bench() -> Bench {
+    let (moto, settings, clients) = setup("cutover-neo4j-scripts").await;
+    let store = S3Store::new(clients.s3.clone(), settings.clone());
+    let exec = SsmExec::new(
+        clients.ssm.clone(),
+        store.clone(),
+        RunId::new("20261121-neo40001"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake-neo4j-admin");
+    std::fs::write(&fake, FAKE_ADMIN).unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&fake)
+        .status()
+        .unwrap();
+    Bench {
+        moto,
+        exec,
+        store,
+        dir,
+        settings,
+        clients,
+    }
+}
+
+impl Bench {
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs the command text SSM would run, as this test process's user, against moto.
+    async fn run(&self, script: &Script) -> (i32, ExecResult) {
+        let text = self.exec.render(script).unwrap();
+        let path = format!(
+            "{}:{}",
+            tool("aws").parent().unwrap().display(),
+            std::env::var("PATH").unwrap()
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&text)
+            .envs(self.moto.cli_env())
+            .env("PATH", path)
+            .env("NEO4J_ADMIN", self.path("fake-neo4j-admin"))
+            .env("FAKE_ADMIN_LOG", self.path("argv.log"))
+            .env("FAKE_STORE", self.path("store.dump"))
+            .env("FAKE_PASSWORD_FILE", self.path("password"))
+            .output()
+            .unwrap();
+        let result = self
+            .exec
+            .read_result(&script.nonce)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no result object; stderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        (out.status.code().unwrap_or(-1), result)
+    }
+
+    fn argv_log(&self) -> String {
+        std::fs::read_to_string(self.path("argv.log")).unwrap_or_default()
+    }
+}
+
+fn attempt(n: &str) -> Attempt {
+    Attempt {
+        nonce: format!("attempt-{n}"),
+        timeout: Duration::from_secs(300),
+    }
+}
+
+fn sha(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[tokio::test]
+async fn dump_streams_to_s3_with_sha256_and_load_verifies_before_loading() {
+    let b = bench().await;
+    let info = ServerInfo {
+        version: "5.26.3".parse().unwrap(),
+        edition: Edition::Community,
+    };
+    let key = ObjectKey::new("backups/ledger/run-1/neo4j.dump");
+    let uri = b.store.location(&key);
+
+    let dump = scripts::dump_to_s3(&info, "neo4j", &uri, &attempt("dump1")).unwrap();
+    let (code, result) = b.run(&dump).await;
+    assert_eq!(code, 0, "{}", result.output_tail);
+    assert_eq!(result.exit_code, 0);
+    assert!(
+        b.argv_log().contains("database dump --to-stdout neo4j"),
+        "{}",
+        b.argv_log()
+    );
+    let want = hex::encode(Sha256::digest(vec![b'n'; 3_000_000]));
+    assert_eq!(result.outputs["sha256"], want);
+    assert_eq!(result.outputs["size_bytes"], "3000000");
+    let bytes = b.store.get_bytes(&key).await.unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        want,
+        "the object in S3 has the reported checksum"
+    );
+    let sidecar = b
+        .store
+        .get_bytes(&ObjectKey::new("backups/ledger/run-1/neo4j.dump.sha256"))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&sidecar).starts_with(&want));
+
+    // Load: a wrong expected checksum stops before neo4j-admin load runs.
+    let wrong = "0".repeat(64);
+    let load = scripts::load_from_s3(
+        &info,
+        "5.26.3".parse().unwrap(),
+        "neo4j",
+        &uri,
+        &wrong,
+        &attempt("load1"),
+    )
+    .unwrap();
+    let (code, result) = b.run(&load).await;
+    assert_eq!(code, 3);
+    assert_eq!(result.outputs["loaded"], "false");
+    assert!(result.output_tail.contains("checksum mismatch"));
+    assert!(
+        !b.argv_log().contains("database load"),
+        "load must not run on a mismatch"
+    );
+    assert!(!b.path("store.dump").exists());
+
+    let load = scripts::load_from_s3(
+        &info,
+        "5.26.3".parse().unwrap(),
+        "neo4j",
+        &uri,
+        &want,
+        &attempt("load2"),
+    )
+    .unwrap();
+    let (code, result) = b.run(&load).await;
+    assert_eq!(code, 0, "{}", result.output_tail);
+    assert_eq!(result.outputs["loaded"], "true");
+    assert!(b.argv_log().contains("database load --from-path=/var/tmp/cutover-load-attempt-load2 --overwrite-destination=true neo4j"));
+    assert_eq!(sha(&b.path("store.dump")), want);
+    assert!(
+        !Path::new("/var/tmp/cutover-load-attempt-load2").exists(),
+        "scratch directory removed"
+    );
+
+    // A failing dump (pipefail): the stand-in refuses, the upload must not be reported.
+    let mut broken = dump.clone();
+    broken.nonce = "attempt-dump2".into();
+    broken.body = broken.body.replace("--to-stdout", "--bogus");
+    let (code, result) = b.run(&broken).await;
+    assert_ne!(code, 0);
+    assert!(!result.outputs.contains_key("sha256"));
+}
+
+#[tokio::test]
+async fn the_initial_password_is_read_from_secrets_manager_on_the_instance() {
+    let b = bench().await;
+    let secrets = SecretsManagerStore::new(b.clients.secrets.clone());
+    let name = SecretName::new("neo4j_stage_secrets");
+    secrets
+        .create_if_missing(
+            &name,
+            &SecretString::from(r#"{"ledgerspacepass":"s3cret-Pa55word"}"#.to_owned()),
+            None,
+        )
+        .await
+        .unwrap();
+    let script = scripts::set_initial_password(
+        "neo4j_stage_secrets",
+        "AWSCURRENT",
+        Some("ledgerspacepass"),
+        &attempt("pw1"),
+    )
+    .unwrap();
+    let text = b.exec.render(&script).unwrap();
+    assert!(
+        !text.contains("s3cret-Pa55word"),
+        "the password is never in the command text"
+    );
+    let data = b.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut script = script;
+    script
+        .env
+        .insert("NEO4J_DATA".into(), data.display().to_string());
+    let (code, result) = b.run(&script).await;
+    assert_eq!(code, 0, "{}", result.output_tail);
+    assert_eq!(result.outputs["password_set"], "true");
+    assert_eq!(
+        std::fs::read_to_string(b.path("password")).unwrap(),
+        "s3cret-Pa55word"
+    );
+    assert!(
+        !result.output_tail.contains("s3cret"),
+        "the password is not in the output"
+    );
+    let log = b
+        .store
+        .get_bytes(&b.exec.log_key("attempt-pw1"))
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&log).contains("s3cret"));
+    let _ = &b.settings;
+
+    // Once Neo4j has users, the initial-password path refuses.
+    std::fs::create_dir_all(data.join("dbms")).unwrap();
+    std::fs::write(data.join("dbms/auth.ini"), "neo4j:...").unwrap();
+    script.nonce = "attempt-pw2".into();
+    let (code, _) = b.run(&script).await;
+    assert_eq!(code, 3);
+}
+
+#[tokio::test]
+async fn community_freeze_edits_only_its_block_and_restarts() {
+    let b = bench().await;
+    let info = ServerInfo {
+        version: "5.26.3".parse().unwrap(),
+        edition: Edition::Community,
+    };
+    let conf = b.path("neo4j.conf");
+    std::fs::write(&conf, "server.default_listen_address=0.0.0.0\n").unwrap();
+    let systemctl = b.path("fake-systemctl");
+    std::fs::write(
+        &systemctl,
+        "#!/usr/bin/env bash\necho \"$*\" >>\"$FAKE_ADMIN_LOG\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&systemctl)
+        .status()
+        .unwrap();
+    for (n, freeze) in [("f1", true), ("f2", true), ("u1", false)] {
+        let mut s = scripts::community_freeze(&info, "neo4j", freeze, &attempt(n)).unwrap();
+        s.env
+            .insert("NEO4J_CONF".into(), conf.display().to_string());
+        s.env
+            .insert("CUTOVER_SYSTEMCTL".into(), systemctl.display().to_string());
+        let (code, result) = b.run(&s).await;
+        assert_eq!(code, 0, "{}", result.output_tail);
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert_eq!(text.contains("server.databases.read_only=neo4j"), freeze);
+        assert!(text.starts_with("server.default_listen_address=0.0.0.0\n"));
+    }
+    assert_eq!(
+        b.argv_log().matches("restart neo4j").count(),
+        2,
+        "no restart when nothing changed"
+    );
+}
