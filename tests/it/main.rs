@@ -1,6 +1,4 @@
 //! The integration tests: one binary, one module per area, all against real services.
-mod harness;
-mod harness_smoke;
 mod engine_cli;
 mod engine_crash_resume;
 mod engine_lock;
@@ -13,5 +11,3 @@ mod aws_secrets;
 mod aws_support;
 mod aws_traffic;
 mod neo4j_scripts;
-mod integrity;
-mod ledger;
