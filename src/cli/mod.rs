@@ -116,6 +116,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+    /// Print a graph fingerprint read over Bolt (read-only).
+    Digest {
+        #[command(flatten)]
+        args: digest::DigestArgs,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
     /// Print shell completions.
     Completions {
         shell: clap_complete::Shell,
@@ -143,7 +150,7 @@ pub fn main() -> ExitCode {
     let code = runtime.block_on(dispatch(cli));
     // Do not wait for lingering blocking tasks (e.g. a stuck read) on exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    ExitCode::from(code)
+    code
 }
 
 fn init_tracing(format: LogFormat, verbose: u8) {
@@ -195,8 +202,21 @@ fn install_signal_handlers() -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
-async fn dispatch(cli: Cli) -> u8 {
-    match cli.command {
+async fn dispatch(cli: Cli) -> ExitCode {
+    if let Command::Digest { args, output } = cli.command {
+        return match digest::run(args, output, progress_for(output)).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    ExitCode::from(dispatch_simple(cli.command).await)
+}
+
+async fn dispatch_simple(command: Command) -> u8 {
+    match command {
         Command::Plan(args) => plan_command(&args),
         Command::Run { plan, yes, run_id, take_over_lease } => run_command(plan, yes, run_id, take_over_lease).await,
         Command::Resume { run_id, env, force, output } => {
@@ -219,6 +239,7 @@ async fn dispatch(cli: Cli) -> u8 {
             clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut std::io::stdout());
             0
         }
+        Command::Digest { .. } => unreachable!("handled in dispatch"),
     }
 }
 

@@ -223,10 +223,10 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             return Err(format!("invalid duration \"{text}\"; write e.g. \"30s\", \"5m\", \"1h30m\""));
         }
         let number: u128 = rest[..digits].parse().map_err(|_| format!("duration \"{text}\" is too large"))?;
-        rest = &rest[digits..];
+        rest = rest[digits..].trim_start();
         let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
+        rest = rest[unit_len..].trim_start();
         let factor: u128 = match unit {
             "ms" => 1,
             "s" => 1_000,
@@ -300,6 +300,8 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit `y`"));
+        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit `minutes`"));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("").is_err());
     }
 

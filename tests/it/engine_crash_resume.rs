@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Each step records every execution in `executions`, and applies its effect once,
-/// idempotently by its token (rename is atomic), logging applications in `applied`.
+/// guarded by the effect's existence: the effect is one appended line (a single write),
+/// so the number of lines in `effect-STEP` is the number of times it happened.
 fn runbook() -> String {
     let script = r#"run = '''
 echo "$CUTOVER_STEP_ID" >> ../../../effects/executions
 if [ ! -e "../../../effects/effect-$CUTOVER_STEP_ID" ]; then
-  echo "$CUTOVER_IDEMPOTENCY_TOKEN" > "../../../effects/effect-$CUTOVER_STEP_ID.tmp"
-  mv "../../../effects/effect-$CUTOVER_STEP_ID.tmp" "../../../effects/effect-$CUTOVER_STEP_ID"
-  echo "$CUTOVER_STEP_ID" >> ../../../effects/applied
+  echo "$CUTOVER_IDEMPOTENCY_TOKEN" >> "../../../effects/effect-$CUTOVER_STEP_ID"
 fi
 echo "value=$CUTOVER_STEP_ID" >> "$CUTOVER_OUTPUTS"
 '''"#;
@@ -48,8 +47,6 @@ struct EndState {
     outcome: String,
     /// effect file → content (the idempotency token)
     effects: BTreeMap<String, String>,
-    /// step → times its effect was applied
-    applied: BTreeMap<String, usize>,
     executions: BTreeMap<String, usize>,
     outputs: BTreeMap<String, serde_json::Value>,
 }
@@ -80,7 +77,7 @@ fn end_state(ws: &Workspace) -> EndState {
             outputs.insert(e["step"].as_str().unwrap().to_string(), o);
         }
     }
-    EndState { outcome, effects, applied: count("applied"), executions: count("executions"), outputs }
+    EndState { outcome, effects, executions: count("executions"), outputs }
 }
 
 fn fresh_workspace() -> Workspace {
@@ -133,10 +130,10 @@ fn kill_9_after_every_journal_event_then_resume_reaches_the_same_end_state() {
         assert_eq!(state.outcome, "Succeeded", "after event {kill_after}");
         assert_eq!(state.effects, reference.effects, "effects differ after a kill at event {kill_after}");
         assert_eq!(state.outputs, reference.outputs, "outputs differ after a kill at event {kill_after}");
-        for (step, n) in &state.applied {
-            assert_eq!(*n, 1, "the effect of {step} happened {n} times (kill at event {kill_after})");
+        for (file, content) in &state.effects {
+            assert_eq!(content.lines().count(), 1, "{file} happened {} times (kill at event {kill_after})", content.lines().count());
         }
-        assert_eq!(state.applied.len(), 12);
+        assert_eq!(state.effects.len(), 12);
         for step in &finished_before {
             assert_eq!(state.executions.get(step), Some(&1), "{step} finished before the kill at event {kill_after} but ran again");
         }

@@ -54,7 +54,7 @@ fn problems(c: &Case) -> (Problems, SourceFile) {
 
 fn cases() -> Vec<Case> {
     let mut v = vec![
-        case("invalid TOML", "name = \"x\"\n[[step]\n", "invalid TOML", Some("[[step]")),
+        Case { name: "invalid TOML", runbook: "name = \"x\"\n[[step]\n".into(), env: None, message: "invalid TOML", at: Some("[[step]"), at_offset: 6 },
         case("missing name", "[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\n", "the runbook is missing required key `name`", Some("[[step]]")),
         case("unknown top-level key", &with_header("stepz = 1\n[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\n"), "unknown key `stepz` in the runbook", Some("stepz")),
         case("no steps", HEADER, "the runbook has no steps", Some("name")),
@@ -64,7 +64,7 @@ fn cases() -> Vec<Case> {
         case("unknown kind", &with_header("[[step]]\nid = \"a\"\nuses = \"util.shel\"\nwith = { run = \"true\" }\n"), "unknown step kind `util.shel`", Some("\"util.shel\"")),
         case("duplicate id", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\n[[step]]\nid = \"a\" # again\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\n"), "duplicate step id `a` (first defined on line 3)", Some("\"a\" # again")),
         case("needs unknown step", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nneeds = [\"nope\"]\nwith = { duration = \"1s\" }\n"), "step `a` needs unknown step `nope`", Some("\"nope\"")),
-        case("needs itself", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nneeds = [\"a\"]\nwith = { duration = \"1s\" }\n"), "step `a` needs itself", Some("[\"a\"]")),
+        case("needs itself", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nneeds = [\"a\"]\nwith = { duration = \"1s\" }\n"), "step `a` needs itself", Some("\"a\"]")),
         case("cycle", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nneeds = [\"c\"]\nwith = { duration = \"1s\" }\n[[step]]\nid = \"b\"\nuses = \"util.wait\"\nneeds = [\"a\"]\nwith = { duration = \"1s\" }\n[[step]]\nid = \"c\"\nuses = \"util.wait\"\nneeds = [\"b\"]\nwith = { duration = \"1s\" }\n"), "cycle in needs: a → b → c → a", Some("\"a\"")),
         case("unknown input", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { durration = \"1s\" }\n"), "step `a`: `util.wait` has no input `durration`", Some("durration")),
         case("missing required input", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\n"), "step `a`: `util.wait` needs input `duration`", Some("\"a\"")),
@@ -160,7 +160,7 @@ fn the_cli_exits_2_and_writes_nothing_when_validation_fails() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
-        assert!(stderr.contains("book.toml:5:37: step `a`: `util.shell` has no input `tmeout`"), "{command}: {stderr}");
+        assert!(stderr.contains("book.toml:5:29: step `a`: `util.shell` has no input `tmeout`"), "{command}: {stderr}");
     }
     assert!(!state.exists(), "validation failure created the state directory");
     assert!(!dir.path().join("ran").exists());
