@@ -8,8 +8,16 @@
 //! through [`StepContext::record_intent`] *before* the side effect, and adopt what an
 //! earlier attempt created when the same token shows up again.
 
+pub mod compute;
 pub mod context;
+pub mod db;
+pub mod dbctx;
+pub mod health;
+pub mod integrity_step;
+pub mod preflight;
 pub mod registry;
+pub mod secret;
+pub mod traffic;
 pub mod util;
 
 pub use context::{Services, StepContext, StepRecorder};

@@ -99,7 +99,15 @@ impl std::fmt::Debug for StepKind {
 
 /// Every step kind cutover knows.
 pub fn kinds() -> impl Iterator<Item = &'static StepKind> {
-    super::util::KINDS.iter()
+    super::util::KINDS
+        .iter()
+        .chain(super::preflight::KINDS)
+        .chain(super::compute::KINDS)
+        .chain(super::db::KINDS)
+        .chain(super::integrity_step::KINDS)
+        .chain(super::secret::KINDS)
+        .chain(super::traffic::KINDS)
+        .chain(super::health::KINDS)
 }
 
 pub fn find_kind(name: &str) -> Option<&'static StepKind> {

@@ -1,0 +1,177 @@
+//! `compute.provision` and `compute.decommission`: instances for a database, tagged with
+//! env, database, color and run id; provisioning is idempotent by the step's token.
+
+use super::dbctx::{database_def, parse_duration, setting_str};
+use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::{Decision, Outputs, Step, StepContext};
+use crate::failure::Failure;
+use crate::ids::InstanceId;
+use crate::providers::{tag, Instance, ProvisionRequest, Readiness, Tags};
+use crate::try_step;
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::time::Duration;
+
+pub static KINDS: &[StepKind] = &[
+    StepKind {
+        name: "compute.provision",
+        summary: "create an instance for a database from an image and wait until it serves",
+        inputs: &[
+            InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
+            InputSpec { name: "color", ty: ValueType::String, required: false, doc: "blue | green (default green)" },
+            InputSpec { name: "image", ty: ValueType::String, required: false, doc: "image (default: the database's `image` setting)" },
+        ],
+        outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "address", "ready_after_ms"]),
+        changes: "creates an instance (a server process locally, an EC2 instance on AWS)",
+        compensation: Some("terminates the instance"),
+        build: || Box::new(Provision { started: None, instance: None }),
+    },
+    StepKind {
+        name: "compute.decommission",
+        summary: "after a bake window, terminate an instance (blue stays frozen and alive until then)",
+        inputs: &[
+            InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "instance id" },
+            InputSpec { name: "bake", ty: ValueType::Duration, required: false, doc: "how long to keep it first (default 0s)" },
+        ],
+        outputs: OutputSpec::Fixed(&["terminated", "terminated_at"]),
+        changes: "terminates the instance",
+        compensation: None,
+        build: || Box::new(Decommission { until: None }),
+    },
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisionInputs {
+    database: String,
+    color: Option<String>,
+    image: Option<String>,
+}
+
+struct Provision {
+    started: Option<std::time::Instant>,
+    instance: Option<Instance>,
+}
+
+fn run_tags(ctx: &StepContext) -> Tags {
+    let mut tags = Tags::new();
+    tags.insert(tag::RUN_ID.into(), ctx.run_id.as_str().into());
+    tags.insert(tag::STEP_ID.into(), ctx.step_id.as_str().into());
+    tags
+}
+
+fn instance_outputs(instance: &Instance, ready_after: Duration) -> Outputs {
+    let mut out = Outputs::new();
+    out.insert("instance_id".into(), instance.id.as_str().into());
+    out.insert("bolt_uri".into(), instance.endpoints.get("bolt").cloned().unwrap_or_default().into());
+    out.insert("address".into(), instance.address.clone().unwrap_or_default().into());
+    out.insert("ready_after_ms".into(), (ready_after.as_millis() as u64).into());
+    out
+}
+
+#[async_trait]
+impl Step for Provision {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: ProvisionInputs = try_step!(ctx.inputs());
+        let def = try_step!(database_def(ctx, &inputs.database)).clone();
+        let providers = try_step!(ctx.providers());
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
+        if self.instance.is_none() {
+            let color = inputs.color.clone().unwrap_or_else(|| "green".into());
+            let image = inputs.image.clone().or_else(|| setting_str(&def, "image").map(str::to_owned)).unwrap_or_else(|| "default".into());
+            let mut tags = run_tags(ctx);
+            tags.insert(tag::ENV.into(), ctx.environment().name.clone());
+            tags.insert(tag::DATABASE.into(), inputs.database.clone());
+            tags.insert(tag::COLOR.into(), color.clone());
+            let name = format!("{}-{}-{}-{}", ctx.environment().name, inputs.database, color, ctx.run_id);
+            tags.insert(tag::NAME.into(), name.clone());
+            let request = ProvisionRequest {
+                image: image.clone(),
+                name,
+                tags,
+                idempotency_token: ctx.idempotency_token.clone(),
+                settings: def.settings.clone(),
+            };
+            try_step!(ctx.record_intent("compute.provision", serde_json::json!({ "database": inputs.database, "color": color, "image": image })));
+            let instance = try_step!(providers.compute.provision(&request).await);
+            try_step!(ctx.save_checkpoint(serde_json::json!({ "instance_id": instance.id })));
+            ctx.note(format!("instance {} provisioned for {}; waiting until it serves", instance.id, inputs.database));
+            self.instance = Some(instance);
+        }
+        let id = self.instance.as_ref().expect("set above").id.clone();
+        match try_step!(providers.compute.readiness(&id).await) {
+            Readiness::NotYet(why) => Decision::wait(Duration::from_millis(500), format!("instance {id} not ready: {why}")),
+            Readiness::Ready => {
+                // Re-describe: endpoints may only be known once it runs.
+                let instance = try_step!(providers.compute.describe(&id).await)
+                    .or_else(|| self.instance.clone())
+                    .expect("instance known");
+                Decision::Done(instance_outputs(&instance, started.elapsed()))
+            }
+        }
+    }
+
+    async fn postcondition(&mut self, ctx: &StepContext, outputs: &Outputs) -> Result<(), Failure> {
+        let id = outputs.get("instance_id").and_then(|v| v.as_str()).unwrap_or_default();
+        match ctx.providers()?.compute.describe(&InstanceId::new(id)).await? {
+            Some(_) => Ok(()),
+            None => Err(Failure::permanent(format!("instance {id} created by step {} no longer exists", ctx.step_id))),
+        }
+    }
+
+    /// Terminates what this step created: by its outputs, by its checkpoint, and by
+    /// the run and step tags (an instance created before a crash that journaled nothing).
+    async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
+        let providers = try_step!(ctx.providers());
+        let mut ids: Vec<InstanceId> = Vec::new();
+        if let Some(id) = outputs.and_then(|o| o.get("instance_id")).and_then(|v| v.as_str()) {
+            ids.push(InstanceId::new(id));
+        }
+        if let Some(id) = ctx.checkpoint().and_then(|c| c.get("instance_id").and_then(|v| v.as_str()).map(str::to_owned)) {
+            ids.push(InstanceId::new(id));
+        }
+        for found in try_step!(providers.compute.find_by_tags(&run_tags(ctx)).await) {
+            ids.push(found.id);
+        }
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            try_step!(ctx.record_intent("compute.terminate", serde_json::json!({ "instance_id": id })));
+            try_step!(providers.compute.terminate(&id).await);
+            ctx.note(format!("terminated instance {id}"));
+        }
+        Decision::done()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecommissionInputs {
+    instance: String,
+    bake: Option<String>,
+}
+
+struct Decommission {
+    until: Option<std::time::Instant>,
+}
+
+#[async_trait]
+impl Step for Decommission {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: DecommissionInputs = try_step!(ctx.inputs());
+        let bake = try_step!(parse_duration(inputs.bake.as_deref().unwrap_or("0s")));
+        let until = *self.until.get_or_insert_with(|| std::time::Instant::now() + bake);
+        let now = std::time::Instant::now();
+        if now < until {
+            return Decision::wait((until - now).min(Duration::from_secs(5)), format!("baking: instance {} kept (frozen) for {:?}", inputs.instance, until - now));
+        }
+        let providers = try_step!(ctx.providers());
+        let id = InstanceId::new(&inputs.instance);
+        try_step!(ctx.record_intent("compute.terminate", serde_json::json!({ "instance_id": id })));
+        try_step!(providers.compute.terminate(&id).await);
+        let mut out = Outputs::new();
+        out.insert("terminated".into(), inputs.instance.into());
+        out.insert("terminated_at".into(), super::dbctx::now_rfc3339().into());
+        Decision::Done(out)
+    }
+}

@@ -1,0 +1,297 @@
+//! `db.freeze`, `db.unfreeze`, `db.backup` and `db.restore`.
+//!
+//! A backup is an artifact plus a manifest next to it (`…/manifest.json`) holding the
+//! artifact's SHA-256, the engine version, and the fingerprint of the database it was
+//! taken from. A restore reads the manifest, downloads the artifact and checks its SHA-256
+//! *before* the engine loads anything, refuses a mismatch, then gives the application
+//! user its password before anything else can connect.
+
+use super::dbctx::{app_password_secret, app_user, current_secret, failpoint, now_rfc3339, DbRef};
+use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::{Decision, Outputs, Step, StepContext};
+use crate::db::BackupArtifact;
+use crate::failure::Failure;
+use crate::ids::ObjectKey;
+use crate::integrity::fingerprint::Fingerprint;
+use crate::integrity::invariants::{run_invariants, InvariantOutcome};
+use crate::try_step;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+const DB_INPUTS: &[InputSpec] = &[
+    InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
+    InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "instance id" },
+];
+
+pub static KINDS: &[StepKind] = &[
+    StepKind {
+        name: "db.freeze",
+        summary: "refuse writes (reads still served)",
+        inputs: DB_INPUTS,
+        outputs: OutputSpec::Fixed(&["frozen_at"]),
+        changes: "the database refuses writes",
+        compensation: Some("unfreezes the database (guaranteed: also after a partial freeze)"),
+        build: || Box::new(Freeze),
+    },
+    StepKind {
+        name: "db.unfreeze",
+        summary: "accept writes again",
+        inputs: DB_INPUTS,
+        outputs: OutputSpec::Fixed(&["unfrozen_at"]),
+        changes: "the database accepts writes",
+        compensation: None,
+        build: || Box::new(Unfreeze),
+    },
+    StepKind {
+        name: "db.backup",
+        summary: "back up a database to the object store with SHA-256 and a manifest holding its fingerprint",
+        inputs: &[
+            InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
+            InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "instance id" },
+            InputSpec { name: "prefix", ty: ValueType::String, required: false, doc: "object key prefix (default backups/ENV/RUN_ID)" },
+        ],
+        outputs: OutputSpec::Fixed(&["artifact_key", "manifest_key", "sha256", "size", "fingerprint", "taken_at", "frozen", "location"]),
+        changes: "writes a backup artifact and its manifest to the object store",
+        compensation: None,
+        build: || Box::new(Backup),
+    },
+    StepKind {
+        name: "db.restore",
+        summary: "verify a backup's SHA-256 against its manifest, load it into a fresh instance, set the app user",
+        inputs: &[
+            InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
+            InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "the fresh instance to restore into" },
+            InputSpec { name: "manifest", ty: ValueType::String, required: true, doc: "manifest object key" },
+        ],
+        outputs: OutputSpec::Fixed(&["sha256", "restored_at", "bolt_uri"]),
+        changes: "loads data into the instance and sets the application user's password",
+        compensation: None,
+        build: || Box::new(Restore),
+    },
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DbInputs {
+    database: String,
+    instance: String,
+}
+
+/// What `db.backup` writes next to the artifact.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub environment: String,
+    pub database: String,
+    pub run_id: String,
+    pub taken_at: String,
+    /// Whether writes were refused while the backup was taken.
+    pub frozen: bool,
+    pub artifact: BackupArtifact,
+    pub fingerprint: Fingerprint,
+    #[serde(default)]
+    pub invariants: Vec<InvariantOutcome>,
+}
+
+pub const MANIFEST_FORMAT: &str = "cutover-backup-manifest/v1";
+
+pub async fn read_manifest(ctx: &StepContext, key: &str) -> Result<Manifest, Failure> {
+    let providers = ctx.providers()?;
+    let object = ObjectKey::new(key);
+    let bytes = providers.objects.get_bytes(&object).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Failure::permanent(format!("manifest {} is not a cutover backup manifest: {e}", providers.objects.location(&object)))
+            .with_hint("take a new backup: cutover run runbooks/backup.toml --env …")
+    })
+}
+
+struct Freeze;
+
+#[async_trait]
+impl Step for Freeze {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: DbInputs = try_step!(ctx.inputs());
+        let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
+        try_step!(ctx.record_intent("db.freeze", serde_json::json!({ "database": inputs.database, "instance": inputs.instance })));
+        try_step!(db.engine.freeze(&db.handle).await);
+        if !try_step!(db.engine.is_frozen(&db.handle).await) {
+            return Decision::Fail(Failure::transient(format!("{} on {} still accepts writes after the freeze", inputs.database, inputs.instance)));
+        }
+        let mut out = Outputs::new();
+        out.insert("frozen_at".into(), now_rfc3339().into());
+        Decision::Done(out)
+    }
+
+    async fn postcondition(&mut self, ctx: &StepContext, _outputs: &Outputs) -> Result<(), Failure> {
+        let inputs: DbInputs = ctx.inputs()?;
+        let db = DbRef::open(ctx, &inputs.database, &inputs.instance).await?;
+        if db.engine.is_frozen(&db.handle).await? {
+            Ok(())
+        } else {
+            Err(Failure::permanent(format!("{} on {} is no longer frozen", inputs.database, inputs.instance)))
+        }
+    }
+
+    async fn compensate(&mut self, ctx: &StepContext, _outputs: Option<&Outputs>) -> Decision {
+        unfreeze(ctx).await
+    }
+}
+
+async fn unfreeze(ctx: &StepContext) -> Decision {
+    let inputs: DbInputs = try_step!(ctx.inputs());
+    let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
+    try_step!(ctx.record_intent("db.unfreeze", serde_json::json!({ "database": inputs.database, "instance": inputs.instance })));
+    try_step!(db.engine.unfreeze(&db.handle).await);
+    if try_step!(db.engine.is_frozen(&db.handle).await) {
+        return Decision::Fail(Failure::transient(format!("{} on {} still refuses writes after the unfreeze", inputs.database, inputs.instance)));
+    }
+    let mut out = Outputs::new();
+    out.insert("unfrozen_at".into(), now_rfc3339().into());
+    Decision::Done(out)
+}
+
+struct Unfreeze;
+
+#[async_trait]
+impl Step for Unfreeze {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        unfreeze(ctx).await
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupInputs {
+    database: String,
+    instance: String,
+    prefix: Option<String>,
+}
+
+struct Backup;
+
+#[async_trait]
+impl Step for Backup {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: BackupInputs = try_step!(ctx.inputs());
+        let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
+        let providers = try_step!(ctx.providers());
+        let prefix = inputs.prefix.clone().unwrap_or_else(|| format!("backups/{}/{}", ctx.environment().name, ctx.run_id));
+        let prefix = prefix.trim_end_matches('/');
+        let artifact_key = ObjectKey::new(format!("{prefix}/{}/{}.backup", inputs.database, inputs.database));
+        let manifest_key = ObjectKey::new(format!("{prefix}/{}/manifest.json", inputs.database));
+        let frozen = try_step!(db.engine.is_frozen(&db.handle).await);
+        let taken_at = now_rfc3339();
+        try_step!(ctx.record_intent("db.backup", serde_json::json!({ "artifact": artifact_key, "frozen": frozen })));
+        let artifact = try_step!(db.engine.backup(&db.handle, providers.objects.as_ref(), &artifact_key).await);
+        ctx.note(format!("backup of {} written: {} bytes, sha256 {}", inputs.database, artifact.object.size, artifact.object.sha256.clone().unwrap_or_default()));
+        let Some(sha256) = artifact.object.sha256.clone() else {
+            return Decision::Fail(Failure::permanent(format!("the object store did not report a SHA-256 for {}", providers.objects.location(&artifact_key))));
+        };
+        // The fingerprint of the database as backed up: frozen, it is what green must equal.
+        let meter = ctx.work_meter("records");
+        let options = try_step!(db.fingerprint_options());
+        let fingerprint = try_step!(crate::integrity::fingerprint::fingerprint_target(&db.admin_target(), &options, &meter)
+            .await
+            .map_err(|e| Failure::transient(format!("fingerprint of {}: {e}", inputs.database))));
+        let invariants = try_step!(db.invariants());
+        let outcomes = if invariants.is_empty() {
+            Vec::new()
+        } else {
+            let graph = try_step!(db.admin_target().connect(1).await);
+            try_step!(run_invariants(&graph, &invariants).await.map_err(|e| Failure::transient(format!("invariants of {}: {e}", inputs.database))))
+        };
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            environment: ctx.environment().name.clone(),
+            database: inputs.database.clone(),
+            run_id: ctx.run_id.as_str().into(),
+            taken_at: taken_at.clone(),
+            frozen,
+            artifact: artifact.clone(),
+            fingerprint: fingerprint.clone(),
+            invariants: outcomes,
+        };
+        let bytes = try_step!(serde_json::to_vec_pretty(&manifest).map_err(|e| Failure::permanent(format!("cannot encode the manifest: {e}"))));
+        try_step!(providers.objects.put_bytes(&manifest_key, bytes).await);
+        if failpoint(ctx, "corrupt-artifact") {
+            // Test failure point: damage the stored artifact after the manifest recorded
+            // its true SHA-256; the restore must refuse it.
+            let mut data = try_step!(providers.objects.get_bytes(&artifact_key).await);
+            let middle = data.len() / 2;
+            if let Some(b) = data.get_mut(middle) {
+                *b ^= 0xff;
+            }
+            try_step!(providers.objects.put_bytes(&artifact_key, data).await);
+            ctx.note("failure point: the backup artifact was corrupted after the manifest was written");
+        }
+        let mut out = Outputs::new();
+        out.insert("artifact_key".into(), artifact_key.as_str().into());
+        out.insert("manifest_key".into(), manifest_key.as_str().into());
+        out.insert("sha256".into(), sha256.into());
+        out.insert("size".into(), artifact.object.size.into());
+        out.insert("fingerprint".into(), fingerprint.content.clone().into());
+        out.insert("taken_at".into(), taken_at.into());
+        out.insert("frozen".into(), frozen.into());
+        out.insert("location".into(), providers.objects.location(&artifact_key).into());
+        Decision::Done(out)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreInputs {
+    database: String,
+    instance: String,
+    manifest: String,
+}
+
+struct Restore;
+
+#[async_trait]
+impl Step for Restore {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: RestoreInputs = try_step!(ctx.inputs());
+        let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
+        let providers = try_step!(ctx.providers());
+        let manifest = try_step!(read_manifest(ctx, &inputs.manifest).await);
+        if manifest.database != inputs.database {
+            return Decision::Fail(Failure::permanent(format!(
+                "manifest {} is a backup of `{}`, not `{}`",
+                inputs.manifest, manifest.database, inputs.database
+            )));
+        }
+        let Some(expected) = manifest.artifact.object.sha256.clone() else {
+            return Decision::Fail(Failure::permanent(format!("manifest {} records no SHA-256", inputs.manifest)));
+        };
+        // Bytes first: download and hash what is stored now, before anything is loaded.
+        let scratch = ctx.services.run_dir.join(format!("verify-{}.artifact", ctx.step_id));
+        let fetched = try_step!(providers.objects.get_file(&manifest.artifact.object.key, &scratch).await);
+        let _ = std::fs::remove_file(&scratch);
+        let actual = fetched.sha256.unwrap_or_default();
+        if actual != expected {
+            return Decision::Fail(
+                Failure::permanent(format!(
+                    "checksum mismatch for {}: the manifest says sha256 {expected}, the stored artifact has {actual}; nothing was loaded",
+                    providers.objects.location(&manifest.artifact.object.key)
+                ))
+                .with_hint(format!("the backup is corrupt — take a new backup: cutover run runbooks/backup.toml --env {}", ctx.environment().name)),
+            );
+        }
+        if failpoint(ctx, "kill-green") {
+            ctx.note("failure point: stopping the green server before the restore");
+            try_step!(providers.compute.stop(&db.handle.instance.id).await);
+        }
+        try_step!(ctx.record_intent("db.restore", serde_json::json!({ "manifest": inputs.manifest, "sha256": expected })));
+        try_step!(db.engine.restore(&db.handle, providers.objects.as_ref(), &manifest.artifact).await);
+        // Dumps carry no users: give the application user its current password before
+        // anything can reach green.
+        let user = app_user(&db.def);
+        let password = try_step!(current_secret(ctx, &app_password_secret(ctx, &db.def)).await);
+        try_step!(db.engine.set_user_password(&db.handle, &user, &password).await);
+        let mut out = Outputs::new();
+        out.insert("sha256".into(), expected.into());
+        out.insert("restored_at".into(), now_rfc3339().into());
+        out.insert("bolt_uri".into(), db.bolt_uri().into());
+        Decision::Done(out)
+    }
+}

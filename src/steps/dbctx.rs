@@ -1,0 +1,158 @@
+//! What the database steps share: finding a database's settings in the environment,
+//! building a [`DbHandle`] for an instance (the administrator's password comes from the
+//! secret store, never from inputs), picking the engine, and failure points for tests.
+
+use super::StepContext;
+use crate::config::environment::DatabaseDef;
+use crate::db::bolt::BoltTarget;
+use crate::db::{DatabaseEngine, DbHandle, EngineKind};
+use crate::failure::Failure;
+use crate::ids::{DatabaseName, InstanceId, SecretName};
+use crate::integrity::fingerprint::{FingerprintOptions, IdentityKey};
+use crate::integrity::invariants::Invariant;
+use crate::providers::{Instance, SecretStage};
+use secrecy::SecretString;
+use std::sync::Arc;
+
+/// Tag (or endpoint) naming the secret that holds an instance's administrator password.
+pub const ADMIN_SECRET_TAG: &str = "cutover:admin-secret";
+
+/// The environment's definition of `database`, or a permanent failure naming the fix.
+pub fn database_def<'a>(ctx: &'a StepContext, database: &str) -> Result<&'a DatabaseDef, Failure> {
+    ctx.environment().databases.get(&DatabaseName::new(database)).ok_or_else(|| {
+        let known: Vec<&str> = ctx.environment().databases.keys().map(|d| d.as_str()).collect();
+        Failure::permanent(format!(
+            "step {}: environment `{}` has no database `{database}` (it has: {})",
+            ctx.step_id,
+            ctx.environment().name,
+            known.join(", ")
+        ))
+        .with_hint(format!("add [databases.{database}] to {} or fix the runbook", ctx.environment().source.path.display()))
+    })
+}
+
+pub fn setting_str<'a>(def: &'a DatabaseDef, key: &str) -> Option<&'a str> {
+    def.settings.get(key).and_then(|v| v.as_str())
+}
+
+/// The database's name inside the server (`database = …`, default: its name in the
+/// environment).
+pub fn inner_name(def: &DatabaseDef) -> String {
+    setting_str(def, "database").map(str::to_owned).unwrap_or_else(|| def.name.as_str().to_owned())
+}
+
+/// The application's user for this database (`user = …`, default `app`).
+pub fn app_user(def: &DatabaseDef) -> String {
+    setting_str(def, "user").map(str::to_owned).unwrap_or_else(|| "app".into())
+}
+
+/// The secret holding the application's password (`password_secret`).
+pub fn app_password_secret(ctx: &StepContext, def: &DatabaseDef) -> SecretName {
+    SecretName::new(
+        setting_str(def, "password_secret")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}/{}/app-password", ctx.environment().name, def.name)),
+    )
+}
+
+pub fn engine_for(kind: EngineKind) -> Result<Arc<dyn DatabaseEngine>, Failure> {
+    match kind {
+        EngineKind::Arcadedb => Err(Failure::permanent("the arcadedb engine is not built into this binary yet")),
+        EngineKind::Neo4j => Err(Failure::permanent(
+            "the neo4j engine has no step driver in this build yet; use engine = \"arcadedb\" to rehearse locally",
+        )),
+    }
+}
+
+/// Looks an instance up; a missing one is permanent (it was removed behind our back).
+pub async fn instance(ctx: &StepContext, id: &str) -> Result<Instance, Failure> {
+    let providers = ctx.providers()?;
+    providers.compute.describe(&InstanceId::new(id)).await?.ok_or_else(|| {
+        Failure::permanent(format!("step {}: instance {id} does not exist", ctx.step_id))
+            .with_hint("the instance was removed; run the runbook again to create a new one")
+    })
+}
+
+/// The secret naming an instance's administrator password.
+pub fn admin_secret_name(instance: &Instance) -> SecretName {
+    instance
+        .tags
+        .get(ADMIN_SECRET_TAG)
+        .or_else(|| instance.endpoints.get("admin_secret"))
+        .map(|s| SecretName::new(s.clone()))
+        .unwrap_or_else(|| SecretName::new(format!("instances/{}/admin", instance.id)))
+}
+
+pub async fn current_secret(ctx: &StepContext, name: &SecretName) -> Result<SecretString, Failure> {
+    let providers = ctx.providers()?;
+    providers.secrets.get(name, SecretStage::Current).await?.map(|v| v.value).ok_or_else(|| {
+        Failure::permanent(format!("secret {name} has no current version")).with_hint("create it, or check the environment's secret names")
+    })
+}
+
+/// Everything a step needs to talk to one database on one instance.
+pub struct DbRef {
+    pub def: DatabaseDef,
+    pub engine: Arc<dyn DatabaseEngine>,
+    pub handle: DbHandle,
+}
+
+impl DbRef {
+    pub async fn open(ctx: &StepContext, database: &str, instance_id: &str) -> Result<DbRef, Failure> {
+        let def = database_def(ctx, database)?.clone();
+        let engine = engine_for(def.engine)?;
+        let instance = instance(ctx, instance_id).await?;
+        let admin_password = current_secret(ctx, &admin_secret_name(&instance)).await?;
+        let admin_user = instance.tags.get("cutover:admin-user").cloned().unwrap_or_else(|| "root".into());
+        let handle = DbHandle { instance, database: inner_name(&def), admin_user, admin_password };
+        Ok(DbRef { def, engine, handle })
+    }
+
+    /// The administrator's Bolt target (for fingerprints and checks).
+    pub fn admin_target(&self) -> BoltTarget {
+        self.engine.bolt_target(&self.handle, &self.handle.admin_user, self.handle.admin_password.clone())
+    }
+
+    pub fn bolt_uri(&self) -> String {
+        self.admin_target().uri
+    }
+
+    pub fn fingerprint_options(&self) -> Result<FingerprintOptions, Failure> {
+        let mut options = FingerprintOptions { parallelism: 2, ..FingerprintOptions::default() };
+        if let Some(keys) = self.def.settings.get("identity_keys").and_then(|v| v.as_array()) {
+            for k in keys {
+                let text = k.as_str().unwrap_or_default();
+                let key: IdentityKey = text.parse().map_err(|e| Failure::permanent(format!("database {}: {e}", self.def.name)))?;
+                options.identity_keys.push(key);
+            }
+        }
+        Ok(options)
+    }
+
+    /// The environment's app invariants for this database (`invariants = [{name, cypher,
+    /// expect}]`); the credex ledger invariants when the database has `Daynode`s is a
+    /// runbook decision, not a default.
+    pub fn invariants(&self) -> Result<Vec<Invariant>, Failure> {
+        match self.def.settings.get("invariants") {
+            None => Ok(Vec::new()),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| Failure::permanent(format!("database {}: invariants must be [{{name, cypher, expect}}]: {e}", self.def.name))),
+        }
+    }
+}
+
+/// Test failure points: `CUTOVER_FAILPOINTS=name@step-id,…`. Only the named step of a
+/// run that was started with the variable is affected; the injected failure says so.
+pub fn failpoint(ctx: &StepContext, name: &str) -> bool {
+    std::env::var("CUTOVER_FAILPOINTS")
+        .map(|v| v.split(',').any(|p| p.trim() == format!("{name}@{}", ctx.step_id)))
+        .unwrap_or(false)
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, Failure> {
+    crate::config::toml_read::parse_duration(text).map_err(Failure::permanent)
+}

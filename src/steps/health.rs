@@ -1,0 +1,93 @@
+//! `health.check`: real Cypher queries as the application user, N consecutive successes.
+//! The app's own `/health` never touches the database, so it proves nothing here.
+
+use super::dbctx::{app_password_secret, app_user, current_secret, failpoint, parse_duration, DbRef};
+use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::{Decision, Outputs, Step, StepContext};
+use crate::failure::{ErrorClass, Failure};
+use crate::integrity::invariants::run_invariants;
+use crate::try_step;
+use async_trait::async_trait;
+use serde::Deserialize;
+
+pub static KINDS: &[StepKind] = &[StepKind {
+    name: "health.check",
+    summary: "run real Cypher queries as the application until N consecutive rounds succeed",
+    inputs: &[
+        InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
+        InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "instance id" },
+        InputSpec { name: "successes", ty: ValueType::Integer, required: false, doc: "consecutive successful rounds needed (default 3)" },
+        InputSpec { name: "interval", ty: ValueType::Duration, required: false, doc: "pause between rounds (default \"1s\")" },
+        InputSpec { name: "queries", ty: ValueType::List, required: false, doc: "extra read queries; the database's invariants always run" },
+    ],
+    outputs: OutputSpec::Fixed(&["rounds", "successes"]),
+    changes: "",
+    compensation: None,
+    build: || Box::new(Health { streak: 0, rounds: 0 }),
+}];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthInputs {
+    database: String,
+    instance: String,
+    successes: Option<u32>,
+    interval: Option<String>,
+    #[serde(default)]
+    queries: Vec<String>,
+}
+
+struct Health {
+    streak: u32,
+    rounds: u32,
+}
+
+async fn round(ctx: &StepContext, inputs: &HealthInputs) -> Result<(), Failure> {
+    let db = DbRef::open(ctx, &inputs.database, &inputs.instance).await?;
+    let user = app_user(&db.def);
+    let password = current_secret(ctx, &app_password_secret(ctx, &db.def)).await?;
+    let target = db.engine.bolt_target(&db.handle, &user, password);
+    let graph = target.connect(1).await?;
+    let mut queries = vec!["MATCH (n) RETURN count(n) AS nodes".to_owned()];
+    queries.extend(inputs.queries.iter().cloned());
+    if failpoint(ctx, "fail-health") {
+        queries.push("THIS IS NOT CYPHER".into());
+    }
+    for q in &queries {
+        let mut rows = graph.execute(neo4rs::query(q)).await.map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?;
+        while rows.next().await.map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?.is_some() {}
+    }
+    let invariants = db.invariants()?;
+    let outcomes = run_invariants(&graph, &invariants).await.map_err(|e| Failure::transient(format!("{}: {e}", inputs.database)))?;
+    let broken: Vec<String> = outcomes.iter().filter(|o| !o.holds()).map(|o| format!("{}: {}", o.name, o.render())).collect();
+    if !broken.is_empty() {
+        return Err(Failure::permanent(format!("{} on {}: invariants broken: {}", inputs.database, inputs.instance, broken.join("; "))));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Step for Health {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: HealthInputs = try_step!(ctx.inputs());
+        let needed = inputs.successes.unwrap_or(3).max(1);
+        let interval = try_step!(parse_duration(inputs.interval.as_deref().unwrap_or("1s")));
+        self.rounds += 1;
+        match round(ctx, &inputs).await {
+            Ok(()) => self.streak += 1,
+            Err(f) if f.class == ErrorClass::Transient => {
+                self.streak = 0;
+                return Decision::wait(interval, format!("health round {} failed ({}); starting the count again", self.rounds, f.message));
+            }
+            Err(f) => return Decision::Fail(f),
+        }
+        if self.streak >= needed {
+            let mut out = Outputs::new();
+            out.insert("rounds".into(), self.rounds.into());
+            out.insert("successes".into(), self.streak.into());
+            Decision::Done(out)
+        } else {
+            Decision::wait(interval, format!("{}/{needed} consecutive healthy rounds", self.streak))
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `integrity.compare`: green's fingerprint must equal the one recorded in the backup's
+//! manifest (frozen blue's), and the app invariants must hold on green as they did on blue.
+
+use super::db::read_manifest;
+use super::dbctx::DbRef;
+use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::{Decision, Outputs, Step, StepContext};
+use crate::failure::Failure;
+use crate::integrity::compare::compare;
+use crate::integrity::invariants::run_invariants;
+use crate::try_step;
+use async_trait::async_trait;
+use serde::Deserialize;
+
+pub static KINDS: &[StepKind] = &[StepKind {
+    name: "integrity.compare",
+    summary: "fingerprint an instance and compare it with the backup manifest's (frozen blue's); check app invariants",
+    inputs: &[
+        InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
+        InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "the instance to check (green)" },
+        InputSpec { name: "manifest", ty: ValueType::String, required: true, doc: "manifest object key of the backup it was restored from" },
+    ],
+    outputs: OutputSpec::Fixed(&["match", "source_fingerprint", "target_fingerprint", "nodes", "relationships", "findings"]),
+    changes: "",
+    compensation: None,
+    build: || Box::new(Compare),
+}];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompareInputs {
+    database: String,
+    instance: String,
+    manifest: String,
+}
+
+struct Compare;
+
+#[async_trait]
+impl Step for Compare {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: CompareInputs = try_step!(ctx.inputs());
+        let manifest = try_step!(read_manifest(ctx, &inputs.manifest).await);
+        let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
+        let mut options = try_step!(db.fingerprint_options());
+        options.identity_keys = manifest.fingerprint.identity_keys.clone();
+        let meter = ctx.work_meter("records");
+        let green = try_step!(crate::integrity::fingerprint::fingerprint_target(&db.admin_target(), &options, &meter)
+            .await
+            .map_err(|e| Failure::transient(format!("fingerprint of {} on {}: {e}", inputs.database, inputs.instance))));
+        let mut findings = compare(&manifest.fingerprint, &green);
+        let invariants = try_step!(db.invariants());
+        if !invariants.is_empty() {
+            let graph = try_step!(db.admin_target().connect(1).await);
+            let outcomes = try_step!(run_invariants(&graph, &invariants)
+                .await
+                .map_err(|e| Failure::transient(format!("invariants of {}: {e}", inputs.database))));
+            findings.add_invariants(&manifest.invariants, &outcomes);
+        }
+        if !findings.is_match() {
+            let shown: Vec<String> = findings.findings.iter().filter(|f| f.blocking).take(5).map(|f| f.to_string()).collect();
+            return Decision::Fail(
+                Failure::permanent(format!(
+                    "{} on {} does not match its backup ({} finding(s)): {}",
+                    inputs.database,
+                    inputs.instance,
+                    findings.findings.len(),
+                    shown.join("; ")
+                ))
+                .with_hint("green does not take traffic; inspect with `cutover digest` on both sides"),
+            );
+        }
+        ctx.note(format!("{}: fingerprint {} equals frozen blue's", inputs.database, green.content));
+        let nodes: u64 = green.node_groups.values().map(|g| g.count).sum();
+        let rels: u64 = green.relationship_groups.values().map(|g| g.count).sum();
+        let mut out = Outputs::new();
+        out.insert("match".into(), true.into());
+        out.insert("source_fingerprint".into(), manifest.fingerprint.content.clone().into());
+        out.insert("target_fingerprint".into(), green.content.into());
+        out.insert("nodes".into(), nodes.into());
+        out.insert("relationships".into(), rels.into());
+        out.insert("findings".into(), findings.findings.len().into());
+        Decision::Done(out)
+    }
+}

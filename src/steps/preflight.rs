@@ -1,0 +1,269 @@
+//! `db.preflight` (find blue, check it is healthy, versions compatible, app jobs idle,
+//! backup location writable), `backup.select` (the latest backup of every database from
+//! one point in time) and `drill.measure` (RTO/RPO of a drill).
+
+use super::db::read_manifest;
+use super::dbctx::{database_def, now_rfc3339, setting_str, DbRef};
+use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::traffic::{LocalSecretTarget, TrafficTarget};
+use super::{Decision, Outputs, Step, StepContext};
+use crate::failure::Failure;
+use crate::ids::ObjectKey;
+use crate::providers::{tag, Tags};
+use crate::try_step;
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::time::Duration;
+
+pub static KINDS: &[StepKind] = &[
+    StepKind {
+        name: "db.preflight",
+        summary: "find the live (blue) instance; check health, versions, idle app jobs and the backup location",
+        inputs: &[
+            InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
+            InputSpec { name: "instance", ty: ValueType::String, required: false, doc: "blue's instance id (default: found by tags)" },
+            InputSpec { name: "target_version", ty: ValueType::String, required: false, doc: "version green will run (default: the database's `version`)" },
+            InputSpec { name: "wait_for_jobs", ty: ValueType::Bool, required: false, doc: "wait while DCO/MTQ run (default true)" },
+        ],
+        outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "version", "target_version", "engine"]),
+        changes: "",
+        compensation: None,
+        build: || Box::new(Preflight),
+    },
+    StepKind {
+        name: "backup.select",
+        summary: "pick a backup (latest, or one run's) holding every listed database from one point in time",
+        inputs: &[
+            InputSpec { name: "databases", ty: ValueType::List, required: true, doc: "database names" },
+            InputSpec { name: "backup", ty: ValueType::String, required: false, doc: "`latest` (default) or a backup run id" },
+        ],
+        outputs: OutputSpec::Dynamic,
+        changes: "",
+        compensation: None,
+        build: || Box::new(Select),
+    },
+    StepKind {
+        name: "drill.measure",
+        summary: "measure a drill's RTO (start → verified) and RPO (backup age at start)",
+        inputs: &[
+            InputSpec { name: "started_at", ty: ValueType::String, required: true, doc: "RFC 3339 start of the drill" },
+            InputSpec { name: "backup_taken_at", ty: ValueType::String, required: true, doc: "RFC 3339 time of the backup" },
+        ],
+        outputs: OutputSpec::Fixed(&["rto_seconds", "rpo_seconds"]),
+        changes: "",
+        compensation: None,
+        build: || Box::new(Measure),
+    },
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreflightInputs {
+    database: String,
+    instance: Option<String>,
+    target_version: Option<String>,
+    wait_for_jobs: Option<bool>,
+}
+
+/// `a < b` for dotted versions (`5.26.0`, `26.10.2`); non-numeric parts compare as 0.
+pub fn version_older(a: &str, b: &str) -> bool {
+    let parse = |v: &str| v.split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    let (mut x, mut y) = (parse(a), parse(b));
+    let n = x.len().max(y.len());
+    x.resize(n, 0);
+    y.resize(n, 0);
+    x < y
+}
+
+struct Preflight;
+
+/// The live instance of `database`: the only one tagged for it, or the one the traffic
+/// target points at.
+async fn locate(ctx: &StepContext, database: &str) -> Result<String, Failure> {
+    let providers = ctx.providers()?;
+    let mut tags = Tags::new();
+    tags.insert(tag::ENV.into(), ctx.environment().name.clone());
+    tags.insert(tag::DATABASE.into(), database.into());
+    let found = providers.compute.find_by_tags(&tags).await?;
+    match found.len() {
+        0 => Err(Failure::permanent(format!("no instance of `{database}` found in environment `{}`", ctx.environment().name))
+            .with_hint("create it first (scripts/demo.sh does this locally), or pass `instance`")),
+        1 => Ok(found[0].id.as_str().to_owned()),
+        _ => {
+            let target = LocalSecretTarget::from_env(ctx)?;
+            let url = target.current_url(ctx, database).await?.unwrap_or_default();
+            found
+                .iter()
+                .find(|i| i.endpoints.get("bolt").map(|b| *b == url).unwrap_or(false))
+                .map(|i| i.id.as_str().to_owned())
+                .ok_or_else(|| {
+                    let ids: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
+                    Failure::permanent(format!("{} instances of `{database}` ({}) and the traffic target points at none", ids.len(), ids.join(", ")))
+                        .with_hint("pass `instance` explicitly, or remove the stale ones with `cutover gc`")
+                })
+        }
+    }
+}
+
+#[async_trait]
+impl Step for Preflight {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: PreflightInputs = try_step!(ctx.inputs());
+        let def = try_step!(database_def(ctx, &inputs.database)).clone();
+        let instance = match inputs.instance.clone() {
+            Some(i) => i,
+            None => try_step!(locate(ctx, &inputs.database).await),
+        };
+        let db = try_step!(DbRef::open(ctx, &inputs.database, &instance).await);
+        try_step!(db.engine.health(&db.handle).await);
+        let version = try_step!(db.engine.version(&db.handle).await);
+        let target_version = inputs.target_version.clone().or_else(|| setting_str(&def, "version").map(str::to_owned)).unwrap_or_else(|| version.clone());
+        if version_older(&target_version, &version) {
+            return Decision::Fail(
+                Failure::permanent(format!("{}: green would run {target_version}, older than blue's {version}; a restore into an older version is refused", inputs.database))
+                    .with_hint("set the database's `version` to blue's version or newer"),
+            );
+        }
+        if inputs.wait_for_jobs.unwrap_or(true) {
+            let graph = try_step!(db.admin_target().connect(1).await);
+            let q = neo4rs::query(
+                "MATCH (d:Daynode) WHERE d.Active = true RETURN coalesce(d.DCOrunningNow, false) AS dco, coalesce(d.MTQrunningNow, false) AS mtq",
+            );
+            let mut rows = try_step!(graph.execute(q).await.map_err(|e| crate::db::bolt::classify_bolt_error(&db.bolt_uri(), &e)));
+            while let Some(row) = try_step!(rows.next().await.map_err(|e| crate::db::bolt::classify_bolt_error(&db.bolt_uri(), &e))) {
+                let dco: bool = row.get("dco").unwrap_or(false);
+                let mtq: bool = row.get("mtq").unwrap_or(false);
+                if dco || mtq {
+                    let job = if dco { "DCO" } else { "MTQ" };
+                    return Decision::wait(Duration::from_secs(2), format!("{}: the {job} job is running (active Daynode flag set); waiting for it to finish", inputs.database));
+                }
+            }
+        }
+        let providers = try_step!(ctx.providers());
+        let probe = ObjectKey::new(format!("backups/{}/.preflight-{}", ctx.environment().name, ctx.idempotency_token));
+        try_step!(providers.objects.put_bytes(&probe, b"cutover preflight probe".to_vec()).await.map_err(|f| Failure {
+            hint: Some("make the backup location writable (free space, permissions) and run again".into()),
+            ..f
+        }));
+        try_step!(providers.objects.delete(&probe).await);
+        let mut out = Outputs::new();
+        out.insert("instance_id".into(), instance.into());
+        out.insert("bolt_uri".into(), db.bolt_uri().into());
+        out.insert("version".into(), version.into());
+        out.insert("target_version".into(), target_version.into());
+        out.insert("engine".into(), def.engine.to_string().into());
+        Decision::Done(out)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectInputs {
+    databases: Vec<String>,
+    backup: Option<String>,
+}
+
+struct Select;
+
+#[async_trait]
+impl Step for Select {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: SelectInputs = try_step!(ctx.inputs());
+        let providers = try_step!(ctx.providers());
+        let env = ctx.environment().name.clone();
+        let wanted = inputs.backup.clone().filter(|b| b != "latest");
+        let objects = try_step!(providers.objects.list(&format!("backups/{env}/")).await);
+        // backups/ENV/RUN/DB/manifest.json → RUN → set of DBs
+        let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for o in &objects {
+            let parts: Vec<&str> = o.key.as_str().split('/').collect();
+            if parts.len() == 5 && parts[4] == "manifest.json" {
+                runs.entry(parts[2].to_owned()).or_default().push(parts[3].to_owned());
+            }
+        }
+        let complete: Vec<&String> = runs.iter().filter(|(_, dbs)| inputs.databases.iter().all(|d| dbs.contains(d))).map(|(r, _)| r).collect();
+        let chosen = match &wanted {
+            Some(run) if complete.contains(&run) => run.clone(),
+            Some(run) => {
+                return Decision::Fail(Failure::permanent(format!("backup {run} does not hold all of {} in environment {env}", inputs.databases.join(", "))))
+            }
+            None => {
+                // Latest by the manifests' taken_at.
+                let mut best: Option<(String, String)> = None;
+                for run in complete {
+                    let key = format!("backups/{env}/{run}/{}/manifest.json", inputs.databases[0]);
+                    let m = try_step!(read_manifest(ctx, &key).await);
+                    if best.as_ref().map(|(t, _)| m.taken_at > *t).unwrap_or(true) {
+                        best = Some((m.taken_at, run.clone()));
+                    }
+                }
+                match best {
+                    Some((_, run)) => run,
+                    None => {
+                        return Decision::Fail(
+                            Failure::permanent(format!("no backup of {} found in environment {env}", inputs.databases.join(", ")))
+                                .with_hint(format!("take one: cutover run runbooks/backup.toml --env {env}")),
+                        )
+                    }
+                }
+            }
+        };
+        let mut out = Outputs::new();
+        let mut taken = String::new();
+        for d in &inputs.databases {
+            let key = format!("backups/{env}/{chosen}/{d}/manifest.json");
+            let m = try_step!(read_manifest(ctx, &key).await);
+            if taken.is_empty() || m.taken_at < taken {
+                taken = m.taken_at.clone();
+            }
+            out.insert(format!("{d}_manifest"), key.into());
+            out.insert(format!("{d}_fingerprint"), m.fingerprint.content.clone().into());
+        }
+        out.insert("backup_run".into(), chosen.into());
+        out.insert("taken_at".into(), taken.into());
+        out.insert("selected_at".into(), now_rfc3339().into());
+        Decision::Done(out)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeasureInputs {
+    started_at: String,
+    backup_taken_at: String,
+}
+
+struct Measure;
+
+#[async_trait]
+impl Step for Measure {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: MeasureInputs = try_step!(ctx.inputs());
+        let parse = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s).map_err(|e| Failure::permanent(format!("`{s}` is not an RFC 3339 time: {e}")))
+        };
+        let started = try_step!(parse(&inputs.started_at));
+        let taken = try_step!(parse(&inputs.backup_taken_at));
+        let now = chrono::Utc::now();
+        let rto = (now - started.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
+        let rpo = (started - taken).num_milliseconds() as f64 / 1000.0;
+        ctx.note(format!("RTO {rto:.1}s (start → verified), RPO {rpo:.1}s (backup age at start)"));
+        let mut out = Outputs::new();
+        out.insert("rto_seconds".into(), rto.into());
+        out.insert("rpo_seconds".into(), rpo.into());
+        Decision::Done(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_older;
+
+    #[test]
+    fn never_restore_into_an_older_version() {
+        assert!(version_older("5.25.1", "5.26.0"));
+        assert!(!version_older("5.26.0", "5.26.0"));
+        assert!(!version_older("26.10.2", "26.10"));
+        assert!(version_older("26.9", "26.10.1"));
+    }
+}

@@ -1,0 +1,223 @@
+//! `traffic.switch`: point the application at green — every listed database in one
+//! change, because the app reads all its connection settings at start-up.
+//!
+//! Where the application reads its settings is a [`TrafficTarget`]. The local target is
+//! a JSON secret in the provider's secret store with credex's keys
+//! (`ledgerspacebolturl`, `ledgerspaceuser`, `ledgerspacepass`, `searchspace…`). AWS
+//! targets (Secrets Manager JSON, SSM parameters, an ECS task definition's environment
+//! replaced by name) implement the same trait.
+//!
+//! Switching back is only safe while green has taken no write: the compensation freezes
+//! green, re-reads its fingerprint and switches back only if it still equals frozen
+//! blue's. Otherwise the run needs attention (a reverse migration, never a silent revert
+//! that drops green's writes).
+
+use super::dbctx::{app_password_secret, app_user, current_secret, now_rfc3339, DbRef};
+use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::{Decision, Outputs, Step, StepContext};
+use crate::failure::Failure;
+use crate::ids::SecretName;
+use crate::providers::SecretStage;
+use crate::try_step;
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub static KINDS: &[StepKind] = &[StepKind {
+    name: "traffic.switch",
+    summary: "point the application at green (all listed databases at once)",
+    inputs: &[
+        InputSpec { name: "databases", ty: ValueType::Map, required: true, doc: "database name → green instance id" },
+        InputSpec {
+            name: "fingerprints",
+            ty: ValueType::Map,
+            required: false,
+            doc: "database name → frozen blue's fingerprint; switching back is refused once green differs",
+        },
+    ],
+    outputs: OutputSpec::Fixed(&["switched_at", "version_id", "target"]),
+    changes: "changes where the application connects",
+    compensation: Some("switches back to blue if green has taken no write; otherwise stops for attention"),
+    build: || Box::new(Switch),
+}];
+
+/// One database's connection as the application sees it. `Debug` hides the password.
+#[derive(Clone, Debug)]
+pub struct AppConnection {
+    pub database: String,
+    pub url: String,
+    pub user: String,
+    pub password: SecretString,
+}
+
+/// Where the application reads its database connection settings.
+#[async_trait]
+pub trait TrafficTarget: Send + Sync {
+    /// For messages, e.g. `secret credex-core/local`.
+    fn describe(&self) -> String;
+    /// The Bolt URL the application currently uses for `database`.
+    async fn current_url(&self, ctx: &StepContext, database: &str) -> Result<Option<String>, Failure>;
+    /// Points the application at `to` in one change; returns the change's version id.
+    /// The same token adopts an earlier attempt's change.
+    async fn switch(&self, ctx: &StepContext, to: &[AppConnection], token: &str) -> Result<String, Failure>;
+    /// Undoes the change `version` made, if it is still in effect. Idempotent.
+    async fn switch_back(&self, ctx: &StepContext, version: &str) -> Result<(), Failure>;
+}
+
+/// The local target: a JSON secret (`[traffic] secret = …`), keys `<prefix>bolturl`,
+/// `<prefix>user`, `<prefix>pass`; the prefix is `[traffic.keys] DB = …`, default `DBspace`.
+pub struct LocalSecretTarget {
+    pub secret: SecretName,
+    pub prefixes: BTreeMap<String, String>,
+}
+
+impl LocalSecretTarget {
+    pub fn from_env(ctx: &StepContext) -> Result<Self, Failure> {
+        let env = ctx.environment();
+        let traffic = env.document.get("traffic");
+        let secret = traffic
+            .and_then(|t| t.get("secret"))
+            .and_then(|s| s.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}/app-connection", env.name));
+        let prefixes = traffic
+            .and_then(|t| t.get("keys"))
+            .and_then(|k| k.as_object())
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
+            .unwrap_or_default();
+        Ok(Self { secret: SecretName::new(secret), prefixes })
+    }
+
+    pub fn prefix(&self, database: &str) -> String {
+        self.prefixes.get(database).cloned().unwrap_or_else(|| format!("{database}space"))
+    }
+
+    async fn current_doc(&self, ctx: &StepContext) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+        let providers = ctx.providers()?;
+        match providers.secrets.get(&self.secret, SecretStage::Current).await? {
+            None => Ok(Default::default()),
+            Some(v) => serde_json::from_str(v.value.expose_secret())
+                .map_err(|_| Failure::permanent(format!("secret {} does not hold a JSON object", self.secret))),
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficTarget for LocalSecretTarget {
+    fn describe(&self) -> String {
+        format!("secret {}", self.secret)
+    }
+
+    async fn current_url(&self, ctx: &StepContext, database: &str) -> Result<Option<String>, Failure> {
+        let doc = self.current_doc(ctx).await?;
+        Ok(doc.get(&format!("{}bolturl", self.prefix(database))).and_then(|v| v.as_str()).map(str::to_owned))
+    }
+
+    async fn switch(&self, ctx: &StepContext, to: &[AppConnection], token: &str) -> Result<String, Failure> {
+        let providers = ctx.providers()?;
+        let mut doc = self.current_doc(ctx).await?;
+        for c in to {
+            let p = self.prefix(&c.database);
+            doc.insert(format!("{p}bolturl"), c.url.clone().into());
+            doc.insert(format!("{p}user"), c.user.clone().into());
+            doc.insert(format!("{p}pass"), c.password.expose_secret().into());
+        }
+        let value = SecretString::from(serde_json::Value::Object(doc).to_string());
+        let version = providers.secrets.put_pending(&self.secret, &value, token).await?;
+        providers.secrets.promote(&self.secret, &version).await?;
+        Ok(version)
+    }
+
+    async fn switch_back(&self, ctx: &StepContext, version: &str) -> Result<(), Failure> {
+        let providers = ctx.providers()?;
+        let current = providers.secrets.versions(&self.secret).await?;
+        let ours_current = current.iter().any(|v| v.version_id == version && v.stages.contains(&SecretStage::Current));
+        if ours_current {
+            providers.secrets.rollback(&self.secret).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The traffic target the environment configures.
+pub fn target_for(ctx: &StepContext) -> Result<Box<dyn TrafficTarget>, Failure> {
+    let kind = ctx.environment().document.get("traffic").and_then(|t| t.get("kind")).and_then(|k| k.as_str()).unwrap_or("secret");
+    match kind {
+        "secret" => Ok(Box::new(LocalSecretTarget::from_env(ctx)?)),
+        other => Err(Failure::permanent(format!("traffic target kind `{other}` is not supported by this build"))
+            .with_hint("use [traffic] kind = \"secret\"")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchInputs {
+    databases: BTreeMap<String, String>,
+    #[serde(default)]
+    fingerprints: BTreeMap<String, String>,
+}
+
+struct Switch;
+
+#[async_trait]
+impl Step for Switch {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: SwitchInputs = try_step!(ctx.inputs());
+        let target = try_step!(target_for(ctx));
+        let mut to = Vec::new();
+        for (database, instance) in &inputs.databases {
+            let db = try_step!(DbRef::open(ctx, database, instance).await);
+            let user = app_user(&db.def);
+            let password = try_step!(current_secret(ctx, &app_password_secret(ctx, &db.def)).await);
+            let url = db.engine.bolt_target(&db.handle, &user, password.clone()).uri;
+            to.push(AppConnection { database: database.clone(), url, user, password });
+        }
+        try_step!(ctx.record_intent("traffic.switch", serde_json::json!({ "target": target.describe(), "databases": inputs.databases })));
+        let version = try_step!(target.switch(ctx, &to, &ctx.idempotency_token).await);
+        try_step!(ctx.save_checkpoint(serde_json::json!({ "version_id": version })));
+        let mut out = Outputs::new();
+        out.insert("switched_at".into(), now_rfc3339().into());
+        out.insert("version_id".into(), version.into());
+        out.insert("target".into(), target.describe().into());
+        Decision::Done(out)
+    }
+
+    async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
+        let inputs: SwitchInputs = try_step!(ctx.inputs());
+        let target = try_step!(target_for(ctx));
+        let version = outputs
+            .and_then(|o| o.get("version_id"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .or_else(|| ctx.checkpoint().and_then(|c| c.get("version_id").and_then(|v| v.as_str()).map(str::to_owned)));
+        let Some(version) = version else {
+            // Never switched (or the switch left no trace): nothing to undo.
+            return Decision::done();
+        };
+        // Green may have taken writes since the switch: stop them, then prove it has none.
+        for (database, instance) in &inputs.databases {
+            let db = try_step!(DbRef::open(ctx, database, instance).await);
+            try_step!(db.engine.freeze(&db.handle).await);
+            if let Some(expected) = inputs.fingerprints.get(database) {
+                let meter = ctx.work_meter("records");
+                let options = try_step!(db.fingerprint_options());
+                let fp = try_step!(crate::integrity::fingerprint::fingerprint_target(&db.admin_target(), &options, &meter)
+                    .await
+                    .map_err(|e| Failure::transient(format!("fingerprint of green {database}: {e}"))));
+                if &fp.content != expected {
+                    return Decision::Fail(
+                        Failure::permanent(format!(
+                            "green {database} has taken writes since the switch (fingerprint {} ≠ blue's {expected}); switching back would drop them",
+                            fp.content
+                        ))
+                        .with_hint("green is frozen and still holds those writes: migrate green back to blue with the blue-green runbook"),
+                    );
+                }
+            }
+        }
+        try_step!(ctx.record_intent("traffic.switch_back", serde_json::json!({ "target": target.describe(), "version_id": version })));
+        try_step!(target.switch_back(ctx, &version).await);
+        Decision::done()
+    }
+}
