@@ -1,7 +1,9 @@
 //! The `arcadedb` engine: the local rehearsal engine.
 
+pub mod engine;
 pub mod install;
 pub mod server;
 
+pub use engine::ArcadeEngine;
 pub use install::ArcadeInstall;
 pub use server::{free_loopback_port, ArcadeHttp, ArcadeServer, ArcadeServerConfig, StopOutcome};

@@ -1,1 +1,69 @@
-//! The `local` provider: database server processes on loopback ports, directories as images and object store, files as secret store.
+//! The `local` provider: database server processes on loopback ports, directories as
+//! images and object store, files as secret store. Everything lives under the
+//! environment's state directory:
+//!
+//! ```text
+//! <state_dir>/images/<image>/image.toml     an ArcadeDB installation (compute.rs)
+//! <state_dir>/instances/registry.json       instances, tags, ports, tokens (registry.rs)
+//! <state_dir>/instances/<name>/             one server's home (log, config, databases)
+//! <state_dir>/objects/<key>(.sha256)        the object store (object_store.rs)
+//! <state_dir>/secrets/<name>.json           the secret store, mode 0600 (secret_store.rs)
+//! ```
+//! There is no exec channel: the `arcadedb` engine does its work over HTTP and Bolt.
+
+pub mod compute;
+mod files;
+pub mod gc;
+pub mod object_store;
+pub mod registry;
+pub mod secret_store;
+
+pub use compute::{root_secret_name, LocalCompute, DEFAULT_IMAGE};
+pub use gc::{gc, GcCandidate};
+pub use object_store::LocalObjectStore;
+pub use secret_store::LocalSecretStore;
+
+use super::ProviderSet;
+use crate::failure::Failure;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The concrete local services of one state directory (for callers that need more than
+/// the traits, e.g. `gc` or the root password of an instance).
+#[derive(Clone, Debug)]
+pub struct LocalProvider {
+    pub compute: Arc<LocalCompute>,
+    pub objects: Arc<LocalObjectStore>,
+    pub secrets: Arc<LocalSecretStore>,
+}
+
+impl LocalProvider {
+    pub fn open(state_dir: &Path) -> Self {
+        let secrets = Arc::new(LocalSecretStore::new(state_dir.join("secrets")));
+        Self {
+            compute: Arc::new(LocalCompute::new(state_dir, secrets.clone())),
+            objects: Arc::new(LocalObjectStore::new(state_dir.join("objects"))),
+            secrets,
+        }
+    }
+
+    pub fn provider_set(&self) -> ProviderSet {
+        ProviderSet {
+            compute: self.compute.clone(),
+            objects: self.objects.clone(),
+            secrets: self.secrets.clone(),
+            exec: None,
+        }
+    }
+}
+
+/// The provider services for a `local` environment (`exec` is `None`).
+pub fn provider_set(env: &crate::config::Environment) -> Result<ProviderSet, Failure> {
+    if env.provider != crate::config::ProviderKind::Local {
+        return Err(Failure::permanent(format!(
+            "environment `{}` uses the {:?} provider, not local",
+            env.name, env.provider
+        )));
+    }
+    Ok(LocalProvider::open(&env.state_dir).provider_set())
+}
