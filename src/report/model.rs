@@ -1,0 +1,747 @@
+//! The report model: everything a run's journal says, arranged for people.
+//!
+//! Built only from journal records (plus what the caller adds to [`Report::extra`]), so a
+//! report can be regenerated at any time, by any machine that has the journal.
+
+use crate::engine::journal::{Event, Outcome, Record};
+use crate::engine::state::{replay, CompensationStatus, StepStatus};
+use crate::ids::{RunId, StepId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// What replaces the value of a secret-looking output key.
+pub const REDACTED: &str = "[redacted]";
+
+/// Output keys containing any of these (case-insensitive) are never shown.
+const SECRET_KEY_PARTS: [&str; 4] = ["password", "secret", "credential", "private"];
+
+/// Keys of [`Report::extra`] that override the well-known measures found in step outputs.
+pub const EXTRA_RTO: &str = "rto_seconds";
+pub const EXTRA_RPO: &str = "rpo_seconds";
+pub const EXTRA_WRITES_ACKNOWLEDGED: &str = "writes_acknowledged";
+pub const EXTRA_WRITES_LOST: &str = "writes_lost";
+
+/// A run, as its report tells it. Field names are part of the JSON contract.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub run_id: Option<RunId>,
+    pub runbook: String,
+    pub environment: String,
+    pub environment_name: String,
+    pub plan_hash: String,
+    pub cutover_version: Option<String>,
+    /// `None` while the run has not finished (running, interrupted or crashed).
+    pub outcome: Option<Outcome>,
+    pub message: Option<String>,
+    /// What the operator should do next; empty when the run succeeded.
+    pub next_steps: Vec<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Wall-clock time from the first record to the last (finish, or latest event).
+    pub duration_seconds: Option<f64>,
+    pub interrupted: bool,
+    /// Steps in the order they first appeared in the journal.
+    pub steps: Vec<StepRow>,
+    pub timeline: Timeline,
+    pub freeze_window: Option<FreezeWindow>,
+    /// `sha256` outputs (and keys ending in `_sha256`).
+    pub checksums: Vec<Finding>,
+    /// `fingerprint`/`digest` outputs (and keys ending in `_fingerprint`/`_digest`).
+    pub fingerprints: Vec<Finding>,
+    /// `version` outputs (and keys ending in `_version`), e.g. engine versions.
+    pub versions: Vec<Finding>,
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    pub writes_acknowledged: Option<u64>,
+    pub writes_lost: Option<u64>,
+    /// Anything the caller adds. The keys `rto_seconds`, `rpo_seconds`,
+    /// `writes_acknowledged` and `writes_lost` override the values found in step outputs.
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// One row of the step table.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRow {
+    pub id: StepId,
+    pub status: StepStatus,
+    /// Attempts started, across sessions.
+    pub attempts: u32,
+    pub retries: u32,
+    /// Seconds from the run start to the step's first start.
+    pub start_offset_seconds: Option<f64>,
+    /// Seconds from the run start to the step's end (success, failure, skip, interruption).
+    pub end_offset_seconds: Option<f64>,
+    /// Time the step was actually running, summed over sessions (gaps between sessions
+    /// are not counted).
+    pub duration_seconds: Option<f64>,
+    /// Why it failed, or why it was skipped; the last retry error while running.
+    pub error: Option<String>,
+    pub hint: Option<String>,
+    pub compensation: Option<CompensationStatus>,
+    /// Postconditions re-checked on resume that no longer held.
+    pub postcondition_failures: Vec<String>,
+    /// Outputs with secret-looking keys redacted.
+    pub outputs: Map<String, Value>,
+}
+
+/// A well-known output found in a step's outputs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub step: StepId,
+    /// Dotted path of the key inside the outputs, e.g. `manifest.sha256`.
+    pub key: String,
+    pub value: Value,
+}
+
+/// The window during which blue refused writes and green did not accept them yet:
+/// from the first moment writes were refused to the first moment green (or, after a
+/// rollback, unfrozen blue) was writable.
+///
+/// Each end comes from a step output (`frozen_at`, `writable_at`, RFC 3339) when one is
+/// present, otherwise from the journal: the success of the freeze step (a step whose id
+/// contains `freeze`), and the first later success of a traffic-switch/unfreeze step
+/// (id containing `switch`, `traffic` or `unfreeze`) or of the freeze step's
+/// compensation.
+#[derive(Clone, Debug, Serialize)]
+pub struct FreezeWindow {
+    pub frozen_at: DateTime<Utc>,
+    /// `None`: writes were still refused when the journal ended.
+    pub writable_at: Option<DateTime<Utc>>,
+    pub seconds: Option<f64>,
+    pub start_offset_seconds: f64,
+    pub end_offset_seconds: Option<f64>,
+    /// Where `frozen_at` came from, in words.
+    pub frozen_source: String,
+    pub writable_source: Option<String>,
+}
+
+/// The picture of the run, in seconds from its start.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timeline {
+    /// Seconds from the first record to the last.
+    pub span_seconds: f64,
+    pub sessions: Vec<Session>,
+    pub rows: Vec<TimelineRow>,
+}
+
+/// One process working on the run: the first start, or a resume.
+#[derive(Clone, Debug, Serialize)]
+pub struct Session {
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub resumed: bool,
+    pub ended: SessionEnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    Finished,
+    Interrupted,
+    /// The next record is a resume without an interruption record: the process died.
+    Crashed,
+    /// The journal ends without a finish: still running, or died without a resume yet.
+    Open,
+}
+
+/// One step's bars.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineRow {
+    pub step: StepId,
+    pub segments: Vec<Segment>,
+    pub retries: Vec<RetryMark>,
+    pub compensation: Option<CompensationSpan>,
+}
+
+/// A stretch of time in which the step was running.
+#[derive(Clone, Debug, Serialize)]
+pub struct Segment {
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub ended: SegmentEnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentEnd {
+    Succeeded,
+    Failed,
+    Skipped,
+    Interrupted,
+    /// Its session ended without saying what happened to the step.
+    Cut,
+    /// Still running when the journal ended.
+    Running,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RetryMark {
+    pub at_seconds: f64,
+    /// The attempt that failed.
+    pub attempt: u32,
+    pub error: String,
+    pub delay_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CompensationSpan {
+    pub start_seconds: f64,
+    /// `None` while running.
+    pub end_seconds: Option<f64>,
+    pub status: CompensationStatus,
+}
+
+/// Seconds between two instants, at millisecond precision.
+fn secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_milliseconds() as f64 / 1000.0
+}
+
+/// Whether an output key looks like it holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// Replaces the values of secret-looking keys, at any depth.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(redact_map(map)),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+fn redact_entry(key: &str, value: &Value) -> Value {
+    if is_secret_key(key) {
+        Value::String(REDACTED.into())
+    } else {
+        redact(value)
+    }
+}
+
+fn redact_map(map: &Map<String, Value>) -> Map<String, Value> {
+    map.iter()
+        .map(|(k, v)| (k.clone(), redact_entry(k, v)))
+        .collect()
+}
+
+/// Step-id heuristics for the journal-based freeze window (the journal has no step kinds).
+fn is_freeze_step(id: &str) -> bool {
+    let id = id.to_ascii_lowercase();
+    id.contains("freeze") && !id.contains("unfreeze")
+}
+
+fn is_writable_step(id: &str) -> bool {
+    let id = id.to_ascii_lowercase();
+    id.contains("unfreeze") || id.contains("switch") || id.contains("traffic")
+}
+
+#[derive(Default)]
+struct StepScan {
+    segments: Vec<Segment>,
+    open: Option<f64>,
+    retries: Vec<RetryMark>,
+    compensation: Option<CompensationSpan>,
+    hint: Option<String>,
+    postcondition_failures: Vec<String>,
+}
+
+impl StepScan {
+    fn close(&mut self, at: f64, ended: SegmentEnd) {
+        if let Some(start) = self.open.take() {
+            self.segments.push(Segment {
+                start_seconds: start,
+                end_seconds: at,
+                ended,
+            });
+        } else if matches!(ended, SegmentEnd::Skipped | SegmentEnd::Failed)
+            && self.segments.is_empty()
+        {
+            // Skipped (or failed in planning) without ever starting: a zero-length mark.
+            self.segments.push(Segment {
+                start_seconds: at,
+                end_seconds: at,
+                ended,
+            });
+        }
+    }
+}
+
+impl Report {
+    /// Builds the report from a run's journal records (in journal order).
+    pub fn from_journal(records: &[Record]) -> Report {
+        let view = replay(records);
+        let origin = records.first().map(|r| r.at);
+        let last_at = records.last().map(|r| r.at);
+        let off = |at: DateTime<Utc>| origin.map_or(0.0, |o| secs(o, at));
+
+        let mut order: Vec<StepId> = Vec::new();
+        let mut scans: BTreeMap<StepId, StepScan> = BTreeMap::new();
+        let mut sessions: Vec<Session> = Vec::new();
+        let mut cutover_version = None;
+        let mut freeze_step: Option<(StepId, DateTime<Utc>)> = None;
+        let mut writable_journal: Option<(String, DateTime<Utc>)> = None;
+        let mut prev_at = origin;
+
+        for record in records {
+            let at = off(record.at);
+            if let Some(step) = event_step(&record.event) {
+                if !scans.contains_key(step) {
+                    order.push(step.clone());
+                }
+                scans.entry(step.clone()).or_default();
+            }
+            match &record.event {
+                Event::RunStarted {
+                    cutover_version: v, ..
+                } => {
+                    cutover_version = Some(v.clone());
+                    sessions.push(Session {
+                        start_seconds: at,
+                        end_seconds: at,
+                        resumed: false,
+                        ended: SessionEnd::Open,
+                    });
+                }
+                Event::RunResumed { .. } => {
+                    // Whatever was open when the previous session stopped was cut there.
+                    let cut = prev_at.map_or(at, off);
+                    for scan in scans.values_mut() {
+                        scan.close(cut, SegmentEnd::Cut);
+                    }
+                    if let Some(s) = sessions.last_mut() {
+                        if s.ended == SessionEnd::Open {
+                            s.ended = SessionEnd::Crashed;
+                            s.end_seconds = cut;
+                        }
+                    }
+                    sessions.push(Session {
+                        start_seconds: at,
+                        end_seconds: at,
+                        resumed: true,
+                        ended: SessionEnd::Open,
+                    });
+                }
+                Event::StepStarted { step, .. } => {
+                    let scan = scans.get_mut(step).expect("inserted above");
+                    if scan.open.is_none() {
+                        scan.open = Some(at);
+                    }
+                }
+                Event::StepRetrying {
+                    step,
+                    attempt,
+                    error,
+                    delay_ms,
+                    ..
+                } => {
+                    scans
+                        .get_mut(step)
+                        .expect("inserted above")
+                        .retries
+                        .push(RetryMark {
+                            at_seconds: at,
+                            attempt: *attempt,
+                            error: error.clone(),
+                            delay_ms: *delay_ms,
+                        });
+                }
+                Event::StepSucceeded { step, .. } => {
+                    scans
+                        .get_mut(step)
+                        .expect("inserted above")
+                        .close(at, SegmentEnd::Succeeded);
+                    if freeze_step.is_none() && is_freeze_step(step.as_str()) {
+                        freeze_step = Some((step.clone(), record.at));
+                    } else if freeze_step.is_some()
+                        && writable_journal.is_none()
+                        && is_writable_step(step.as_str())
+                    {
+                        writable_journal = Some((format!("step `{step}` succeeded"), record.at));
+                    }
+                }
+                Event::StepSkipped { step, .. } => scans
+                    .get_mut(step)
+                    .expect("inserted above")
+                    .close(at, SegmentEnd::Skipped),
+                Event::StepFailed { step, hint, .. } => {
+                    let scan = scans.get_mut(step).expect("inserted above");
+                    scan.close(at, SegmentEnd::Failed);
+                    scan.hint = hint.clone();
+                }
+                Event::StepInterrupted { step } => scans
+                    .get_mut(step)
+                    .expect("inserted above")
+                    .close(at, SegmentEnd::Interrupted),
+                Event::PostconditionChecked { step, ok, detail } => {
+                    if !ok {
+                        scans
+                            .get_mut(step)
+                            .expect("inserted above")
+                            .postcondition_failures
+                            .push(detail.clone());
+                    }
+                }
+                Event::CompensationStarted { step } => {
+                    scans.get_mut(step).expect("inserted above").compensation =
+                        Some(CompensationSpan {
+                            start_seconds: at,
+                            end_seconds: None,
+                            status: CompensationStatus::Running,
+                        });
+                }
+                Event::CompensationSucceeded { step } | Event::CompensationFailed { step, .. } => {
+                    let status = match &record.event {
+                        Event::CompensationFailed { error, .. } => {
+                            CompensationStatus::Failed(error.clone())
+                        }
+                        _ => CompensationStatus::Succeeded,
+                    };
+                    let ok = status == CompensationStatus::Succeeded;
+                    let scan = scans.get_mut(step).expect("inserted above");
+                    let start = scan.compensation.as_ref().map_or(at, |c| c.start_seconds);
+                    scan.compensation = Some(CompensationSpan {
+                        start_seconds: start,
+                        end_seconds: Some(at),
+                        status,
+                    });
+                    if ok
+                        && writable_journal.is_none()
+                        && freeze_step.as_ref().is_some_and(|(f, _)| f == step)
+                    {
+                        writable_journal = Some((
+                            format!("compensation of `{step}` (unfreeze) succeeded"),
+                            record.at,
+                        ));
+                    }
+                }
+                Event::RunInterrupted { .. } | Event::RunFinished { .. } => {
+                    let (seg, ses) = match &record.event {
+                        Event::RunInterrupted { .. } => (SegmentEnd::Cut, SessionEnd::Interrupted),
+                        _ => (SegmentEnd::Cut, SessionEnd::Finished),
+                    };
+                    for scan in scans.values_mut() {
+                        scan.close(at, seg);
+                    }
+                    if let Some(s) = sessions.last_mut() {
+                        s.ended = ses;
+                        s.end_seconds = at;
+                    }
+                }
+                Event::LeaseTakenOver { .. }
+                | Event::StepIntent { .. }
+                | Event::StepCheckpoint { .. } => {}
+            }
+            prev_at = Some(record.at);
+        }
+
+        let end = last_at.map_or(0.0, off);
+        for scan in scans.values_mut() {
+            scan.close(end, SegmentEnd::Running);
+            if let Some(c) = scan.compensation.as_mut() {
+                if c.end_seconds.is_none() && view.outcome.is_some() {
+                    c.end_seconds = Some(end);
+                }
+            }
+        }
+        if let Some(s) = sessions.last_mut() {
+            if s.ended == SessionEnd::Open {
+                s.end_seconds = end;
+            }
+        }
+
+        let mut steps = Vec::new();
+        let mut rows = Vec::new();
+        for id in &order {
+            let scan = scans.remove(id).unwrap_or_default();
+            let sv = view.steps.get(id).cloned().unwrap_or_default();
+            let running: f64 = scan
+                .segments
+                .iter()
+                .map(|s| s.end_seconds - s.start_seconds)
+                .sum();
+            steps.push(StepRow {
+                id: id.clone(),
+                status: sv.status,
+                attempts: sv.attempts,
+                retries: sv.retries,
+                start_offset_seconds: sv
+                    .first_started_at
+                    .map(off)
+                    .or(scan.segments.first().map(|s| s.start_seconds)),
+                end_offset_seconds: scan.segments.last().map(|s| s.end_seconds),
+                duration_seconds: (!scan.segments.is_empty()).then_some(round_ms(running)),
+                error: sv.error.clone(),
+                hint: scan.hint.clone(),
+                compensation: sv.compensation.clone(),
+                postcondition_failures: scan.postcondition_failures.clone(),
+                outputs: sv.outputs.as_ref().map(redact_map).unwrap_or_default(),
+            });
+            rows.push(TimelineRow {
+                step: id.clone(),
+                segments: scan.segments,
+                retries: scan.retries,
+                compensation: scan.compensation,
+            });
+        }
+
+        let mut report = Report {
+            run_id: view.run_id.clone(),
+            runbook: view.runbook.clone(),
+            environment: view.environment.clone(),
+            environment_name: view.environment_name.clone(),
+            plan_hash: view.plan_hash.clone(),
+            cutover_version,
+            outcome: view.outcome,
+            message: view.message.clone(),
+            next_steps: Vec::new(),
+            started_at: view.started_at.or(origin),
+            finished_at: view.finished_at,
+            duration_seconds: origin
+                .zip(view.finished_at.or(last_at))
+                .map(|(a, b)| secs(a, b)),
+            interrupted: view.interrupted,
+            checksums: Vec::new(),
+            fingerprints: Vec::new(),
+            versions: Vec::new(),
+            rto_seconds: None,
+            rpo_seconds: None,
+            writes_acknowledged: None,
+            writes_lost: None,
+            freeze_window: None,
+            steps,
+            timeline: Timeline {
+                span_seconds: end,
+                sessions,
+                rows,
+            },
+            extra: BTreeMap::new(),
+        };
+        report.gather_well_known();
+        report.freeze_window = report.find_freeze_window(origin, freeze_step, writable_journal);
+        report.next_steps = report.compute_next_steps();
+        report
+    }
+
+    /// Adds a caller-provided value (e.g. `writes_acknowledged` from a load generator).
+    pub fn with_extra(mut self, key: impl Into<String>, value: Value) -> Report {
+        self.extra.insert(key.into(), value);
+        self
+    }
+
+    /// The report with [`Report::extra`] applied over the well-known measures; what the
+    /// renderers show.
+    pub fn resolved(&self) -> Report {
+        let mut r = self.clone();
+        let num = |k: &str| r.extra.get(k).and_then(Value::as_f64);
+        let int = |k: &str| r.extra.get(k).and_then(Value::as_u64);
+        r.rto_seconds = num(EXTRA_RTO).or(r.rto_seconds);
+        r.rpo_seconds = num(EXTRA_RPO).or(r.rpo_seconds);
+        r.writes_acknowledged = int(EXTRA_WRITES_ACKNOWLEDGED).or(r.writes_acknowledged);
+        r.writes_lost = int(EXTRA_WRITES_LOST).or(r.writes_lost);
+        r.extra = r
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), redact_entry(k, v)))
+            .collect();
+        r
+    }
+
+    /// The step that made the run fail: the first failed one.
+    pub fn failed_step(&self) -> Option<&StepRow> {
+        self.steps.iter().find(|s| s.status == StepStatus::Failed)
+    }
+
+    /// The headline: `Succeeded`, `RolledBack`, … or `Interrupted`/`Unfinished`.
+    pub fn outcome_label(&self) -> &'static str {
+        match self.outcome {
+            Some(Outcome::Succeeded) => "Succeeded",
+            Some(Outcome::Failed) => "Failed",
+            Some(Outcome::RolledBack) => "RolledBack",
+            Some(Outcome::NeedsAttention) => "NeedsAttention",
+            None if self.interrupted => "Interrupted",
+            None => "Unfinished",
+        }
+    }
+
+    fn gather_well_known(&mut self) {
+        for step in &self.steps {
+            let mut found = Vec::new();
+            walk(&step.outputs, "", &mut found);
+            for (key, value) in found {
+                let leaf = key.rsplit('.').next().unwrap_or(&key).to_ascii_lowercase();
+                let finding = || Finding {
+                    step: step.id.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                };
+                if leaf == "sha256" || leaf.ends_with("_sha256") {
+                    self.checksums.push(finding());
+                } else if ["fingerprint", "digest"]
+                    .iter()
+                    .any(|w| leaf == *w || leaf.ends_with(&format!("_{w}")))
+                {
+                    self.fingerprints.push(finding());
+                } else if leaf == "version" || leaf.ends_with("_version") {
+                    self.versions.push(finding());
+                } else if leaf == EXTRA_RTO && self.rto_seconds.is_none() {
+                    self.rto_seconds = value.as_f64();
+                } else if leaf == EXTRA_RPO && self.rpo_seconds.is_none() {
+                    self.rpo_seconds = value.as_f64();
+                } else if leaf == EXTRA_WRITES_ACKNOWLEDGED && self.writes_acknowledged.is_none() {
+                    self.writes_acknowledged = value.as_u64();
+                } else if leaf == EXTRA_WRITES_LOST && self.writes_lost.is_none() {
+                    self.writes_lost = value.as_u64();
+                }
+            }
+        }
+    }
+
+    fn find_freeze_window(
+        &self,
+        origin: Option<DateTime<Utc>>,
+        freeze_step: Option<(StepId, DateTime<Utc>)>,
+        writable_journal: Option<(String, DateTime<Utc>)>,
+    ) -> Option<FreezeWindow> {
+        let output_time = |name: &str| -> Vec<(String, DateTime<Utc>)> {
+            self.steps
+                .iter()
+                .filter_map(|s| {
+                    let t = s.outputs.get(name)?.as_str()?;
+                    let t = DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc);
+                    Some((format!("output `{name}` of step `{}`", s.id), t))
+                })
+                .collect()
+        };
+        let frozen = output_time("frozen_at")
+            .into_iter()
+            .min_by_key(|(_, t)| *t)
+            .or(freeze_step.map(|(id, t)| (format!("step `{id}` succeeded"), t)))?;
+        let writable = output_time("writable_at")
+            .into_iter()
+            .filter(|(_, t)| *t >= frozen.1)
+            .min_by_key(|(_, t)| *t)
+            .or(writable_journal.filter(|(_, t)| *t >= frozen.1));
+        let origin = origin.unwrap_or(frozen.1);
+        Some(FreezeWindow {
+            frozen_at: frozen.1,
+            writable_at: writable.as_ref().map(|w| w.1),
+            seconds: writable.as_ref().map(|w| secs(frozen.1, w.1)),
+            start_offset_seconds: secs(origin, frozen.1),
+            end_offset_seconds: writable.as_ref().map(|w| secs(origin, w.1)),
+            frozen_source: frozen.0,
+            writable_source: writable.map(|w| w.0),
+        })
+    }
+
+    fn compute_next_steps(&self) -> Vec<String> {
+        let run = self
+            .run_id
+            .as_ref()
+            .map_or_else(|| "RUN_ID".to_string(), |r| r.to_string());
+        let env = if self.environment_name.is_empty() {
+            "ENV"
+        } else {
+            &self.environment_name
+        };
+        let resume = format!("`cutover resume {run} --env {env}`");
+        let cause = self.failed_step().map(|s| {
+            let mut c = format!(
+                "step `{}` failed: {}",
+                s.id,
+                s.error.as_deref().unwrap_or("no error recorded")
+            );
+            if let Some(h) = &s.hint {
+                c.push_str(&format!(" — {h}"));
+            }
+            c
+        });
+        let mut next = Vec::new();
+        match self.outcome {
+            Some(Outcome::Succeeded) => {}
+            Some(Outcome::Failed) => {
+                next.push("Nothing needed undoing: no step had changed the environment.".to_string());
+                if let Some(c) = cause {
+                    next.push(format!("Fix the cause ({c}), then run the runbook again."));
+                }
+            }
+            Some(Outcome::RolledBack) => {
+                next.push("Every change was undone: the environment is as it was before the run.".to_string());
+                if let Some(c) = cause {
+                    next.push(format!("Fix the cause ({c}), then run the runbook again."));
+                }
+            }
+            Some(Outcome::NeedsAttention) => {
+                next.push("The environment is partly changed.".to_string());
+                for s in &self.steps {
+                    if let Some(CompensationStatus::Failed(e)) = &s.compensation {
+                        next.push(format!("Undoing step `{}` failed ({e}): undo it by hand or fix the cause.", s.id));
+                    }
+                    for p in &s.postcondition_failures {
+                        next.push(format!("Step `{}` no longer holds: {p}.", s.id));
+                    }
+                }
+                if let Some(c) = cause {
+                    next.push(format!("The run stopped because {c}."));
+                }
+                next.push(format!("Then resume with {resume} (it retries the undo), or roll back."));
+            }
+            None if self.interrupted => next.push(format!("The run was interrupted. Continue it with {resume}.")),
+            None => next.push(format!(
+                "The journal ends without a finish: the run is still going, or its process died. Check `cutover status {run} --env {env}`; if no process holds the lock, {resume}."
+            )),
+        }
+        if self.outcome != Some(Outcome::Succeeded) {
+            if let Some(w) = self
+                .freeze_window
+                .as_ref()
+                .filter(|w| w.writable_at.is_none())
+            {
+                next.push(format!(
+                    "Blue is still frozen: writes have been refused since {}.",
+                    w.frozen_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ));
+            }
+        }
+        next
+    }
+}
+
+fn round_ms(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn walk(map: &Map<String, Value>, prefix: &str, out: &mut Vec<(String, Value)>) {
+    for (k, v) in map {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Object(inner) => walk(inner, &key, out),
+            other => out.push((key, other.clone())),
+        }
+    }
+}
+
+fn event_step(event: &Event) -> Option<&StepId> {
+    match event {
+        Event::StepStarted { step, .. }
+        | Event::StepIntent { step, .. }
+        | Event::StepCheckpoint { step, .. }
+        | Event::StepRetrying { step, .. }
+        | Event::StepSucceeded { step, .. }
+        | Event::StepSkipped { step, .. }
+        | Event::StepFailed { step, .. }
+        | Event::StepInterrupted { step }
+        | Event::PostconditionChecked { step, .. }
+        | Event::CompensationStarted { step }
+        | Event::CompensationSucceeded { step }
+        | Event::CompensationFailed { step, .. } => Some(step),
+        _ => None,
+    }
+}
