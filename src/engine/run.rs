@@ -230,7 +230,11 @@ async fn session(plan: Plan, run_id: RunId, journal: Journal, prior: &RunView, p
     let dir = run_dir(&env.state_dir, &run_id);
     let journal_file = journal.path().to_path_buf();
     let journal: SharedJournal = Arc::new(Mutex::new(journal));
-    let services = Arc::new(Services { environment: env.clone(), run_dir: dir.clone(), progress: progress.clone(), providers: None });
+    let providers = match env.provider {
+        crate::config::ProviderKind::Local => Some(crate::providers::local::provider_set(&env)?),
+        crate::config::ProviderKind::Aws => None,
+    };
+    let services = Arc::new(Services { environment: env.clone(), run_dir: dir.clone(), progress: progress.clone(), providers });
     progress.report(ProgressEvent::RunStarted {
         run_id: run_id.clone(),
         runbook: plan.name.clone(),

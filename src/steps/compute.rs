@@ -1,7 +1,7 @@
 //! `compute.provision` and `compute.decommission`: instances for a database, tagged with
 //! env, database, color and run id; provisioning is idempotent by the step's token.
 
-use super::dbctx::{database_def, parse_duration, setting_str};
+use super::dbctx::{database_def, instance_settings, parse_duration, setting_str};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
@@ -90,7 +90,7 @@ impl Step for Provision {
                 name,
                 tags,
                 idempotency_token: ctx.idempotency_token.clone(),
-                settings: def.settings.clone(),
+                settings: instance_settings(&def),
             };
             try_step!(ctx.record_intent("compute.provision", serde_json::json!({ "database": inputs.database, "color": color, "image": image })));
             let instance = try_step!(providers.compute.provision(&request).await);

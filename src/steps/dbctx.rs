@@ -57,7 +57,7 @@ pub fn app_password_secret(ctx: &StepContext, def: &DatabaseDef) -> SecretName {
 
 pub fn engine_for(kind: EngineKind) -> Result<Arc<dyn DatabaseEngine>, Failure> {
     match kind {
-        EngineKind::Arcadedb => Err(Failure::permanent("the arcadedb engine is not built into this binary yet")),
+        EngineKind::Arcadedb => Ok(Arc::new(crate::db::arcadedb::ArcadeEngine::new())),
         EngineKind::Neo4j => Err(Failure::permanent(
             "the neo4j engine has no step driver in this build yet; use engine = \"arcadedb\" to rehearse locally",
         )),
@@ -80,7 +80,7 @@ pub fn admin_secret_name(instance: &Instance) -> SecretName {
         .get(ADMIN_SECRET_TAG)
         .or_else(|| instance.endpoints.get("admin_secret"))
         .map(|s| SecretName::new(s.clone()))
-        .unwrap_or_else(|| SecretName::new(format!("instances/{}/admin", instance.id)))
+        .unwrap_or_else(|| crate::providers::local::root_secret_name(&instance.id))
 }
 
 pub async fn current_secret(ctx: &StepContext, name: &SecretName) -> Result<SecretString, Failure> {
@@ -151,6 +151,24 @@ pub fn failpoint(ctx: &StepContext, name: &str) -> bool {
 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Provider settings for a new instance of `def`: its `instance` table, plus (locally)
+/// `heap_mb` from `heap` ("320m", "1g").
+pub fn instance_settings(def: &DatabaseDef) -> serde_json::Value {
+    let mut settings = def.settings.get("instance").and_then(|v| v.as_object()).cloned().unwrap_or_default();
+    if let Some(heap) = setting_str(def, "heap") {
+        let h = heap.trim().to_ascii_lowercase();
+        let mb = if let Some(g) = h.strip_suffix('g') {
+            g.parse::<u64>().ok().map(|g| g * 1024)
+        } else {
+            h.trim_end_matches('m').parse::<u64>().ok()
+        };
+        if let Some(mb) = mb {
+            settings.insert("heap_mb".into(), mb.into());
+        }
+    }
+    serde_json::Value::Object(settings)
 }
 
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, Failure> {
