@@ -1,1 +1,894 @@
-//! A realistic generated ledger (the shape of the credex LedgerSpace) for tests, demo and bench.
+//! A realistic generated ledger (the shape of the credex LedgerSpace) for tests, demo and
+//! bench.
+//!
+//! Everything is a pure function of `(seed, index)`: record *i* of a kind can be computed
+//! without generating records before it, so loading streams in batches with bounded
+//! memory, in any order, and two loads with the same spec hold identical data.
+//!
+//! Shape per member (defaults): 1 `Member`, 1–2 `Account`s (`OWNS`, `AUTHORIZED_FOR`),
+//! `credexes_per_account` `Credex`es per account between that account and a pseudo-random
+//! other one (`OWES` ×2 when accepted, `OFFERS`/`REQUESTS` ×2 when pending, `CLEARED` ×2 with
+//! a `REDEEMED` to a `LoopAnchor` when cleared in a loop, `SECURES` from the issuer for some),
+//! every record `CREATED_ON` a `Daynode`; `days` Daynodes in a `NEXT_DAY` chain with exactly
+//! one `Active = true` (the last). That is ≈ 7.7 nodes and ≈ 21 relationships per member:
+//! 130,000 members ≈ 1.0 M nodes and 2.7 M relationships ([`LedgerSpec::expected_counts`]).
+//!
+//! Loading goes over Bolt with `UNWIND $rows` batches; it was measured against ArcadeDB
+//! (numbers in `docs/integrity.md`). Temporal values: `createdAt` & co. are written with
+//! Cypher `datetime(string)` so they are stored as zoned datetimes like the app does (ArcadeDB
+//! stores a zoned datetime *parameter* as a local datetime in UTC, dropping the offset).
+
+use crate::engine::progress::WorkMeter;
+use neo4rs::{BoltList, BoltMap, BoltString, BoltType, Graph};
+use std::time::{Duration, Instant};
+
+/// What to generate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerSpec {
+    pub members: u64,
+    pub seed: u64,
+    /// Daynodes in the chain (the last one is active).
+    pub days: u32,
+    pub credexes_per_account: u32,
+    /// Rows per `UNWIND` batch.
+    pub batch_size: usize,
+    /// Load every kind in reverse index order (same data, different storage order).
+    pub reverse: bool,
+    /// Write one record per statement with `CREATE (n:Label $props)` instead of `UNWIND`
+    /// batches (same data through a different write path; slow, for small tests).
+    pub one_by_one: bool,
+}
+
+impl LedgerSpec {
+    /// A spec with defaults for everything but the size and seed.
+    pub fn new(members: u64, seed: u64) -> Self {
+        Self {
+            members,
+            seed,
+            days: 60,
+            credexes_per_account: 4,
+            batch_size: 2_000,
+            reverse: false,
+            one_by_one: false,
+        }
+    }
+
+    /// Accounts in the ledger (members with index divisible by 3 have two).
+    pub fn accounts(&self) -> u64 {
+        self.members + self.members.div_ceil(3)
+    }
+
+    /// Global index of member `i`'s `j`-th account.
+    pub fn account_index(&self, member: u64, j: u64) -> u64 {
+        member + member.div_ceil(3) + j
+    }
+
+    pub fn accounts_of(member: u64) -> u64 {
+        if member % 3 == 0 {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn member_of_account(&self, g: u64) -> (u64, u64) {
+        // Inverse of account_index: every block of 3 members holds 4 accounts.
+        let block = g / 4;
+        let off = g % 4;
+        let base = block * 3;
+        match off {
+            0 => (base, 0),
+            1 => (base, 1),
+            2 => (base + 1, 0),
+            _ => (base + 2, 0),
+        }
+    }
+
+    pub fn credexes(&self) -> u64 {
+        self.accounts() * u64::from(self.credexes_per_account)
+    }
+
+    /// Exact (nodes, relationships) a load of this spec creates.
+    pub fn expected_counts(&self) -> (u64, u64) {
+        let days = u64::from(self.days);
+        let anchors = self.anchors();
+        let nodes = days + anchors + self.members + self.accounts() + self.credexes();
+        let mut rels = days.saturating_sub(1) + self.members + 2 * self.accounts();
+        for c in 0..self.credexes() {
+            let k = self.credex(c);
+            rels += 3 + u64::from(k.secured) + u64::from(k.anchor.is_some());
+        }
+        (nodes, rels)
+    }
+
+    fn anchors(&self) -> u64 {
+        (self.members / 50).max(1)
+    }
+}
+
+/// splitmix64 of a seed and two inputs: the source of every generated value.
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn uuid(seed: u64, kind: u64, i: u64) -> String {
+    let a = mix(seed, kind, i);
+    let b = mix(seed, kind ^ 0xABCD, i);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+const K_MEMBER: u64 = 1;
+const K_ACCOUNT: u64 = 2;
+const K_CREDEX: u64 = 3;
+const K_ANCHOR: u64 = 4;
+const DENOMS: [&str; 5] = ["CXX", "CAD", "USD", "XAU", "ZWG"];
+const FIRST: [&str; 8] = [
+    "Tendai", "Rudo", "Farai", "Chipo", "Tatenda", "Nyasha", "Kuda", "Ruvimbo",
+];
+const LAST: [&str; 8] = [
+    "Moyo", "Ncube", "Dube", "Sibanda", "Mlambo", "Chikore", "Banda", "Phiri",
+];
+
+/// The first Daynode's date.
+fn start_date() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date")
+}
+
+fn day_date(day: u64) -> chrono::NaiveDate {
+    start_date() + chrono::Duration::days(day as i64)
+}
+
+fn timestamp(day: u64, secs: u64) -> String {
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        day_date(day),
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// The status a credex is in; decides its relationship types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredexState {
+    Accepted,
+    Offered,
+    Requested,
+    Cleared,
+}
+
+impl CredexState {
+    /// The relationship type on both sides of the credex.
+    pub fn rel_type(self) -> &'static str {
+        match self {
+            CredexState::Accepted => "OWES",
+            CredexState::Offered => "OFFERS",
+            CredexState::Requested => "REQUESTS",
+            CredexState::Cleared => "CLEARED",
+        }
+    }
+}
+
+/// One generated credex and how it is connected.
+#[derive(Clone, Debug)]
+pub struct CredexRecord {
+    pub index: u64,
+    pub issuer: u64,
+    pub counterparty: u64,
+    pub state: CredexState,
+    pub day: u64,
+    pub secured: bool,
+    pub anchor: Option<u64>,
+}
+
+impl LedgerSpec {
+    /// Credex `c` (pure function of the spec's seed and `c`).
+    pub fn credex(&self, c: u64) -> CredexRecord {
+        let accounts = self.accounts();
+        let issuer = c / u64::from(self.credexes_per_account.max(1));
+        let mut counterparty = mix(self.seed, K_CREDEX, c) % accounts.max(1);
+        if counterparty == issuer {
+            counterparty = (issuer + 1) % accounts.max(1);
+        }
+        let r = mix(self.seed, K_CREDEX + 100, c) % 100;
+        let state = match r {
+            0..=69 => CredexState::Accepted,
+            70..=84 => CredexState::Offered,
+            85..=89 => CredexState::Requested,
+            _ => CredexState::Cleared,
+        };
+        let day = mix(self.seed, K_CREDEX + 200, c) % u64::from(self.days.max(1));
+        let secured = mix(self.seed, K_CREDEX + 300, c) % 5 == 0;
+        let anchor = (state == CredexState::Cleared)
+            .then(|| mix(self.seed, K_CREDEX + 400, c) % self.anchors());
+        CredexRecord {
+            index: c,
+            issuer,
+            counterparty,
+            state,
+            day,
+            secured,
+            anchor,
+        }
+    }
+
+    /// `accountID` of account `g`.
+    pub fn account_id(&self, g: u64) -> String {
+        uuid(self.seed, K_ACCOUNT, g)
+    }
+
+    /// `memberID` of member `i`.
+    pub fn member_id(&self, i: u64) -> String {
+        uuid(self.seed, K_MEMBER, i)
+    }
+
+    /// `credexID` of credex `c`.
+    pub fn credex_id(&self, c: u64) -> String {
+        uuid(self.seed, K_CREDEX, c)
+    }
+}
+
+/// A map literal builder for parameters.
+struct Props(BoltMap);
+
+impl Props {
+    fn new() -> Self {
+        Props(BoltMap::new())
+    }
+    fn put(mut self, k: &str, v: impl Into<BoltType>) -> Self {
+        self.0.put(BoltString::from(k), v.into());
+        self
+    }
+    fn done(self) -> BoltType {
+        BoltType::Map(self.0)
+    }
+}
+
+fn daynode_row(spec: &LedgerSpec, d: u64) -> BoltType {
+    let m = |k: u64| (mix(spec.seed, 50 + k, d) % 10_000) as f64 / 100.0 + 0.5;
+    Props::new()
+        .put(
+            "props",
+            Props::new()
+                .put("Date", day_date(d))
+                .put("Active", d + 1 == u64::from(spec.days))
+                .put("DCOrunningNow", false)
+                .put("MTQrunningNow", false)
+                .put("CXX", 1.0f64)
+                .put("CAD", m(1))
+                .put("USD", m(2))
+                .put("XAU", m(3) / 1000.0)
+                .put("ZWG", m(4) * 13.0)
+                .done(),
+        )
+        .done()
+}
+
+fn member_row(spec: &LedgerSpec, i: u64) -> BoltType {
+    let r = mix(spec.seed, K_MEMBER + 10, i);
+    let day = r % u64::from(spec.days.max(1));
+    Props::new()
+        .put(
+            "props",
+            Props::new()
+                .put("memberID", spec.member_id(i))
+                .put("memberHandle", format!("member{i}"))
+                .put("firstname", FIRST[(r >> 8) as usize % FIRST.len()])
+                .put("lastname", LAST[(r >> 16) as usize % LAST.len()])
+                .put("phone", format!("+2637{:08}", i))
+                .put("defaultDenom", DENOMS[(r >> 24) as usize % DENOMS.len()])
+                .put("memberTier", ((r >> 32) % 3 + 1) as i64)
+                .done(),
+        )
+        .put("createdAt", timestamp(day, r % 86_400))
+        .put(
+            "updatedAt",
+            timestamp(day, (r % 86_400 + 3_600).min(86_399)),
+        )
+        .put("day", day_date(day))
+        .done()
+}
+
+fn account_row(spec: &LedgerSpec, g: u64) -> BoltType {
+    let (member, j) = spec.member_of_account(g);
+    let r = mix(spec.seed, K_ACCOUNT + 10, g);
+    let kinds = [
+        "PERSONAL_CONSUMPTION",
+        "TRUST",
+        "OPERATIONS",
+        "CREDEX_FOUNDATION",
+    ];
+    let kind = if j == 0 {
+        kinds[0]
+    } else {
+        kinds[1 + (r % 3) as usize]
+    };
+    Props::new()
+        .put(
+            "props",
+            Props::new()
+                .put("accountID", spec.account_id(g))
+                .put("accountHandle", format!("acct{g}"))
+                .put(
+                    "accountName",
+                    format!("{} account {j}", LAST[(r >> 8) as usize % LAST.len()]),
+                )
+                .put("accountType", kind)
+                .put("defaultDenom", DENOMS[(r >> 16) as usize % DENOMS.len()])
+                .put("DCOgiveInCXX", ((r >> 24) % 1000) as f64 / 4.0)
+                .put("DCOdenom", DENOMS[(r >> 40) as usize % DENOMS.len()])
+                .put("queueStatus", "PROCESSED")
+                .done(),
+        )
+        .put(
+            "createdAt",
+            timestamp(r % u64::from(spec.days.max(1)), r % 86_400),
+        )
+        .put("member", spec.member_id(member))
+        .done()
+}
+
+fn credex_row(spec: &LedgerSpec, k: &CredexRecord) -> BoltType {
+    let r = mix(spec.seed, K_CREDEX + 10, k.index);
+    let amount = ((r % 1_000_000) as f64) / 100.0 + 0.01;
+    let outstanding = match k.state {
+        CredexState::Cleared => 0.0,
+        _ => amount,
+    };
+    let mut props = Props::new()
+        .put("credexID", spec.credex_id(k.index))
+        .put("Denomination", DENOMS[(r >> 24) as usize % DENOMS.len()])
+        .put("CXXmultiplier", 1.0 + ((r >> 32) % 100) as f64 / 100.0)
+        .put("InitialAmount", amount)
+        .put("OutstandingAmount", outstanding)
+        .put("RedeemedAmount", amount - outstanding)
+        .put("DefaultedAmount", 0.0f64)
+        .put("WrittenOffAmount", 0.0f64)
+        .put(
+            "credexType",
+            ["PURCHASE", "GIFT", "DCO_GIVE", "DCO_RECEIVE"][(r >> 40) as usize % 4],
+        )
+        .put("dueDate", day_date(k.day + 30))
+        .put("queueStatus", "PROCESSED");
+    if matches!(k.state, CredexState::Accepted | CredexState::Cleared) {
+        props = props.put("acceptedAt", timestamp(k.day, (r >> 8) % 86_400));
+    }
+    Props::new()
+        .put("props", props.done())
+        .put("createdAt", timestamp(k.day, (r >> 8) % 86_400))
+        .put("from", spec.account_id(k.issuer))
+        .put("to", spec.account_id(k.counterparty))
+        .put("day", day_date(k.day))
+        .put(
+            "anchor",
+            k.anchor
+                .map(|a| uuid(spec.seed, K_ANCHOR, a))
+                .map(BoltType::from)
+                .unwrap_or(BoltType::Null(neo4rs::BoltNull)),
+        )
+        .put("amount", amount)
+        .done()
+}
+
+/// Errors while loading a ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("loading the ledger failed at {stage}: {source}")]
+    Bolt {
+        stage: String,
+        #[source]
+        source: neo4rs::Error,
+    },
+}
+
+/// What a load did and how fast.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LoadStats {
+    pub nodes: u64,
+    pub relationships: u64,
+    pub elapsed: Duration,
+    pub records_per_second: f64,
+}
+
+/// Cypher statements per kind. Every statement takes `$rows`.
+const Q_DAYNODES: &str = "UNWIND $rows AS r CREATE (d:Daynode) SET d = r.props";
+const Q_NEXT_DAY: &str =
+    "UNWIND $rows AS r MATCH (a:Daynode {Date: r.from}), (b:Daynode {Date: r.to}) CREATE (a)-[:NEXT_DAY]->(b)";
+const Q_ANCHORS: &str =
+    "UNWIND $rows AS r CREATE (l:LoopAnchor) SET l = r.props, l.createdAt = datetime(r.createdAt)";
+const Q_MEMBERS: &str = "UNWIND $rows AS r MATCH (d:Daynode {Date: r.day}) \
+    CREATE (m:Member) SET m = r.props, m.createdAt = datetime(r.createdAt), m.updatedAt = datetime(r.updatedAt) \
+    CREATE (m)-[:CREATED_ON]->(d)";
+const Q_ACCOUNTS: &str = "UNWIND $rows AS r MATCH (m:Member {memberID: r.member}) \
+    CREATE (a:Account) SET a = r.props, a.createdAt = datetime(r.createdAt) \
+    CREATE (m)-[:OWNS]->(a) CREATE (m)-[:AUTHORIZED_FOR]->(a)";
+
+fn credex_query(state: CredexState, redeemed: bool) -> String {
+    let t = state.rel_type();
+    let mut q = format!(
+        "UNWIND $rows AS r MATCH (a:Account {{accountID: r.from}}), (b:Account {{accountID: r.to}}), (d:Daynode {{Date: r.day}}) \
+         CREATE (c:Credex) SET c = r.props, c.createdAt = datetime(r.createdAt)"
+    );
+    if state == CredexState::Accepted || state == CredexState::Cleared {
+        q.push_str(", c.acceptedAt = datetime(r.props.acceptedAt)");
+    }
+    q.push_str(&format!(
+        " CREATE (a)-[:{t}]->(c) CREATE (c)-[:{t}]->(b) CREATE (c)-[:CREATED_ON]->(d)"
+    ));
+    if redeemed {
+        q.push_str(" WITH c, r MATCH (l:LoopAnchor {loopID: r.anchor}) CREATE (c)-[:REDEEMED {amount: r.amount}]->(l)");
+    }
+    q
+}
+
+/// `SECURES` is created in its own pass: ArcadeDB 26.10 creates the credex node twice
+/// when one `UNWIND` batch (of more than a handful of rows) creates two relationships
+/// between the same pair of nodes in one statement (`(a)-[:OWES]->(c)` and
+/// `(a)-[:SECURES]->(c)`); measured, see `docs/integrity.md`.
+const Q_SECURES: &str =
+    "UNWIND $rows AS r MATCH (a:Account {accountID: r.from}), (c:Credex {credexID: r.id}) CREATE (a)-[:SECURES]->(c)";
+
+/// Creates the unique constraints of the LedgerSpace model (where the engine supports
+/// them; ArcadeDB accepts `CREATE CONSTRAINT … IS UNIQUE` over Bolt and enforces it with a
+/// unique index, which also makes the loader's `MATCH … {key: …}` lookups fast).
+pub async fn create_constraints(graph: &Graph) -> Result<(), LedgerError> {
+    for (label, prop) in [
+        ("Daynode", "Date"),
+        ("Member", "memberID"),
+        ("Member", "memberHandle"),
+        ("Member", "phone"),
+        ("Account", "accountID"),
+        ("Account", "accountHandle"),
+        ("LoopAnchor", "loopID"),
+        // Not in the app's LedgerSpace schema (credexID is a uuid, unique anyway); the
+        // loader's SECURES pass looks credexes up by it.
+        ("Credex", "credexID"),
+    ] {
+        let q = format!("CREATE CONSTRAINT {label}_{prop} IF NOT EXISTS FOR (n:{label}) REQUIRE n.{prop} IS UNIQUE");
+        graph
+            .run(neo4rs::query(&q))
+            .await
+            .map_err(|source| LedgerError::Bolt {
+                stage: format!("constraint {label}.{prop}"),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+struct Loader<'a> {
+    graph: &'a Graph,
+    spec: &'a LedgerSpec,
+    meter: &'a WorkMeter,
+    done: u64,
+    total: u64,
+}
+
+impl Loader<'_> {
+    /// Runs `query` over rows produced for indices `0..n` (reversed if the spec says so),
+    /// in batches; `weight` is the records (nodes + relationships) one row creates.
+    async fn batches(
+        &mut self,
+        stage: &str,
+        query: &str,
+        indices: impl DoubleEndedIterator<Item = u64>,
+        row: impl Fn(u64) -> Option<(BoltType, u64)>,
+    ) -> Result<(), LedgerError> {
+        let indices: Box<dyn Iterator<Item = u64>> = if self.spec.reverse {
+            Box::new(indices.rev())
+        } else {
+            Box::new(indices)
+        };
+        let batch = if self.spec.one_by_one {
+            1
+        } else {
+            self.spec.batch_size.max(1)
+        };
+        let mut rows = Vec::with_capacity(batch);
+        let mut weight = 0;
+        for i in indices {
+            if let Some((r, w)) = row(i) {
+                rows.push(r);
+                weight += w;
+            }
+            if rows.len() == batch {
+                self.flush(stage, query, &mut rows, &mut weight).await?;
+            }
+        }
+        self.flush(stage, query, &mut rows, &mut weight).await
+    }
+
+    async fn flush(
+        &mut self,
+        stage: &str,
+        query: &str,
+        rows: &mut Vec<BoltType>,
+        weight: &mut u64,
+    ) -> Result<(), LedgerError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let list = BoltType::List(BoltList::from(std::mem::take(rows)));
+        self.graph
+            .run(neo4rs::query(query).param("rows", list))
+            .await
+            .map_err(|source| LedgerError::Bolt {
+                stage: stage.to_owned(),
+                source,
+            })?;
+        self.done += *weight;
+        *weight = 0;
+        self.meter.update(self.done, Some(self.total));
+        Ok(())
+    }
+}
+
+/// Loads the ledger described by `spec` into an empty database over Bolt, creating the
+/// model's unique constraints first. Reports records (nodes + relationships) created.
+pub async fn load_ledger(
+    graph: &Graph,
+    spec: &LedgerSpec,
+    meter: &WorkMeter,
+) -> Result<LoadStats, LedgerError> {
+    let started = Instant::now();
+    let (nodes, rels) = spec.expected_counts();
+    create_constraints(graph).await?;
+    let mut l = Loader {
+        graph,
+        spec,
+        meter,
+        done: 0,
+        total: nodes + rels,
+    };
+    let days = u64::from(spec.days);
+    l.batches("daynodes", Q_DAYNODES, 0..days, |d| {
+        Some((daynode_row(spec, d), 1))
+    })
+    .await?;
+    l.batches("next_day", Q_NEXT_DAY, 0..days.saturating_sub(1), |d| {
+        Some((
+            Props::new()
+                .put("from", day_date(d))
+                .put("to", day_date(d + 1))
+                .done(),
+            1,
+        ))
+    })
+    .await?;
+    l.batches("anchors", Q_ANCHORS, 0..spec.anchors(), |a| {
+        let id = uuid(spec.seed, K_ANCHOR, a);
+        let props = Props::new()
+            .put("loopID", id)
+            .put(
+                "loopedAmount",
+                (mix(spec.seed, K_ANCHOR, a) % 10_000) as f64 / 10.0,
+            )
+            .done();
+        Some((
+            Props::new()
+                .put("props", props)
+                .put("createdAt", timestamp(a % days.max(1), a % 86_400))
+                .done(),
+            1,
+        ))
+    })
+    .await?;
+    l.batches("members", Q_MEMBERS, 0..spec.members, |i| {
+        Some((member_row(spec, i), 2))
+    })
+    .await?;
+    let members = spec.members;
+    l.batches("accounts", Q_ACCOUNTS, 0..spec.accounts(), |g| {
+        let (m, _) = spec.member_of_account(g);
+        (m < members).then(|| (account_row(spec, g), 3))
+    })
+    .await?;
+    for state in [
+        CredexState::Accepted,
+        CredexState::Offered,
+        CredexState::Requested,
+        CredexState::Cleared,
+    ] {
+        let q = credex_query(state, state == CredexState::Cleared);
+        l.batches(
+            &format!("credexes {}", state.rel_type()),
+            &q,
+            0..spec.credexes(),
+            |c| {
+                let k = spec.credex(c);
+                (k.state == state)
+                    .then(|| (credex_row(spec, &k), 4 + u64::from(k.anchor.is_some())))
+            },
+        )
+        .await?;
+    }
+    l.batches("secures", Q_SECURES, 0..spec.credexes(), |c| {
+        let k = spec.credex(c);
+        k.secured.then(|| {
+            let row = Props::new()
+                .put("from", spec.account_id(k.issuer))
+                .put("id", spec.credex_id(c))
+                .done();
+            (row, 1)
+        })
+    })
+    .await?;
+    let elapsed = started.elapsed();
+    Ok(LoadStats {
+        nodes,
+        relationships: rels,
+        elapsed,
+        records_per_second: (nodes + rels) as f64 / elapsed.as_secs_f64().max(1e-9),
+    })
+}
+
+/// Loads a small SearchSpace derived from the same spec: `Account {accountID,
+/// accountName}`, `Credex {credexID, outstandingAmount, Denomination, CXXmultiplier,
+/// dueDate}` for every outstanding accepted credex, and one anchor node per denomination
+/// (`UNSECURED` / `<DENOM>_SECURED`) with its dynamic relationship type to each credex.
+pub async fn load_search_space(
+    graph: &Graph,
+    spec: &LedgerSpec,
+    meter: &WorkMeter,
+) -> Result<LoadStats, LedgerError> {
+    let started = Instant::now();
+    let mut l = Loader {
+        graph,
+        spec,
+        meter,
+        done: 0,
+        total: 0,
+    };
+    for (label, prop) in [("Account", "accountID"), ("Credex", "credexID")] {
+        let q = format!("CREATE CONSTRAINT search_{label}_{prop} IF NOT EXISTS FOR (n:{label}) REQUIRE n.{prop} IS UNIQUE");
+        graph
+            .run(neo4rs::query(&q))
+            .await
+            .map_err(|source| LedgerError::Bolt {
+                stage: "search constraints".into(),
+                source,
+            })?;
+    }
+    let mut nodes = spec.accounts();
+    let mut rels = 0;
+    l.batches(
+        "search accounts",
+        "UNWIND $rows AS r CREATE (a:Account) SET a = r",
+        0..spec.accounts(),
+        |g| {
+            Some((
+                Props::new()
+                    .put("accountID", spec.account_id(g))
+                    .put("accountName", format!("acct{g}"))
+                    .done(),
+                1,
+            ))
+        },
+    )
+    .await?;
+    for (anchor, secured) in [("UNSECURED", false), ("USD_SECURED", true)] {
+        let q = format!("CREATE (n:{anchor} {{searchAnchorID: $id, earliestDueDate: $due}})");
+        graph
+            .run(
+                neo4rs::query(&q)
+                    .param("id", uuid(spec.seed, 9, u64::from(secured)))
+                    .param("due", day_date(30)),
+            )
+            .await
+            .map_err(|source| LedgerError::Bolt {
+                stage: "search anchors".into(),
+                source,
+            })?;
+        nodes += 1;
+        let q = format!(
+            "UNWIND $rows AS r MATCH (n:{anchor} {{searchAnchorID: $id}}) CREATE (c:Credex) SET c = r.props \
+             CREATE (n)-[:{anchor}]->(c)"
+        );
+        let id = uuid(spec.seed, 9, u64::from(secured));
+        let mut count = 0u64;
+        for c in 0..spec.credexes() {
+            let k = spec.credex(c);
+            if k.state == CredexState::Accepted && k.secured == secured {
+                count += 1;
+            }
+        }
+        nodes += count;
+        rels += count;
+        let mut rows = Vec::new();
+        let flush = |rows: Vec<BoltType>| {
+            let list = BoltType::List(BoltList::from(rows));
+            graph.run(
+                neo4rs::query(&q)
+                    .param("rows", list)
+                    .param("id", id.clone()),
+            )
+        };
+        for c in 0..spec.credexes() {
+            let k = spec.credex(c);
+            if k.state != CredexState::Accepted || k.secured != secured {
+                continue;
+            }
+            let r = mix(spec.seed, K_CREDEX + 10, c);
+            let props = Props::new()
+                .put("credexID", spec.credex_id(c))
+                .put("outstandingAmount", ((r % 1_000_000) as f64) / 100.0 + 0.01)
+                .put("Denomination", DENOMS[(r >> 24) as usize % DENOMS.len()])
+                .put("CXXmultiplier", 1.0 + ((r >> 32) % 100) as f64 / 100.0)
+                .put("dueDate", day_date(k.day + 30))
+                .done();
+            rows.push(Props::new().put("props", props).done());
+            if rows.len() == spec.batch_size.max(1) {
+                flush(std::mem::take(&mut rows))
+                    .await
+                    .map_err(|source| LedgerError::Bolt {
+                        stage: "search credexes".into(),
+                        source,
+                    })?;
+            }
+        }
+        if !rows.is_empty() {
+            flush(rows).await.map_err(|source| LedgerError::Bolt {
+                stage: "search credexes".into(),
+                source,
+            })?;
+        }
+    }
+    let elapsed = started.elapsed();
+    Ok(LoadStats {
+        nodes,
+        relationships: rels,
+        elapsed,
+        records_per_second: (nodes + rels) as f64 / elapsed.as_secs_f64().max(1e-9),
+    })
+}
+
+/// One small ledger transaction between two existing accounts: what the app does when a
+/// member offers and the counterparty accepts a credex.
+#[derive(Clone, Debug)]
+pub struct CredexTransaction {
+    pub credex_id: String,
+    pub issuer_account_id: String,
+    pub counterparty_account_id: String,
+    pub amount: f64,
+    pub denomination: String,
+}
+
+impl LedgerSpec {
+    /// The `n`-th live transaction a writer would commit against this ledger
+    /// (deterministic; ids never collide with loaded credexes).
+    pub fn live_transaction(&self, n: u64) -> CredexTransaction {
+        let accounts = self.accounts().max(2);
+        let a = mix(self.seed, 77, n) % accounts;
+        let mut b = mix(self.seed, 78, n) % accounts;
+        if a == b {
+            b = (a + 1) % accounts;
+        }
+        CredexTransaction {
+            credex_id: uuid(self.seed, 1_000 + K_CREDEX, n),
+            issuer_account_id: self.account_id(a),
+            counterparty_account_id: self.account_id(b),
+            amount: (mix(self.seed, 79, n) % 100_000) as f64 / 100.0 + 0.01,
+            denomination: DENOMS[(mix(self.seed, 80, n) % 5) as usize].to_owned(),
+        }
+    }
+}
+
+/// Commits one accepted credex between two accounts, linked to the active Daynode, in one
+/// transaction. Returns an error if either account or the active Daynode is missing (the
+/// statement then creates nothing).
+pub async fn commit_credex(graph: &Graph, tx: &CredexTransaction) -> Result<(), LedgerError> {
+    let q = neo4rs::query(
+        "MATCH (a:Account {accountID: $from}), (b:Account {accountID: $to}), (d:Daynode {Active: true}) \
+         CREATE (c:Credex {credexID: $id, Denomination: $denom, CXXmultiplier: 1.0, InitialAmount: $amount, \
+           OutstandingAmount: $amount, RedeemedAmount: 0.0, DefaultedAmount: 0.0, WrittenOffAmount: 0.0, \
+           credexType: 'PURCHASE', queueStatus: 'PENDING_CREDEX', createdAt: datetime(), acceptedAt: datetime()}) \
+         CREATE (a)-[:OWES]->(c) CREATE (c)-[:OWES]->(b) CREATE (c)-[:CREATED_ON]->(d) \
+         RETURN count(c) AS created",
+    )
+    .param("from", tx.issuer_account_id.as_str())
+    .param("to", tx.counterparty_account_id.as_str())
+    .param("id", tx.credex_id.as_str())
+    .param("denom", tx.denomination.as_str())
+    .param("amount", tx.amount);
+    let mut txn = graph
+        .start_txn()
+        .await
+        .map_err(|source| LedgerError::Bolt {
+            stage: "begin credex".into(),
+            source,
+        })?;
+    let mut stream = txn.execute(q).await.map_err(|source| LedgerError::Bolt {
+        stage: "create credex".into(),
+        source,
+    })?;
+    let mut created = 0i64;
+    while let Some(row) = stream
+        .next(txn.handle())
+        .await
+        .map_err(|source| LedgerError::Bolt {
+            stage: "create credex".into(),
+            source,
+        })?
+    {
+        created = row.get("created").unwrap_or(0);
+    }
+    drop(stream);
+    if created != 1 {
+        txn.rollback().await.map_err(|source| LedgerError::Bolt {
+            stage: "rollback credex".into(),
+            source,
+        })?;
+        return Err(LedgerError::Bolt {
+            stage: format!("create credex {}", tx.credex_id),
+            source: neo4rs::Error::UnexpectedMessage(format!(
+                "expected to create 1 credex, created {created} (missing account or active Daynode)"
+            )),
+        });
+    }
+    txn.commit().await.map_err(|source| LedgerError::Bolt {
+        stage: "commit credex".into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_index_round_trips() {
+        let spec = LedgerSpec::new(100, 1);
+        let mut g = 0;
+        for m in 0..spec.members {
+            for j in 0..LedgerSpec::accounts_of(m) {
+                assert_eq!(spec.account_index(m, j), g);
+                assert_eq!(spec.member_of_account(g), (m, j));
+                g += 1;
+            }
+        }
+        assert_eq!(g, spec.accounts());
+    }
+
+    #[test]
+    fn generation_is_deterministic_by_seed() {
+        let a = LedgerSpec::new(1000, 7);
+        let b = LedgerSpec::new(1000, 7);
+        let c = LedgerSpec::new(1000, 8);
+        assert_eq!(a.expected_counts(), b.expected_counts());
+        assert_eq!(a.account_id(5), b.account_id(5));
+        assert_ne!(a.account_id(5), c.account_id(5));
+        assert_eq!(
+            format!("{:?}", member_row(&a, 3)),
+            format!("{:?}", member_row(&b, 3))
+        );
+    }
+
+    #[test]
+    fn million_node_spec_has_two_million_relationships() {
+        let spec = LedgerSpec::new(130_000, 1);
+        let (n, r) = spec.expected_counts();
+        assert!(n >= 1_000_000, "{n}");
+        assert!(r >= 2_000_000, "{r}");
+    }
+
+    #[test]
+    fn credexes_never_point_at_their_issuer() {
+        let spec = LedgerSpec::new(300, 3);
+        for c in 0..spec.credexes() {
+            let k = spec.credex(c);
+            assert_ne!(k.issuer, k.counterparty);
+            assert!(k.counterparty < spec.accounts());
+        }
+    }
+}

@@ -3,14 +3,23 @@
 //! - [`canonical`]: the canonical encoding of values and the per-record hashes;
 //! - [`multiset`]: the order-independent multiset digest (AdHash mod 2^256 + count);
 //! - [`fingerprint`]: reading a graph's fingerprint over Bolt, in parallel, read-only;
+//! - [`compare`]: every difference between two fingerprints;
+//! - [`invariants`]: app invariants (Cypher checks with expected results);
+//! - [`diff`]: the records behind a small mismatch.
 pub mod canonical;
+pub mod compare;
+pub mod diff;
 pub mod error;
 pub mod fingerprint;
+pub mod invariants;
 pub mod multiset;
 
+pub use compare::{compare, Finding, FindingKind, Findings};
+pub use diff::{diff, DiffOptions, DiffReport, RecordDiff, Side};
 pub use error::IntegrityError;
 pub use fingerprint::{
     connect_for_reading, fingerprint, fingerprint_target, EngineHint, Fingerprint,
     FingerprintOptions, IdentityKey, SchemaInfo,
 };
+pub use invariants::{ledger_invariants, run_invariants, Invariant, InvariantOutcome};
 pub use multiset::MultisetDigest;

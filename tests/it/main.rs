@@ -13,3 +13,7 @@ mod aws_secrets;
 mod aws_support;
 mod aws_traffic;
 mod neo4j_scripts;
+mod integrity;
+mod ledger;
+mod local_provider;
+mod local_arcadedb;
