@@ -700,3 +700,17 @@ fn write_reports_writes_three_files_into_the_run_directory() {
     names.sort();
     assert_eq!(names, ["report.json", "report.md", "timeline.svg"]);
 }
+
+#[test]
+fn an_empty_journal_still_renders_every_format() {
+    let report = Report::from_journal(&[]);
+    assert_eq!(report.outcome_label(), "Unfinished");
+    assert!(report.steps.is_empty() && report.freeze_window.is_none());
+    let svg = report.to_svg();
+    assert_well_formed(&svg);
+    assert!(svg.contains("no step started"));
+    assert!(report.to_markdown().contains("No step started."));
+    assert!(report.next_steps[0].contains("cutover resume RUN_ID --env ENV"));
+    let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["outcome"], Value::Null);
+}
