@@ -635,8 +635,12 @@ pub async fn load_ledger(
 
 /// Loads a small SearchSpace derived from the same spec: `Account {accountID,
 /// accountName}`, `Credex {credexID, outstandingAmount, Denomination, CXXmultiplier,
-/// dueDate}` for every outstanding accepted credex, and one anchor node per denomination
-/// (`UNSECURED` / `<DENOM>_SECURED`) with its dynamic relationship type to each credex.
+/// dueDate}` for every outstanding accepted credex, and one anchor node per kind
+/// (`UNSECURED`, `USD_SECURED`) with that dynamic relationship type to each credex.
+///
+/// The app labels an anchor node with the same name as its relationship type; ArcadeDB
+/// keeps vertex and edge types in one namespace and refuses that ("Type 'UNSECURED' is not
+/// an edge type"), so here the anchors are `:SearchAnchor {anchorType: 'UNSECURED'}`.
 pub async fn load_search_space(
     graph: &Graph,
     spec: &LedgerSpec,
@@ -678,7 +682,7 @@ pub async fn load_search_space(
     )
     .await?;
     for (anchor, secured) in [("UNSECURED", false), ("USD_SECURED", true)] {
-        let q = format!("CREATE (n:{anchor} {{searchAnchorID: $id, earliestDueDate: $due}})");
+        let q = format!("CREATE (n:SearchAnchor {{anchorType: '{anchor}', searchAnchorID: $id, earliestDueDate: $due}})");
         graph
             .run(
                 neo4rs::query(&q)
@@ -692,7 +696,7 @@ pub async fn load_search_space(
             })?;
         nodes += 1;
         let q = format!(
-            "UNWIND $rows AS r MATCH (n:{anchor} {{searchAnchorID: $id}}) CREATE (c:Credex) SET c = r.props \
+            "UNWIND $rows AS r MATCH (n:SearchAnchor {{searchAnchorID: $id}}) CREATE (c:Credex) SET c = r.props \
              CREATE (n)-[:{anchor}]->(c)"
         );
         let id = uuid(spec.seed, 9, u64::from(secured));

@@ -118,7 +118,7 @@ async fn generated_ledger_has_the_specified_shape_and_accepts_live_writes() {
         (stats.nodes, stats.relationships)
     );
     assert!(
-        sfp.node_groups.contains_key(":UNSECURED")
+        sfp.node_groups.contains_key(":SearchAnchor")
             && sfp.relationship_groups.contains_key("USD_SECURED")
     );
 }
