@@ -110,6 +110,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
     },
+    /// Write and print a run's report (Markdown, or JSON with --output json).
+    Report {
+        run_id: String,
+        #[arg(long, env = "CUTOVER_ENV")]
+        env: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
+    /// List instances left by runs that no longer own them; remove them with --yes.
+    Gc {
+        #[arg(long, env = "CUTOVER_ENV")]
+        env: String,
+        /// Remove what is listed (otherwise only list).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print a runbook's step graph as Mermaid or DOT.
     Graph {
         runbook: PathBuf,
@@ -225,6 +241,8 @@ async fn dispatch_simple(command: Command) -> u8 {
             report_run(result, output)
         }
         Command::Status { run_id, env, output } => status::status_command(run_id, &env, output),
+        Command::Report { run_id, env, output } => status::report_command(&run_id, &env, output),
+        Command::Gc { env, yes } => status::gc_command(&env, yes).await,
         Command::Graph { runbook, format } => match Runbook::load(&runbook) {
             Ok(book) => {
                 print!("{}", if format == GraphFormat::Dot { render::dot(&book) } else { render::mermaid(&book) });
@@ -297,11 +315,14 @@ fn report_run(result: Result<RunSummary, RunError>, output: OutputFormat) -> u8 
             match output {
                 OutputFormat::Json => println!(
                     "{}",
-                    serde_json::json!({ "run_id": summary.run_id, "outcome": outcome, "message": message, "exit_code": code, "run_dir": summary.run_dir })
+                    serde_json::json!({ "run_id": summary.run_id, "outcome": outcome, "message": message, "exit_code": code, "run_dir": summary.run_dir, "report": summary.report })
                 ),
                 OutputFormat::Human => {
                     println!("run {}: {outcome}: {message}", summary.run_id);
                     println!("journal: {}", summary.run_dir.join("journal.jsonl").display());
+                    if let Some(report) = &summary.report {
+                        println!("report:  {}", report.display());
+                    }
                 }
             }
             code

@@ -64,7 +64,7 @@ fn list(env: &Environment, output: OutputFormat) -> u8 {
                     "run_id": id,
                     "runbook": v.as_ref().map(|v| v.runbook.clone()),
                     "started_at": v.as_ref().and_then(|v| v.started_at),
-                    "outcome": v.as_ref().map(|v| outcome_text(v)),
+                    "outcome": v.as_ref().map(outcome_text),
                 }))
                 .collect();
             println!("{}", serde_json::json!({ "environment": env.name, "lease": lease, "runs": items }));
@@ -128,6 +128,72 @@ fn show(view: &RunView, output: OutputFormat) {
         }
         if let Some(c) = &step.compensation {
             println!("      compensation: {c:?}");
+        }
+    }
+}
+
+/// `cutover report RUN_ID`: (re)writes the run's report files and prints one.
+pub fn report_command(run_id: &str, env: &str, output: OutputFormat) -> u8 {
+    let env = match Environment::load(env) {
+        Ok(e) => e,
+        Err(problems) => {
+            eprint!("error: {problems}");
+            return 2;
+        }
+    };
+    let run_id = RunId::new(run_id);
+    let path = run::journal_path(&env.state_dir, &run_id);
+    let records = match crate::engine::journal::read_records(&path) {
+        Ok((records, _)) => records,
+        Err(f) => {
+            eprintln!("error: {f}; `cutover status --env {}` lists runs", env.name);
+            return 2;
+        }
+    };
+    let report = crate::report::Report::from_journal(&records);
+    if let Err(f) = report.write(&run::run_dir(&env.state_dir, &run_id)) {
+        eprintln!("warning: could not write the report files: {f}");
+    }
+    match output {
+        OutputFormat::Human => print!("{}", report.to_markdown()),
+        OutputFormat::Json => println!("{}", report.to_json()),
+    }
+    0
+}
+
+/// `cutover gc`: instances tagged with runs that no longer own them (the run does not
+/// exist, or it failed and was rolled back). Removes them only with `--yes`.
+pub async fn gc_command(env: &str, remove: bool) -> u8 {
+    let env = match Environment::load(env) {
+        Ok(e) => e,
+        Err(problems) => {
+            eprint!("error: {problems}");
+            return 2;
+        }
+    };
+    if env.provider != crate::config::ProviderKind::Local {
+        eprintln!("error: `cutover gc` covers local environments so far; for aws use the library's providers::aws::gc (tag cutover:run-id). Nothing was done");
+        return 2;
+    }
+    let provider = crate::providers::local::LocalProvider::open(&env.state_dir);
+    match crate::providers::local::gc::gc(&env.state_dir, &provider.compute, remove).await {
+        Ok(found) if found.is_empty() => {
+            println!("nothing to collect in {}", env.state_dir.display());
+            0
+        }
+        Ok(found) => {
+            for c in &found {
+                let what = if c.removed { "removed" } else { "would remove" };
+                println!("{what} {} ({})", c.instance, c.reason);
+            }
+            if !remove {
+                println!("run again with --yes to remove them");
+            }
+            0
+        }
+        Err(f) => {
+            eprintln!("error: {f}");
+            1
         }
     }
 }

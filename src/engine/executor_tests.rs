@@ -19,8 +19,10 @@ use std::time::Duration;
 
 /// What scripted steps did, per run: `"start:a"`, `"done:a"`, `"undo:a"`, with the
 /// paused-clock time in milliseconds.
-fn log() -> &'static Mutex<HashMap<String, Vec<(u64, String)>>> {
-    static LOG: OnceLock<Mutex<HashMap<String, Vec<(u64, String)>>>> = OnceLock::new();
+type EventLog = Mutex<HashMap<String, Vec<(u64, String)>>>;
+
+fn log() -> &'static EventLog {
+    static LOG: OnceLock<EventLog> = OnceLock::new();
     LOG.get_or_init(Default::default)
 }
 

@@ -27,13 +27,13 @@ use tokio::sync::watch;
 pub enum RunError {
     /// Bad input; nothing was done (exit 2).
     #[error("{0}")]
-    Invalid(Problems),
+    Invalid(Box<Problems>),
     /// Another run holds the environment (exit 3).
     #[error("environment {environment} is locked by {holder}; wait for it to finish, or if it is stuck, inspect it with `cutover status {} --env {environment}`", holder.run_id)]
-    Locked { environment: String, holder: LeaseInfo },
+    Locked { environment: String, holder: Box<LeaseInfo> },
     /// A stale lease is in the way (exit 3).
     #[error("environment {environment} has a stale lease: {holder} ({reason}). If that run is really dead, resume it (`cutover resume {} --env {environment}`) or start a new run with --take-over-lease", holder.run_id)]
-    StaleLease { environment: String, holder: LeaseInfo, reason: String },
+    StaleLease { environment: String, holder: Box<LeaseInfo>, reason: String },
     /// The runbook or environment changed since the run started (exit 2).
     #[error("the plan changed since run {run_id} started (was {old}, now {new}); resume refuses a changed runbook or environment. Restore the files, or pass --force to resume with the new plan (recorded in the journal)")]
     PlanChanged { run_id: RunId, old: String, new: String },
@@ -62,6 +62,8 @@ pub struct RunSummary {
     pub end: SessionEnd,
     pub run_dir: PathBuf,
     pub view: RunView,
+    /// The Markdown report, when it was written (JSON and SVG sit beside it).
+    pub report: Option<PathBuf>,
 }
 
 impl RunSummary {
@@ -158,8 +160,10 @@ fn acquire(env: &Environment, run_id: &RunId, take_over: TakeOver) -> Result<(Lo
     let (outcome, lease) = LocalLease::acquire(&env.state_dir, run_id, take_over)?;
     match outcome {
         Acquire::Acquired { taken_over } => Ok((lease.expect("acquired"), taken_over)),
-        Acquire::Held(holder) => Err(RunError::Locked { environment: env.name.clone(), holder }),
-        Acquire::Stale(holder, reason) => Err(RunError::StaleLease { environment: env.name.clone(), holder, reason }),
+        Acquire::Held(holder) => Err(RunError::Locked { environment: env.name.clone(), holder: Box::new(holder) }),
+        Acquire::Stale(holder, reason) => {
+            Err(RunError::StaleLease { environment: env.name.clone(), holder: Box::new(holder), reason })
+        }
     }
 }
 
@@ -244,7 +248,15 @@ async fn session(plan: Plan, run_id: RunId, journal: Journal, prior: &RunView, p
     let executor = Executor { plan: Arc::new(plan), run_id: run_id.clone(), journal, services, progress, stop };
     let end = executor.run(prior).await?;
     let (records, _) = super::journal::read_records(&journal_file)?;
-    Ok(RunSummary { run_id, end, run_dir: dir, view: replay(&records) })
+    // A report that cannot be written does not change what the run did; say so.
+    let report = match crate::report::write_reports(&dir, &records) {
+        Ok(paths) => Some(paths.markdown),
+        Err(f) => {
+            executor.progress.report(ProgressEvent::Note { step: None, message: format!("the report was not written: {}", f.message) });
+            None
+        }
+    };
+    Ok(RunSummary { run_id, end, run_dir: dir, view: replay(&records), report })
 }
 
 /// Reads a run's journal into a view.
@@ -272,7 +284,7 @@ pub fn list_runs(state_dir: &Path) -> Vec<RunId> {
 
 /// Resumes a run that crashed, was interrupted, or needs its rollback finished.
 pub async fn resume(run_id: RunId, environment: &str, force: bool, progress: ProgressHandle, stop: watch::Receiver<bool>) -> Result<RunSummary, RunError> {
-    let env = Environment::load(environment).map_err(RunError::Invalid)?;
+    let env = Environment::load(environment).map_err(|p| RunError::Invalid(Box::new(p)))?;
     let path = journal_path(&env.state_dir, &run_id);
     let prior = load_view(&env.state_dir, &run_id)?;
     if let Some(outcome) = prior.outcome {
@@ -286,7 +298,7 @@ pub async fn resume(run_id: RunId, environment: &str, force: bool, progress: Pro
             )));
         }
     }
-    let plan = load_plan(Path::new(&prior.runbook), &prior.environment, &prior.sets).map_err(RunError::Invalid)?;
+    let plan = load_plan(Path::new(&prior.runbook), &prior.environment, &prior.sets).map_err(|p| RunError::Invalid(Box::new(p)))?;
     if plan.hash != prior.plan_hash && !force {
         return Err(RunError::PlanChanged { run_id, old: short(&prior.plan_hash), new: short(&plan.hash) });
     }

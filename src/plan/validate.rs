@@ -373,7 +373,8 @@ fn check_ref(
             ),
             Some(value) => {
                 if let Some((want, input)) = expected {
-                    if !want.accepts(value) && !(want == ValueType::String && !value.is_object() && !value.is_array()) {
+                    let scalar_as_text = want == ValueType::String && !value.is_object() && !value.is_array();
+                    if !(want.accepts(value) || scalar_as_text) {
                         ctx.problem(span, format!("step `{id}`: input `{input}` must be {}, but `env.{}` is {value}", want.name(), path.join(".")));
                     }
                 }
