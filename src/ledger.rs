@@ -22,6 +22,12 @@ use crate::engine::progress::WorkMeter;
 use neo4rs::{BoltList, BoltMap, BoltString, BoltType, Graph};
 use std::time::{Duration, Instant};
 
+/// Rows per statement by default. 1, because ArcadeDB 26.10 duplicates records when an
+/// `UNWIND` batch of more than a few rows `MATCH`es and `CREATE`s (measured: batches of
+/// 20–2,000 rows at 40–10,000 members; the unique constraint on `credexID` then refuses
+/// the batch). Against Neo4j use 1,000–10,000. Every load checks its final counts.
+pub const DEFAULT_BATCH_SIZE: usize = 1;
+
 /// What to generate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerSpec {
@@ -390,6 +396,35 @@ pub enum LedgerError {
         #[source]
         source: neo4rs::Error,
     },
+    /// The database holds other counts than the spec creates (the engine duplicated or
+    /// dropped writes, or the database was not empty).
+    #[error("the loaded ledger has {actual:?} (nodes, relationships), the spec creates {expected:?}: the database was not empty or the engine lost/duplicated writes")]
+    CountMismatch {
+        expected: (u64, u64),
+        actual: (u64, u64),
+    },
+}
+
+/// Counts all nodes and relationships.
+pub async fn count_records(graph: &Graph) -> Result<(u64, u64), LedgerError> {
+    let mut out = [0u64; 2];
+    for (i, q) in [
+        "MATCH (n) RETURN count(n) AS c",
+        "MATCH ()-[r]->() RETURN count(r) AS c",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let err = |source| LedgerError::Bolt {
+            stage: "count".into(),
+            source,
+        };
+        let mut s = graph.execute(neo4rs::query(q)).await.map_err(err)?;
+        if let Some(row) = s.next().await.map_err(err)? {
+            out[i] = row.get::<i64>("c").unwrap_or(0).max(0) as u64;
+        }
+    }
+    Ok((out[0], out[1]))
 }
 
 /// What a load did and how fast.
@@ -404,7 +439,7 @@ pub struct LoadStats {
 /// Cypher statements per kind. Every statement takes `$rows`.
 const Q_DAYNODES: &str = "UNWIND $rows AS r CREATE (d:Daynode) SET d = r.props";
 const Q_NEXT_DAY: &str =
-    "UNWIND $rows AS r MATCH (a:Daynode {Date: r.from}), (b:Daynode {Date: r.to}) CREATE (a)-[:NEXT_DAY]->(b)";
+    "UNWIND $rows AS r MATCH (a:Daynode {Date: r.from}) MATCH (b:Daynode {Date: r.to}) CREATE (a)-[:NEXT_DAY]->(b)";
 const Q_ANCHORS: &str =
     "UNWIND $rows AS r CREATE (l:LoopAnchor) SET l = r.props, l.createdAt = datetime(r.createdAt)";
 const Q_MEMBERS: &str = "UNWIND $rows AS r MATCH (d:Daynode {Date: r.day}) \
@@ -416,9 +451,9 @@ const Q_ACCOUNTS: &str = "UNWIND $rows AS r MATCH (m:Member {memberID: r.member}
 
 fn credex_query(state: CredexState, redeemed: bool) -> String {
     let t = state.rel_type();
-    let mut q = format!(
-        "UNWIND $rows AS r MATCH (a:Account {{accountID: r.from}}), (b:Account {{accountID: r.to}}), (d:Daynode {{Date: r.day}}) \
-         CREATE (c:Credex) SET c = r.props, c.createdAt = datetime(r.createdAt)"
+    let mut q = String::from(
+        "UNWIND $rows AS r MATCH (a:Account {accountID: r.from}) MATCH (b:Account {accountID: r.to}) MATCH (d:Daynode {Date: r.day}) \
+         CREATE (c:Credex) SET c = r.props, c.createdAt = datetime(r.createdAt)",
     );
     if state == CredexState::Accepted || state == CredexState::Cleared {
         q.push_str(", c.acceptedAt = datetime(r.props.acceptedAt)");
@@ -437,7 +472,7 @@ fn credex_query(state: CredexState, redeemed: bool) -> String {
 /// between the same pair of nodes in one statement (`(a)-[:OWES]->(c)` and
 /// `(a)-[:SECURES]->(c)`); measured, see `docs/integrity.md`.
 const Q_SECURES: &str =
-    "UNWIND $rows AS r MATCH (a:Account {accountID: r.from}), (c:Credex {credexID: r.id}) CREATE (a)-[:SECURES]->(c)";
+    "UNWIND $rows AS r MATCH (a:Account {accountID: r.from}) MATCH (c:Credex {credexID: r.id}) CREATE (a)-[:SECURES]->(c)";
 
 /// Creates the unique constraints of the LedgerSpace model (where the engine supports
 /// them; ArcadeDB accepts `CREATE CONSTRAINT … IS UNIQUE` over Bolt and enforces it with a
@@ -624,6 +659,13 @@ pub async fn load_ledger(
         })
     })
     .await?;
+    let actual = count_records(graph).await?;
+    if actual != (nodes, rels) {
+        return Err(LedgerError::CountMismatch {
+            expected: (nodes, rels),
+            actual,
+        });
+    }
     let elapsed = started.elapsed();
     Ok(LoadStats {
         nodes,

@@ -706,7 +706,7 @@ async fn plan_units(
         }
     }
     // Largest first, so the long units start early and the tail is short.
-    sized.sort_by(|a, b| b.0.cmp(&a.0));
+    sized.sort_by_key(|s| std::cmp::Reverse(s.0));
     units.extend(sized.into_iter().map(|(_, u)| u));
     let node_total = reader.count("MATCH (n) RETURN count(n) AS c").await?;
     Ok((units, node_total, rel_total))
