@@ -41,9 +41,9 @@ pub fn inner_name(def: &DatabaseDef) -> String {
     setting_str(def, "database").map(str::to_owned).unwrap_or_else(|| def.name.as_str().to_owned())
 }
 
-/// The application's user for this database (`user = …`, default `app`).
+/// The application's user for this database (`user = …`, default `cutover_app`).
 pub fn app_user(def: &DatabaseDef) -> String {
-    setting_str(def, "user").map(str::to_owned).unwrap_or_else(|| "app".into())
+    setting_str(def, "user").map(str::to_owned).unwrap_or_else(|| "cutover_app".into())
 }
 
 /// The secret holding the application's password (`password_secret`).
