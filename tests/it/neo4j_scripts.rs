@@ -5,6 +5,7 @@
 //! not Neo4j itself.
 
 use crate::aws_support::{setup, tool, Moto};
+use cutover::db::neo4j::admin::BackupType;
 use cutover::db::neo4j::scripts::{self, Attempt};
 use cutover::db::neo4j::{Edition, ServerInfo};
 use cutover::ids::{ObjectKey, RunId, SecretName};
@@ -31,6 +32,20 @@ case "$1 $2" in
     cp "$dir/neo4j.dump" "$FAKE_STORE" ;;
   "dbms set-initial-password")
     printf '%s' "$3" >"$FAKE_PASSWORD_FILE" ;;
+  "database backup")
+    for a in "$@"; do case "$a" in --to-path=*) to="${a#--to-path=}" ;; esac; done
+    n=$(find "$to" -name '*.backup' | wc -l)
+    head -c $((100000 + n)) /dev/zero | tr '\0' 'b' >"$to/neo4j-2026-11-21T00-00-0$n.backup" ;;
+  "database restore")
+    for a in "$@"; do case "$a" in --from-path=*) from="${a#--from-path=}" ;; esac; done
+    IFS=, read -ra parts <<<"$from"
+    for p in "${parts[@]}"; do test -s "$p"; done ;;
+  "database check")
+    if [[ ${FAKE_CHECK_FAIL:-0} == 1 ]]; then
+      for a in "$@"; do case "$a" in --report-path=*) rp="${a#--report-path=}" ;; esac; done
+      echo "inconsistency" >"$rp/inconsistencies-fake.report"
+      exit 1
+    fi ;;
   *) echo "fake-neo4j-admin: unexpected $*" >&2; exit 64 ;;
 esac
 "#;
@@ -114,6 +129,10 @@ impl Bench {
 
     /// Runs the command text SSM would run, as this test process's user, against moto.
     async fn run(&self, script: &Script) -> (i32, ExecResult) {
+        self.run_with(script, &[]).await
+    }
+
+    async fn run_with(&self, script: &Script, extra: &[(&str, &str)]) -> (i32, ExecResult) {
         let text = self.exec.render(script).unwrap();
         let path = format!(
             "{}:{}",
@@ -129,6 +148,7 @@ impl Bench {
             .env("FAKE_ADMIN_LOG", self.path("argv.log"))
             .env("FAKE_STORE", self.path("store.dump"))
             .env("FAKE_PASSWORD_FILE", self.path("password"))
+            .envs(extra.iter().copied())
             .output()
             .unwrap();
         let result = self
@@ -340,4 +360,98 @@ async fn community_freeze_edits_only_its_block_and_restarts() {
         2,
         "no restart when nothing changed"
     );
+}
+
+#[tokio::test]
+async fn enterprise_backup_uploads_each_artifact_and_restore_verifies_the_chain_first() {
+    let b = bench().await;
+    let ee = ServerInfo {
+        version: "5.26.3".parse().unwrap(),
+        edition: Edition::Enterprise,
+    };
+    let prefix = b.store.location(&ObjectKey::new("backups/ledger/chain"));
+    let backup_dir = b.path("backups");
+    let mut chain = Vec::new();
+    for (n, kind) in [("b1", BackupType::Full), ("b2", BackupType::Diff)] {
+        let mut s = scripts::backup_to_s3(&ee, "neo4j", kind, &prefix, &attempt(n)).unwrap();
+        // The stand-in writes where the rendered command says; point both at a temp dir.
+        s.body = s.body.replace(
+            "/var/lib/neo4j/backups/cutover/neo4j",
+            &backup_dir.display().to_string(),
+        );
+        s.env.insert(
+            "CUTOVER_BACKUP_DIR".into(),
+            backup_dir.display().to_string(),
+        );
+        let (code, result) = b.run(&s).await;
+        assert_eq!(code, 0, "{}", result.output_tail);
+        assert_eq!(
+            result.outputs["artifacts"], "1",
+            "only the new artifact is uploaded"
+        );
+        let fields: Vec<&str> = result.outputs["artifact.0"].split(' ').collect();
+        let key = ObjectKey::new(format!("backups/ledger/chain/{}", fields[0]));
+        let bytes = b.store.get_bytes(&key).await.unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), fields[1]);
+        chain.push(scripts::ChainArtifact {
+            uri: b.store.location(&key),
+            sha256: fields[1].to_owned(),
+        });
+    }
+    assert!(b.argv_log().contains("--type=FULL") && b.argv_log().contains("--type=DIFF"));
+
+    // A wrong checksum anywhere in the chain: nothing is restored.
+    let mut bad = chain.clone();
+    bad[1].sha256 = "0".repeat(64);
+    let s = scripts::restore_from_s3(
+        &ee,
+        "5.26.3".parse().unwrap(),
+        "neo4j",
+        &bad,
+        &attempt("r1"),
+    )
+    .unwrap();
+    let (code, result) = b.run(&s).await;
+    assert_eq!(code, 3);
+    assert_eq!(result.outputs["restored"], "false");
+    assert!(!b.argv_log().contains("database restore"));
+
+    let s = scripts::restore_from_s3(
+        &ee,
+        "5.26.3".parse().unwrap(),
+        "neo4j",
+        &chain,
+        &attempt("r2"),
+    )
+    .unwrap();
+    let (code, result) = b.run(&s).await;
+    assert_eq!(code, 0, "{}", result.output_tail);
+    assert_eq!(result.outputs["artifacts_verified"], "2");
+    assert_eq!(result.outputs["restored"], "true");
+    assert!(b
+        .argv_log()
+        .contains("database restore --from-path=/var/tmp/cutover-restore-attempt-r2/"));
+}
+
+#[tokio::test]
+async fn check_reports_inconsistencies_to_s3_and_exits_4() {
+    let b = bench().await;
+    let prefix = b.store.location(&ObjectKey::new("reports/ledger"));
+    let s = scripts::check_database("neo4j", &prefix, &attempt("c1")).unwrap();
+    let (code, result) = b.run(&s).await;
+    assert_eq!(code, 0, "{}", result.output_tail);
+    assert_eq!(result.outputs["consistent"], "true");
+
+    let s = scripts::check_database("neo4j", &prefix, &attempt("c2")).unwrap();
+    let (code, result) = b.run_with(&s, &[("FAKE_CHECK_FAIL", "1")]).await;
+    assert_eq!(code, 4);
+    assert_eq!(result.outputs["consistent"], "false");
+    let report = b
+        .store
+        .get_bytes(&ObjectKey::new(
+            "reports/ledger/inconsistencies-fake.report",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&report).trim(), "inconsistency");
 }

@@ -19,6 +19,8 @@ pub const LOAD_FROM_S3: &str = include_str!("scripts/load-from-s3.sh");
 pub const SET_INITIAL_PASSWORD: &str = include_str!("scripts/set-initial-password.sh");
 pub const COMMUNITY_FREEZE: &str = include_str!("scripts/community-freeze.sh");
 pub const BACKUP_TO_S3: &str = include_str!("scripts/backup-to-s3.sh");
+pub const RESTORE_FROM_S3: &str = include_str!("scripts/restore-from-s3.sh");
+pub const CHECK: &str = include_str!("scripts/check.sh");
 
 /// Every script file, by name (for shellcheck and tests).
 pub const ALL: &[(&str, &str)] = &[
@@ -28,6 +30,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("set-initial-password.sh", SET_INITIAL_PASSWORD),
     ("community-freeze.sh", COMMUNITY_FREEZE),
     ("backup-to-s3.sh", BACKUP_TO_S3),
+    ("restore-from-s3.sh", RESTORE_FROM_S3),
+    ("check.sh", CHECK),
 ];
 
 /// How the program is invoked in rendered functions.
@@ -228,6 +232,88 @@ pub fn backup_to_s3(
     ))
 }
 
+/// One artifact of a backup chain, as its manifest records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainArtifact {
+    /// `s3://bucket/key/<name>.backup`
+    pub uri: String,
+    pub sha256: String,
+}
+
+/// Enterprise restore of a backup chain (full first, then differentials), every artifact
+/// verified before `neo4j-admin database restore` runs. Refuses an artifact from a newer
+/// version before anything is sent.
+pub fn restore_from_s3(
+    info: &ServerInfo,
+    artifact_version: super::Neo4jVersion,
+    database: &str,
+    chain: &[ChainArtifact],
+    attempt: &Attempt,
+) -> Result<Script, Failure> {
+    admin::guard_restore(artifact_version, info)?;
+    let dir = format!("/var/tmp/cutover-restore-{}", attempt.nonce);
+    let mut lines = String::new();
+    let mut paths = Vec::new();
+    for a in chain {
+        let name = a.uri.rsplit('/').next().unwrap_or_default();
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !a.uri.starts_with("s3://") || !valid_name {
+            return Err(Failure::permanent(format!(
+                "{} is not an s3:// backup artifact cutover can restore",
+                a.uri
+            )));
+        }
+        if a.sha256.len() != 64 || !a.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Failure::permanent(format!(
+                "{}: {:?} is not a SHA-256",
+                a.uri, a.sha256
+            )));
+        }
+        lines.push_str(&format!("{} {}\n", a.uri, a.sha256.to_ascii_lowercase()));
+        paths.push(format!("{dir}/{name}"));
+    }
+    let cmd = admin::restore(info, database, &paths)?;
+    Ok(script(
+        "neo4j-restore",
+        assemble(
+            &[function("cutover_neo4j_restore", &cmd.shell_line(PROGRAM))],
+            RESTORE_FROM_S3,
+        ),
+        env(&[
+            ("CUTOVER_ARTIFACTS", &lines),
+            ("CUTOVER_RESTORE_DIR", &dir),
+            ("NEO4J_DATABASE", database),
+        ]),
+        attempt,
+    ))
+}
+
+/// Consistency check of the stopped database; reports go to `report_prefix` (s3://…).
+pub fn check_database(
+    database: &str,
+    report_prefix: &str,
+    attempt: &Attempt,
+) -> Result<Script, Failure> {
+    let dir = format!("/var/tmp/cutover-check-{}", attempt.nonce);
+    let cmd = admin::check(database, None, &dir)?;
+    Ok(script(
+        "neo4j-check",
+        assemble(
+            &[function("cutover_neo4j_check", &cmd.shell_line(PROGRAM))],
+            CHECK,
+        ),
+        env(&[
+            ("CUTOVER_REPORT_DIR", &dir),
+            ("CUTOVER_REPORT_PREFIX", report_prefix),
+            ("NEO4J_DATABASE", database),
+        ]),
+        attempt,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +397,49 @@ mod tests {
             &attempt()
         )
         .is_err());
+    }
+
+    #[test]
+    fn restore_renders_the_chain_in_order_and_refuses_bad_input() {
+        let ee = info("5.26.3", Edition::Enterprise);
+        let chain = vec![
+            ChainArtifact {
+                uri: "s3://b/k/neo4j-2026-11-21T00-00-00.backup".into(),
+                sha256: "a".repeat(64),
+            },
+            ChainArtifact {
+                uri: "s3://b/k/neo4j-2026-11-21T01-00-00.backup".into(),
+                sha256: "b".repeat(64),
+            },
+        ];
+        let s =
+            restore_from_s3(&ee, "5.26.0".parse().unwrap(), "neo4j", &chain, &attempt()).unwrap();
+        assert!(s.body.contains(
+            "database restore --from-path=/var/tmp/cutover-restore-n-0001-abcd/neo4j-2026-11-21T00-00-00.backup,/var/tmp/cutover-restore-n-0001-abcd/neo4j-2026-11-21T01-00-00.backup --overwrite-destination=true neo4j"
+        ));
+        assert!(restore_from_s3(
+            &info("5.26.3", Edition::Community),
+            "5.26.0".parse().unwrap(),
+            "neo4j",
+            &chain,
+            &attempt()
+        )
+        .is_err());
+        assert!(restore_from_s3(
+            &ee,
+            "2025.01.0".parse().unwrap(),
+            "neo4j",
+            &chain,
+            &attempt()
+        )
+        .is_err());
+        let bad = vec![ChainArtifact {
+            uri: "s3://b/k/x;rm.backup".into(),
+            sha256: "a".repeat(64),
+        }];
+        assert!(
+            restore_from_s3(&ee, "5.26.0".parse().unwrap(), "neo4j", &bad, &attempt()).is_err()
+        );
     }
 
     #[test]
