@@ -65,13 +65,13 @@ struct PreflightInputs {
     wait_for_jobs: Option<bool>,
 }
 
-/// `a < b` for dotted versions (`5.26.0`, `26.10.2`); non-numeric parts compare as 0.
-pub fn version_older(a: &str, b: &str) -> bool {
+/// Whether the `target` version is older than `running` for dotted versions (`5.26.0`,
+/// `26.10.2`); non-numeric parts compare as 0. A shorter target names a series:
+/// `26.10` accepts any `26.10.x`.
+pub fn version_older(target: &str, running: &str) -> bool {
     let parse = |v: &str| v.split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
-    let (mut x, mut y) = (parse(a), parse(b));
-    let n = x.len().max(y.len());
-    x.resize(n, 0);
-    y.resize(n, 0);
+    let (x, mut y) = (parse(target), parse(running));
+    y.truncate(x.len());
     x < y
 }
 
@@ -140,7 +140,7 @@ impl Step for Preflight {
             }
         }
         let providers = try_step!(ctx.providers());
-        let probe = ObjectKey::new(format!("backups/{}/.preflight-{}", ctx.environment().name, ctx.idempotency_token));
+        let probe = ObjectKey::new(format!("backups/{}/preflight-probe-{}", ctx.environment().name, ctx.idempotency_token));
         try_step!(providers.objects.put_bytes(&probe, b"cutover preflight probe".to_vec()).await.map_err(|f| Failure {
             hint: Some("make the backup location writable (free space, permissions) and run again".into()),
             ..f
@@ -264,6 +264,8 @@ mod tests {
         assert!(version_older("5.25.1", "5.26.0"));
         assert!(!version_older("5.26.0", "5.26.0"));
         assert!(!version_older("26.10.2", "26.10"));
+        assert!(!version_older("26.10", "26.10.2"));
+        assert!(version_older("26.9", "26.10.2"));
         assert!(version_older("26.9", "26.10.1"));
     }
 }

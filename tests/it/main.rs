@@ -17,3 +17,4 @@ mod integrity;
 mod ledger;
 mod local_provider;
 mod local_arcadedb;
+mod local_bluegreen;

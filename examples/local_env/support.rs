@@ -1,0 +1,252 @@
+//! A local credex-like environment for rehearsals, the demo and the no-write-lost test:
+//! blue `ledger` and `search` seeded by the ledger generator, the application's
+//! passwords and its connection secret; and a writer that behaves like the app.
+//!
+//! Shared by `examples/local_env` (the demo) and `tests/it/local_bluegreen.rs`.
+#![allow(dead_code)]
+
+use cutover::config::Environment;
+use cutover::db::arcadedb::ArcadeEngine;
+use cutover::db::bolt::BoltTarget;
+use cutover::db::{DatabaseEngine, DbHandle};
+use cutover::engine::progress::WorkMeter;
+use cutover::failure::Failure;
+use cutover::ids::{InstanceId, SecretName};
+use cutover::ledger::{commit_credex, create_constraints, load_ledger, load_search_space, LedgerSpec};
+use cutover::providers::local::LocalProvider;
+use cutover::providers::{tag, Compute, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn setting<'a>(env: &'a Environment, db: &str, key: &str) -> Option<&'a serde_json::Value> {
+    env.databases.iter().find(|(n, _)| n.as_str() == db).and_then(|(_, d)| d.settings.get(key))
+}
+
+fn text(env: &Environment, db: &str, key: &str, default: &str) -> String {
+    setting(env, db, key).and_then(|v| v.as_str()).unwrap_or(default).to_owned()
+}
+
+pub fn traffic_secret(env: &Environment) -> SecretName {
+    SecretName::new(
+        env.document.get("traffic").and_then(|t| t.get("secret")).and_then(|s| s.as_str()).unwrap_or("app-connection").to_owned(),
+    )
+}
+
+fn prefix(db: &str) -> String {
+    format!("{db}space")
+}
+
+fn random_password() -> SecretString {
+    use rand::distr::{Alphanumeric, SampleString};
+    SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 24))
+}
+
+async fn put_current(secrets: &dyn SecretStore, name: &SecretName, value: &SecretString) -> Result<(), Failure> {
+    let token = uuid::Uuid::new_v4().to_string();
+    let v = secrets.put_pending(name, value, &token).await?;
+    secrets.promote(name, &v).await
+}
+
+/// Creates blue instances of `ledger` and `search` (`members` members each), the app
+/// user with its password, and the app's connection secret pointing at blue.
+/// Idempotent for an environment where it already ran.
+pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), BoxError> {
+    let provider = LocalProvider::open(&env.state_dir);
+    let engine = ArcadeEngine::new();
+    let spec = LedgerSpec::new(members, 1);
+    let mut doc = serde_json::Map::new();
+    for db in ["ledger", "search"] {
+        let inner = text(env, db, "database", db);
+        let mut tags = Tags::new();
+        tags.insert(tag::ENV.into(), env.name.clone());
+        tags.insert(tag::DATABASE.into(), db.into());
+        tags.insert(tag::COLOR.into(), "blue".into());
+        let request = ProvisionRequest {
+            image: text(env, db, "image", "arcadedb"),
+            name: format!("{}-{db}-blue", env.name),
+            tags,
+            idempotency_token: format!("setup-{}-{db}", env.name),
+            settings: serde_json::json!({ "heap_mb": heap_mb, "databases": [inner] }),
+        };
+        let instance = provider.compute.provision(&request).await?;
+        let started = Instant::now();
+        while provider.compute.readiness(&instance.id).await? != Readiness::Ready {
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err(format!("blue {db} ({}) did not become ready in 120 s", instance.id).into());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let instance = provider.compute.describe(&instance.id).await?.ok_or("instance vanished")?;
+        let root = provider.compute.root_password(&instance.id).await?;
+        let handle = DbHandle { instance: instance.clone(), database: inner.clone(), admin_user: "root".into(), admin_password: root.clone() };
+        let admin = engine.bolt_target(&handle, "root", root.clone());
+        let graph = admin.connect(2).await?;
+        let mut rows = graph.execute(neo4rs::query("MATCH (n) RETURN count(n) AS n")).await?;
+        let existing: i64 = rows.next().await?.map(|r| r.get("n").unwrap_or(0)).unwrap_or(0);
+        if existing == 0 {
+            create_constraints(&graph).await?;
+            let meter = WorkMeter::silent();
+            if db == "ledger" {
+                load_ledger(&graph, &spec, &meter).await?;
+            } else {
+                load_search_space(&graph, &spec, &meter).await?;
+            }
+        }
+        let user = text(env, db, "user", "cutover_app");
+        let pw_name = SecretName::new(text(env, db, "password_secret", &format!("{}/{db}/app-password", env.name)));
+        let password = match provider.secrets.get(&pw_name, SecretStage::Current).await? {
+            Some(v) => v.value,
+            None => {
+                let p = random_password();
+                put_current(provider.secrets.as_ref(), &pw_name, &p).await?;
+                p
+            }
+        };
+        engine.set_user_password(&handle, &user, &password).await?;
+        let app = engine.bolt_target(&handle, &user, password.clone());
+        doc.insert(format!("{}bolturl", prefix(db)), app.uri.clone().into());
+        doc.insert(format!("{}user", prefix(db)), user.into());
+        doc.insert(format!("{}pass", prefix(db)), password.expose_secret().into());
+    }
+    let name = traffic_secret(env);
+    if provider.secrets.get(&name, SecretStage::Current).await?.is_none() {
+        put_current(provider.secrets.as_ref(), &name, &SecretString::from(serde_json::Value::Object(doc).to_string())).await?;
+    }
+    Ok(())
+}
+
+/// Where the application currently connects for `db`, as the app reads it.
+pub async fn app_target(env: &Environment, db: &str) -> Result<BoltTarget, BoxError> {
+    let provider = LocalProvider::open(&env.state_dir);
+    let v = provider.secrets.get(&traffic_secret(env), SecretStage::Current).await?.ok_or("no app connection secret")?;
+    let doc: serde_json::Value = serde_json::from_str(v.value.expose_secret())?;
+    let p = prefix(db);
+    let get = |k: &str| doc.get(format!("{p}{k}")).and_then(|v| v.as_str()).map(str::to_owned).ok_or(format!("{p}{k} missing"));
+    Ok(BoltTarget {
+        uri: get("bolturl")?,
+        user: get("user")?,
+        password: SecretString::from(get("pass")?),
+        database: Some(text(env, db, "database", db)),
+    })
+}
+
+/// What the writer saw.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct WriterLog {
+    /// Credex ids whose commit was acknowledged.
+    pub acknowledged: Vec<String>,
+    /// Attempts refused or failed (then retried).
+    pub refused: u64,
+    /// First refused write → first acknowledged write after it, in ms (the app's view
+    /// of the freeze window), for the longest such gap.
+    pub longest_gap_ms: u64,
+    pub switches: u64,
+}
+
+/// Commits ledger transactions one after another to whatever the app connection secret
+/// points at, until `stop` is set. A refused or failed write is retried (after re-reading
+/// the secret) until it is acknowledged; only acknowledged writes are recorded.
+pub async fn run_writer(env: Environment, members: u64, stop: Arc<AtomicBool>) -> WriterLog {
+    let spec = LedgerSpec::new(members, 1);
+    let mut log = WriterLog::default();
+    // A fresh range of transaction numbers per writer: credex ids never collide with an
+    // earlier writer's on the same ledger.
+    let first = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0) % 1_000_000_000) * 1_000;
+    let mut n: u64 = first;
+    let mut current: Option<(String, neo4rs::Graph)> = None;
+    let mut refused_since: Option<Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        if current.is_none() {
+            match app_target(&env, "ledger").await {
+                Ok(t) => match t.connect(1).await {
+                    Ok(g) => {
+                        if n > first {
+                            log.switches += 1;
+                        }
+                        current = Some((t.uri.clone(), g));
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let tx = spec.live_transaction(n);
+        let graph = &current.as_ref().expect("connected").1;
+        let attempt = tokio::time::timeout(Duration::from_secs(10), commit_credex(graph, &tx)).await;
+        match attempt {
+            Ok(Ok(())) => {
+                log.acknowledged.push(tx.credex_id.clone());
+                if let Some(t) = refused_since.take() {
+                    log.longest_gap_ms = log.longest_gap_ms.max(t.elapsed().as_millis() as u64);
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => {
+                log.refused += 1;
+                refused_since.get_or_insert_with(Instant::now);
+                // Re-read where the app should connect; reconnect whatever it says.
+                current = None;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        }
+    }
+    log
+}
+
+/// How many of `ids` the database behind `target` holds.
+pub async fn count_present(target: &BoltTarget, ids: &[String]) -> Result<u64, BoxError> {
+    let graph = target.connect(1).await?;
+    let mut found = 0u64;
+    for chunk in ids.chunks(500) {
+        let q = neo4rs::query("MATCH (c:Credex) WHERE c.credexID IN $ids RETURN count(DISTINCT c.credexID) AS n").param("ids", chunk.to_vec());
+        let mut rows = graph.execute(q).await?;
+        while let Some(r) = rows.next().await? {
+            found += r.get::<i64>("n").unwrap_or(0) as u64;
+        }
+    }
+    Ok(found)
+}
+
+/// Stops and removes every instance of the environment (and nothing else).
+pub async fn teardown(env: &Environment) -> Result<usize, BoxError> {
+    let provider = LocalProvider::open(&env.state_dir);
+    let mut tags = Tags::new();
+    tags.insert(tag::ENV.into(), env.name.clone());
+    let found = provider.compute.find_by_tags(&tags).await?;
+    for i in &found {
+        provider.compute.terminate(&i.id).await?;
+    }
+    Ok(found.len())
+}
+
+/// Instances of `db` still present, with their colors.
+pub async fn instances(env: &Environment, db: &str) -> Result<Vec<(InstanceId, String)>, BoxError> {
+    let provider = LocalProvider::open(&env.state_dir);
+    let mut tags = Tags::new();
+    tags.insert(tag::ENV.into(), env.name.clone());
+    tags.insert(tag::DATABASE.into(), db.into());
+    Ok(provider
+        .compute
+        .find_by_tags(&tags)
+        .await?
+        .into_iter()
+        .map(|i| (i.id.clone(), i.tags.get(tag::COLOR).cloned().unwrap_or_default()))
+        .collect())
+}
+
+/// Whether writes to `target` are accepted (a probe node created and deleted).
+pub async fn accepts_writes(target: &BoltTarget) -> bool {
+    let Ok(graph) = target.connect(1).await else { return false };
+    graph.run(neo4rs::query("CREATE (p:CutoverProbe {at: 1}) WITH p DELETE p")).await.is_ok()
+}

@@ -1,0 +1,157 @@
+//! The blue-green runbook on the local provider, for real: ArcadeDB servers as blue and
+//! green, a writer committing ledger transactions the whole time to wherever the app
+//! connection secret points, and the real `cutover` binary migrating underneath it.
+
+#[path = "../../examples/local_env/support.rs"]
+mod support;
+
+use cutover::config::Environment;
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MEMBERS: u64 = 40;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temp environment modelled on environments/local.toml, with its own state directory.
+fn environment(dir: &Path, name: &str) -> Environment {
+    let text = std::fs::read_to_string(repo().join("environments/local.toml")).unwrap();
+    let text = text
+        .replace("name = \"local\"", &format!("name = \"{name}\""))
+        .replace("state_dir = \"../.cutover/local\"", "state_dir = \"state\"")
+        .replace("credex-core/local", &format!("credex-core/{name}"))
+        .replace("heap = \"320m\"", "heap = \"256m\"");
+    let path = dir.join("env.toml");
+    std::fs::write(&path, text).unwrap();
+    Environment::load(path.to_str().unwrap()).unwrap_or_else(|p| panic!("test environment: {p:?}"))
+}
+
+async fn cutover_run(env: &Environment, failpoint: Option<&str>) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.current_dir(repo())
+        .args(["run", "runbooks/blue-green.toml", "--env"])
+        .arg(&env.source.path)
+        .args(["--set", "bake=1s", "--set", "health_successes=2", "--yes"])
+        .env("CUTOVER_STATE_DIR", &env.state_dir)
+        .env_remove("CUTOVER_FAILPOINTS")
+        .kill_on_drop(true);
+    if let Some(f) = failpoint {
+        cmd.env("CUTOVER_FAILPOINTS", f);
+    }
+    tokio::time::timeout(Duration::from_secs(300), cmd.output()).await.expect("cutover run finished within 5 minutes").unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+struct Writer {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<support::WriterLog>,
+}
+
+impl Writer {
+    fn start(env: &Environment) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(support::run_writer(env.clone(), MEMBERS, stop.clone()));
+        Self { stop, task }
+    }
+    async fn finish(self) -> support::WriterLog {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+/// Waits until the app's ledger target accepts writes and has taken `n` more of them.
+async fn writes_flow(env: &Environment) {
+    let target = support::app_target(env, "ledger").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !support::accepts_writes(&target).await {
+        assert!(Instant::now() < deadline, "the app's ledger ({}) refuses writes", target.uri);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn assert_no_write_lost(env: &Environment, log: &support::WriterLog) {
+    assert!(!log.acknowledged.is_empty(), "the writer never got a write acknowledged");
+    let target = support::app_target(env, "ledger").await.unwrap();
+    let present = support::count_present(&target, &log.acknowledged).await.unwrap();
+    assert_eq!(present, log.acknowledged.len() as u64, "acknowledged writes missing on {}", target.uri);
+}
+
+/// Runs `body`, then removes every instance of the environment whatever happened, then
+/// re-raises a failure: a failed test leaves no server running.
+async fn with_teardown<F: std::future::Future<Output = ()> + Send + 'static>(env: &Environment, body: F) {
+    let result = tokio::spawn(body).await;
+    let _ = support::teardown(env).await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_under_a_live_writer_loses_no_write_and_green_matches_frozen_blue() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(dir.path(), "bgok");
+    with_teardown(&env, happy(env.clone())).await;
+}
+
+async fn happy(env: Environment) {
+    support::setup(&env, MEMBERS, 256).await.unwrap();
+    let blue = support::app_target(&env, "ledger").await.unwrap().uri;
+    let writer = Writer::start(&env);
+    writes_flow(&env).await;
+    let out = cutover_run(&env, None).await;
+    writes_flow(&env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = writer.finish().await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let green = support::app_target(&env, "ledger").await.unwrap().uri;
+    assert_ne!(green, blue, "the app still points at blue");
+    assert_no_write_lost(&env, &log).await;
+    assert!(log.switches >= 1, "the writer never moved to green: {log:?}");
+    // Both databases: blue decommissioned after the bake window, only green left.
+    for db in ["ledger", "search"] {
+        let left = support::instances(&env, db).await.unwrap();
+        assert_eq!(left.len(), 1, "{db}: {left:?}");
+        assert_eq!(left[0].1, "green", "{db}: {left:?}");
+    }
+    // green's fingerprint equalled frozen blue's: integrity.compare said so in the journal.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("pass\":") && !stderr.contains("pass\":"), "a password reached the output");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_any_step_leaves_blue_serving_green_removed_and_no_write_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(dir.path(), "bgfail");
+    with_teardown(&env, failures(env.clone())).await;
+}
+
+async fn failures(env: Environment) {
+    support::setup(&env, MEMBERS, 256).await.unwrap();
+    let blue = support::app_target(&env, "ledger").await.unwrap().uri;
+    let writer = Writer::start(&env);
+    writes_flow(&env).await;
+    for failpoint in ["kill-green@restore-ledger", "corrupt-artifact@backup-search", "fail-health@health-ledger", "fail-secret-test@rotate-search"] {
+        let out = cutover_run(&env, Some(failpoint)).await;
+        assert_eq!(out.status.code(), Some(1), "{failpoint}: {}", text(&out));
+        // Blue is unfrozen and the app still points at it.
+        let now = support::app_target(&env, "ledger").await.unwrap().uri;
+        assert_eq!(now, blue, "{failpoint}: the app no longer points at blue");
+        writes_flow(&env).await;
+        for db in ["ledger", "search"] {
+            let left = support::instances(&env, db).await.unwrap();
+            assert!(left.iter().all(|(_, color)| color == "blue"), "{failpoint}: green {db} left behind: {left:?}");
+            assert_eq!(left.len(), 1, "{failpoint}: {db}: {left:?}");
+        }
+    }
+    let log = writer.finish().await;
+    assert_no_write_lost(&env, &log).await;
+}
