@@ -12,7 +12,7 @@ use cutover::db::{DatabaseEngine, DbHandle};
 use cutover::engine::progress::WorkMeter;
 use cutover::failure::Failure;
 use cutover::ids::{InstanceId, SecretName};
-use cutover::ledger::{commit_credex, create_constraints, load_ledger, load_search_space, LedgerSpec};
+use cutover::ledger::{commit_credex, load_ledger, load_search_space, LedgerSpec};
 use cutover::providers::local::LocalProvider;
 use cutover::providers::{tag, Compute, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags};
 use secrecy::{ExposeSecret, SecretString};
@@ -57,7 +57,9 @@ async fn put_current(secrets: &dyn SecretStore, name: &SecretName, value: &Secre
 pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), BoxError> {
     let provider = LocalProvider::open(&env.state_dir);
     let engine = ArcadeEngine::new();
-    let spec = LedgerSpec::new(members, 1);
+    let mut spec = LedgerSpec::new(members, 1);
+    // One record per statement: ArcadeDB 26.10 duplicates rows in UNWIND batches.
+    spec.one_by_one = true;
     let mut doc = serde_json::Map::new();
     for db in ["ledger", "search"] {
         let inner = text(env, db, "database", db);
@@ -88,7 +90,6 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
         let mut rows = graph.execute(neo4rs::query("MATCH (n) RETURN count(n) AS n")).await?;
         let existing: i64 = rows.next().await?.map(|r| r.get("n").unwrap_or(0)).unwrap_or(0);
         if existing == 0 {
-            create_constraints(&graph).await?;
             let meter = WorkMeter::silent();
             if db == "ledger" {
                 load_ledger(&graph, &spec, &meter).await?;

@@ -84,6 +84,15 @@ async fn assert_no_write_lost(env: &Environment, log: &support::WriterLog) {
     assert_eq!(present, log.acknowledged.len() as u64, "acknowledged writes missing on {}", target.uri);
 }
 
+/// Blue ledger and search with the app user and connection secret; on failure removes
+/// what it started.
+async fn set_up(env: &Environment) {
+    if let Err(e) = support::setup(env, MEMBERS, 256).await {
+        let _ = support::teardown(env).await;
+        panic!("setting up blue: {e}");
+    }
+}
+
 /// Runs `body`, then removes every instance of the environment whatever happened, then
 /// re-raises a failure: a failed test leaves no server running.
 async fn with_teardown<F: std::future::Future<Output = ()> + Send + 'static>(env: &Environment, body: F) {
@@ -98,11 +107,11 @@ async fn with_teardown<F: std::future::Future<Output = ()> + Send + 'static>(env
 async fn blue_green_under_a_live_writer_loses_no_write_and_green_matches_frozen_blue() {
     let dir = tempfile::tempdir().unwrap();
     let env = environment(dir.path(), "bgok");
+    set_up(&env).await;
     with_teardown(&env, happy(env.clone())).await;
 }
 
 async fn happy(env: Environment) {
-    support::setup(&env, MEMBERS, 256).await.unwrap();
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
     let writer = Writer::start(&env);
     writes_flow(&env).await;
@@ -131,11 +140,11 @@ async fn happy(env: Environment) {
 async fn a_failure_at_any_step_leaves_blue_serving_green_removed_and_no_write_lost() {
     let dir = tempfile::tempdir().unwrap();
     let env = environment(dir.path(), "bgfail");
+    set_up(&env).await;
     with_teardown(&env, failures(env.clone())).await;
 }
 
 async fn failures(env: Environment) {
-    support::setup(&env, MEMBERS, 256).await.unwrap();
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
     let writer = Writer::start(&env);
     writes_flow(&env).await;
