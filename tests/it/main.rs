@@ -8,6 +8,7 @@ mod engine_validation;
 mod aws_compute;
 mod aws_exec;
 mod aws_lease;
+mod aws_parameters;
 mod aws_s3;
 mod aws_secrets;
 mod aws_support;
