@@ -1,7 +1,7 @@
 //! `make bench`: how fast is `cutover digest`, and how much memory does it use?
 //!
-//! On a generated ledger served by ArcadeDB (default 130,000 members ≈ 1.0 M nodes and
-//! 2.7 M relationships; `BENCH_SIZE=<members>` for another size), in one run:
+//! On a generated ledger served by ArcadeDB (default 131,000 members ≈ 1.0 M nodes and
+//! 2.8 M relationships; `BENCH_SIZE=<members>` for another size), in one run:
 //! 1. digest vs raw `neo4rs` streaming of the same records, discarded (one stream), and
 //!    digest with parallel partitions vs that single raw stream;
 //! 2. `cutover digest` vs the official Python `neo4j` driver streaming and hashing
@@ -77,7 +77,7 @@ struct Db {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let members = env_u64("BENCH_SIZE", 130_000);
+    let members = env_u64("BENCH_SIZE", 131_000);
     let small_members = env_u64("BENCH_SMALL_SIZE", (members / 4).max(1));
     let parallel = env_u64("BENCH_PARTITIONS", 4) as usize;
     let heap_mb = env_u64("BENCH_HEAP_MB", 6144) as u32;
