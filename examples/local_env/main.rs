@@ -21,13 +21,20 @@ fn load(env: &str) -> Result<Environment, support::BoxError> {
 #[tokio::main]
 async fn main() -> Result<(), support::BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| args.get(i).cloned().ok_or_else(|| format!("missing argument {i}; see the example's docs"));
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .ok_or_else(|| format!("missing argument {i}; see the example's docs"))
+    };
     match args.first().map(String::as_str) {
         Some("setup") => {
             let env = load(&arg(1)?)?;
             let members: u64 = arg(2)?.parse()?;
             support::setup(&env, members, 320).await?;
-            println!("blue ledger and search are up in environment {} ({members} members)", env.name);
+            println!(
+                "blue ledger and search are up in environment {} ({members} members)",
+                env.name
+            );
         }
         Some("writer") => {
             let env = load(&arg(1)?)?;
@@ -36,7 +43,9 @@ async fn main() -> Result<(), support::BoxError> {
             let stop = Arc::new(AtomicBool::new(false));
             let s = stop.clone();
             tokio::spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("signal");
                 tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
                 s.store(true, Ordering::SeqCst);
             });

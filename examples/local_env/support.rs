@@ -14,7 +14,9 @@ use cutover::failure::Failure;
 use cutover::ids::{InstanceId, SecretName};
 use cutover::ledger::{commit_credex, load_ledger, load_search_space, LedgerSpec};
 use cutover::providers::local::LocalProvider;
-use cutover::providers::{tag, Compute, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags};
+use cutover::providers::{
+    tag, Compute, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,
+};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,16 +25,27 @@ use std::time::{Duration, Instant};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn setting<'a>(env: &'a Environment, db: &str, key: &str) -> Option<&'a serde_json::Value> {
-    env.databases.iter().find(|(n, _)| n.as_str() == db).and_then(|(_, d)| d.settings.get(key))
+    env.databases
+        .iter()
+        .find(|(n, _)| n.as_str() == db)
+        .and_then(|(_, d)| d.settings.get(key))
 }
 
 fn text(env: &Environment, db: &str, key: &str, default: &str) -> String {
-    setting(env, db, key).and_then(|v| v.as_str()).unwrap_or(default).to_owned()
+    setting(env, db, key)
+        .and_then(|v| v.as_str())
+        .unwrap_or(default)
+        .to_owned()
 }
 
 pub fn traffic_secret(env: &Environment) -> SecretName {
     SecretName::new(
-        env.document.get("traffic").and_then(|t| t.get("secret")).and_then(|s| s.as_str()).unwrap_or("app-connection").to_owned(),
+        env.document
+            .get("traffic")
+            .and_then(|t| t.get("secret"))
+            .and_then(|s| s.as_str())
+            .unwrap_or("app-connection")
+            .to_owned(),
     )
 }
 
@@ -45,7 +58,11 @@ fn random_password() -> SecretString {
     SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 24))
 }
 
-async fn put_current(secrets: &dyn SecretStore, name: &SecretName, value: &SecretString) -> Result<(), Failure> {
+async fn put_current(
+    secrets: &dyn SecretStore,
+    name: &SecretName,
+    value: &SecretString,
+) -> Result<(), Failure> {
     let token = uuid::Uuid::new_v4().to_string();
     let v = secrets.put_pending(name, value, &token).await?;
     secrets.promote(name, &v).await
@@ -78,17 +95,34 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
         let started = Instant::now();
         while provider.compute.readiness(&instance.id).await? != Readiness::Ready {
             if started.elapsed() > Duration::from_secs(120) {
-                return Err(format!("blue {db} ({}) did not become ready in 120 s", instance.id).into());
+                return Err(
+                    format!("blue {db} ({}) did not become ready in 120 s", instance.id).into(),
+                );
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let instance = provider.compute.describe(&instance.id).await?.ok_or("instance vanished")?;
+        let instance = provider
+            .compute
+            .describe(&instance.id)
+            .await?
+            .ok_or("instance vanished")?;
         let root = provider.compute.root_password(&instance.id).await?;
-        let handle = DbHandle { instance: instance.clone(), database: inner.clone(), admin_user: "root".into(), admin_password: root.clone() };
+        let handle = DbHandle {
+            instance: instance.clone(),
+            database: inner.clone(),
+            admin_user: "root".into(),
+            admin_password: root.clone(),
+        };
         let admin = engine.bolt_target(&handle, "root", root.clone());
         let graph = admin.connect(2).await?;
-        let mut rows = graph.execute(neo4rs::query("MATCH (n) RETURN count(n) AS n")).await?;
-        let existing: i64 = rows.next().await?.map(|r| r.get("n").unwrap_or(0)).unwrap_or(0);
+        let mut rows = graph
+            .execute(neo4rs::query("MATCH (n) RETURN count(n) AS n"))
+            .await?;
+        let existing: i64 = rows
+            .next()
+            .await?
+            .map(|r| r.get("n").unwrap_or(0))
+            .unwrap_or(0);
         if existing == 0 {
             let meter = WorkMeter::silent();
             if db == "ledger" {
@@ -98,7 +132,12 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
             }
         }
         let user = text(env, db, "user", "cutover_app");
-        let pw_name = SecretName::new(text(env, db, "password_secret", &format!("{}/{db}/app-password", env.name)));
+        let pw_name = SecretName::new(text(
+            env,
+            db,
+            "password_secret",
+            &format!("{}/{db}/app-password", env.name),
+        ));
         let password = match provider.secrets.get(&pw_name, SecretStage::Current).await? {
             Some(v) => v.value,
             None => {
@@ -111,11 +150,24 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
         let app = engine.bolt_target(&handle, &user, password.clone());
         doc.insert(format!("{}bolturl", prefix(db)), app.uri.clone().into());
         doc.insert(format!("{}user", prefix(db)), user.into());
-        doc.insert(format!("{}pass", prefix(db)), password.expose_secret().into());
+        doc.insert(
+            format!("{}pass", prefix(db)),
+            password.expose_secret().into(),
+        );
     }
     let name = traffic_secret(env);
-    if provider.secrets.get(&name, SecretStage::Current).await?.is_none() {
-        put_current(provider.secrets.as_ref(), &name, &SecretString::from(serde_json::Value::Object(doc).to_string())).await?;
+    if provider
+        .secrets
+        .get(&name, SecretStage::Current)
+        .await?
+        .is_none()
+    {
+        put_current(
+            provider.secrets.as_ref(),
+            &name,
+            &SecretString::from(serde_json::Value::Object(doc).to_string()),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -123,10 +175,19 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
 /// Where the application currently connects for `db`, as the app reads it.
 pub async fn app_target(env: &Environment, db: &str) -> Result<BoltTarget, BoxError> {
     let provider = LocalProvider::open(&env.state_dir);
-    let v = provider.secrets.get(&traffic_secret(env), SecretStage::Current).await?.ok_or("no app connection secret")?;
+    let v = provider
+        .secrets
+        .get(&traffic_secret(env), SecretStage::Current)
+        .await?
+        .ok_or("no app connection secret")?;
     let doc: serde_json::Value = serde_json::from_str(v.value.expose_secret())?;
     let p = prefix(db);
-    let get = |k: &str| doc.get(format!("{p}{k}")).and_then(|v| v.as_str()).map(str::to_owned).ok_or(format!("{p}{k} missing"));
+    let get = |k: &str| {
+        doc.get(format!("{p}{k}"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or(format!("{p}{k} missing"))
+    };
     Ok(BoltTarget {
         uri: get("bolturl")?,
         user: get("user")?,
@@ -156,7 +217,12 @@ pub async fn run_writer(env: Environment, members: u64, stop: Arc<AtomicBool>) -
     let mut log = WriterLog::default();
     // A fresh range of transaction numbers per writer: credex ids never collide with an
     // earlier writer's on the same ledger.
-    let first = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0) % 1_000_000_000) * 1_000;
+    let first = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+        % 1_000_000_000)
+        * 1_000;
     let mut n: u64 = first;
     let mut current: Option<(String, neo4rs::Graph)> = None;
     let mut refused_since: Option<Instant> = None;
@@ -183,7 +249,8 @@ pub async fn run_writer(env: Environment, members: u64, stop: Arc<AtomicBool>) -
         }
         let tx = spec.live_transaction(n);
         let graph = &current.as_ref().expect("connected").1;
-        let attempt = tokio::time::timeout(Duration::from_secs(10), commit_credex(graph, &tx)).await;
+        let attempt =
+            tokio::time::timeout(Duration::from_secs(10), commit_credex(graph, &tx)).await;
         match attempt {
             Ok(Ok(())) => {
                 log.acknowledged.push(tx.credex_id.clone());
@@ -210,7 +277,10 @@ pub async fn count_present(target: &BoltTarget, ids: &[String]) -> Result<u64, B
     let graph = target.connect(1).await?;
     let mut found = 0u64;
     for chunk in ids.chunks(500) {
-        let q = neo4rs::query("MATCH (c:Credex) WHERE c.credexID IN $ids RETURN count(DISTINCT c.credexID) AS n").param("ids", chunk.to_vec());
+        let q = neo4rs::query(
+            "MATCH (c:Credex) WHERE c.credexID IN $ids RETURN count(DISTINCT c.credexID) AS n",
+        )
+        .param("ids", chunk.to_vec());
         let mut rows = graph.execute(q).await?;
         while let Some(r) = rows.next().await? {
             found += r.get::<i64>("n").unwrap_or(0) as u64;
@@ -242,12 +312,24 @@ pub async fn instances(env: &Environment, db: &str) -> Result<Vec<(InstanceId, S
         .find_by_tags(&tags)
         .await?
         .into_iter()
-        .map(|i| (i.id.clone(), i.tags.get(tag::COLOR).cloned().unwrap_or_default()))
+        .map(|i| {
+            (
+                i.id.clone(),
+                i.tags.get(tag::COLOR).cloned().unwrap_or_default(),
+            )
+        })
         .collect())
 }
 
 /// Whether writes to `target` are accepted (a probe node created and deleted).
 pub async fn accepts_writes(target: &BoltTarget) -> bool {
-    let Ok(graph) = target.connect(1).await else { return false };
-    graph.run(neo4rs::query("CREATE (p:CutoverProbe {at: 1}) WITH p DELETE p")).await.is_ok()
+    let Ok(graph) = target.connect(1).await else {
+        return false;
+    };
+    graph
+        .run(neo4rs::query(
+            "CREATE (p:CutoverProbe {at: 1}) WITH p DELETE p",
+        ))
+        .await
+        .is_ok()
 }

@@ -17,21 +17,52 @@ pub static KINDS: &[StepKind] = &[
         name: "compute.provision",
         summary: "create an instance for a database from an image and wait until it serves",
         inputs: &[
-            InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
-            InputSpec { name: "color", ty: ValueType::String, required: false, doc: "blue | green (default green)" },
-            InputSpec { name: "image", ty: ValueType::String, required: false, doc: "image (default: the database's `image` setting)" },
+            InputSpec {
+                name: "database",
+                ty: ValueType::String,
+                required: true,
+                doc: "database name in the environment",
+            },
+            InputSpec {
+                name: "color",
+                ty: ValueType::String,
+                required: false,
+                doc: "blue | green (default green)",
+            },
+            InputSpec {
+                name: "image",
+                ty: ValueType::String,
+                required: false,
+                doc: "image (default: the database's `image` setting)",
+            },
         ],
         outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "address", "ready_after_ms"]),
         changes: "creates an instance (a server process locally, an EC2 instance on AWS)",
         compensation: Some("terminates the instance"),
-        build: || Box::new(Provision { started: None, instance: None }),
+        build: || {
+            Box::new(Provision {
+                started: None,
+                instance: None,
+            })
+        },
     },
     StepKind {
         name: "compute.decommission",
-        summary: "after a bake window, terminate an instance (blue stays frozen and alive until then)",
+        summary:
+            "after a bake window, terminate an instance (blue stays frozen and alive until then)",
         inputs: &[
-            InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "instance id" },
-            InputSpec { name: "bake", ty: ValueType::Duration, required: false, doc: "how long to keep it first (default 0s)" },
+            InputSpec {
+                name: "instance",
+                ty: ValueType::String,
+                required: true,
+                doc: "instance id",
+            },
+            InputSpec {
+                name: "bake",
+                ty: ValueType::Duration,
+                required: false,
+                doc: "how long to keep it first (default 0s)",
+            },
         ],
         outputs: OutputSpec::Fixed(&["terminated", "terminated_at"]),
         changes: "terminates the instance",
@@ -63,9 +94,23 @@ fn run_tags(ctx: &StepContext) -> Tags {
 fn instance_outputs(instance: &Instance, ready_after: Duration) -> Outputs {
     let mut out = Outputs::new();
     out.insert("instance_id".into(), instance.id.as_str().into());
-    out.insert("bolt_uri".into(), instance.endpoints.get("bolt").cloned().unwrap_or_default().into());
-    out.insert("address".into(), instance.address.clone().unwrap_or_default().into());
-    out.insert("ready_after_ms".into(), (ready_after.as_millis() as u64).into());
+    out.insert(
+        "bolt_uri".into(),
+        instance
+            .endpoints
+            .get("bolt")
+            .cloned()
+            .unwrap_or_default()
+            .into(),
+    );
+    out.insert(
+        "address".into(),
+        instance.address.clone().unwrap_or_default().into(),
+    );
+    out.insert(
+        "ready_after_ms".into(),
+        (ready_after.as_millis() as u64).into(),
+    );
     out
 }
 
@@ -78,12 +123,22 @@ impl Step for Provision {
         let started = *self.started.get_or_insert_with(std::time::Instant::now);
         if self.instance.is_none() {
             let color = inputs.color.clone().unwrap_or_else(|| "green".into());
-            let image = inputs.image.clone().or_else(|| setting_str(&def, "image").map(str::to_owned)).unwrap_or_else(|| "default".into());
+            let image = inputs
+                .image
+                .clone()
+                .or_else(|| setting_str(&def, "image").map(str::to_owned))
+                .unwrap_or_else(|| "default".into());
             let mut tags = run_tags(ctx);
             tags.insert(tag::ENV.into(), ctx.environment().name.clone());
             tags.insert(tag::DATABASE.into(), inputs.database.clone());
             tags.insert(tag::COLOR.into(), color.clone());
-            let name = format!("{}-{}-{}-{}", ctx.environment().name, inputs.database, color, ctx.run_id);
+            let name = format!(
+                "{}-{}-{}-{}",
+                ctx.environment().name,
+                inputs.database,
+                color,
+                ctx.run_id
+            );
             tags.insert(tag::NAME.into(), name.clone());
             let request = ProvisionRequest {
                 image: image.clone(),
@@ -92,15 +147,24 @@ impl Step for Provision {
                 idempotency_token: ctx.idempotency_token.clone(),
                 settings: instance_settings(&def),
             };
-            try_step!(ctx.record_intent("compute.provision", serde_json::json!({ "database": inputs.database, "color": color, "image": image })));
+            try_step!(ctx.record_intent(
+                "compute.provision",
+                serde_json::json!({ "database": inputs.database, "color": color, "image": image })
+            ));
             let instance = try_step!(providers.compute.provision(&request).await);
             try_step!(ctx.save_checkpoint(serde_json::json!({ "instance_id": instance.id })));
-            ctx.note(format!("instance {} provisioned for {}; waiting until it serves", instance.id, inputs.database));
+            ctx.note(format!(
+                "instance {} provisioned for {}; waiting until it serves",
+                instance.id, inputs.database
+            ));
             self.instance = Some(instance);
         }
         let id = self.instance.as_ref().expect("set above").id.clone();
         match try_step!(providers.compute.readiness(&id).await) {
-            Readiness::NotYet(why) => Decision::wait(Duration::from_millis(500), format!("instance {id} not ready: {why}")),
+            Readiness::NotYet(why) => Decision::wait(
+                Duration::from_millis(500),
+                format!("instance {id} not ready: {why}"),
+            ),
             Readiness::Ready => {
                 // Re-describe: endpoints may only be known once it runs.
                 let instance = try_step!(providers.compute.describe(&id).await)
@@ -112,10 +176,21 @@ impl Step for Provision {
     }
 
     async fn postcondition(&mut self, ctx: &StepContext, outputs: &Outputs) -> Result<(), Failure> {
-        let id = outputs.get("instance_id").and_then(|v| v.as_str()).unwrap_or_default();
-        match ctx.providers()?.compute.describe(&InstanceId::new(id)).await? {
+        let id = outputs
+            .get("instance_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        match ctx
+            .providers()?
+            .compute
+            .describe(&InstanceId::new(id))
+            .await?
+        {
             Some(_) => Ok(()),
-            None => Err(Failure::permanent(format!("instance {id} created by step {} no longer exists", ctx.step_id))),
+            None => Err(Failure::permanent(format!(
+                "instance {id} created by step {} no longer exists",
+                ctx.step_id
+            ))),
         }
     }
 
@@ -124,10 +199,17 @@ impl Step for Provision {
     async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
         let providers = try_step!(ctx.providers());
         let mut ids: Vec<InstanceId> = Vec::new();
-        if let Some(id) = outputs.and_then(|o| o.get("instance_id")).and_then(|v| v.as_str()) {
+        if let Some(id) = outputs
+            .and_then(|o| o.get("instance_id"))
+            .and_then(|v| v.as_str())
+        {
             ids.push(InstanceId::new(id));
         }
-        if let Some(id) = ctx.checkpoint().and_then(|c| c.get("instance_id").and_then(|v| v.as_str()).map(str::to_owned)) {
+        if let Some(id) = ctx.checkpoint().and_then(|c| {
+            c.get("instance_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        }) {
             ids.push(InstanceId::new(id));
         }
         for found in try_step!(providers.compute.find_by_tags(&run_tags(ctx)).await) {
@@ -136,7 +218,10 @@ impl Step for Provision {
         ids.sort();
         ids.dedup();
         for id in ids {
-            try_step!(ctx.record_intent("compute.terminate", serde_json::json!({ "instance_id": id })));
+            try_step!(ctx.record_intent(
+                "compute.terminate",
+                serde_json::json!({ "instance_id": id })
+            ));
             try_step!(providers.compute.terminate(&id).await);
             ctx.note(format!("terminated instance {id}"));
         }
@@ -160,14 +245,26 @@ impl Step for Decommission {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: DecommissionInputs = try_step!(ctx.inputs());
         let bake = try_step!(parse_duration(inputs.bake.as_deref().unwrap_or("0s")));
-        let until = *self.until.get_or_insert_with(|| std::time::Instant::now() + bake);
+        let until = *self
+            .until
+            .get_or_insert_with(|| std::time::Instant::now() + bake);
         let now = std::time::Instant::now();
         if now < until {
-            return Decision::wait((until - now).min(Duration::from_secs(5)), format!("baking: instance {} kept (frozen) for {:?}", inputs.instance, until - now));
+            return Decision::wait(
+                (until - now).min(Duration::from_secs(5)),
+                format!(
+                    "baking: instance {} kept (frozen) for {:?}",
+                    inputs.instance,
+                    until - now
+                ),
+            );
         }
         let providers = try_step!(ctx.providers());
         let id = InstanceId::new(&inputs.instance);
-        try_step!(ctx.record_intent("compute.terminate", serde_json::json!({ "instance_id": id })));
+        try_step!(ctx.record_intent(
+            "compute.terminate",
+            serde_json::json!({ "instance_id": id })
+        ));
         try_step!(providers.compute.terminate(&id).await);
         let mut out = Outputs::new();
         out.insert("terminated".into(), inputs.instance.into());

@@ -19,8 +19,18 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 const DB_INPUTS: &[InputSpec] = &[
-    InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
-    InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "instance id" },
+    InputSpec {
+        name: "database",
+        ty: ValueType::String,
+        required: true,
+        doc: "database name in the environment",
+    },
+    InputSpec {
+        name: "instance",
+        ty: ValueType::String,
+        required: true,
+        doc: "instance id",
+    },
 ];
 
 pub static KINDS: &[StepKind] = &[
@@ -100,8 +110,11 @@ pub async fn read_manifest(ctx: &StepContext, key: &str) -> Result<Manifest, Fai
     let object = ObjectKey::new(key);
     let bytes = providers.objects.get_bytes(&object).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        Failure::permanent(format!("manifest {} is not a cutover backup manifest: {e}", providers.objects.location(&object)))
-            .with_hint("take a new backup: cutover run runbooks/backup.toml --env …")
+        Failure::permanent(format!(
+            "manifest {} is not a cutover backup manifest: {e}",
+            providers.objects.location(&object)
+        ))
+        .with_hint("take a new backup: cutover run runbooks/backup.toml --env …")
     })
 }
 
@@ -112,23 +125,36 @@ impl Step for Freeze {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: DbInputs = try_step!(ctx.inputs());
         let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
-        try_step!(ctx.record_intent("db.freeze", serde_json::json!({ "database": inputs.database, "instance": inputs.instance })));
+        try_step!(ctx.record_intent(
+            "db.freeze",
+            serde_json::json!({ "database": inputs.database, "instance": inputs.instance })
+        ));
         try_step!(db.engine.freeze(&db.handle).await);
         if !try_step!(db.engine.is_frozen(&db.handle).await) {
-            return Decision::Fail(Failure::transient(format!("{} on {} still accepts writes after the freeze", inputs.database, inputs.instance)));
+            return Decision::Fail(Failure::transient(format!(
+                "{} on {} still accepts writes after the freeze",
+                inputs.database, inputs.instance
+            )));
         }
         let mut out = Outputs::new();
         out.insert("frozen_at".into(), now_rfc3339().into());
         Decision::Done(out)
     }
 
-    async fn postcondition(&mut self, ctx: &StepContext, _outputs: &Outputs) -> Result<(), Failure> {
+    async fn postcondition(
+        &mut self,
+        ctx: &StepContext,
+        _outputs: &Outputs,
+    ) -> Result<(), Failure> {
         let inputs: DbInputs = ctx.inputs()?;
         let db = DbRef::open(ctx, &inputs.database, &inputs.instance).await?;
         if db.engine.is_frozen(&db.handle).await? {
             Ok(())
         } else {
-            Err(Failure::permanent(format!("{} on {} is no longer frozen", inputs.database, inputs.instance)))
+            Err(Failure::permanent(format!(
+                "{} on {} is no longer frozen",
+                inputs.database, inputs.instance
+            )))
         }
     }
 
@@ -140,10 +166,16 @@ impl Step for Freeze {
 async fn unfreeze(ctx: &StepContext) -> Decision {
     let inputs: DbInputs = try_step!(ctx.inputs());
     let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
-    try_step!(ctx.record_intent("db.unfreeze", serde_json::json!({ "database": inputs.database, "instance": inputs.instance })));
+    try_step!(ctx.record_intent(
+        "db.unfreeze",
+        serde_json::json!({ "database": inputs.database, "instance": inputs.instance })
+    ));
     try_step!(db.engine.unfreeze(&db.handle).await);
     if try_step!(db.engine.is_frozen(&db.handle).await) {
-        return Decision::Fail(Failure::transient(format!("{} on {} still refuses writes after the unfreeze", inputs.database, inputs.instance)));
+        return Decision::Fail(Failure::transient(format!(
+            "{} on {} still refuses writes after the unfreeze",
+            inputs.database, inputs.instance
+        )));
     }
     let mut out = Outputs::new();
     out.insert("unfrozen_at".into(), now_rfc3339().into());
@@ -175,30 +207,57 @@ impl Step for Backup {
         let inputs: BackupInputs = try_step!(ctx.inputs());
         let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
         let providers = try_step!(ctx.providers());
-        let prefix = inputs.prefix.clone().unwrap_or_else(|| format!("backups/{}/{}", ctx.environment().name, ctx.run_id));
+        let prefix = inputs
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("backups/{}/{}", ctx.environment().name, ctx.run_id));
         let prefix = prefix.trim_end_matches('/');
-        let artifact_key = ObjectKey::new(format!("{prefix}/{}/{}.backup", inputs.database, inputs.database));
+        let artifact_key = ObjectKey::new(format!(
+            "{prefix}/{}/{}.backup",
+            inputs.database, inputs.database
+        ));
         let manifest_key = ObjectKey::new(format!("{prefix}/{}/manifest.json", inputs.database));
         let frozen = try_step!(db.engine.is_frozen(&db.handle).await);
         let taken_at = now_rfc3339();
-        try_step!(ctx.record_intent("db.backup", serde_json::json!({ "artifact": artifact_key, "frozen": frozen })));
-        let artifact = try_step!(db.engine.backup(&db.handle, providers.objects.as_ref(), &artifact_key).await);
-        ctx.note(format!("backup of {} written: {} bytes, sha256 {}", inputs.database, artifact.object.size, artifact.object.sha256.clone().unwrap_or_default()));
+        try_step!(ctx.record_intent(
+            "db.backup",
+            serde_json::json!({ "artifact": artifact_key, "frozen": frozen })
+        ));
+        let artifact = try_step!(
+            db.engine
+                .backup(&db.handle, providers.objects.as_ref(), &artifact_key)
+                .await
+        );
+        ctx.note(format!(
+            "backup of {} written: {} bytes, sha256 {}",
+            inputs.database,
+            artifact.object.size,
+            artifact.object.sha256.clone().unwrap_or_default()
+        ));
         let Some(sha256) = artifact.object.sha256.clone() else {
-            return Decision::Fail(Failure::permanent(format!("the object store did not report a SHA-256 for {}", providers.objects.location(&artifact_key))));
+            return Decision::Fail(Failure::permanent(format!(
+                "the object store did not report a SHA-256 for {}",
+                providers.objects.location(&artifact_key)
+            )));
         };
         // The fingerprint of the database as backed up: frozen, it is what green must equal.
         let meter = ctx.work_meter("records");
         let options = try_step!(db.fingerprint_options());
-        let fingerprint = try_step!(crate::integrity::fingerprint::fingerprint_target(&db.admin_target(), &options, &meter)
-            .await
-            .map_err(|e| Failure::transient(format!("fingerprint of {}: {e}", inputs.database))));
+        let fingerprint = try_step!(crate::integrity::fingerprint::fingerprint_target(
+            &db.admin_target(),
+            &options,
+            &meter
+        )
+        .await
+        .map_err(|e| Failure::transient(format!("fingerprint of {}: {e}", inputs.database))));
         let invariants = try_step!(db.invariants());
         let outcomes = if invariants.is_empty() {
             Vec::new()
         } else {
             let graph = try_step!(db.admin_target().connect(1).await);
-            try_step!(run_invariants(&graph, &invariants).await.map_err(|e| Failure::transient(format!("invariants of {}: {e}", inputs.database))))
+            try_step!(run_invariants(&graph, &invariants)
+                .await
+                .map_err(|e| Failure::transient(format!("invariants of {}: {e}", inputs.database))))
         };
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
@@ -211,7 +270,8 @@ impl Step for Backup {
             fingerprint: fingerprint.clone(),
             invariants: outcomes,
         };
-        let bytes = try_step!(serde_json::to_vec_pretty(&manifest).map_err(|e| Failure::permanent(format!("cannot encode the manifest: {e}"))));
+        let bytes = try_step!(serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Failure::permanent(format!("cannot encode the manifest: {e}"))));
         try_step!(providers.objects.put_bytes(&manifest_key, bytes).await);
         if failpoint(ctx, "corrupt-artifact") {
             // Test failure point: damage the stored artifact after the manifest recorded
@@ -222,7 +282,9 @@ impl Step for Backup {
                 *b ^= 0xff;
             }
             try_step!(providers.objects.put_bytes(&artifact_key, data).await);
-            ctx.note("failure point: the backup artifact was corrupted after the manifest was written");
+            ctx.note(
+                "failure point: the backup artifact was corrupted after the manifest was written",
+            );
         }
         let mut out = Outputs::new();
         out.insert("artifact_key".into(), artifact_key.as_str().into());
@@ -232,7 +294,10 @@ impl Step for Backup {
         out.insert("fingerprint".into(), fingerprint.content.clone().into());
         out.insert("taken_at".into(), taken_at.into());
         out.insert("frozen".into(), frozen.into());
-        out.insert("location".into(), providers.objects.location(&artifact_key).into());
+        out.insert(
+            "location".into(),
+            providers.objects.location(&artifact_key).into(),
+        );
         Decision::Done(out)
     }
 }
@@ -261,11 +326,22 @@ impl Step for Restore {
             )));
         }
         let Some(expected) = manifest.artifact.object.sha256.clone() else {
-            return Decision::Fail(Failure::permanent(format!("manifest {} records no SHA-256", inputs.manifest)));
+            return Decision::Fail(Failure::permanent(format!(
+                "manifest {} records no SHA-256",
+                inputs.manifest
+            )));
         };
         // Bytes first: download and hash what is stored now, before anything is loaded.
-        let scratch = ctx.services.run_dir.join(format!("verify-{}.artifact", ctx.step_id));
-        let fetched = try_step!(providers.objects.get_file(&manifest.artifact.object.key, &scratch).await);
+        let scratch = ctx
+            .services
+            .run_dir
+            .join(format!("verify-{}.artifact", ctx.step_id));
+        let fetched = try_step!(
+            providers
+                .objects
+                .get_file(&manifest.artifact.object.key, &scratch)
+                .await
+        );
         let _ = std::fs::remove_file(&scratch);
         let actual = fetched.sha256.unwrap_or_default();
         if actual != expected {
@@ -281,13 +357,24 @@ impl Step for Restore {
             ctx.note("failure point: stopping the green server before the restore");
             try_step!(providers.compute.stop(&db.handle.instance.id).await);
         }
-        try_step!(ctx.record_intent("db.restore", serde_json::json!({ "manifest": inputs.manifest, "sha256": expected })));
-        try_step!(db.engine.restore(&db.handle, providers.objects.as_ref(), &manifest.artifact).await);
+        try_step!(ctx.record_intent(
+            "db.restore",
+            serde_json::json!({ "manifest": inputs.manifest, "sha256": expected })
+        ));
+        try_step!(
+            db.engine
+                .restore(&db.handle, providers.objects.as_ref(), &manifest.artifact)
+                .await
+        );
         // Dumps carry no users: give the application user its current password before
         // anything can reach green.
         let user = app_user(&db.def);
         let password = try_step!(current_secret(ctx, &app_password_secret(ctx, &db.def)).await);
-        try_step!(db.engine.set_user_password(&db.handle, &user, &password).await);
+        try_step!(
+            db.engine
+                .set_user_password(&db.handle, &user, &password)
+                .await
+        );
         let mut out = Outputs::new();
         out.insert("sha256".into(), expected.into());
         out.insert("restored_at".into(), now_rfc3339().into());

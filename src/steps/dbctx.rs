@@ -19,16 +19,27 @@ pub const ADMIN_SECRET_TAG: &str = "cutover:admin-secret";
 
 /// The environment's definition of `database`, or a permanent failure naming the fix.
 pub fn database_def<'a>(ctx: &'a StepContext, database: &str) -> Result<&'a DatabaseDef, Failure> {
-    ctx.environment().databases.get(&DatabaseName::new(database)).ok_or_else(|| {
-        let known: Vec<&str> = ctx.environment().databases.keys().map(|d| d.as_str()).collect();
-        Failure::permanent(format!(
-            "step {}: environment `{}` has no database `{database}` (it has: {})",
-            ctx.step_id,
-            ctx.environment().name,
-            known.join(", ")
-        ))
-        .with_hint(format!("add [databases.{database}] to {} or fix the runbook", ctx.environment().source.path.display()))
-    })
+    ctx.environment()
+        .databases
+        .get(&DatabaseName::new(database))
+        .ok_or_else(|| {
+            let known: Vec<&str> = ctx
+                .environment()
+                .databases
+                .keys()
+                .map(|d| d.as_str())
+                .collect();
+            Failure::permanent(format!(
+                "step {}: environment `{}` has no database `{database}` (it has: {})",
+                ctx.step_id,
+                ctx.environment().name,
+                known.join(", ")
+            ))
+            .with_hint(format!(
+                "add [databases.{database}] to {} or fix the runbook",
+                ctx.environment().source.path.display()
+            ))
+        })
 }
 
 pub fn setting_str<'a>(def: &'a DatabaseDef, key: &str) -> Option<&'a str> {
@@ -38,12 +49,16 @@ pub fn setting_str<'a>(def: &'a DatabaseDef, key: &str) -> Option<&'a str> {
 /// The database's name inside the server (`database = …`, default: its name in the
 /// environment).
 pub fn inner_name(def: &DatabaseDef) -> String {
-    setting_str(def, "database").map(str::to_owned).unwrap_or_else(|| def.name.as_str().to_owned())
+    setting_str(def, "database")
+        .map(str::to_owned)
+        .unwrap_or_else(|| def.name.as_str().to_owned())
 }
 
 /// The application's user for this database (`user = …`, default `cutover_app`).
 pub fn app_user(def: &DatabaseDef) -> String {
-    setting_str(def, "user").map(str::to_owned).unwrap_or_else(|| "cutover_app".into())
+    setting_str(def, "user")
+        .map(str::to_owned)
+        .unwrap_or_else(|| "cutover_app".into())
 }
 
 /// The secret holding the application's password (`password_secret`).
@@ -67,10 +82,17 @@ pub fn engine_for(kind: EngineKind) -> Result<Arc<dyn DatabaseEngine>, Failure> 
 /// Looks an instance up; a missing one is permanent (it was removed behind our back).
 pub async fn instance(ctx: &StepContext, id: &str) -> Result<Instance, Failure> {
     let providers = ctx.providers()?;
-    providers.compute.describe(&InstanceId::new(id)).await?.ok_or_else(|| {
-        Failure::permanent(format!("step {}: instance {id} does not exist", ctx.step_id))
+    providers
+        .compute
+        .describe(&InstanceId::new(id))
+        .await?
+        .ok_or_else(|| {
+            Failure::permanent(format!(
+                "step {}: instance {id} does not exist",
+                ctx.step_id
+            ))
             .with_hint("the instance was removed; run the runbook again to create a new one")
-    })
+        })
 }
 
 /// The secret naming an instance's administrator password.
@@ -85,9 +107,15 @@ pub fn admin_secret_name(instance: &Instance) -> SecretName {
 
 pub async fn current_secret(ctx: &StepContext, name: &SecretName) -> Result<SecretString, Failure> {
     let providers = ctx.providers()?;
-    providers.secrets.get(name, SecretStage::Current).await?.map(|v| v.value).ok_or_else(|| {
-        Failure::permanent(format!("secret {name} has no current version")).with_hint("create it, or check the environment's secret names")
-    })
+    providers
+        .secrets
+        .get(name, SecretStage::Current)
+        .await?
+        .map(|v| v.value)
+        .ok_or_else(|| {
+            Failure::permanent(format!("secret {name} has no current version"))
+                .with_hint("create it, or check the environment's secret names")
+        })
 }
 
 /// Everything a step needs to talk to one database on one instance.
@@ -98,19 +126,40 @@ pub struct DbRef {
 }
 
 impl DbRef {
-    pub async fn open(ctx: &StepContext, database: &str, instance_id: &str) -> Result<DbRef, Failure> {
+    pub async fn open(
+        ctx: &StepContext,
+        database: &str,
+        instance_id: &str,
+    ) -> Result<DbRef, Failure> {
         let def = database_def(ctx, database)?.clone();
         let engine = engine_for(def.engine)?;
         let instance = instance(ctx, instance_id).await?;
         let admin_password = current_secret(ctx, &admin_secret_name(&instance)).await?;
-        let admin_user = instance.tags.get("cutover:admin-user").cloned().unwrap_or_else(|| "root".into());
-        let handle = DbHandle { instance, database: inner_name(&def), admin_user, admin_password };
-        Ok(DbRef { def, engine, handle })
+        let admin_user = instance
+            .tags
+            .get("cutover:admin-user")
+            .cloned()
+            .unwrap_or_else(|| "root".into());
+        let handle = DbHandle {
+            instance,
+            database: inner_name(&def),
+            admin_user,
+            admin_password,
+        };
+        Ok(DbRef {
+            def,
+            engine,
+            handle,
+        })
     }
 
     /// The administrator's Bolt target (for fingerprints and checks).
     pub fn admin_target(&self) -> BoltTarget {
-        self.engine.bolt_target(&self.handle, &self.handle.admin_user, self.handle.admin_password.clone())
+        self.engine.bolt_target(
+            &self.handle,
+            &self.handle.admin_user,
+            self.handle.admin_password.clone(),
+        )
     }
 
     pub fn bolt_uri(&self) -> String {
@@ -118,11 +167,21 @@ impl DbRef {
     }
 
     pub fn fingerprint_options(&self) -> Result<FingerprintOptions, Failure> {
-        let mut options = FingerprintOptions { parallelism: 2, ..FingerprintOptions::default() };
-        if let Some(keys) = self.def.settings.get("identity_keys").and_then(|v| v.as_array()) {
+        let mut options = FingerprintOptions {
+            parallelism: 2,
+            ..FingerprintOptions::default()
+        };
+        if let Some(keys) = self
+            .def
+            .settings
+            .get("identity_keys")
+            .and_then(|v| v.as_array())
+        {
             for k in keys {
                 let text = k.as_str().unwrap_or_default();
-                let key: IdentityKey = text.parse().map_err(|e| Failure::permanent(format!("database {}: {e}", self.def.name)))?;
+                let key: IdentityKey = text
+                    .parse()
+                    .map_err(|e| Failure::permanent(format!("database {}: {e}", self.def.name)))?;
                 options.identity_keys.push(key);
             }
         }
@@ -135,8 +194,12 @@ impl DbRef {
     pub fn invariants(&self) -> Result<Vec<Invariant>, Failure> {
         match self.def.settings.get("invariants") {
             None => Ok(Vec::new()),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| Failure::permanent(format!("database {}: invariants must be [{{name, cypher, expect}}]: {e}", self.def.name))),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                Failure::permanent(format!(
+                    "database {}: invariants must be [{{name, cypher, expect}}]: {e}",
+                    self.def.name
+                ))
+            }),
         }
     }
 }
@@ -145,7 +208,10 @@ impl DbRef {
 /// run that was started with the variable is affected; the injected failure says so.
 pub fn failpoint(ctx: &StepContext, name: &str) -> bool {
     std::env::var("CUTOVER_FAILPOINTS")
-        .map(|v| v.split(',').any(|p| p.trim() == format!("{name}@{}", ctx.step_id)))
+        .map(|v| {
+            v.split(',')
+                .any(|p| p.trim() == format!("{name}@{}", ctx.step_id))
+        })
         .unwrap_or(false)
 }
 
@@ -156,7 +222,12 @@ pub fn now_rfc3339() -> String {
 /// Provider settings for a new instance of `def`: its `instance` table, plus (locally)
 /// `heap_mb` from `heap` ("320m", "1g").
 pub fn instance_settings(def: &DatabaseDef) -> serde_json::Value {
-    let mut settings = def.settings.get("instance").and_then(|v| v.as_object()).cloned().unwrap_or_default();
+    let mut settings = def
+        .settings
+        .get("instance")
+        .and_then(|v| v.as_object())
+        .cloned()
+        .unwrap_or_default();
     if let Some(heap) = setting_str(def, "heap") {
         let h = heap.trim().to_ascii_lowercase();
         let mb = if let Some(g) = h.strip_suffix('g') {

@@ -1,7 +1,9 @@
 //! `health.check`: real Cypher queries as the application user, N consecutive successes.
 //! The app's own `/health` never touches the database, so it proves nothing here.
 
-use super::dbctx::{app_password_secret, app_user, current_secret, failpoint, parse_duration, DbRef};
+use super::dbctx::{
+    app_password_secret, app_user, current_secret, failpoint, parse_duration, DbRef,
+};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::{ErrorClass, Failure};
@@ -14,16 +16,46 @@ pub static KINDS: &[StepKind] = &[StepKind {
     name: "health.check",
     summary: "run real Cypher queries as the application until N consecutive rounds succeed",
     inputs: &[
-        InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
-        InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "instance id" },
-        InputSpec { name: "successes", ty: ValueType::Integer, required: false, doc: "consecutive successful rounds needed (default 3)" },
-        InputSpec { name: "interval", ty: ValueType::Duration, required: false, doc: "pause between rounds (default \"1s\")" },
-        InputSpec { name: "queries", ty: ValueType::List, required: false, doc: "extra read queries; the database's invariants always run" },
+        InputSpec {
+            name: "database",
+            ty: ValueType::String,
+            required: true,
+            doc: "database name in the environment",
+        },
+        InputSpec {
+            name: "instance",
+            ty: ValueType::String,
+            required: true,
+            doc: "instance id",
+        },
+        InputSpec {
+            name: "successes",
+            ty: ValueType::Integer,
+            required: false,
+            doc: "consecutive successful rounds needed (default 3)",
+        },
+        InputSpec {
+            name: "interval",
+            ty: ValueType::Duration,
+            required: false,
+            doc: "pause between rounds (default \"1s\")",
+        },
+        InputSpec {
+            name: "queries",
+            ty: ValueType::List,
+            required: false,
+            doc: "extra read queries; the database's invariants always run",
+        },
     ],
     outputs: OutputSpec::Fixed(&["rounds", "successes"]),
     changes: "",
     compensation: None,
-    build: || Box::new(Health { streak: 0, rounds: 0 }),
+    build: || {
+        Box::new(Health {
+            streak: 0,
+            rounds: 0,
+        })
+    },
 }];
 
 #[derive(Deserialize)]
@@ -54,14 +86,33 @@ async fn round(ctx: &StepContext, inputs: &HealthInputs) -> Result<(), Failure> 
         queries.push("THIS IS NOT CYPHER".into());
     }
     for q in &queries {
-        let mut rows = graph.execute(neo4rs::query(q)).await.map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?;
-        while rows.next().await.map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?.is_some() {}
+        let mut rows = graph
+            .execute(neo4rs::query(q))
+            .await
+            .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?;
+        while rows
+            .next()
+            .await
+            .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?
+            .is_some()
+        {}
     }
     let invariants = db.invariants()?;
-    let outcomes = run_invariants(&graph, &invariants).await.map_err(|e| Failure::transient(format!("{}: {e}", inputs.database)))?;
-    let broken: Vec<String> = outcomes.iter().filter(|o| !o.holds()).map(|o| format!("{}: {}", o.name, o.render())).collect();
+    let outcomes = run_invariants(&graph, &invariants)
+        .await
+        .map_err(|e| Failure::transient(format!("{}: {e}", inputs.database)))?;
+    let broken: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.holds())
+        .map(|o| format!("{}: {}", o.name, o.render()))
+        .collect();
     if !broken.is_empty() {
-        return Err(Failure::permanent(format!("{} on {}: invariants broken: {}", inputs.database, inputs.instance, broken.join("; "))));
+        return Err(Failure::permanent(format!(
+            "{} on {}: invariants broken: {}",
+            inputs.database,
+            inputs.instance,
+            broken.join("; ")
+        )));
     }
     Ok(())
 }
@@ -77,7 +128,13 @@ impl Step for Health {
             Ok(()) => self.streak += 1,
             Err(f) if f.class == ErrorClass::Transient => {
                 self.streak = 0;
-                return Decision::wait(interval, format!("health round {} failed ({}); starting the count again", self.rounds, f.message));
+                return Decision::wait(
+                    interval,
+                    format!(
+                        "health round {} failed ({}); starting the count again",
+                        self.rounds, f.message
+                    ),
+                );
             }
             Err(f) => return Decision::Fail(f),
         }
@@ -87,7 +144,10 @@ impl Step for Health {
             out.insert("successes".into(), self.streak.into());
             Decision::Done(out)
         } else {
-            Decision::wait(interval, format!("{}/{needed} consecutive healthy rounds", self.streak))
+            Decision::wait(
+                interval,
+                format!("{}/{needed} consecutive healthy rounds", self.streak),
+            )
         }
     }
 }

@@ -45,20 +45,33 @@ impl Step for Compare {
         let mut options = try_step!(db.fingerprint_options());
         options.identity_keys = manifest.fingerprint.identity_keys.clone();
         let meter = ctx.work_meter("records");
-        let green = try_step!(crate::integrity::fingerprint::fingerprint_target(&db.admin_target(), &options, &meter)
-            .await
-            .map_err(|e| Failure::transient(format!("fingerprint of {} on {}: {e}", inputs.database, inputs.instance))));
+        let green = try_step!(crate::integrity::fingerprint::fingerprint_target(
+            &db.admin_target(),
+            &options,
+            &meter
+        )
+        .await
+        .map_err(|e| Failure::transient(format!(
+            "fingerprint of {} on {}: {e}",
+            inputs.database, inputs.instance
+        ))));
         let mut findings = compare(&manifest.fingerprint, &green);
         let invariants = try_step!(db.invariants());
         if !invariants.is_empty() {
             let graph = try_step!(db.admin_target().connect(1).await);
-            let outcomes = try_step!(run_invariants(&graph, &invariants)
-                .await
-                .map_err(|e| Failure::transient(format!("invariants of {}: {e}", inputs.database))));
+            let outcomes = try_step!(run_invariants(&graph, &invariants).await.map_err(|e| {
+                Failure::transient(format!("invariants of {}: {e}", inputs.database))
+            }));
             findings.add_invariants(&manifest.invariants, &outcomes);
         }
         if !findings.is_match() {
-            let shown: Vec<String> = findings.findings.iter().filter(|f| f.blocking).take(5).map(|f| f.to_string()).collect();
+            let shown: Vec<String> = findings
+                .findings
+                .iter()
+                .filter(|f| f.blocking)
+                .take(5)
+                .map(|f| f.to_string())
+                .collect();
             return Decision::Fail(
                 Failure::permanent(format!(
                     "{} on {} does not match its backup ({} finding(s)): {}",
@@ -67,15 +80,23 @@ impl Step for Compare {
                     findings.findings.len(),
                     shown.join("; ")
                 ))
-                .with_hint("green does not take traffic; inspect with `cutover digest` on both sides"),
+                .with_hint(
+                    "green does not take traffic; inspect with `cutover digest` on both sides",
+                ),
             );
         }
-        ctx.note(format!("{}: fingerprint {} equals frozen blue's", inputs.database, green.content));
+        ctx.note(format!(
+            "{}: fingerprint {} equals frozen blue's",
+            inputs.database, green.content
+        ));
         let nodes: u64 = green.node_groups.values().map(|g| g.count).sum();
         let rels: u64 = green.relationship_groups.values().map(|g| g.count).sum();
         let mut out = Outputs::new();
         out.insert("match".into(), true.into());
-        out.insert("source_fingerprint".into(), manifest.fingerprint.content.clone().into());
+        out.insert(
+            "source_fingerprint".into(),
+            manifest.fingerprint.content.clone().into(),
+        );
         out.insert("target_fingerprint".into(), green.content.into());
         out.insert("nodes".into(), nodes.into());
         out.insert("relationships".into(), rels.into());

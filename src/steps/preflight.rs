@@ -69,7 +69,11 @@ struct PreflightInputs {
 /// `26.10.2`); non-numeric parts compare as 0. A shorter target names a series:
 /// `26.10` accepts any `26.10.x`.
 pub fn version_older(target: &str, running: &str) -> bool {
-    let parse = |v: &str| v.split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    let parse = |v: &str| {
+        v.split(['.', '-'])
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
     let (x, mut y) = (parse(target), parse(running));
     y.truncate(x.len());
     x < y
@@ -86,8 +90,11 @@ async fn locate(ctx: &StepContext, database: &str) -> Result<String, Failure> {
     tags.insert(tag::DATABASE.into(), database.into());
     let found = providers.compute.find_by_tags(&tags).await?;
     match found.len() {
-        0 => Err(Failure::permanent(format!("no instance of `{database}` found in environment `{}`", ctx.environment().name))
-            .with_hint("create it first (scripts/demo.sh does this locally), or pass `instance`")),
+        0 => Err(Failure::permanent(format!(
+            "no instance of `{database}` found in environment `{}`",
+            ctx.environment().name
+        ))
+        .with_hint("create it first (scripts/demo.sh does this locally), or pass `instance`")),
         1 => Ok(found[0].id.as_str().to_owned()),
         _ => {
             let target = LocalSecretTarget::from_env(ctx)?;
@@ -98,8 +105,14 @@ async fn locate(ctx: &StepContext, database: &str) -> Result<String, Failure> {
                 .map(|i| i.id.as_str().to_owned())
                 .ok_or_else(|| {
                     let ids: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
-                    Failure::permanent(format!("{} instances of `{database}` ({}) and the traffic target points at none", ids.len(), ids.join(", ")))
-                        .with_hint("pass `instance` explicitly, or remove the stale ones with `cutover gc`")
+                    Failure::permanent(format!(
+                        "{} instances of `{database}` ({}) and the traffic target points at none",
+                        ids.len(),
+                        ids.join(", ")
+                    ))
+                    .with_hint(
+                        "pass `instance` explicitly, or remove the stale ones with `cutover gc`",
+                    )
                 })
         }
     }
@@ -117,7 +130,11 @@ impl Step for Preflight {
         let db = try_step!(DbRef::open(ctx, &inputs.database, &instance).await);
         try_step!(db.engine.health(&db.handle).await);
         let version = try_step!(db.engine.version(&db.handle).await);
-        let target_version = inputs.target_version.clone().or_else(|| setting_str(&def, "version").map(str::to_owned)).unwrap_or_else(|| version.clone());
+        let target_version = inputs
+            .target_version
+            .clone()
+            .or_else(|| setting_str(&def, "version").map(str::to_owned))
+            .unwrap_or_else(|| version.clone());
         if version_older(&target_version, &version) {
             return Decision::Fail(
                 Failure::permanent(format!("{}: green would run {target_version}, older than blue's {version}; a restore into an older version is refused", inputs.database))
@@ -129,8 +146,15 @@ impl Step for Preflight {
             let q = neo4rs::query(
                 "MATCH (d:Daynode) WHERE d.Active = true RETURN coalesce(d.DCOrunningNow, false) AS dco, coalesce(d.MTQrunningNow, false) AS mtq",
             );
-            let mut rows = try_step!(graph.execute(q).await.map_err(|e| crate::db::bolt::classify_bolt_error(&db.bolt_uri(), &e)));
-            while let Some(row) = try_step!(rows.next().await.map_err(|e| crate::db::bolt::classify_bolt_error(&db.bolt_uri(), &e))) {
+            let mut rows = try_step!(graph
+                .execute(q)
+                .await
+                .map_err(|e| crate::db::bolt::classify_bolt_error(&db.bolt_uri(), &e)));
+            while let Some(row) = try_step!(rows
+                .next()
+                .await
+                .map_err(|e| crate::db::bolt::classify_bolt_error(&db.bolt_uri(), &e)))
+            {
                 let dco: bool = row.get("dco").unwrap_or(false);
                 let mtq: bool = row.get("mtq").unwrap_or(false);
                 if dco || mtq {
@@ -140,11 +164,22 @@ impl Step for Preflight {
             }
         }
         let providers = try_step!(ctx.providers());
-        let probe = ObjectKey::new(format!("backups/{}/preflight-probe-{}", ctx.environment().name, ctx.idempotency_token));
-        try_step!(providers.objects.put_bytes(&probe, b"cutover preflight probe".to_vec()).await.map_err(|f| Failure {
-            hint: Some("make the backup location writable (free space, permissions) and run again".into()),
-            ..f
-        }));
+        let probe = ObjectKey::new(format!(
+            "backups/{}/preflight-probe-{}",
+            ctx.environment().name,
+            ctx.idempotency_token
+        ));
+        try_step!(providers
+            .objects
+            .put_bytes(&probe, b"cutover preflight probe".to_vec())
+            .await
+            .map_err(|f| Failure {
+                hint: Some(
+                    "make the backup location writable (free space, permissions) and run again"
+                        .into()
+                ),
+                ..f
+            }));
         try_step!(providers.objects.delete(&probe).await);
         let mut out = Outputs::new();
         out.insert("instance_id".into(), instance.into());
@@ -178,14 +213,23 @@ impl Step for Select {
         for o in &objects {
             let parts: Vec<&str> = o.key.as_str().split('/').collect();
             if parts.len() == 5 && parts[4] == "manifest.json" {
-                runs.entry(parts[2].to_owned()).or_default().push(parts[3].to_owned());
+                runs.entry(parts[2].to_owned())
+                    .or_default()
+                    .push(parts[3].to_owned());
             }
         }
-        let complete: Vec<&String> = runs.iter().filter(|(_, dbs)| inputs.databases.iter().all(|d| dbs.contains(d))).map(|(r, _)| r).collect();
+        let complete: Vec<&String> = runs
+            .iter()
+            .filter(|(_, dbs)| inputs.databases.iter().all(|d| dbs.contains(d)))
+            .map(|(r, _)| r)
+            .collect();
         let chosen = match &wanted {
             Some(run) if complete.contains(&run) => run.clone(),
             Some(run) => {
-                return Decision::Fail(Failure::permanent(format!("backup {run} does not hold all of {} in environment {env}", inputs.databases.join(", "))))
+                return Decision::Fail(Failure::permanent(format!(
+                    "backup {run} does not hold all of {} in environment {env}",
+                    inputs.databases.join(", ")
+                )))
             }
             None => {
                 // Latest by the manifests' taken_at.
@@ -201,8 +245,13 @@ impl Step for Select {
                     Some((_, run)) => run,
                     None => {
                         return Decision::Fail(
-                            Failure::permanent(format!("no backup of {} found in environment {env}", inputs.databases.join(", ")))
-                                .with_hint(format!("take one: cutover run runbooks/backup.toml --env {env}")),
+                            Failure::permanent(format!(
+                                "no backup of {} found in environment {env}",
+                                inputs.databases.join(", ")
+                            ))
+                            .with_hint(format!(
+                                "take one: cutover run runbooks/backup.toml --env {env}"
+                            )),
                         )
                     }
                 }
@@ -217,7 +266,10 @@ impl Step for Select {
                 taken = m.taken_at.clone();
             }
             out.insert(format!("{d}_manifest"), key.into());
-            out.insert(format!("{d}_fingerprint"), m.fingerprint.content.clone().into());
+            out.insert(
+                format!("{d}_fingerprint"),
+                m.fingerprint.content.clone().into(),
+            );
         }
         out.insert("backup_run".into(), chosen.into());
         out.insert("taken_at".into(), taken.into());
@@ -240,14 +292,17 @@ impl Step for Measure {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: MeasureInputs = try_step!(ctx.inputs());
         let parse = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s).map_err(|e| Failure::permanent(format!("`{s}` is not an RFC 3339 time: {e}")))
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|e| Failure::permanent(format!("`{s}` is not an RFC 3339 time: {e}")))
         };
         let started = try_step!(parse(&inputs.started_at));
         let taken = try_step!(parse(&inputs.backup_taken_at));
         let now = chrono::Utc::now();
         let rto = (now - started.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
         let rpo = (started - taken).num_milliseconds() as f64 / 1000.0;
-        ctx.note(format!("RTO {rto:.1}s (start → verified), RPO {rpo:.1}s (backup age at start)"));
+        ctx.note(format!(
+            "RTO {rto:.1}s (start → verified), RPO {rpo:.1}s (backup age at start)"
+        ));
         let mut out = Outputs::new();
         out.insert("rto_seconds".into(), rto.into());
         out.insert("rpo_seconds".into(), rpo.into());

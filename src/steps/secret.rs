@@ -13,13 +13,25 @@ use serde::Deserialize;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "secret.rotate",
-    summary: "rotate the application password: pending → test a Bolt login on the instance → current",
+    summary:
+        "rotate the application password: pending → test a Bolt login on the instance → current",
     inputs: &[
-        InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
-        InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "the instance whose login is tested (green)" },
+        InputSpec {
+            name: "database",
+            ty: ValueType::String,
+            required: true,
+            doc: "database name in the environment",
+        },
+        InputSpec {
+            name: "instance",
+            ty: ValueType::String,
+            required: true,
+            doc: "the instance whose login is tested (green)",
+        },
     ],
     outputs: OutputSpec::Fixed(&["version_id", "rotated_at", "secret"]),
-    changes: "sets a new application password on the instance and makes it the secret's current version",
+    changes:
+        "sets a new application password on the instance and makes it the secret's current version",
     compensation: Some("moves the secret back to the previous version"),
     build: || Box::new(Rotate),
 }];
@@ -46,7 +58,12 @@ impl Step for Rotate {
         let providers = try_step!(ctx.providers());
         let name = app_password_secret(ctx, &db.def);
         try_step!(ctx.record_intent("secret.put_pending", serde_json::json!({ "secret": name })));
-        let version = try_step!(providers.secrets.put_pending(&name, &new_password(), &ctx.idempotency_token).await);
+        let version = try_step!(
+            providers
+                .secrets
+                .put_pending(&name, &new_password(), &ctx.idempotency_token)
+                .await
+        );
         try_step!(ctx.save_checkpoint(serde_json::json!({ "version_id": version })));
         // The pending value as stored (an earlier attempt's, when the token adopted it).
         let pending = try_step!(providers.secrets.get(&name, SecretStage::Pending).await)
@@ -55,13 +72,23 @@ impl Step for Rotate {
         let Some(pending) = pending else {
             // Already promoted by an earlier attempt?
             let current = try_step!(providers.secrets.get(&name, SecretStage::Current).await);
-            if current.as_ref().map(|c| c.version_id == version).unwrap_or(false) {
+            if current
+                .as_ref()
+                .map(|c| c.version_id == version)
+                .unwrap_or(false)
+            {
                 return Decision::Done(outputs(&name, &version));
             }
-            return Decision::Fail(Failure::inconclusive(format!("secret {name}: version {version} is neither pending nor current")));
+            return Decision::Fail(Failure::inconclusive(format!(
+                "secret {name}: version {version} is neither pending nor current"
+            )));
         };
         let user = app_user(&db.def);
-        try_step!(db.engine.set_user_password(&db.handle, &user, &pending).await);
+        try_step!(
+            db.engine
+                .set_user_password(&db.handle, &user, &pending)
+                .await
+        );
         let tested = if failpoint(ctx, "fail-secret-test") {
             ctx.note("failure point: testing the login with a wrong password");
             SecretString::from(format!("{}-wrong", pending.expose_secret()))
@@ -71,18 +98,35 @@ impl Step for Rotate {
         let target = db.engine.bolt_target(&db.handle, &user, tested);
         let login = async {
             let graph = target.connect(1).await?;
-            let mut rows = graph.execute(neo4rs::query("RETURN 1 AS one")).await.map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?;
-            while rows.next().await.map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?.is_some() {}
+            let mut rows = graph
+                .execute(neo4rs::query("RETURN 1 AS one"))
+                .await
+                .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?;
+            while rows
+                .next()
+                .await
+                .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?
+                .is_some()
+            {}
             Ok::<(), Failure>(())
         };
         if let Err(f) = login.await {
             return Decision::Fail(Failure {
-                message: format!("secret {name}: a Bolt login as {user} with the pending password failed: {}", f.message),
-                hint: Some("the old password stays current; check the application user on the instance".into()),
+                message: format!(
+                    "secret {name}: a Bolt login as {user} with the pending password failed: {}",
+                    f.message
+                ),
+                hint: Some(
+                    "the old password stays current; check the application user on the instance"
+                        .into(),
+                ),
                 ..f
             });
         }
-        try_step!(ctx.record_intent("secret.promote", serde_json::json!({ "secret": name, "version_id": version })));
+        try_step!(ctx.record_intent(
+            "secret.promote",
+            serde_json::json!({ "secret": name, "version_id": version })
+        ));
         try_step!(providers.secrets.promote(&name, &version).await);
         Decision::Done(outputs(&name, &version))
     }
@@ -96,11 +140,22 @@ impl Step for Rotate {
             .and_then(|o| o.get("version_id"))
             .and_then(|v| v.as_str())
             .map(str::to_owned)
-            .or_else(|| ctx.checkpoint().and_then(|c| c.get("version_id").and_then(|v| v.as_str()).map(str::to_owned)));
-        let Some(version) = version else { return Decision::done() };
+            .or_else(|| {
+                ctx.checkpoint().and_then(|c| {
+                    c.get("version_id")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                })
+            });
+        let Some(version) = version else {
+            return Decision::done();
+        };
         let current = try_step!(providers.secrets.get(&name, SecretStage::Current).await);
         if current.map(|c| c.version_id == version).unwrap_or(false) {
-            try_step!(ctx.record_intent("secret.rollback", serde_json::json!({ "secret": name, "version_id": version })));
+            try_step!(ctx.record_intent(
+                "secret.rollback",
+                serde_json::json!({ "secret": name, "version_id": version })
+            ));
             try_step!(providers.secrets.rollback(&name).await);
         }
         Decision::done()

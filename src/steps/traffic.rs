@@ -57,10 +57,19 @@ pub trait TrafficTarget: Send + Sync {
     /// For messages, e.g. `secret credex-core/local`.
     fn describe(&self) -> String;
     /// The Bolt URL the application currently uses for `database`.
-    async fn current_url(&self, ctx: &StepContext, database: &str) -> Result<Option<String>, Failure>;
+    async fn current_url(
+        &self,
+        ctx: &StepContext,
+        database: &str,
+    ) -> Result<Option<String>, Failure>;
     /// Points the application at `to` in one change; returns the change's version id.
     /// The same token adopts an earlier attempt's change.
-    async fn switch(&self, ctx: &StepContext, to: &[AppConnection], token: &str) -> Result<String, Failure>;
+    async fn switch(
+        &self,
+        ctx: &StepContext,
+        to: &[AppConnection],
+        token: &str,
+    ) -> Result<String, Failure>;
     /// Undoes the change `version` made, if it is still in effect. Idempotent.
     async fn switch_back(&self, ctx: &StepContext, version: &str) -> Result<(), Failure>;
 }
@@ -84,21 +93,42 @@ impl LocalSecretTarget {
         let prefixes = traffic
             .and_then(|t| t.get("keys"))
             .and_then(|k| k.as_object())
-            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect()
+            })
             .unwrap_or_default();
-        Ok(Self { secret: SecretName::new(secret), prefixes })
+        Ok(Self {
+            secret: SecretName::new(secret),
+            prefixes,
+        })
     }
 
     pub fn prefix(&self, database: &str) -> String {
-        self.prefixes.get(database).cloned().unwrap_or_else(|| format!("{database}space"))
+        self.prefixes
+            .get(database)
+            .cloned()
+            .unwrap_or_else(|| format!("{database}space"))
     }
 
-    async fn current_doc(&self, ctx: &StepContext) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    async fn current_doc(
+        &self,
+        ctx: &StepContext,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
         let providers = ctx.providers()?;
-        match providers.secrets.get(&self.secret, SecretStage::Current).await? {
+        match providers
+            .secrets
+            .get(&self.secret, SecretStage::Current)
+            .await?
+        {
             None => Ok(Default::default()),
-            Some(v) => serde_json::from_str(v.value.expose_secret())
-                .map_err(|_| Failure::permanent(format!("secret {} does not hold a JSON object", self.secret))),
+            Some(v) => serde_json::from_str(v.value.expose_secret()).map_err(|_| {
+                Failure::permanent(format!(
+                    "secret {} does not hold a JSON object",
+                    self.secret
+                ))
+            }),
         }
     }
 }
@@ -109,12 +139,24 @@ impl TrafficTarget for LocalSecretTarget {
         format!("secret {}", self.secret)
     }
 
-    async fn current_url(&self, ctx: &StepContext, database: &str) -> Result<Option<String>, Failure> {
+    async fn current_url(
+        &self,
+        ctx: &StepContext,
+        database: &str,
+    ) -> Result<Option<String>, Failure> {
         let doc = self.current_doc(ctx).await?;
-        Ok(doc.get(&format!("{}bolturl", self.prefix(database))).and_then(|v| v.as_str()).map(str::to_owned))
+        Ok(doc
+            .get(&format!("{}bolturl", self.prefix(database)))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned))
     }
 
-    async fn switch(&self, ctx: &StepContext, to: &[AppConnection], token: &str) -> Result<String, Failure> {
+    async fn switch(
+        &self,
+        ctx: &StepContext,
+        to: &[AppConnection],
+        token: &str,
+    ) -> Result<String, Failure> {
         let providers = ctx.providers()?;
         let mut doc = self.current_doc(ctx).await?;
         for c in to {
@@ -124,7 +166,10 @@ impl TrafficTarget for LocalSecretTarget {
             doc.insert(format!("{p}pass"), c.password.expose_secret().into());
         }
         let value = SecretString::from(serde_json::Value::Object(doc).to_string());
-        let version = providers.secrets.put_pending(&self.secret, &value, token).await?;
+        let version = providers
+            .secrets
+            .put_pending(&self.secret, &value, token)
+            .await?;
         providers.secrets.promote(&self.secret, &version).await?;
         Ok(version)
     }
@@ -132,7 +177,9 @@ impl TrafficTarget for LocalSecretTarget {
     async fn switch_back(&self, ctx: &StepContext, version: &str) -> Result<(), Failure> {
         let providers = ctx.providers()?;
         let current = providers.secrets.versions(&self.secret).await?;
-        let ours_current = current.iter().any(|v| v.version_id == version && v.stages.contains(&SecretStage::Current));
+        let ours_current = current
+            .iter()
+            .any(|v| v.version_id == version && v.stages.contains(&SecretStage::Current));
         if ours_current {
             providers.secrets.rollback(&self.secret).await?;
         }
@@ -142,11 +189,19 @@ impl TrafficTarget for LocalSecretTarget {
 
 /// The traffic target the environment configures.
 pub fn target_for(ctx: &StepContext) -> Result<Box<dyn TrafficTarget>, Failure> {
-    let kind = ctx.environment().document.get("traffic").and_then(|t| t.get("kind")).and_then(|k| k.as_str()).unwrap_or("secret");
+    let kind = ctx
+        .environment()
+        .document
+        .get("traffic")
+        .and_then(|t| t.get("kind"))
+        .and_then(|k| k.as_str())
+        .unwrap_or("secret");
     match kind {
         "secret" => Ok(Box::new(LocalSecretTarget::from_env(ctx)?)),
-        other => Err(Failure::permanent(format!("traffic target kind `{other}` is not supported by this build"))
-            .with_hint("use [traffic] kind = \"secret\"")),
+        other => Err(Failure::permanent(format!(
+            "traffic target kind `{other}` is not supported by this build"
+        ))
+        .with_hint("use [traffic] kind = \"secret\"")),
     }
 }
 
@@ -170,10 +225,21 @@ impl Step for Switch {
             let db = try_step!(DbRef::open(ctx, database, instance).await);
             let user = app_user(&db.def);
             let password = try_step!(current_secret(ctx, &app_password_secret(ctx, &db.def)).await);
-            let url = db.engine.bolt_target(&db.handle, &user, password.clone()).uri;
-            to.push(AppConnection { database: database.clone(), url, user, password });
+            let url = db
+                .engine
+                .bolt_target(&db.handle, &user, password.clone())
+                .uri;
+            to.push(AppConnection {
+                database: database.clone(),
+                url,
+                user,
+                password,
+            });
         }
-        try_step!(ctx.record_intent("traffic.switch", serde_json::json!({ "target": target.describe(), "databases": inputs.databases })));
+        try_step!(ctx.record_intent(
+            "traffic.switch",
+            serde_json::json!({ "target": target.describe(), "databases": inputs.databases })
+        ));
         let version = try_step!(target.switch(ctx, &to, &ctx.idempotency_token).await);
         try_step!(ctx.save_checkpoint(serde_json::json!({ "version_id": version })));
         let mut out = Outputs::new();
@@ -190,7 +256,13 @@ impl Step for Switch {
             .and_then(|o| o.get("version_id"))
             .and_then(|v| v.as_str())
             .map(str::to_owned)
-            .or_else(|| ctx.checkpoint().and_then(|c| c.get("version_id").and_then(|v| v.as_str()).map(str::to_owned)));
+            .or_else(|| {
+                ctx.checkpoint().and_then(|c| {
+                    c.get("version_id")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                })
+            });
         let Some(version) = version else {
             // Never switched (or the switch left no trace): nothing to undo.
             return Decision::done();
@@ -202,9 +274,13 @@ impl Step for Switch {
             if let Some(expected) = inputs.fingerprints.get(database) {
                 let meter = ctx.work_meter("records");
                 let options = try_step!(db.fingerprint_options());
-                let fp = try_step!(crate::integrity::fingerprint::fingerprint_target(&db.admin_target(), &options, &meter)
-                    .await
-                    .map_err(|e| Failure::transient(format!("fingerprint of green {database}: {e}"))));
+                let fp = try_step!(crate::integrity::fingerprint::fingerprint_target(
+                    &db.admin_target(),
+                    &options,
+                    &meter
+                )
+                .await
+                .map_err(|e| Failure::transient(format!("fingerprint of green {database}: {e}"))));
                 if &fp.content != expected {
                     return Decision::Fail(
                         Failure::permanent(format!(
@@ -216,7 +292,10 @@ impl Step for Switch {
                 }
             }
         }
-        try_step!(ctx.record_intent("traffic.switch_back", serde_json::json!({ "target": target.describe(), "version_id": version })));
+        try_step!(ctx.record_intent(
+            "traffic.switch_back",
+            serde_json::json!({ "target": target.describe(), "version_id": version })
+        ));
         try_step!(target.switch_back(ctx, &version).await);
         Decision::done()
     }

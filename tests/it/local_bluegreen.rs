@@ -43,11 +43,18 @@ async fn cutover_run(env: &Environment, failpoint: Option<&str>) -> Output {
     if let Some(f) = failpoint {
         cmd.env("CUTOVER_FAILPOINTS", f);
     }
-    tokio::time::timeout(Duration::from_secs(300), cmd.output()).await.expect("cutover run finished within 5 minutes").unwrap()
+    tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("cutover run finished within 5 minutes")
+        .unwrap()
 }
 
 fn text(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 struct Writer {
@@ -72,16 +79,30 @@ async fn writes_flow(env: &Environment) {
     let target = support::app_target(env, "ledger").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !support::accepts_writes(&target).await {
-        assert!(Instant::now() < deadline, "the app's ledger ({}) refuses writes", target.uri);
+        assert!(
+            Instant::now() < deadline,
+            "the app's ledger ({}) refuses writes",
+            target.uri
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 async fn assert_no_write_lost(env: &Environment, log: &support::WriterLog) {
-    assert!(!log.acknowledged.is_empty(), "the writer never got a write acknowledged");
+    assert!(
+        !log.acknowledged.is_empty(),
+        "the writer never got a write acknowledged"
+    );
     let target = support::app_target(env, "ledger").await.unwrap();
-    let present = support::count_present(&target, &log.acknowledged).await.unwrap();
-    assert_eq!(present, log.acknowledged.len() as u64, "acknowledged writes missing on {}", target.uri);
+    let present = support::count_present(&target, &log.acknowledged)
+        .await
+        .unwrap();
+    assert_eq!(
+        present,
+        log.acknowledged.len() as u64,
+        "acknowledged writes missing on {}",
+        target.uri
+    );
 }
 
 /// Blue ledger and search with the app user and connection secret; on failure removes
@@ -95,7 +116,10 @@ async fn set_up(env: &Environment) {
 
 /// Runs `body`, then removes every instance of the environment whatever happened, then
 /// re-raises a failure: a failed test leaves no server running.
-async fn with_teardown<F: std::future::Future<Output = ()> + Send + 'static>(env: &Environment, body: F) {
+async fn with_teardown<F: std::future::Future<Output = ()> + Send + 'static>(
+    env: &Environment,
+    body: F,
+) {
     let result = tokio::spawn(body).await;
     let _ = support::teardown(env).await;
     if let Err(e) = result {
@@ -123,7 +147,10 @@ async fn happy(env: Environment) {
     let green = support::app_target(&env, "ledger").await.unwrap().uri;
     assert_ne!(green, blue, "the app still points at blue");
     assert_no_write_lost(&env, &log).await;
-    assert!(log.switches >= 1, "the writer never moved to green: {log:?}");
+    assert!(
+        log.switches >= 1,
+        "the writer never moved to green: {log:?}"
+    );
     // Both databases: blue decommissioned after the bake window, only green left.
     for db in ["ledger", "search"] {
         let left = support::instances(&env, db).await.unwrap();
@@ -133,7 +160,10 @@ async fn happy(env: Environment) {
     // green's fingerprint equalled frozen blue's: integrity.compare said so in the journal.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stdout.contains("pass\":") && !stderr.contains("pass\":"), "a password reached the output");
+    assert!(
+        !stdout.contains("pass\":") && !stderr.contains("pass\":"),
+        "a password reached the output"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +178,12 @@ async fn failures(env: Environment) {
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
     let writer = Writer::start(&env);
     writes_flow(&env).await;
-    for failpoint in ["kill-green@restore-ledger", "corrupt-artifact@backup-search", "fail-health@health-ledger", "fail-secret-test@rotate-search"] {
+    for failpoint in [
+        "kill-green@restore-ledger",
+        "corrupt-artifact@backup-search",
+        "fail-health@health-ledger",
+        "fail-secret-test@rotate-search",
+    ] {
         let out = cutover_run(&env, Some(failpoint)).await;
         assert_eq!(out.status.code(), Some(1), "{failpoint}: {}", text(&out));
         // Blue is unfrozen and the app still points at it.
@@ -157,7 +192,10 @@ async fn failures(env: Environment) {
         writes_flow(&env).await;
         for db in ["ledger", "search"] {
             let left = support::instances(&env, db).await.unwrap();
-            assert!(left.iter().all(|(_, color)| color == "blue"), "{failpoint}: green {db} left behind: {left:?}");
+            assert!(
+                left.iter().all(|(_, color)| color == "blue"),
+                "{failpoint}: green {db} left behind: {left:?}"
+            );
             assert_eq!(left.len(), 1, "{failpoint}: {db}: {left:?}");
         }
     }
