@@ -245,3 +245,45 @@ pub fn instance_settings(def: &DatabaseDef) -> serde_json::Value {
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, Failure> {
     crate::config::toml_read::parse_duration(text).map_err(Failure::permanent)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::environment::Edition;
+
+    fn def(settings: serde_json::Value) -> DatabaseDef {
+        DatabaseDef {
+            name: DatabaseName::new("ledger"),
+            engine: EngineKind::Arcadedb,
+            edition: Edition::Community,
+            settings,
+        }
+    }
+
+    #[test]
+    fn heap_becomes_heap_mb_and_the_instance_table_is_kept() {
+        let s = instance_settings(&def(
+            serde_json::json!({ "heap": "320m", "instance": { "type": "t3.medium" } }),
+        ));
+        assert_eq!(
+            s,
+            serde_json::json!({ "heap_mb": 320, "type": "t3.medium" })
+        );
+        let s = instance_settings(&def(serde_json::json!({ "heap": "1g" })));
+        assert_eq!(s["heap_mb"], 1024);
+        assert_eq!(
+            instance_settings(&def(serde_json::json!({}))),
+            serde_json::json!({})
+        );
+    }
+
+    #[test]
+    fn app_user_and_inner_name_default_sensibly() {
+        let d = def(serde_json::json!({}));
+        assert_eq!(inner_name(&d), "ledger");
+        assert_eq!(app_user(&d), "cutover_app");
+        let d = def(serde_json::json!({ "database": "neo4j", "user": "credex" }));
+        assert_eq!(inner_name(&d), "neo4j");
+        assert_eq!(app_user(&d), "credex");
+    }
+}
