@@ -268,6 +268,8 @@ impl Step for Switch {
             return Decision::done();
         };
         // Green may have taken writes since the switch: stop them, then prove it has none.
+        let mut greens = Vec::new();
+        let mut changed = Vec::new();
         for (database, instance) in &inputs.databases {
             let db = try_step!(DbRef::open(ctx, database, instance).await);
             try_step!(db.engine.freeze(&db.handle).await);
@@ -282,15 +284,28 @@ impl Step for Switch {
                 .await
                 .map_err(|e| Failure::transient(format!("fingerprint of green {database}: {e}"))));
                 if &fp.content != expected {
-                    return Decision::Fail(
-                        Failure::permanent(format!(
-                            "green {database} has taken writes since the switch (fingerprint {} ≠ blue's {expected}); switching back would drop them",
-                            fp.content
-                        ))
-                        .with_hint("green is frozen and still holds those writes: migrate green back to blue with the blue-green runbook"),
-                    );
+                    changed.push(format!(
+                        "{database} (fingerprint {} ≠ frozen blue's {expected})",
+                        fp.content
+                    ));
                 }
             }
+            greens.push(db);
+        }
+        if !changed.is_empty() {
+            // Switching back would drop green's writes. Keep the application where it
+            // is and let green take writes again; blue stays frozen (this stops the
+            // rollback before blue's unfreeze).
+            for db in &greens {
+                try_step!(db.engine.unfreeze(&db.handle).await);
+            }
+            return Decision::Fail(
+                Failure::permanent(format!(
+                    "green has taken writes since the switch: {}; switching back would drop them, so the application stays on green",
+                    changed.join(", ")
+                ))
+                .with_hint("green serves and holds every write; blue is frozen and stale. Fix what failed, or migrate green back to blue with the blue-green runbook"),
+            );
         }
         try_step!(ctx.record_intent(
             "traffic.switch_back",

@@ -202,3 +202,29 @@ async fn failures(env: Environment) {
     let log = writer.finish().await;
     assert_no_write_lost(&env, &log).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_switch_keeps_the_app_on_green_rather_than_drop_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(dir.path(), "bgafter");
+    set_up(&env).await;
+    with_teardown(&env, after_switch(env.clone())).await;
+}
+
+async fn after_switch(env: Environment) {
+    let blue = support::app_target(&env, "ledger").await.unwrap().uri;
+    let writer = Writer::start(&env);
+    writes_flow(&env).await;
+    let out = cutover_run(&env, Some("fail-health@health-after-switch")).await;
+    // Needs attention: partly applied, on purpose.
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let now = support::app_target(&env, "ledger").await.unwrap().uri;
+    assert_ne!(
+        now, blue,
+        "the app was switched back to blue, dropping green's writes"
+    );
+    writes_flow(&env).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = writer.finish().await;
+    assert_no_write_lost(&env, &log).await;
+}
