@@ -44,13 +44,25 @@ pub struct Failure {
 
 impl Failure {
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { class: ErrorClass::Transient, message: message.into(), hint: None }
+        Self {
+            class: ErrorClass::Transient,
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { class: ErrorClass::Permanent, message: message.into(), hint: None }
+        Self {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn inconclusive(message: impl Into<String>) -> Self {
-        Self { class: ErrorClass::Inconclusive, message: message.into(), hint: None }
+        Self {
+            class: ErrorClass::Inconclusive,
+            message: message.into(),
+            hint: None,
+        }
     }
     /// Adds the operator's next action.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

@@ -140,9 +140,7 @@ pub enum Command {
         output: OutputFormat,
     },
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 fn parse_set(text: &str) -> Result<(String, String), String> {
@@ -156,7 +154,10 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format, cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -175,8 +176,11 @@ fn init_tracing(format: LogFormat, verbose: u8) {
         1 => "info,cutover=info",
         _ => "debug,cutover=debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress_view::SuspendingStderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(progress_view::SuspendingStderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -186,7 +190,9 @@ fn init_tracing(format: LogFormat, verbose: u8) {
 fn progress_for(output: OutputFormat) -> ProgressHandle {
     match output {
         OutputFormat::Json => Arc::new(progress_view::JsonProgress),
-        OutputFormat::Human if std::io::stderr().is_terminal() => Arc::new(progress_view::BarsProgress::new()),
+        OutputFormat::Human if std::io::stderr().is_terminal() => {
+            Arc::new(progress_view::BarsProgress::new())
+        }
         OutputFormat::Human => Arc::new(progress_view::LinesProgress),
     }
 }
@@ -195,11 +201,14 @@ fn progress_for(output: OutputFormat) -> ProgressHandle {
 fn install_signal_handlers() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let mut presses = 0;
         loop {
             let got = match term.as_mut() {
-                Some(t) => tokio::select! { r = tokio::signal::ctrl_c() => r.is_ok(), r = t.recv() => r.is_some() },
+                Some(t) => {
+                    tokio::select! { r = tokio::signal::ctrl_c() => r.is_ok(), r = t.recv() => r.is_some() }
+                }
                 None => tokio::signal::ctrl_c().await.is_ok(),
             };
             if !got {
@@ -234,18 +243,44 @@ async fn dispatch(cli: Cli) -> ExitCode {
 async fn dispatch_simple(command: Command) -> u8 {
     match command {
         Command::Plan(args) => plan_command(&args),
-        Command::Run { plan, yes, run_id, take_over_lease } => run_command(plan, yes, run_id, take_over_lease).await,
-        Command::Resume { run_id, env, force, output } => {
+        Command::Run {
+            plan,
+            yes,
+            run_id,
+            take_over_lease,
+        } => run_command(plan, yes, run_id, take_over_lease).await,
+        Command::Resume {
+            run_id,
+            env,
+            force,
+            output,
+        } => {
             let stop = install_signal_handlers();
-            let result = run::resume(RunId::new(run_id), &env, force, progress_for(output), stop).await;
+            let result =
+                run::resume(RunId::new(run_id), &env, force, progress_for(output), stop).await;
             report_run(result, output)
         }
-        Command::Status { run_id, env, output } => status::status_command(run_id, &env, output),
-        Command::Report { run_id, env, output } => status::report_command(&run_id, &env, output),
+        Command::Status {
+            run_id,
+            env,
+            output,
+        } => status::status_command(run_id, &env, output),
+        Command::Report {
+            run_id,
+            env,
+            output,
+        } => status::report_command(&run_id, &env, output),
         Command::Gc { env, yes } => status::gc_command(&env, yes).await,
         Command::Graph { runbook, format } => match Runbook::load(&runbook) {
             Ok(book) => {
-                print!("{}", if format == GraphFormat::Dot { render::dot(&book) } else { render::mermaid(&book) });
+                print!(
+                    "{}",
+                    if format == GraphFormat::Dot {
+                        render::dot(&book)
+                    } else {
+                        render::mermaid(&book)
+                    }
+                );
                 0
             }
             Err(problems) => {
@@ -254,7 +289,12 @@ async fn dispatch_simple(command: Command) -> u8 {
             }
         },
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cutover",
+                &mut std::io::stdout(),
+            );
             0
         }
         Command::Digest { .. } => unreachable!("handled in dispatch"),
@@ -266,7 +306,10 @@ fn plan_command(args: &PlanArgs) -> u8 {
         Ok(plan) => {
             match args.output {
                 OutputFormat::Human => print!("{}", render::plan_text(&plan)),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&render::plan_json(&plan)).unwrap_or_default()),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&render::plan_json(&plan)).unwrap_or_default()
+                ),
             }
             0
         }
@@ -277,7 +320,12 @@ fn plan_command(args: &PlanArgs) -> u8 {
     }
 }
 
-async fn run_command(args: PlanArgs, yes: bool, run_id: Option<String>, take_over_lease: bool) -> u8 {
+async fn run_command(
+    args: PlanArgs,
+    yes: bool,
+    run_id: Option<String>,
+    take_over_lease: bool,
+) -> u8 {
     let plan = match run::load_plan(&args.runbook, &args.env, &args.sets) {
         Ok(plan) => plan,
         Err(problems) => {
@@ -291,15 +339,24 @@ async fn run_command(args: PlanArgs, yes: bool, run_id: Option<String>, take_ove
             return 2;
         }
         eprint!("{}", render::plan_text(&plan));
-        eprint!("Run this plan on environment `{}`? [y/N] ", plan.environment.name);
+        eprint!(
+            "Run this plan on environment `{}`? [y/N] ",
+            plan.environment.name
+        );
         let mut answer = String::new();
-        if std::io::stdin().read_line(&mut answer).is_err() || !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if std::io::stdin().read_line(&mut answer).is_err()
+            || !matches!(answer.trim(), "y" | "Y" | "yes")
+        {
             eprintln!("not confirmed; nothing was done");
             return 2;
         }
     }
     let stop = install_signal_handlers();
-    let options = RunOptions { sets: args.sets.clone(), run_id: run_id.map(RunId::new), take_over_lease };
+    let options = RunOptions {
+        sets: args.sets.clone(),
+        run_id: run_id.map(RunId::new),
+        take_over_lease,
+    };
     let result = run::start(plan, options, progress_for(args.output), stop).await;
     report_run(result, args.output)
 }
@@ -310,7 +367,13 @@ fn report_run(result: Result<RunSummary, RunError>, output: OutputFormat) -> u8 
             let code = summary.exit_code();
             let (outcome, message) = match &summary.end {
                 SessionEnd::Finished(outcome, message) => (outcome.to_string(), message.clone()),
-                SessionEnd::Interrupted => ("Interrupted".to_string(), format!("run {} stopped; continue it with `cutover resume {}`", summary.run_id, summary.run_id)),
+                SessionEnd::Interrupted => (
+                    "Interrupted".to_string(),
+                    format!(
+                        "run {} stopped; continue it with `cutover resume {}`",
+                        summary.run_id, summary.run_id
+                    ),
+                ),
             };
             match output {
                 OutputFormat::Json => println!(
@@ -319,7 +382,10 @@ fn report_run(result: Result<RunSummary, RunError>, output: OutputFormat) -> u8 
                 ),
                 OutputFormat::Human => {
                     println!("run {}: {outcome}: {message}", summary.run_id);
-                    println!("journal: {}", summary.run_dir.join("journal.jsonl").display());
+                    println!(
+                        "journal: {}",
+                        summary.run_dir.join("journal.jsonl").display()
+                    );
                     if let Some(report) = &summary.report {
                         println!("report:  {}", report.display());
                     }
@@ -329,7 +395,10 @@ fn report_run(result: Result<RunSummary, RunError>, output: OutputFormat) -> u8 
         }
         Err(e) => {
             match output {
-                OutputFormat::Json => println!("{}", serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() })),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() })
+                ),
                 OutputFormat::Human => eprintln!("error: {}", e.to_string().trim_end()),
             }
             e.exit_code()

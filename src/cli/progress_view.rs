@@ -43,7 +43,9 @@ pub struct BarsProgress {
 
 impl BarsProgress {
     pub fn new() -> Self {
-        Self { bars: Mutex::new(HashMap::new()) }
+        Self {
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 
     fn bar(&self, step: &StepId) -> ProgressBar {
@@ -51,7 +53,12 @@ impl BarsProgress {
         bars.entry(step.clone())
             .or_insert_with(|| {
                 let bar = multi_progress().add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{spinner} {prefix:<24.bold} {elapsed:>5} {wide_msg}").expect("valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:<24.bold} {elapsed:>5} {wide_msg}",
+                    )
+                    .expect("valid template"),
+                );
                 bar.set_prefix(step.to_string());
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bar
@@ -61,7 +68,10 @@ impl BarsProgress {
 
     fn finish(&self, step: &StepId, symbol: &str, message: String) {
         let bar = self.bar(step);
-        bar.set_style(ProgressStyle::with_template("{prefix:<26.bold} {elapsed:>5} {wide_msg}").expect("valid template"));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:<26.bold} {elapsed:>5} {wide_msg}")
+                .expect("valid template"),
+        );
         bar.set_prefix(format!("{symbol} {step}"));
         bar.finish_with_message(message);
         self.bars.lock().expect("bars lock").remove(step);
@@ -77,15 +87,35 @@ impl Default for BarsProgress {
 impl Progress for BarsProgress {
     fn report(&self, event: ProgressEvent) {
         match event {
-            ProgressEvent::RunStarted { run_id, runbook, environment, steps } => {
-                let _ = multi_progress().println(format!("run {run_id}: {runbook} on {environment} ({steps} steps)"));
+            ProgressEvent::RunStarted {
+                run_id,
+                runbook,
+                environment,
+                steps,
+            } => {
+                let _ = multi_progress().println(format!(
+                    "run {run_id}: {runbook} on {environment} ({steps} steps)"
+                ));
             }
-            ProgressEvent::StepStarted { step, kind, attempt } => {
-                let suffix = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+            ProgressEvent::StepStarted {
+                step,
+                kind,
+                attempt,
+            } => {
+                let suffix = if attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
                 self.bar(&step).set_message(format!("{kind}{suffix}"));
             }
             ProgressEvent::StepWaiting { step, reason, .. } => self.bar(&step).set_message(reason),
-            ProgressEvent::StepWork { step, done, total, unit } => {
+            ProgressEvent::StepWork {
+                step,
+                done,
+                total,
+                unit,
+            } => {
                 let bar = self.bar(&step);
                 match total {
                     Some(total) if total > 0 => {
@@ -97,16 +127,32 @@ impl Progress for BarsProgress {
                     _ => bar.set_message(format!("{done} {unit}")),
                 }
             }
-            ProgressEvent::StepRetrying { step, attempt, delay, error } => {
-                self.bar(&step).set_message(format!("retry after attempt {attempt} in {:.1}s: {error}", delay.as_secs_f64()));
+            ProgressEvent::StepRetrying {
+                step,
+                attempt,
+                delay,
+                error,
+            } => {
+                self.bar(&step).set_message(format!(
+                    "retry after attempt {attempt} in {:.1}s: {error}",
+                    delay.as_secs_f64()
+                ));
             }
             ProgressEvent::StepSucceeded { step, .. } => self.finish(&step, "✔", "done".into()),
-            ProgressEvent::StepSkipped { step, reason } => self.finish(&step, "○", format!("skipped: {reason}")),
+            ProgressEvent::StepSkipped { step, reason } => {
+                self.finish(&step, "○", format!("skipped: {reason}"))
+            }
             ProgressEvent::StepFailed { step, error } => self.finish(&step, "✘", error),
-            ProgressEvent::StepInterrupted { step } => self.finish(&step, "‖", "interrupted".into()),
+            ProgressEvent::StepInterrupted { step } => {
+                self.finish(&step, "‖", "interrupted".into())
+            }
             ProgressEvent::CompensationStarted { step } => self.bar(&step).set_message("undoing"),
-            ProgressEvent::CompensationSucceeded { step } => self.finish(&step, "↺", "undone".into()),
-            ProgressEvent::CompensationFailed { step, error } => self.finish(&step, "✘", format!("undo failed: {error}")),
+            ProgressEvent::CompensationSucceeded { step } => {
+                self.finish(&step, "↺", "undone".into())
+            }
+            ProgressEvent::CompensationFailed { step, error } => {
+                self.finish(&step, "✘", format!("undo failed: {error}"))
+            }
             ProgressEvent::Note { step, message } => {
                 let prefix = step.map(|s| format!("{s}: ")).unwrap_or_default();
                 let _ = multi_progress().println(format!("  {prefix}{message}"));
@@ -125,21 +171,52 @@ impl Progress for LinesProgress {
     fn report(&self, event: ProgressEvent) {
         let line = match event {
             ProgressEvent::StepWork { .. } => return,
-            ProgressEvent::StepWaiting { step, reason, next_poll } if next_poll >= Duration::from_secs(5) => {
-                format!("{step}: {reason} (next check in {:.0}s)", next_poll.as_secs_f64())
+            ProgressEvent::StepWaiting {
+                step,
+                reason,
+                next_poll,
+            } if next_poll >= Duration::from_secs(5) => {
+                format!(
+                    "{step}: {reason} (next check in {:.0}s)",
+                    next_poll.as_secs_f64()
+                )
             }
             ProgressEvent::StepWaiting { .. } => return,
-            ProgressEvent::RunStarted { run_id, runbook, environment, steps } => format!("run {run_id}: {runbook} on {environment} ({steps} steps)"),
-            ProgressEvent::StepStarted { step, kind, attempt } => format!("{step}: started ({kind}, attempt {attempt})"),
-            ProgressEvent::StepRetrying { step, attempt, delay, error } => format!("{step}: attempt {attempt} failed, retrying in {:.1}s: {error}", delay.as_secs_f64()),
-            ProgressEvent::StepSucceeded { step, elapsed } => format!("{step}: succeeded in {:.1}s", elapsed.as_secs_f64()),
+            ProgressEvent::RunStarted {
+                run_id,
+                runbook,
+                environment,
+                steps,
+            } => format!("run {run_id}: {runbook} on {environment} ({steps} steps)"),
+            ProgressEvent::StepStarted {
+                step,
+                kind,
+                attempt,
+            } => format!("{step}: started ({kind}, attempt {attempt})"),
+            ProgressEvent::StepRetrying {
+                step,
+                attempt,
+                delay,
+                error,
+            } => format!(
+                "{step}: attempt {attempt} failed, retrying in {:.1}s: {error}",
+                delay.as_secs_f64()
+            ),
+            ProgressEvent::StepSucceeded { step, elapsed } => {
+                format!("{step}: succeeded in {:.1}s", elapsed.as_secs_f64())
+            }
             ProgressEvent::StepSkipped { step, reason } => format!("{step}: skipped ({reason})"),
             ProgressEvent::StepFailed { step, error } => format!("{step}: FAILED: {error}"),
             ProgressEvent::StepInterrupted { step } => format!("{step}: interrupted"),
             ProgressEvent::CompensationStarted { step } => format!("{step}: undoing"),
             ProgressEvent::CompensationSucceeded { step } => format!("{step}: undone"),
-            ProgressEvent::CompensationFailed { step, error } => format!("{step}: UNDO FAILED: {error}"),
-            ProgressEvent::Note { step, message } => format!("{}{message}", step.map(|s| format!("{s}: ")).unwrap_or_default()),
+            ProgressEvent::CompensationFailed { step, error } => {
+                format!("{step}: UNDO FAILED: {error}")
+            }
+            ProgressEvent::Note { step, message } => format!(
+                "{}{message}",
+                step.map(|s| format!("{s}: ")).unwrap_or_default()
+            ),
             ProgressEvent::RunFinished { run_id, outcome } => format!("run {run_id}: {outcome}"),
         };
         let now = chrono::Utc::now().format("%H:%M:%S");

@@ -24,7 +24,9 @@ pub fn redact(value: &serde_json::Value) -> serde_json::Value {
                 })
                 .collect(),
         ),
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(redact).collect()),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(redact).collect())
+        }
         other => other.clone(),
     }
 }
@@ -53,25 +55,37 @@ pub fn status_command(run_id: Option<String>, env: &str, output: OutputFormat) -
 }
 
 fn list(env: &Environment, output: OutputFormat) -> u8 {
-    let runs: Vec<(RunId, Option<RunView>)> =
-        run::list_runs(&env.state_dir).into_iter().map(|id| (id.clone(), run::load_view(&env.state_dir, &id).ok())).collect();
-    let lease = crate::engine::lease::LocalLease::holder(&env.state_dir).ok().flatten();
+    let runs: Vec<(RunId, Option<RunView>)> = run::list_runs(&env.state_dir)
+        .into_iter()
+        .map(|id| (id.clone(), run::load_view(&env.state_dir, &id).ok()))
+        .collect();
+    let lease = crate::engine::lease::LocalLease::holder(&env.state_dir)
+        .ok()
+        .flatten();
     match output {
         OutputFormat::Json => {
             let items: Vec<serde_json::Value> = runs
                 .iter()
-                .map(|(id, v)| serde_json::json!({
-                    "run_id": id,
-                    "runbook": v.as_ref().map(|v| v.runbook.clone()),
-                    "started_at": v.as_ref().and_then(|v| v.started_at),
-                    "outcome": v.as_ref().map(outcome_text),
-                }))
+                .map(|(id, v)| {
+                    serde_json::json!({
+                        "run_id": id,
+                        "runbook": v.as_ref().map(|v| v.runbook.clone()),
+                        "started_at": v.as_ref().and_then(|v| v.started_at),
+                        "outcome": v.as_ref().map(outcome_text),
+                    })
+                })
                 .collect();
-            println!("{}", serde_json::json!({ "environment": env.name, "lease": lease, "runs": items }));
+            println!(
+                "{}",
+                serde_json::json!({ "environment": env.name, "lease": lease, "runs": items })
+            );
         }
         OutputFormat::Human => {
             if let Some(l) = &lease {
-                let stale = l.staleness().map(|r| format!(" — STALE: {r}")).unwrap_or_default();
+                let stale = l
+                    .staleness()
+                    .map(|r| format!(" — STALE: {r}"))
+                    .unwrap_or_default();
                 println!("lease: {l}{stale}");
             }
             if runs.is_empty() {
@@ -79,7 +93,14 @@ fn list(env: &Environment, output: OutputFormat) -> u8 {
             }
             for (id, view) in &runs {
                 match view {
-                    Some(v) => println!("{id}  {}  {}  {}", v.started_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(), outcome_text(v), v.runbook),
+                    Some(v) => println!(
+                        "{id}  {}  {}  {}",
+                        v.started_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default(),
+                        outcome_text(v),
+                        v.runbook
+                    ),
                     None => println!("{id}  (unreadable journal)"),
                 }
             }
@@ -102,11 +123,29 @@ fn show(view: &RunView, output: OutputFormat) {
         if let Some(steps) = json.get_mut("steps") {
             *steps = redact(steps);
         }
-        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
         return;
     }
-    println!("run {}  {}  on {}", view.run_id.as_ref().map(|r| r.to_string()).unwrap_or_default(), view.runbook, view.environment_name);
-    println!("outcome: {}{}", outcome_text(view), view.message.as_ref().map(|m| format!(" — {m}")).unwrap_or_default());
+    println!(
+        "run {}  {}  on {}",
+        view.run_id
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        view.runbook,
+        view.environment_name
+    );
+    println!(
+        "outcome: {}{}",
+        outcome_text(view),
+        view.message
+            .as_ref()
+            .map(|m| format!(" — {m}"))
+            .unwrap_or_default()
+    );
     println!("plan hash: {}", view.plan_hash);
     for (id, step) in &view.steps {
         let duration = match (step.first_started_at, step.finished_at) {
@@ -117,9 +156,16 @@ fn show(view: &RunView, output: OutputFormat) {
             StepStatus::Running => "running/cut off".to_string(),
             other => format!("{other:?}").to_lowercase(),
         };
-        println!("  {id:<28} {status:<16} attempts {:<3} {duration:>8}", step.attempts);
+        println!(
+            "  {id:<28} {status:<16} attempts {:<3} {duration:>8}",
+            step.attempts
+        );
         if let Some(outputs) = &step.outputs {
-            for (k, v) in redact(&serde_json::Value::Object(outputs.clone())).as_object().into_iter().flatten() {
+            for (k, v) in redact(&serde_json::Value::Object(outputs.clone()))
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
                 println!("      {k} = {v}");
             }
         }

@@ -55,8 +55,19 @@ pub struct Environment {
     pub document: serde_json::Value,
 }
 
-const TOP_KEYS: &[&str] =
-    &["name", "description", "provider", "state_dir", "local", "aws", "databases", "vars", "traffic", "backup", "invariants"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "provider",
+    "state_dir",
+    "local",
+    "aws",
+    "databases",
+    "vars",
+    "traffic",
+    "backup",
+    "invariants",
+];
 const DB_KEYS: &[&str] = &[
     "engine",
     "edition",
@@ -96,32 +107,51 @@ impl Environment {
         let root = doc.as_table();
         r.check_keys(root, TOP_KEYS, "the environment");
         let name = r.string(root, "name", true, "the environment", Some(0..0));
-        let provider = r.string(root, "provider", true, "the environment", Some(0..0)).and_then(|p| match p.value.as_str() {
-            "local" => Some(ProviderKind::Local),
-            "aws" => Some(ProviderKind::Aws),
-            other => {
-                r.problem_with_hint(p.span, format!("unknown provider `{other}`"), "use `local` or `aws`");
-                None
-            }
-        });
+        let provider = r
+            .string(root, "provider", true, "the environment", Some(0..0))
+            .and_then(|p| match p.value.as_str() {
+                "local" => Some(ProviderKind::Local),
+                "aws" => Some(ProviderKind::Aws),
+                other => {
+                    r.problem_with_hint(
+                        p.span,
+                        format!("unknown provider `{other}`"),
+                        "use `local` or `aws`",
+                    );
+                    None
+                }
+            });
         let state_dir = r.string(root, "state_dir", false, "the environment", None);
         let databases = read_databases(&mut r, root);
         for section in ["local", "aws", "vars", "traffic", "backup"] {
             if let Some(item) = root.get(section) {
                 if !item.is_table_like() {
-                    r.problem(item.span(), format!("`{section}` must be a table, found {}", type_name(item)));
+                    r.problem(
+                        item.span(),
+                        format!("`{section}` must be a table, found {}", type_name(item)),
+                    );
                 }
             }
         }
         if let (Some(ProviderKind::Aws), None) = (provider, root.get("aws")) {
-            r.problem_with_hint(Some(0..0), "provider is `aws` but there is no [aws] section", "add [aws] with region and bucket");
+            r.problem_with_hint(
+                Some(0..0),
+                "provider is `aws` but there is no [aws] section",
+                "add [aws] with region and bucket",
+            );
         }
-        let base = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = source
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let state_dir = match std::env::var_os("CUTOVER_STATE_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => match state_dir {
                 Some(Spanned { value, .. }) => base.join(value),
-                None => base.join(".cutover").join(name.as_ref().map(|n| n.value.as_str()).unwrap_or("default")),
+                None => base
+                    .join(".cutover")
+                    .join(name.as_ref().map(|n| n.value.as_str()).unwrap_or("default")),
             },
         };
         let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
@@ -142,15 +172,24 @@ impl Environment {
 
     /// The value at `path` inside the environment document (`env.a.b.c`).
     pub fn lookup(&self, path: &[String]) -> Option<&serde_json::Value> {
-        path.iter().try_fold(&self.document, |v, key| v.get(key.as_str()))
+        path.iter()
+            .try_fold(&self.document, |v, key| v.get(key.as_str()))
     }
 }
 
-fn read_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) -> BTreeMap<DatabaseName, DatabaseDef> {
+fn read_databases(
+    r: &mut TomlReader<'_>,
+    root: &dyn toml_edit::TableLike,
+) -> BTreeMap<DatabaseName, DatabaseDef> {
     let mut out = BTreeMap::new();
-    let Some(item) = root.get("databases") else { return out };
+    let Some(item) = root.get("databases") else {
+        return out;
+    };
     let Some(table) = item.as_table_like() else {
-        r.problem(item.span(), format!("`databases` must be a table, found {}", type_name(item)));
+        r.problem(
+            item.span(),
+            format!("`databases` must be a table, found {}", type_name(item)),
+        );
         return out;
     };
     for (name, def) in table.iter() {
@@ -161,28 +200,46 @@ fn read_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) -> BT
             continue;
         };
         r.check_keys(t, DB_KEYS, &context);
-        let engine = r.string(t, "engine", true, &context, span.clone()).and_then(|e| match e.value.as_str() {
-            "neo4j" => Some(EngineKind::Neo4j),
-            "arcadedb" => Some(EngineKind::Arcadedb),
-            other => {
-                r.problem_with_hint(e.span, format!("{context} has unknown engine `{other}`"), "use `neo4j` or `arcadedb`");
-                None
-            }
-        });
+        let engine = r
+            .string(t, "engine", true, &context, span.clone())
+            .and_then(|e| match e.value.as_str() {
+                "neo4j" => Some(EngineKind::Neo4j),
+                "arcadedb" => Some(EngineKind::Arcadedb),
+                other => {
+                    r.problem_with_hint(
+                        e.span,
+                        format!("{context} has unknown engine `{other}`"),
+                        "use `neo4j` or `arcadedb`",
+                    );
+                    None
+                }
+            });
         let edition = match r.string(t, "edition", false, &context, None) {
             None => Some(Edition::Community),
             Some(e) => match e.value.as_str() {
                 "community" => Some(Edition::Community),
                 "enterprise" => Some(Edition::Enterprise),
                 other => {
-                    r.problem_with_hint(e.span, format!("{context} has unknown edition `{other}`"), "use `community` or `enterprise`");
+                    r.problem_with_hint(
+                        e.span,
+                        format!("{context} has unknown edition `{other}`"),
+                        "use `community` or `enterprise`",
+                    );
                     None
                 }
             },
         };
         if let (Some(engine), Some(edition)) = (engine, edition) {
             let name = DatabaseName::new(name);
-            out.insert(name.clone(), DatabaseDef { name, engine, edition, settings: table_to_json(t) });
+            out.insert(
+                name.clone(),
+                DatabaseDef {
+                    name,
+                    engine,
+                    edition,
+                    settings: table_to_json(t),
+                },
+            );
         }
     }
     out

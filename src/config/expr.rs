@@ -37,16 +37,30 @@ impl Ref {
     pub fn parse(text: &str) -> Result<Ref, String> {
         let text = text.trim();
         let parts: Vec<&str> = text.split('.').collect();
-        if parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+        if parts.iter().any(|p| {
+            p.is_empty()
+                || !p
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) {
             return Err(format!("`{text}` is not a reference (expected e.g. params.name, steps.id.outputs.name, env.path)"));
         }
         match parts.as_slice() {
             ["params", name] => Ok(Ref::Param((*name).to_string())),
-            ["env", rest @ ..] if !rest.is_empty() => Ok(Ref::Env(rest.iter().map(|s| s.to_string()).collect())),
-            ["steps", step, "outputs", output] => Ok(Ref::StepOutput { step: (*step).to_string(), output: (*output).to_string() }),
+            ["env", rest @ ..] if !rest.is_empty() => {
+                Ok(Ref::Env(rest.iter().map(|s| s.to_string()).collect()))
+            }
+            ["steps", step, "outputs", output] => Ok(Ref::StepOutput {
+                step: (*step).to_string(),
+                output: (*output).to_string(),
+            }),
             ["run", field] => Ok(Ref::Run((*field).to_string())),
-            ["steps", ..] => Err(format!("`{text}`: step references look like steps.ID.outputs.NAME")),
-            _ => Err(format!("`{text}` does not start with params., env., steps. or run.")),
+            ["steps", ..] => Err(format!(
+                "`{text}`: step references look like steps.ID.outputs.NAME"
+            )),
+            _ => Err(format!(
+                "`{text}` does not start with params., env., steps. or run."
+            )),
         }
     }
 }
@@ -73,7 +87,9 @@ impl Template {
                 pieces.push(Piece::Text(rest[..start].to_string()));
             }
             let after = &rest[start + 3..];
-            let end = after.find("}}").ok_or_else(|| format!("unclosed `${{{{` in \"{text}\""))?;
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed `${{{{` in \"{text}\""))?;
             pieces.push(Piece::Ref(Ref::parse(&after[..end])?));
             rest = &after[end + 2..];
         }
@@ -139,10 +155,18 @@ pub fn refs_in_value(value: &Value, out: &mut Vec<Ref>) -> Result<(), String> {
 }
 
 /// Resolves every template inside a JSON value.
-pub fn resolve_value(value: &Value, lookup: &dyn Fn(&Ref) -> Option<Value>) -> Result<Value, String> {
+pub fn resolve_value(
+    value: &Value,
+    lookup: &dyn Fn(&Ref) -> Option<Value>,
+) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) => Template::parse(s)?.resolve(lookup)?,
-        Value::Array(items) => Value::Array(items.iter().map(|v| resolve_value(v, lookup)).collect::<Result<_, _>>()?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| resolve_value(v, lookup))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| Ok((k.clone(), resolve_value(v, lookup)?)))
@@ -184,7 +208,10 @@ impl Condition {
         let mut parser = Parser { tokens, pos: 0 };
         let cond = parser.or()?;
         if parser.pos != parser.tokens.len() {
-            return Err(format!("unexpected `{}` in condition \"{text}\"", parser.tokens[parser.pos]));
+            return Err(format!(
+                "unexpected `{}` in condition \"{text}\"",
+                parser.tokens[parser.pos]
+            ));
         }
         Ok(cond)
     }
@@ -207,8 +234,12 @@ impl Condition {
             Condition::Literal(v) => v.clone(),
             Condition::Ref(r) => lookup(r).ok_or_else(|| format!("`{r}` has no value"))?,
             Condition::Not(c) => Value::Bool(!truthy(&c.value(lookup)?)),
-            Condition::And(a, b) => Value::Bool(truthy(&a.value(lookup)?) && truthy(&b.value(lookup)?)),
-            Condition::Or(a, b) => Value::Bool(truthy(&a.value(lookup)?) || truthy(&b.value(lookup)?)),
+            Condition::And(a, b) => {
+                Value::Bool(truthy(&a.value(lookup)?) && truthy(&b.value(lookup)?))
+            }
+            Condition::Or(a, b) => {
+                Value::Bool(truthy(&a.value(lookup)?) || truthy(&b.value(lookup)?))
+            }
             Condition::Compare(a, op, b) => {
                 let (a, b) = (a.value(lookup)?, b.value(lookup)?);
                 Value::Bool(compare(&a, *op, &b)?)
@@ -292,22 +323,38 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
         if c.is_whitespace() {
             i += 1;
         } else if c == '\'' || c == '"' {
-            let end = chars[i + 1..].iter().position(|&d| d == c).ok_or_else(|| format!("unclosed quote in \"{text}\""))?;
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&d| d == c)
+                .ok_or_else(|| format!("unclosed quote in \"{text}\""))?;
             tokens.push(Token::Str(chars[i + 1..i + 1 + end].iter().collect()));
             i += end + 2;
-        } else if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
-            let len = 1 + chars[i + 1..].iter().take_while(|d| d.is_ascii_digit() || **d == '.').count();
+        } else if c.is_ascii_digit()
+            || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
+            let len = 1 + chars[i + 1..]
+                .iter()
+                .take_while(|d| d.is_ascii_digit() || **d == '.')
+                .count();
             let s: String = chars[i..i + len].iter().collect();
-            let n: serde_json::Number = s.parse().map_err(|_| format!("invalid number `{s}` in \"{text}\""))?;
+            let n: serde_json::Number = s
+                .parse()
+                .map_err(|_| format!("invalid number `{s}` in \"{text}\""))?;
             tokens.push(Token::Num(n));
             i += len;
         } else if c.is_ascii_alphabetic() || c == '_' {
-            let len = chars[i..].iter().take_while(|d| d.is_ascii_alphanumeric() || matches!(d, '_' | '-' | '.')).count();
+            let len = chars[i..]
+                .iter()
+                .take_while(|d| d.is_ascii_alphanumeric() || matches!(d, '_' | '-' | '.'))
+                .count();
             tokens.push(Token::Ident(chars[i..i + len].iter().collect()));
             i += len;
         } else {
             let rest: String = chars[i..].iter().take(2).collect();
-            let op = OPS.iter().find(|op| rest.starts_with(**op)).ok_or_else(|| format!("unexpected `{c}` in condition \"{text}\""))?;
+            let op = OPS
+                .iter()
+                .find(|op| rest.starts_with(**op))
+                .ok_or_else(|| format!("unexpected `{c}` in condition \"{text}\""))?;
             tokens.push(Token::Op(op));
             i += op.len();
         }
@@ -363,7 +410,11 @@ impl Parser {
         Ok(Condition::Compare(Box::new(left), op, Box::new(right)))
     }
     fn atom(&mut self) -> Result<Condition, String> {
-        let token = self.tokens.get(self.pos).cloned().ok_or("condition ends too early")?;
+        let token = self
+            .tokens
+            .get(self.pos)
+            .cloned()
+            .ok_or("condition ends too early")?;
         self.pos += 1;
         match token {
             Token::Op("(") => {
@@ -411,9 +462,13 @@ mod tests {
 
     #[test]
     fn references_are_validated_syntactically() {
-        assert!(Ref::parse("steps.a.output.x").unwrap_err().contains("steps.ID.outputs.NAME"));
+        assert!(Ref::parse("steps.a.output.x")
+            .unwrap_err()
+            .contains("steps.ID.outputs.NAME"));
         assert!(Ref::parse("foo.bar").is_err());
-        assert!(Template::parse("${{ params.x").unwrap_err().contains("unclosed"));
+        assert!(Template::parse("${{ params.x")
+            .unwrap_err()
+            .contains("unclosed"));
     }
 
     #[test]
@@ -422,8 +477,17 @@ mod tests {
         assert!(c.eval(&lookup).unwrap());
         let c = Condition::parse("${{ steps.a.outputs.ok }}").unwrap();
         assert!(c.eval(&lookup).unwrap());
-        assert_eq!(Condition::parse("params.count == 3.0").unwrap().eval(&lookup), Ok(true));
-        assert!(Condition::parse("params.missing").unwrap().eval(&lookup).unwrap_err().contains("no value"));
+        assert_eq!(
+            Condition::parse("params.count == 3.0")
+                .unwrap()
+                .eval(&lookup),
+            Ok(true)
+        );
+        assert!(Condition::parse("params.missing")
+            .unwrap()
+            .eval(&lookup)
+            .unwrap_err()
+            .contains("no value"));
         assert!(Condition::parse("params.mode ==").is_err());
     }
 }

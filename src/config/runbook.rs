@@ -53,7 +53,9 @@ pub enum ParamType {
 }
 
 impl ParamType {
-    pub const NAMES: &'static [&'static str] = &["string", "integer", "float", "bool", "duration", "list", "map"];
+    pub const NAMES: &'static [&'static str] = &[
+        "string", "integer", "float", "bool", "duration", "list", "map",
+    ];
 
     fn parse(text: &str) -> Option<Self> {
         Some(match text {
@@ -112,9 +114,26 @@ pub struct StepDef {
     pub span: Option<std::ops::Range<usize>>,
 }
 
-const TOP_KEYS: &[&str] = &["name", "description", "concurrency", "deadline", "params", "step"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "concurrency",
+    "deadline",
+    "params",
+    "step",
+];
 const PARAM_KEYS: &[&str] = &["type", "default", "description"];
-const STEP_KEYS: &[&str] = &["id", "uses", "description", "needs", "with", "retry", "timeout", "when", "compensate"];
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "uses",
+    "description",
+    "needs",
+    "with",
+    "retry",
+    "timeout",
+    "when",
+    "compensate",
+];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_delay"];
 const COMPENSATE_KEYS: &[&str] = &["uses", "with"];
 
@@ -130,7 +149,9 @@ impl Runbook {
         let root = doc.as_table();
         r.check_keys(root, TOP_KEYS, "the runbook");
         let name = r.string(root, "name", true, "the runbook", Some(0..0));
-        let description = r.string(root, "description", false, "the runbook", None).map(|s| s.value);
+        let description = r
+            .string(root, "description", false, "the runbook", None)
+            .map(|s| s.value);
         let concurrency = r.unsigned(root, "concurrency", "the runbook");
         if let Some(c) = &concurrency {
             if c.value == 0 {
@@ -141,15 +162,34 @@ impl Runbook {
         let params = read_params(&mut r, root);
         let steps = read_steps(&mut r, root);
         let problems = r.problems;
-        let name = name.unwrap_or(Spanned { value: String::new(), span: None });
-        problems.into_result(Runbook { source, name, description, concurrency, deadline, params, steps })
+        let name = name.unwrap_or(Spanned {
+            value: String::new(),
+            span: None,
+        });
+        problems.into_result(Runbook {
+            source,
+            name,
+            description,
+            concurrency,
+            deadline,
+            params,
+            steps,
+        })
     }
 }
 
 fn read_params(r: &mut TomlReader<'_>, root: &dyn TableLike) -> Vec<ParamDef> {
-    let Some(item) = root.get("params") else { return Vec::new() };
+    let Some(item) = root.get("params") else {
+        return Vec::new();
+    };
     let Some(table) = item.as_table_like() else {
-        r.problem(item.span(), format!("`params` must be a table of parameter definitions, found {}", type_name(item)));
+        r.problem(
+            item.span(),
+            format!(
+                "`params` must be a table of parameter definitions, found {}",
+                type_name(item)
+            ),
+        );
         return Vec::new();
     };
     let mut params = Vec::new();
@@ -179,18 +219,35 @@ fn read_params(r: &mut TomlReader<'_>, root: &dyn TableLike) -> Vec<ParamDef> {
             },
             None => continue,
         };
-        let default = def_table
-            .get("default")
-            .and_then(|d| to_json(d).map(|v| Spanned { value: v, span: d.span() }));
-        let description = r.string(def_table, "description", false, &context, None).map(|s| s.value);
-        params.push(ParamDef { name: Spanned { value: name.to_string(), span: name_span }, ty, default, description });
+        let default = def_table.get("default").and_then(|d| {
+            to_json(d).map(|v| Spanned {
+                value: v,
+                span: d.span(),
+            })
+        });
+        let description = r
+            .string(def_table, "description", false, &context, None)
+            .map(|s| s.value);
+        params.push(ParamDef {
+            name: Spanned {
+                value: name.to_string(),
+                span: name_span,
+            },
+            ty,
+            default,
+            description,
+        });
     }
     params
 }
 
 fn read_steps(r: &mut TomlReader<'_>, root: &dyn TableLike) -> Vec<StepDef> {
     let Some(item) = root.get("step") else {
-        r.problem_with_hint(Some(0..0), "the runbook has no steps", "add at least one [[step]] table");
+        r.problem_with_hint(
+            Some(0..0),
+            "the runbook has no steps",
+            "add at least one [[step]] table",
+        );
         return Vec::new();
     };
     let tables: Vec<&dyn TableLike> = if let Some(aot) = item.as_array_of_tables() {
@@ -205,7 +262,13 @@ fn read_steps(r: &mut TomlReader<'_>, root: &dyn TableLike) -> Vec<StepDef> {
         }
         out
     } else {
-        r.problem(item.span(), format!("`step` must be an array of tables ([[step]]), found {}", type_name(item)));
+        r.problem(
+            item.span(),
+            format!(
+                "`step` must be an array of tables ([[step]]), found {}",
+                type_name(item)
+            ),
+        );
         return Vec::new();
     };
     tables.into_iter().filter_map(|t| read_step(r, t)).collect()
@@ -213,7 +276,10 @@ fn read_steps(r: &mut TomlReader<'_>, root: &dyn TableLike) -> Vec<StepDef> {
 
 fn table_span(table: &dyn TableLike) -> Option<std::ops::Range<usize>> {
     // The first key's span is the best anchor for a table without its own span.
-    table.iter().next().and_then(|(k, _)| TomlReader::key_span(table, k))
+    table
+        .iter()
+        .next()
+        .and_then(|(k, _)| TomlReader::key_span(table, k))
 }
 
 fn read_step(r: &mut TomlReader<'_>, table: &dyn TableLike) -> Option<StepDef> {
@@ -225,7 +291,9 @@ fn read_step(r: &mut TomlReader<'_>, table: &dyn TableLike) -> Option<StepDef> {
     };
     r.check_keys(table, STEP_KEYS, &context);
     let uses = r.string(table, "uses", true, &context, span.clone());
-    let description = r.string(table, "description", false, &context, None).map(|s| s.value);
+    let description = r
+        .string(table, "description", false, &context, None)
+        .map(|s| s.value);
     let needs = r.string_list(table, "needs", &context);
     let with = read_inputs(r, table, "with", &context);
     let timeout = r.duration(table, "timeout", &context);
@@ -249,7 +317,10 @@ fn read_step(r: &mut TomlReader<'_>, table: &dyn TableLike) -> Option<StepDef> {
     });
     let compensate = table.get("compensate").and_then(|item| {
         let Some(t) = item.as_table_like() else {
-            r.problem(item.span(), format!("`compensate` in {context} must be a table with `uses` and `with`"));
+            r.problem(
+                item.span(),
+                format!("`compensate` in {context} must be a table with `uses` and `with`"),
+            );
             return None;
         };
         let comp_context = format!("`compensate` of {context}");
@@ -258,13 +329,37 @@ fn read_step(r: &mut TomlReader<'_>, table: &dyn TableLike) -> Option<StepDef> {
         let with = read_inputs(r, t, "with", &comp_context);
         Some(CompensateDef { uses, with })
     });
-    Some(StepDef { id: id?, uses: uses?, description, needs, with, retry, timeout, when, compensate, span })
+    Some(StepDef {
+        id: id?,
+        uses: uses?,
+        description,
+        needs,
+        with,
+        retry,
+        timeout,
+        when,
+        compensate,
+        span,
+    })
 }
 
-fn read_inputs(r: &mut TomlReader<'_>, table: &dyn TableLike, key: &str, context: &str) -> Vec<InputDef> {
-    let Some(item) = table.get(key) else { return Vec::new() };
+fn read_inputs(
+    r: &mut TomlReader<'_>,
+    table: &dyn TableLike,
+    key: &str,
+    context: &str,
+) -> Vec<InputDef> {
+    let Some(item) = table.get(key) else {
+        return Vec::new();
+    };
     let Some(inputs) = item.as_table_like() else {
-        r.problem(item.span(), format!("`{key}` in {context} must be a table of inputs, found {}", type_name(item)));
+        r.problem(
+            item.span(),
+            format!(
+                "`{key}` in {context} must be a table of inputs, found {}",
+                type_name(item)
+            ),
+        );
         return Vec::new();
     };
     inputs
@@ -272,7 +367,14 @@ fn read_inputs(r: &mut TomlReader<'_>, table: &dyn TableLike, key: &str, context
         .filter_map(|(name, value)| {
             let json = to_json(value)?;
             let name_span = TomlReader::key_span(inputs, name);
-            Some(InputDef { name: Spanned { value: name.to_string(), span: name_span }, value: json, span: value.span() })
+            Some(InputDef {
+                name: Spanned {
+                    value: name.to_string(),
+                    span: name_span,
+                },
+                value: json,
+                span: value.span(),
+            })
         })
         .collect()
 }

@@ -17,7 +17,11 @@ impl SourceFile {
         let text = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self { path: path.into(), text, line_starts }
+        Self {
+            path: path.into(),
+            text,
+            line_starts,
+        }
     }
 
     /// Reads a file; an unreadable file is a single problem located at the path.
@@ -45,9 +49,17 @@ impl SourceFile {
         match span {
             Some(span) => {
                 let (line, column) = self.line_col(span.start);
-                Location { file: self.path.clone(), line, column }
+                Location {
+                    file: self.path.clone(),
+                    line,
+                    column,
+                }
             }
-            None => Location { file: self.path.clone(), line: 1, column: 1 },
+            None => Location {
+                file: self.path.clone(),
+                line: 1,
+                column: 1,
+            },
         }
     }
 }
@@ -76,10 +88,18 @@ pub struct Problem {
 
 impl Problem {
     pub fn at(location: Location, message: impl Into<String>) -> Self {
-        Self { location: Some(location), message: message.into(), hint: None }
+        Self {
+            location: Some(location),
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn unlocated(message: impl Into<String>) -> Self {
-        Self { location: None, message: message.into(), hint: None }
+        Self {
+            location: None,
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -133,7 +153,11 @@ impl Problems {
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "{n} problem{} found; nothing was run:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{n} problem{} found; nothing was run:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for problem in &self.0 {
             writeln!(f, "  {problem}")?;
         }

@@ -23,7 +23,10 @@ pub struct TomlReader<'s> {
 
 impl<'s> TomlReader<'s> {
     pub fn new(source: &'s SourceFile) -> Self {
-        Self { source, problems: Problems::default() }
+        Self {
+            source,
+            problems: Problems::default(),
+        }
     }
 
     /// Parses the file; a syntax error is one located problem.
@@ -51,7 +54,8 @@ impl<'s> TomlReader<'s> {
         hint: impl Into<String>,
     ) {
         let location = self.locate(span);
-        self.problems.push(Problem::at(location, message).with_hint(hint));
+        self.problems
+            .push(Problem::at(location, message).with_hint(hint));
     }
 
     /// Records every key of `table` that is not in `allowed`, suggesting the closest one.
@@ -78,7 +82,10 @@ impl<'s> TomlReader<'s> {
 
     /// Span of the key `name` in `table`, falling back to the value's span.
     pub fn key_span(table: &dyn TableLike, name: &str) -> Option<Range<usize>> {
-        table.key(name).and_then(|k| k.span()).or_else(|| table.get(name).and_then(Item::span))
+        table
+            .key(name)
+            .and_then(|k| k.span())
+            .or_else(|| table.get(name).and_then(Item::span))
     }
 
     /// A string value; records a problem when it is missing (and required) or not a string.
@@ -93,14 +100,26 @@ impl<'s> TomlReader<'s> {
         match table.get(name) {
             None => {
                 if required {
-                    self.problem(table_span, format!("{context} is missing required key `{name}`"));
+                    self.problem(
+                        table_span,
+                        format!("{context} is missing required key `{name}`"),
+                    );
                 }
                 None
             }
             Some(item) => match item.as_str() {
-                Some(s) => Some(Spanned { value: s.to_string(), span: item.span() }),
+                Some(s) => Some(Spanned {
+                    value: s.to_string(),
+                    span: item.span(),
+                }),
                 None => {
-                    self.problem(item.span(), format!("`{name}` in {context} must be a string, found {}", type_name(item)));
+                    self.problem(
+                        item.span(),
+                        format!(
+                            "`{name}` in {context} must be a string, found {}",
+                            type_name(item)
+                        ),
+                    );
                     None
                 }
             },
@@ -108,46 +127,89 @@ impl<'s> TomlReader<'s> {
     }
 
     /// A list of strings (a single string is not accepted: lists stay lists).
-    pub fn string_list(&mut self, table: &dyn TableLike, name: &str, context: &str) -> Vec<Spanned<String>> {
-        let Some(item) = table.get(name) else { return Vec::new() };
+    pub fn string_list(
+        &mut self,
+        table: &dyn TableLike,
+        name: &str,
+        context: &str,
+    ) -> Vec<Spanned<String>> {
+        let Some(item) = table.get(name) else {
+            return Vec::new();
+        };
         let Some(array) = item.as_array() else {
-            self.problem(item.span(), format!("`{name}` in {context} must be a list of strings, found {}", type_name(item)));
+            self.problem(
+                item.span(),
+                format!(
+                    "`{name}` in {context} must be a list of strings, found {}",
+                    type_name(item)
+                ),
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
         for value in array.iter() {
             match value.as_str() {
-                Some(s) => out.push(Spanned { value: s.to_string(), span: value.span() }),
-                None => self.problem(value.span(), format!("`{name}` in {context} must contain only strings")),
+                Some(s) => out.push(Spanned {
+                    value: s.to_string(),
+                    span: value.span(),
+                }),
+                None => self.problem(
+                    value.span(),
+                    format!("`{name}` in {context} must contain only strings"),
+                ),
             }
         }
         out
     }
 
     /// A non-negative integer.
-    pub fn unsigned(&mut self, table: &dyn TableLike, name: &str, context: &str) -> Option<Spanned<u64>> {
+    pub fn unsigned(
+        &mut self,
+        table: &dyn TableLike,
+        name: &str,
+        context: &str,
+    ) -> Option<Spanned<u64>> {
         let item = table.get(name)?;
         match item.as_integer() {
-            Some(n) if n >= 0 => Some(Spanned { value: n as u64, span: item.span() }),
+            Some(n) if n >= 0 => Some(Spanned {
+                value: n as u64,
+                span: item.span(),
+            }),
             _ => {
-                self.problem(item.span(), format!("`{name}` in {context} must be a non-negative integer"));
+                self.problem(
+                    item.span(),
+                    format!("`{name}` in {context} must be a non-negative integer"),
+                );
                 None
             }
         }
     }
 
     /// A duration written as `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`.
-    pub fn duration(&mut self, table: &dyn TableLike, name: &str, context: &str) -> Option<Spanned<std::time::Duration>> {
+    pub fn duration(
+        &mut self,
+        table: &dyn TableLike,
+        name: &str,
+        context: &str,
+    ) -> Option<Spanned<std::time::Duration>> {
         let item = table.get(name)?;
         let parsed = item.as_str().map(parse_duration);
         match parsed {
-            Some(Ok(d)) => Some(Spanned { value: d, span: item.span() }),
+            Some(Ok(d)) => Some(Spanned {
+                value: d,
+                span: item.span(),
+            }),
             Some(Err(e)) => {
                 self.problem(item.span(), format!("`{name}` in {context}: {e}"));
                 None
             }
             None => {
-                self.problem(item.span(), format!("`{name}` in {context} must be a duration string like \"30s\" or \"5m\""));
+                self.problem(
+                    item.span(),
+                    format!(
+                        "`{name}` in {context} must be a duration string like \"30s\" or \"5m\""
+                    ),
+                );
                 None
             }
         }
@@ -182,7 +244,9 @@ pub fn to_json(item: &Item) -> Option<serde_json::Value> {
         Item::None => None,
         Item::Value(v) => Some(value_to_json(v)),
         Item::Table(t) => Some(table_to_json(t)),
-        Item::ArrayOfTables(a) => Some(serde_json::Value::Array(a.iter().map(|t| table_to_json(t)).collect())),
+        Item::ArrayOfTables(a) => Some(serde_json::Value::Array(
+            a.iter().map(|t| table_to_json(t)).collect(),
+        )),
     }
 }
 
@@ -201,7 +265,9 @@ pub fn value_to_json(value: &Value) -> serde_json::Value {
     match value {
         Value::String(s) => J::String(s.value().clone()),
         Value::Integer(i) => J::from(*i.value()),
-        Value::Float(f) => serde_json::Number::from_f64(*f.value()).map(J::Number).unwrap_or(J::Null),
+        Value::Float(f) => serde_json::Number::from_f64(*f.value())
+            .map(J::Number)
+            .unwrap_or(J::Null),
         Value::Boolean(b) => J::Bool(*b.value()),
         Value::Datetime(d) => J::String(d.value().to_string()),
         Value::Array(a) => J::Array(a.iter().map(value_to_json).collect()),
@@ -220,9 +286,13 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     while !rest.is_empty() {
         let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!("invalid duration \"{text}\"; write e.g. \"30s\", \"5m\", \"1h30m\""));
+            return Err(format!(
+                "invalid duration \"{text}\"; write e.g. \"30s\", \"5m\", \"1h30m\""
+            ));
         }
-        let number: u128 = rest[..digits].parse().map_err(|_| format!("duration \"{text}\" is too large"))?;
+        let number: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration \"{text}\" is too large"))?;
         rest = rest[digits..].trim_start();
         let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -234,7 +304,11 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             "h" => 3_600_000,
             "d" => 86_400_000,
             "" => return Err(format!("duration \"{text}\" needs a unit (ms, s, m, h, d)")),
-            other => return Err(format!("unknown unit `{other}` in duration \"{text}\" (use ms, s, m, h, d)")),
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in duration \"{text}\" (use ms, s, m, h, d)"
+                ))
+            }
         };
         total_ms = total_ms.saturating_add(number.saturating_mul(factor));
     }
@@ -299,8 +373,12 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("5y").unwrap_err().contains("unknown unit `y`"));
-        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit `minutes`"));
+        assert!(parse_duration("5y")
+            .unwrap_err()
+            .contains("unknown unit `y`"));
+        assert!(parse_duration("5 minutes")
+            .unwrap_err()
+            .contains("unknown unit `minutes`"));
         assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("").is_err());
     }

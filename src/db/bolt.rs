@@ -26,9 +26,9 @@ impl BoltTarget {
         if let Some(db) = &self.database {
             config = config.db(db.as_str());
         }
-        let config = config
-            .build()
-            .map_err(|e| Failure::permanent(format!("invalid Bolt settings for {}: {e}", self.uri)))?;
+        let config = config.build().map_err(|e| {
+            Failure::permanent(format!("invalid Bolt settings for {}: {e}", self.uri))
+        })?;
         neo4rs::Graph::connect(config)
             .await
             .map_err(|e| classify_bolt_error(&self.uri, &e))
@@ -40,16 +40,26 @@ impl BoltTarget {
 pub fn classify_bolt_error(uri: &str, error: &neo4rs::Error) -> Failure {
     let text = error.to_string();
     let lower = text.to_lowercase();
-    if lower.contains("authentication") || lower.contains("unauthorized") || lower.contains("credentials") {
-        Failure::permanent(format!("{uri}: authentication failed (wrong user or password)"))
-            .with_hint("check the user name and the password variable")
-    } else if lower.contains("database") && (lower.contains("not found") || lower.contains("does not exist")) {
+    if lower.contains("authentication")
+        || lower.contains("unauthorized")
+        || lower.contains("credentials")
+    {
+        Failure::permanent(format!(
+            "{uri}: authentication failed (wrong user or password)"
+        ))
+        .with_hint("check the user name and the password variable")
+    } else if lower.contains("database")
+        && (lower.contains("not found") || lower.contains("does not exist"))
+    {
         Failure::permanent(format!("{uri}: unknown database: {text}"))
     } else if lower.contains("connection refused")
         || lower.contains("connection reset")
         || lower.contains("broken pipe")
         || lower.contains("unexpected eof")
-        || matches!(error, neo4rs::Error::IOError { .. } | neo4rs::Error::ConnectionError)
+        || matches!(
+            error,
+            neo4rs::Error::IOError { .. } | neo4rs::Error::ConnectionError
+        )
     {
         Failure::transient(format!("{uri}: server unavailable: {text}"))
     } else {

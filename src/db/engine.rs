@@ -45,13 +45,28 @@ pub trait DatabaseEngine: Send + Sync {
     async fn unfreeze(&self, db: &DbHandle) -> Result<(), Failure>;
     async fn is_frozen(&self, db: &DbHandle) -> Result<bool, Failure>;
     /// Writes a consistent backup of the database to `key`; SHA-256 computed on write.
-    async fn backup(&self, db: &DbHandle, objects: &dyn ObjectStore, key: &ObjectKey) -> Result<BackupArtifact, Failure>;
+    async fn backup(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        key: &ObjectKey,
+    ) -> Result<BackupArtifact, Failure>;
     /// Loads a backup into `db` on a fresh instance. The caller has verified the
     /// artifact's SHA-256 against the manifest; implementations verify it again on the
     /// bytes they actually load and refuse a mismatch before loading.
-    async fn restore(&self, db: &DbHandle, objects: &dyn ObjectStore, artifact: &BackupArtifact) -> Result<(), Failure>;
+    async fn restore(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        artifact: &BackupArtifact,
+    ) -> Result<(), Failure>;
     /// Creates the application user, or changes its password. Idempotent.
-    async fn set_user_password(&self, db: &DbHandle, user: &str, password: &SecretString) -> Result<(), Failure>;
+    async fn set_user_password(
+        &self,
+        db: &DbHandle,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<(), Failure>;
     /// How the application (and integrity checks) reach `db` over Bolt as `user`.
     fn bolt_target(&self, db: &DbHandle, user: &str, password: SecretString) -> BoltTarget;
 }

@@ -44,17 +44,41 @@ pub type SharedJournal = Arc<Mutex<Journal>>;
 
 /// Appends an event; the journal mutex is held only for the write.
 pub fn journal_event(journal: &SharedJournal, event: Event) -> Result<(), Failure> {
-    journal.lock().expect("journal lock").append(event).map(|_| ())
+    journal
+        .lock()
+        .expect("journal lock")
+        .append(event)
+        .map(|_| ())
 }
 
 struct JournalRecorder(SharedJournal);
 
 impl StepRecorder for JournalRecorder {
-    fn intent(&self, step: &StepId, action: &str, token: &str, detail: serde_json::Value) -> Result<(), Failure> {
-        journal_event(&self.0, Event::StepIntent { step: step.clone(), action: action.into(), token: token.into(), detail })
+    fn intent(
+        &self,
+        step: &StepId,
+        action: &str,
+        token: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), Failure> {
+        journal_event(
+            &self.0,
+            Event::StepIntent {
+                step: step.clone(),
+                action: action.into(),
+                token: token.into(),
+                detail,
+            },
+        )
     }
     fn checkpoint(&self, step: &StepId, state: serde_json::Value) -> Result<(), Failure> {
-        journal_event(&self.0, Event::StepCheckpoint { step: step.clone(), state })
+        journal_event(
+            &self.0,
+            Event::StepCheckpoint {
+                step: step.clone(),
+                state,
+            },
+        )
     }
 }
 
@@ -84,11 +108,16 @@ enum TaskResult {
 }
 
 impl Executor {
-    fn lookup_fn<'a>(&'a self, outputs: &'a HashMap<StepId, Outputs>) -> impl Fn(&Ref) -> Option<serde_json::Value> + 'a {
+    fn lookup_fn<'a>(
+        &'a self,
+        outputs: &'a HashMap<StepId, Outputs>,
+    ) -> impl Fn(&Ref) -> Option<serde_json::Value> + 'a {
         move |r: &Ref| match r {
             Ref::Param(name) => self.plan.params.get(name).cloned(),
             Ref::Env(path) => self.plan.environment.lookup(path).cloned(),
-            Ref::StepOutput { step, output } => outputs.get(&StepId::new(step.as_str())).and_then(|o| o.get(output).cloned()),
+            Ref::StepOutput { step, output } => outputs
+                .get(&StepId::new(step.as_str()))
+                .and_then(|o| o.get(output).cloned()),
             Ref::Run(field) => match field.as_str() {
                 "id" => Some(self.run_id.as_str().into()),
                 "dir" => Some(self.services.run_dir.display().to_string().into()),
@@ -112,13 +141,20 @@ impl Executor {
             let resolved = if spec.is_some_and(|s| s.ty == ValueType::Condition) {
                 let text = value.as_str().unwrap_or_default();
                 let cond = Condition::parse(text).map_err(Failure::permanent)?;
-                serde_json::Value::Bool(cond.eval(&lookup).map_err(|e| Failure::permanent(format!("input `{name}`: {e}")))?)
+                serde_json::Value::Bool(
+                    cond.eval(&lookup)
+                        .map_err(|e| Failure::permanent(format!("input `{name}`: {e}")))?,
+                )
             } else {
-                resolve_value(value, &lookup).map_err(|e| Failure::permanent(format!("input `{name}`: {e}")))?
+                resolve_value(value, &lookup)
+                    .map_err(|e| Failure::permanent(format!("input `{name}`: {e}")))?
             };
             if let Some(spec) = spec {
                 if spec.ty != ValueType::Condition && !spec.ty.accepts(&resolved) {
-                    return Err(Failure::permanent(format!("input `{name}` resolved to {resolved}, which is not {}", spec.ty.name())));
+                    return Err(Failure::permanent(format!(
+                        "input `{name}` resolved to {resolved}, which is not {}",
+                        spec.ty.name()
+                    )));
                 }
             }
             out.insert(name.clone(), resolved);
@@ -126,7 +162,13 @@ impl Executor {
         Ok(out)
     }
 
-    fn context(&self, step: &StepId, attempt: u32, inputs: Outputs, checkpoint: Option<serde_json::Value>) -> StepContext {
+    fn context(
+        &self,
+        step: &StepId,
+        attempt: u32,
+        inputs: Outputs,
+        checkpoint: Option<serde_json::Value>,
+    ) -> StepContext {
         StepContext::new(
             self.run_id.clone(),
             step.clone(),
@@ -145,7 +187,12 @@ impl Executor {
     /// Runs until the plan is done, failed and rolled back, or interrupted.
     /// `prior` is the replayed journal of earlier sessions (empty for a new run).
     pub async fn run(&self, prior: &RunView) -> Result<SessionEnd, Failure> {
-        let mut status: BTreeMap<StepId, StepStatus> = self.plan.steps.iter().map(|s| (s.id.clone(), StepStatus::Pending)).collect();
+        let mut status: BTreeMap<StepId, StepStatus> = self
+            .plan
+            .steps
+            .iter()
+            .map(|s| (s.id.clone(), StepStatus::Pending))
+            .collect();
         let mut outputs: HashMap<StepId, Outputs> = HashMap::new();
         let mut completion_order: Vec<StepId> = Vec::new();
         let mut attempts: HashMap<StepId, u32> = HashMap::new();
@@ -155,7 +202,9 @@ impl Executor {
 
         // Adopt what earlier sessions did.
         for step in &self.plan.steps {
-            let Some(view) = prior.steps.get(&step.id) else { continue };
+            let Some(view) = prior.steps.get(&step.id) else {
+                continue;
+            };
             attempts.insert(step.id.clone(), view.attempts);
             if let Some(cp) = &view.checkpoint {
                 checkpoints.insert(step.id.clone(), cp.clone());
@@ -170,18 +219,32 @@ impl Executor {
                 }
                 StepStatus::Failed => {
                     status.insert(step.id.clone(), StepStatus::Failed);
-                    failure.get_or_insert_with(|| (step.id.clone(), Failure::permanent(view.error.clone().unwrap_or_default())));
+                    failure.get_or_insert_with(|| {
+                        (
+                            step.id.clone(),
+                            Failure::permanent(view.error.clone().unwrap_or_default()),
+                        )
+                    });
                 }
                 // Started but unfinished: run it again (adopting by token).
                 StepStatus::Running | StepStatus::Interrupted | StepStatus::Pending => {}
             }
         }
-        completion_order.extend(prior.completion_order.iter().filter(|s| status.get(*s) == Some(&StepStatus::Succeeded)).cloned());
+        completion_order.extend(
+            prior
+                .completion_order
+                .iter()
+                .filter(|s| status.get(*s) == Some(&StepStatus::Succeeded))
+                .cloned(),
+        );
 
         // Re-check finished steps' postconditions (not when already rolling back).
         if failure.is_none() {
             for step_id in completion_order.clone() {
-                let step = self.plan.step(&step_id).expect("completed steps are in the plan");
+                let step = self
+                    .plan
+                    .step(&step_id)
+                    .expect("completed steps are in the plan");
                 let inputs = match self.resolve_inputs(step.kind, &step.inputs, &outputs) {
                     Ok(i) => i,
                     Err(f) => {
@@ -189,12 +252,24 @@ impl Executor {
                         break;
                     }
                 };
-                let ctx = self.context(&step_id, attempts.get(&step_id).copied().unwrap_or(1), inputs, None);
+                let ctx = self.context(
+                    &step_id,
+                    attempts.get(&step_id).copied().unwrap_or(1),
+                    inputs,
+                    None,
+                );
                 let mut instance = (step.kind.build)();
                 let result = instance.postcondition(&ctx, &outputs[&step_id]).await;
                 let ok = result.is_ok();
-                let detail = result.as_ref().err().map_or_else(|| "holds".to_string(), |f| f.message.clone());
-                self.journal(Event::PostconditionChecked { step: step_id.clone(), ok, detail })?;
+                let detail = result
+                    .as_ref()
+                    .err()
+                    .map_or_else(|| "holds".to_string(), |f| f.message.clone());
+                self.journal(Event::PostconditionChecked {
+                    step: step_id.clone(),
+                    ok,
+                    detail,
+                })?;
                 if let Err(f) = result {
                     return self.finish(Outcome::NeedsAttention, format!("step {step_id} finished earlier, but its effect no longer holds: {}", f.message)).await;
                 }
@@ -202,7 +277,10 @@ impl Executor {
         }
 
         let run_deadline = self.plan.deadline.map(|d| {
-            let elapsed = prior.started_at.map(|s| (chrono::Utc::now() - s).to_std().unwrap_or_default()).unwrap_or_default();
+            let elapsed = prior
+                .started_at
+                .map(|s| (chrono::Utc::now() - s).to_std().unwrap_or_default())
+                .unwrap_or_default();
             Instant::now() + d.saturating_sub(elapsed)
         });
 
@@ -223,23 +301,44 @@ impl Executor {
                         continue;
                     }
                     let needs: Vec<StepStatus> = step.needs.iter().map(|n| status[n]).collect();
-                    if !needs.iter().all(|s| matches!(s, StepStatus::Succeeded | StepStatus::Skipped)) {
+                    if !needs
+                        .iter()
+                        .all(|s| matches!(s, StepStatus::Succeeded | StepStatus::Skipped))
+                    {
                         continue;
                     }
-                    if let Some(skipped) = step.needs.iter().find(|n| status[*n] == StepStatus::Skipped) {
-                        self.skip(step, format!("upstream step {skipped} was skipped"), &mut status)?;
+                    if let Some(skipped) = step
+                        .needs
+                        .iter()
+                        .find(|n| status[*n] == StepStatus::Skipped)
+                    {
+                        self.skip(
+                            step,
+                            format!("upstream step {skipped} was skipped"),
+                            &mut status,
+                        )?;
                         continue;
                     }
                     if let Some(when) = &step.when {
                         match when.eval(&self.lookup_fn(&outputs)) {
                             Ok(true) => {}
                             Ok(false) => {
-                                self.skip(step, "its `when` condition is false".into(), &mut status)?;
+                                self.skip(
+                                    step,
+                                    "its `when` condition is false".into(),
+                                    &mut status,
+                                )?;
                                 continue;
                             }
                             Err(e) => {
-                                let f = Failure::permanent(format!("`when` of step {}: {e}", step.id));
-                                self.journal(Event::StepFailed { step: step.id.clone(), class: f.class, error: f.message.clone(), hint: None })?;
+                                let f =
+                                    Failure::permanent(format!("`when` of step {}: {e}", step.id));
+                                self.journal(Event::StepFailed {
+                                    step: step.id.clone(),
+                                    class: f.class,
+                                    error: f.message.clone(),
+                                    hint: None,
+                                })?;
                                 status.insert(step.id.clone(), StepStatus::Failed);
                                 failure = Some((step.id.clone(), f));
                                 break;
@@ -249,7 +348,12 @@ impl Executor {
                     let inputs = match self.resolve_inputs(step.kind, &step.inputs, &outputs) {
                         Ok(i) => i,
                         Err(f) => {
-                            self.journal(Event::StepFailed { step: step.id.clone(), class: f.class, error: f.message.clone(), hint: None })?;
+                            self.journal(Event::StepFailed {
+                                step: step.id.clone(),
+                                class: f.class,
+                                error: f.message.clone(),
+                                hint: None,
+                            })?;
                             status.insert(step.id.clone(), StepStatus::Failed);
                             failure = Some((step.id.clone(), f));
                             break;
@@ -326,25 +430,55 @@ impl Executor {
         }
 
         if let Some((failed_step, f)) = failure {
-            return self.roll_back(prior, &failed_step, &f, &status, &outputs, &completion_order, &started).await;
+            return self
+                .roll_back(
+                    prior,
+                    &failed_step,
+                    &f,
+                    &status,
+                    &outputs,
+                    &completion_order,
+                    &started,
+                )
+                .await;
         }
         if interrupted {
-            self.journal(Event::RunInterrupted { reason: "interrupted by the operator".into() })?;
+            self.journal(Event::RunInterrupted {
+                reason: "interrupted by the operator".into(),
+            })?;
             return Ok(SessionEnd::Interrupted);
         }
-        self.finish(Outcome::Succeeded, "every step succeeded".into()).await
+        self.finish(Outcome::Succeeded, "every step succeeded".into())
+            .await
     }
 
-    fn skip(&self, step: &PlannedStep, reason: String, status: &mut BTreeMap<StepId, StepStatus>) -> Result<(), Failure> {
-        self.journal(Event::StepSkipped { step: step.id.clone(), reason: reason.clone() })?;
-        self.progress.report(ProgressEvent::StepSkipped { step: step.id.clone(), reason });
+    fn skip(
+        &self,
+        step: &PlannedStep,
+        reason: String,
+        status: &mut BTreeMap<StepId, StepStatus>,
+    ) -> Result<(), Failure> {
+        self.journal(Event::StepSkipped {
+            step: step.id.clone(),
+            reason: reason.clone(),
+        })?;
+        self.progress.report(ProgressEvent::StepSkipped {
+            step: step.id.clone(),
+            reason,
+        });
         status.insert(step.id.clone(), StepStatus::Skipped);
         Ok(())
     }
 
     async fn finish(&self, outcome: Outcome, message: String) -> Result<SessionEnd, Failure> {
-        self.journal(Event::RunFinished { outcome, message: message.clone() })?;
-        self.progress.report(ProgressEvent::RunFinished { run_id: self.run_id.clone(), outcome: outcome.to_string() });
+        self.journal(Event::RunFinished {
+            outcome,
+            message: message.clone(),
+        })?;
+        self.progress.report(ProgressEvent::RunFinished {
+            run_id: self.run_id.clone(),
+            outcome: outcome.to_string(),
+        });
         Ok(SessionEnd::Finished(outcome, message))
     }
 
@@ -360,31 +494,58 @@ impl Executor {
         started: &[StepId],
     ) -> Result<SessionEnd, Failure> {
         // Unfinished steps first (latest started first), then finished ones, latest first.
-        let mut order: Vec<StepId> = started.iter().rev().filter(|s| status.get(*s) != Some(&StepStatus::Succeeded)).cloned().collect();
+        let mut order: Vec<StepId> = started
+            .iter()
+            .rev()
+            .filter(|s| status.get(*s) != Some(&StepStatus::Succeeded))
+            .cloned()
+            .collect();
         order.extend(completion_order.iter().rev().cloned());
         let mut compensated = 0;
         for step_id in order {
-            let Some(step) = self.plan.step(&step_id) else { continue };
+            let Some(step) = self.plan.step(&step_id) else {
+                continue;
+            };
             if step.compensate.is_none() && step.kind.compensation.is_none() {
                 continue;
             }
-            if matches!(prior.steps.get(&step_id).and_then(|s| s.compensation.as_ref()), Some(CompensationStatus::Succeeded)) {
+            if matches!(
+                prior
+                    .steps
+                    .get(&step_id)
+                    .and_then(|s| s.compensation.as_ref()),
+                Some(CompensationStatus::Succeeded)
+            ) {
                 compensated += 1;
                 continue;
             }
-            self.journal(Event::CompensationStarted { step: step_id.clone() })?;
-            self.progress.report(ProgressEvent::CompensationStarted { step: step_id.clone() });
+            self.journal(Event::CompensationStarted {
+                step: step_id.clone(),
+            })?;
+            self.progress.report(ProgressEvent::CompensationStarted {
+                step: step_id.clone(),
+            });
             let own = outputs.get(&step_id);
             let result = self.compensate_one(step, own, outputs).await;
             match result {
                 Ok(()) => {
                     compensated += 1;
-                    self.journal(Event::CompensationSucceeded { step: step_id.clone() })?;
-                    self.progress.report(ProgressEvent::CompensationSucceeded { step: step_id.clone() });
+                    self.journal(Event::CompensationSucceeded {
+                        step: step_id.clone(),
+                    })?;
+                    self.progress.report(ProgressEvent::CompensationSucceeded {
+                        step: step_id.clone(),
+                    });
                 }
                 Err(f) => {
-                    self.journal(Event::CompensationFailed { step: step_id.clone(), error: f.message.clone() })?;
-                    self.progress.report(ProgressEvent::CompensationFailed { step: step_id.clone(), error: f.message.clone() });
+                    self.journal(Event::CompensationFailed {
+                        step: step_id.clone(),
+                        error: f.message.clone(),
+                    })?;
+                    self.progress.report(ProgressEvent::CompensationFailed {
+                        step: step_id.clone(),
+                        error: f.message.clone(),
+                    });
                     let message = format!(
                         "step {failed_step} failed ({}); undoing step {step_id} then failed: {}. The environment is partly changed: fix the cause, then `cutover resume {}` to finish the rollback",
                         failure.message, f.message, self.run_id
@@ -393,9 +554,20 @@ impl Executor {
                 }
             }
         }
-        let hint = failure.hint.as_ref().map(|h| format!(" Next: {h}.")).unwrap_or_default();
+        let hint = failure
+            .hint
+            .as_ref()
+            .map(|h| format!(" Next: {h}."))
+            .unwrap_or_default();
         if compensated == 0 {
-            self.finish(Outcome::Failed, format!("step {failed_step} failed: {}; nothing needed undoing.{hint}", failure.message)).await
+            self.finish(
+                Outcome::Failed,
+                format!(
+                    "step {failed_step} failed: {}; nothing needed undoing.{hint}",
+                    failure.message
+                ),
+            )
+            .await
         } else {
             self.finish(Outcome::RolledBack, format!("step {failed_step} failed: {}; {compensated} step(s) undone, the environment is as it was.{hint}", failure.message)).await
         }
@@ -404,7 +576,12 @@ impl Executor {
     /// Drives one compensation to completion within the step's retry policy. Bounded:
     /// at most `retry.attempts` attempts, each polled for at most the step's timeout
     /// (10 minutes when none is set).
-    async fn compensate_one(&self, step: &PlannedStep, own: Option<&Outputs>, outputs: &HashMap<StepId, Outputs>) -> Result<(), Failure> {
+    async fn compensate_one(
+        &self,
+        step: &PlannedStep,
+        own: Option<&Outputs>,
+        outputs: &HashMap<StepId, Outputs>,
+    ) -> Result<(), Failure> {
         let limit = step.timeout.unwrap_or(Duration::from_secs(600));
         let mut last = Failure::permanent("no attempt made");
         for attempt in 1..=step.retry.attempts.max(1) {
@@ -412,11 +589,17 @@ impl Executor {
             let (mut instance, ctx) = match &step.compensate {
                 Some(c) => {
                     let inputs = self.resolve_inputs(c.kind, &c.inputs, outputs)?;
-                    ((c.kind.build)(), self.context(&step.id, attempt, inputs, None))
+                    (
+                        (c.kind.build)(),
+                        self.context(&step.id, attempt, inputs, None),
+                    )
                 }
                 None => {
                     let inputs = self.resolve_inputs(step.kind, &step.inputs, outputs)?;
-                    ((step.kind.build)(), self.context(&step.id, attempt, inputs, None))
+                    (
+                        (step.kind.build)(),
+                        self.context(&step.id, attempt, inputs, None),
+                    )
                 }
             };
             loop {
@@ -426,7 +609,9 @@ impl Executor {
                 };
                 match decision {
                     Decision::Done(_) => return Ok(()),
-                    Decision::Wait { after, .. } if Instant::now() + after < deadline => tokio::time::sleep(after).await,
+                    Decision::Wait { after, .. } if Instant::now() + after < deadline => {
+                        tokio::time::sleep(after).await
+                    }
                     Decision::Wait { reason, .. } => {
                         last = Failure::transient(format!("compensation timed out while {reason}"));
                         break;
@@ -520,16 +705,29 @@ impl StepTask {
         let mut attempt = self.first_attempt;
         let mut checkpoint = self.checkpoint.clone();
         loop {
-            self.journal(Event::StepStarted { step: id.clone(), attempt })?;
-            progress.report(ProgressEvent::StepStarted { step: id.clone(), kind: self.step.kind.name.into(), attempt });
+            self.journal(Event::StepStarted {
+                step: id.clone(),
+                attempt,
+            })?;
+            progress.report(ProgressEvent::StepStarted {
+                step: id.clone(),
+                kind: self.step.kind.name.into(),
+                attempt,
+            });
             let ctx = self.context(attempt, checkpoint.clone());
             let mut instance: Box<dyn Step> = (self.step.kind.build)();
             let failure = loop {
                 let decision = instance.advance(&ctx).await;
                 match decision {
                     Decision::Done(outputs) => {
-                        self.journal(Event::StepSucceeded { step: id.clone(), outputs: outputs.clone() })?;
-                        progress.report(ProgressEvent::StepSucceeded { step: id.clone(), elapsed: started.elapsed() });
+                        self.journal(Event::StepSucceeded {
+                            step: id.clone(),
+                            outputs: outputs.clone(),
+                        })?;
+                        progress.report(ProgressEvent::StepSucceeded {
+                            step: id.clone(),
+                            elapsed: started.elapsed(),
+                        });
                         return Ok(TaskResult::Succeeded(outputs));
                     }
                     Decision::Wait { after, reason } => {
@@ -540,7 +738,11 @@ impl StepTask {
                                 .with_hint("what it waited for may still complete: check it, then resume or roll back");
                         }
                         let sleep = deadline.map_or(after, |d| after.min(d - now));
-                        progress.report(ProgressEvent::StepWaiting { step: id.clone(), reason, next_poll: sleep });
+                        progress.report(ProgressEvent::StepWaiting {
+                            step: id.clone(),
+                            reason,
+                            next_poll: sleep,
+                        });
                         if !self.sleep_unless_stopped(sleep).await {
                             return self.interrupted();
                         }
@@ -559,22 +761,41 @@ impl StepTask {
                     error: failure.message.clone(),
                     delay_ms: delay.as_millis() as u64,
                 })?;
-                progress.report(ProgressEvent::StepRetrying { step: id.clone(), attempt, delay, error: format!("{} ({})", failure.message, failure.class) });
+                progress.report(ProgressEvent::StepRetrying {
+                    step: id.clone(),
+                    attempt,
+                    delay,
+                    error: format!("{} ({})", failure.message, failure.class),
+                });
                 if !self.sleep_unless_stopped(delay).await {
                     return self.interrupted();
                 }
                 attempt += 1;
                 continue;
             }
-            self.journal(Event::StepFailed { step: id.clone(), class: failure.class, error: failure.message.clone(), hint: failure.hint.clone() })?;
-            progress.report(ProgressEvent::StepFailed { step: id.clone(), error: failure.message.clone() });
+            self.journal(Event::StepFailed {
+                step: id.clone(),
+                class: failure.class,
+                error: failure.message.clone(),
+                hint: failure.hint.clone(),
+            })?;
+            progress.report(ProgressEvent::StepFailed {
+                step: id.clone(),
+                error: failure.message.clone(),
+            });
             return Ok(TaskResult::Failed(failure));
         }
     }
 
     fn interrupted(&self) -> Result<TaskResult, Failure> {
-        self.journal(Event::StepInterrupted { step: self.step.id.clone() })?;
-        self.executor.progress.report(ProgressEvent::StepInterrupted { step: self.step.id.clone() });
+        self.journal(Event::StepInterrupted {
+            step: self.step.id.clone(),
+        })?;
+        self.executor
+            .progress
+            .report(ProgressEvent::StepInterrupted {
+                step: self.step.id.clone(),
+            });
         Ok(TaskResult::Interrupted)
     }
 }

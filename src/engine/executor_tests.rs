@@ -28,14 +28,26 @@ fn log() -> &'static EventLog {
 
 fn record(ctx: &StepContext, what: &str) {
     let origin = ORIGIN.get_or_init(tokio::time::Instant::now);
-    let at = tokio::time::Instant::now().saturating_duration_since(*origin).as_millis() as u64;
-    log().lock().unwrap().entry(ctx.run_id.to_string()).or_default().push((at, format!("{what}:{}", ctx.step_id)));
+    let at = tokio::time::Instant::now()
+        .saturating_duration_since(*origin)
+        .as_millis() as u64;
+    log()
+        .lock()
+        .unwrap()
+        .entry(ctx.run_id.to_string())
+        .or_default()
+        .push((at, format!("{what}:{}", ctx.step_id)));
 }
 
 static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
 
 fn events(run: &RunId) -> Vec<String> {
-    log().lock().unwrap().get(run.as_str()).map(|v| v.iter().map(|(_, e)| e.clone()).collect()).unwrap_or_default()
+    log()
+        .lock()
+        .unwrap()
+        .get(run.as_str())
+        .map(|v| v.iter().map(|(_, e)| e.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// Behaviour from inputs: `fail_times` (fail the first N attempts), `class`
@@ -58,12 +70,19 @@ impl Step for Scripted {
         }
         if u64::from(ctx.attempt) <= input_u64(ctx, "fail_times") {
             let permanent = ctx.inputs.get("class").and_then(|v| v.as_str()) == Some("permanent");
-            return Decision::Fail(if permanent { Failure::permanent("scripted") } else { Failure::transient("scripted") });
+            return Decision::Fail(if permanent {
+                Failure::permanent("scripted")
+            } else {
+                Failure::transient("scripted")
+            });
         }
         let left = self.polls_left.as_mut().unwrap();
         if *left > 0 {
             *left -= 1;
-            return Decision::wait(Duration::from_millis(input_u64(ctx, "poll_ms").max(1)), "polling");
+            return Decision::wait(
+                Duration::from_millis(input_u64(ctx, "poll_ms").max(1)),
+                "polling",
+            );
         }
         record(ctx, "done");
         let mut out = Outputs::new();
@@ -97,7 +116,11 @@ fn step(id: &str, needs: &[&str], inputs: serde_json::Value) -> PlannedStep {
         description: None,
         needs: needs.iter().map(|n| StepId::new(*n)).collect(),
         inputs: inputs.as_object().cloned().unwrap_or_default(),
-        retry: RetryPolicy { attempts: 4, backoff: Duration::from_secs(1), max_delay: Duration::from_secs(8) },
+        retry: RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+        },
         timeout: None,
         when: None,
         compensate: None,
@@ -106,7 +129,10 @@ fn step(id: &str, needs: &[&str], inputs: serde_json::Value) -> PlannedStep {
 }
 
 fn environment(dir: &std::path::Path) -> Arc<Environment> {
-    let text = format!("name = \"t\"\nprovider = \"local\"\nstate_dir = \"{}\"\n", dir.display());
+    let text = format!(
+        "name = \"t\"\nprovider = \"local\"\nstate_dir = \"{}\"\n",
+        dir.display()
+    );
     Arc::new(Environment::parse(SourceFile::new(dir.join("env.toml"), text)).unwrap())
 }
 
@@ -133,11 +159,28 @@ fn harness(name: &str, steps: Vec<PlannedStep>, concurrency: usize) -> Harness {
     };
     let journal_path = dir.path().join("journal.jsonl");
     let journal = Arc::new(Mutex::new(Journal::create(&journal_path).unwrap()));
-    let services = Arc::new(Services { environment: env, run_dir: dir.path().to_path_buf(), progress: no_progress(), providers: None });
+    let services = Arc::new(Services {
+        environment: env,
+        run_dir: dir.path().to_path_buf(),
+        progress: no_progress(),
+        providers: None,
+    });
     let (_tx, stop) = tokio::sync::watch::channel(false);
     std::mem::forget(_tx);
-    let executor = Executor { plan: Arc::new(plan), run_id: run_id.clone(), journal, services, progress: no_progress(), stop };
-    Harness { _dir: dir, run_id, journal_path, executor }
+    let executor = Executor {
+        plan: Arc::new(plan),
+        run_id: run_id.clone(),
+        journal,
+        services,
+        progress: no_progress(),
+        stop,
+    };
+    Harness {
+        _dir: dir,
+        run_id,
+        journal_path,
+        executor,
+    }
 }
 
 fn journal_view(h: &Harness) -> RunView {
@@ -146,10 +189,17 @@ fn journal_view(h: &Harness) -> RunView {
 
 #[tokio::test(start_paused = true)]
 async fn transient_failures_are_retried_with_growing_delays_until_success() {
-    let h = harness("retry", vec![step("a", &[], serde_json::json!({ "fail_times": 3 }))], 1);
+    let h = harness(
+        "retry",
+        vec![step("a", &[], serde_json::json!({ "fail_times": 3 }))],
+        1,
+    );
     let started = tokio::time::Instant::now();
     let end = h.executor.run(&RunView::default()).await.unwrap();
-    assert!(matches!(end, SessionEnd::Finished(Outcome::Succeeded, _)), "{end:?}");
+    assert!(
+        matches!(end, SessionEnd::Finished(Outcome::Succeeded, _)),
+        "{end:?}"
+    );
     let (records, _) = read_records(&h.journal_path).unwrap();
     let delays: Vec<u64> = records
         .iter()
@@ -161,18 +211,36 @@ async fn transient_failures_are_retried_with_growing_delays_until_success() {
     assert_eq!(delays.len(), 3, "three failures, three retries");
     // Equal jitter: attempt n waits within [base/2, base] with base 1s, 2s, 4s.
     for (delay, base) in delays.iter().zip([1000u64, 2000, 4000]) {
-        assert!(*delay >= base / 2 && *delay <= base, "delay {delay} outside [{}, {base}]", base / 2);
+        assert!(
+            *delay >= base / 2 && *delay <= base,
+            "delay {delay} outside [{}, {base}]",
+            base / 2
+        );
     }
     let elapsed = started.elapsed().as_millis() as u64;
-    assert!(elapsed >= delays.iter().sum::<u64>(), "the engine slept the delays (paused clock): {elapsed}");
+    assert!(
+        elapsed >= delays.iter().sum::<u64>(),
+        "the engine slept the delays (paused clock): {elapsed}"
+    );
     assert_eq!(journal_view(&h).steps[&StepId::new("a")].attempts, 4);
 }
 
 #[tokio::test(start_paused = true)]
 async fn permanent_failures_are_never_retried() {
-    let h = harness("permanent", vec![step("a", &[], serde_json::json!({ "fail_times": 1, "class": "permanent" }))], 1);
+    let h = harness(
+        "permanent",
+        vec![step(
+            "a",
+            &[],
+            serde_json::json!({ "fail_times": 1, "class": "permanent" }),
+        )],
+        1,
+    );
     let end = h.executor.run(&RunView::default()).await.unwrap();
-    assert!(matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)), "{end:?}");
+    assert!(
+        matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)),
+        "{end:?}"
+    );
     let view = journal_view(&h);
     assert_eq!(view.steps[&StepId::new("a")].attempts, 1);
     assert_eq!(view.steps[&StepId::new("a")].retries, 0);
@@ -180,32 +248,68 @@ async fn permanent_failures_are_never_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn retries_stop_at_the_attempt_limit() {
-    let h = harness("limit", vec![step("a", &[], serde_json::json!({ "fail_times": 10 }))], 1);
+    let h = harness(
+        "limit",
+        vec![step("a", &[], serde_json::json!({ "fail_times": 10 }))],
+        1,
+    );
     let end = h.executor.run(&RunView::default()).await.unwrap();
-    assert!(matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)), "{end:?}");
-    assert_eq!(journal_view(&h).steps[&StepId::new("a")].attempts, 4, "policy allows 4 attempts");
+    assert!(
+        matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)),
+        "{end:?}"
+    );
+    assert_eq!(
+        journal_view(&h).steps[&StepId::new("a")].attempts,
+        4,
+        "policy allows 4 attempts"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_step_deadline_fails_a_step_that_keeps_waiting() {
-    let mut s = step("slow", &[], serde_json::json!({ "polls": 1000, "poll_ms": 1000 }));
+    let mut s = step(
+        "slow",
+        &[],
+        serde_json::json!({ "polls": 1000, "poll_ms": 1000 }),
+    );
     s.timeout = Some(Duration::from_secs(30));
     let h = harness("deadline", vec![s], 1);
     let started = tokio::time::Instant::now();
     let end = h.executor.run(&RunView::default()).await.unwrap();
-    let SessionEnd::Finished(Outcome::RolledBack, message) = end else { panic!("{end:?}") };
+    let SessionEnd::Finished(Outcome::RolledBack, message) = end else {
+        panic!("{end:?}")
+    };
     assert!(message.contains("timed out while polling"), "{message}");
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_secs(30) && elapsed < Duration::from_secs(32), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(30) && elapsed < Duration::from_secs(32),
+        "{elapsed:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_run_deadline_stops_everything_and_rolls_back() {
-    let mut h = harness("run-deadline", vec![step("a", &[], serde_json::json!({})), step("b", &["a"], serde_json::json!({ "polls": 1000, "poll_ms": 1000 }))], 2);
+    let mut h = harness(
+        "run-deadline",
+        vec![
+            step("a", &[], serde_json::json!({})),
+            step(
+                "b",
+                &["a"],
+                serde_json::json!({ "polls": 1000, "poll_ms": 1000 }),
+            ),
+        ],
+        2,
+    );
     Arc::get_mut(&mut h.executor.plan).unwrap().deadline = Some(Duration::from_secs(10));
     let end = h.executor.run(&RunView::default()).await.unwrap();
-    let SessionEnd::Finished(Outcome::RolledBack, message) = end else { panic!("{end:?}") };
-    assert!(message.contains("timed out") || message.contains("deadline"), "{message}");
+    let SessionEnd::Finished(Outcome::RolledBack, message) = end else {
+        panic!("{end:?}")
+    };
+    assert!(
+        message.contains("timed out") || message.contains("deadline"),
+        "{message}"
+    );
     assert!(events(&h.run_id).contains(&"undo:a".to_string()));
 }
 
@@ -217,14 +321,28 @@ async fn compensation_runs_in_reverse_completion_order_with_unfinished_steps_fir
         vec![
             step("a", &[], serde_json::json!({})),
             step("b", &["a"], serde_json::json!({})),
-            step("d", &["a"], serde_json::json!({ "polls": 1, "poll_ms": 10 })),
-            step("c", &["b", "d"], serde_json::json!({ "fail_times": 1, "class": "permanent" })),
+            step(
+                "d",
+                &["a"],
+                serde_json::json!({ "polls": 1, "poll_ms": 10 }),
+            ),
+            step(
+                "c",
+                &["b", "d"],
+                serde_json::json!({ "fail_times": 1, "class": "permanent" }),
+            ),
         ],
         1,
     );
     let end = h.executor.run(&RunView::default()).await.unwrap();
-    assert!(matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)), "{end:?}");
-    let undo: Vec<String> = events(&h.run_id).into_iter().filter(|e| e.starts_with("undo:")).collect();
+    assert!(
+        matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)),
+        "{end:?}"
+    );
+    let undo: Vec<String> = events(&h.run_id)
+        .into_iter()
+        .filter(|e| e.starts_with("undo:"))
+        .collect();
     assert_eq!(undo, vec!["undo:c", "undo:d", "undo:b", "undo:a"]);
 }
 
@@ -235,22 +353,49 @@ async fn a_failed_compensation_stops_the_rollback_and_needs_attention() {
         vec![
             step("a", &[], serde_json::json!({})),
             step("b", &["a"], serde_json::json!({ "undo_fails": true })),
-            step("c", &["b"], serde_json::json!({ "fail_times": 1, "class": "permanent" })),
+            step(
+                "c",
+                &["b"],
+                serde_json::json!({ "fail_times": 1, "class": "permanent" }),
+            ),
         ],
         1,
     );
     let end = h.executor.run(&RunView::default()).await.unwrap();
-    let SessionEnd::Finished(Outcome::NeedsAttention, message) = end else { panic!("{end:?}") };
-    assert!(message.contains("undoing step b then failed") && message.contains("cutover resume"), "{message}");
-    let undo: Vec<String> = events(&h.run_id).into_iter().filter(|e| e.starts_with("undo:")).collect();
-    assert_eq!(undo, vec!["undo:c", "undo:b"], "a is not undone after b's undo failed");
+    let SessionEnd::Finished(Outcome::NeedsAttention, message) = end else {
+        panic!("{end:?}")
+    };
+    assert!(
+        message.contains("undoing step b then failed") && message.contains("cutover resume"),
+        "{message}"
+    );
+    let undo: Vec<String> = events(&h.run_id)
+        .into_iter()
+        .filter(|e| e.starts_with("undo:"))
+        .collect();
+    assert_eq!(
+        undo,
+        vec!["undo:c", "undo:b"],
+        "a is not undone after b's undo failed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_resumed_run_does_not_rerun_finished_steps() {
-    let h = harness("resume", vec![step("a", &[], serde_json::json!({})), step("b", &["a"], serde_json::json!({}))], 1);
+    let h = harness(
+        "resume",
+        vec![
+            step("a", &[], serde_json::json!({})),
+            step("b", &["a"], serde_json::json!({})),
+        ],
+        1,
+    );
     let mut prior = RunView::default();
-    let mut a = super::state::StepView { status: super::state::StepStatus::Succeeded, attempts: 1, ..Default::default() };
+    let mut a = super::state::StepView {
+        status: super::state::StepStatus::Succeeded,
+        attempts: 1,
+        ..Default::default()
+    };
     a.outputs = Some(Outputs::new());
     prior.steps.insert(StepId::new("a"), a);
     prior.completion_order.push(StepId::new("a"));
@@ -263,7 +408,17 @@ async fn a_resumed_run_does_not_rerun_finished_steps() {
 /// A random DAG: step i may need any step j < i.
 fn dag_strategy() -> impl Strategy<Value = (Vec<Vec<usize>>, usize)> {
     (1usize..12, 1usize..5).prop_flat_map(|(n, concurrency)| {
-        let needs = (0..n).map(|i| proptest::collection::vec(0..i.max(1), 0..=i.min(3)).prop_map(move |v| if i == 0 { vec![] } else { v })).collect::<Vec<_>>();
+        let needs = (0..n)
+            .map(|i| {
+                proptest::collection::vec(0..i.max(1), 0..=i.min(3)).prop_map(move |v| {
+                    if i == 0 {
+                        vec![]
+                    } else {
+                        v
+                    }
+                })
+            })
+            .collect::<Vec<_>>();
         (needs, Just(concurrency))
     })
 }

@@ -45,24 +45,80 @@ pub enum Event {
         host: String,
         pid: u32,
     },
-    RunResumed { pid: u32, host: String, forced: bool, plan_hash: String },
-    LeaseTakenOver { previous_owner: String, previous_run_id: String, previous_pid: u32, reason: String },
-    StepStarted { step: StepId, attempt: u32 },
-    StepIntent { step: StepId, action: String, token: String, detail: serde_json::Value },
-    StepCheckpoint { step: StepId, state: serde_json::Value },
-    StepRetrying { step: StepId, attempt: u32, class: ErrorClass, error: String, delay_ms: u64 },
-    StepSucceeded { step: StepId, outputs: serde_json::Map<String, serde_json::Value> },
-    StepSkipped { step: StepId, reason: String },
-    StepFailed { step: StepId, class: ErrorClass, error: String, hint: Option<String> },
+    RunResumed {
+        pid: u32,
+        host: String,
+        forced: bool,
+        plan_hash: String,
+    },
+    LeaseTakenOver {
+        previous_owner: String,
+        previous_run_id: String,
+        previous_pid: u32,
+        reason: String,
+    },
+    StepStarted {
+        step: StepId,
+        attempt: u32,
+    },
+    StepIntent {
+        step: StepId,
+        action: String,
+        token: String,
+        detail: serde_json::Value,
+    },
+    StepCheckpoint {
+        step: StepId,
+        state: serde_json::Value,
+    },
+    StepRetrying {
+        step: StepId,
+        attempt: u32,
+        class: ErrorClass,
+        error: String,
+        delay_ms: u64,
+    },
+    StepSucceeded {
+        step: StepId,
+        outputs: serde_json::Map<String, serde_json::Value>,
+    },
+    StepSkipped {
+        step: StepId,
+        reason: String,
+    },
+    StepFailed {
+        step: StepId,
+        class: ErrorClass,
+        error: String,
+        hint: Option<String>,
+    },
     /// The step was stopped by an interruption before it finished; it will re-run.
-    StepInterrupted { step: StepId },
+    StepInterrupted {
+        step: StepId,
+    },
     /// On resume: a finished step's effect was re-checked.
-    PostconditionChecked { step: StepId, ok: bool, detail: String },
-    CompensationStarted { step: StepId },
-    CompensationSucceeded { step: StepId },
-    CompensationFailed { step: StepId, error: String },
-    RunInterrupted { reason: String },
-    RunFinished { outcome: Outcome, message: String },
+    PostconditionChecked {
+        step: StepId,
+        ok: bool,
+        detail: String,
+    },
+    CompensationStarted {
+        step: StepId,
+    },
+    CompensationSucceeded {
+        step: StepId,
+    },
+    CompensationFailed {
+        step: StepId,
+        error: String,
+    },
+    RunInterrupted {
+        reason: String,
+    },
+    RunFinished {
+        outcome: Outcome,
+        message: String,
+    },
 }
 
 /// How a run ended.
@@ -119,23 +175,47 @@ impl Journal {
     /// Creates a new journal; fails if one already exists at `path`.
     pub fn create(path: &Path) -> Result<Journal, Failure> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io_failure(path, "create the directory of", e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| io_failure(path, "create the directory of", e))?;
         }
-        let file = OpenOptions::new().create_new(true).append(true).open(path).map_err(|e| io_failure(path, "create", e))?;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io_failure(path, "create", e))?;
         sync_dir(path);
-        Ok(Journal { path: path.to_path_buf(), file, next_seq: 1, pause_after: pause_after() })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            next_seq: 1,
+            pause_after: pause_after(),
+        })
     }
 
     /// Opens an existing journal for appending and returns its records. A torn last
     /// line (no newline, unparsable) is truncated away.
     pub fn open(path: &Path) -> Result<(Journal, Vec<Record>), Failure> {
         let (records, valid_len) = read_records(path)?;
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| io_failure(path, "open", e))?;
-        file.set_len(valid_len).map_err(|e| io_failure(path, "repair", e))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io_failure(path, "open", e))?;
+        file.set_len(valid_len)
+            .map_err(|e| io_failure(path, "repair", e))?;
         let mut file = file;
-        file.seek(SeekFrom::End(0)).map_err(|e| io_failure(path, "open", e))?;
+        file.seek(SeekFrom::End(0))
+            .map_err(|e| io_failure(path, "open", e))?;
         let next_seq = records.last().map_or(1, |r| r.seq + 1);
-        Ok((Journal { path: path.to_path_buf(), file, next_seq, pause_after: pause_after() }, records))
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+                next_seq,
+                pause_after: pause_after(),
+            },
+            records,
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -144,12 +224,23 @@ impl Journal {
 
     /// Writes, flushes and fsyncs one record.
     pub fn append(&mut self, event: Event) -> Result<Record, Failure> {
-        let record = Record { seq: self.next_seq, at: chrono::Utc::now(), event };
-        let mut line = serde_json::to_vec(&record).map_err(|e| Failure::permanent(format!("cannot encode journal record: {e}")))?;
+        let record = Record {
+            seq: self.next_seq,
+            at: chrono::Utc::now(),
+            event,
+        };
+        let mut line = serde_json::to_vec(&record)
+            .map_err(|e| Failure::permanent(format!("cannot encode journal record: {e}")))?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|e| io_failure(&self.path, "write", e))?;
-        self.file.flush().map_err(|e| io_failure(&self.path, "flush", e))?;
-        self.file.sync_data().map_err(|e| io_failure(&self.path, "sync", e))?;
+        self.file
+            .write_all(&line)
+            .map_err(|e| io_failure(&self.path, "write", e))?;
+        self.file
+            .flush()
+            .map_err(|e| io_failure(&self.path, "flush", e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| io_failure(&self.path, "sync", e))?;
         self.next_seq += 1;
         if self.pause_after == Some(record.seq) {
             self.pause_for_fault_injection(record.seq);
@@ -168,7 +259,9 @@ impl Journal {
 }
 
 fn pause_after() -> Option<u64> {
-    std::env::var(FAULT_PAUSE_ENV).ok().and_then(|v| v.parse().ok())
+    std::env::var(FAULT_PAUSE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 /// Reads every complete record; returns them and the byte length they occupy.
@@ -180,7 +273,9 @@ pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), Failure> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|e| io_failure(path, "read", e))?;
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| io_failure(path, "read", e))?;
         if n == 0 {
             break;
         }
@@ -219,7 +314,10 @@ mod tests {
     use super::*;
 
     fn started() -> Event {
-        Event::StepStarted { step: StepId::new("a"), attempt: 1 }
+        Event::StepStarted {
+            step: StepId::new("a"),
+            attempt: 1,
+        }
     }
 
     #[test]
@@ -228,10 +326,17 @@ mod tests {
         let path = dir.path().join("journal.jsonl");
         let mut j = Journal::create(&path).unwrap();
         j.append(started()).unwrap();
-        j.append(Event::StepSucceeded { step: StepId::new("a"), outputs: Default::default() }).unwrap();
+        j.append(Event::StepSucceeded {
+            step: StepId::new("a"),
+            outputs: Default::default(),
+        })
+        .unwrap();
         drop(j);
         let (mut j, records) = Journal::open(&path).unwrap();
-        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert_eq!(records[0].event, started());
         assert_eq!(j.append(started()).unwrap().seq, 3);
     }
@@ -250,7 +355,10 @@ mod tests {
         assert_eq!(records.len(), 1);
         j.append(started()).unwrap();
         let (records, _) = read_records(&path).unwrap();
-        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]
@@ -259,6 +367,10 @@ mod tests {
         let path = dir.path().join("journal.jsonl");
         std::fs::write(&path, b"not json\n").unwrap();
         let err = read_records(&path).unwrap_err();
-        assert!(err.message.contains("corrupt at record 1"), "{}", err.message);
+        assert!(
+            err.message.contains("corrupt at record 1"),
+            "{}",
+            err.message
+        );
     }
 }

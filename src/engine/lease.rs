@@ -35,7 +35,8 @@ impl LeaseInfo {
             pid: std::process::id(),
             run_id: run_id.clone(),
             acquired_at: now,
-            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5)),
+            expires_at: now
+                + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5)),
         }
     }
 
@@ -53,7 +54,15 @@ impl LeaseInfo {
 
 impl std::fmt::Display for LeaseInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "run {} by {} (pid {}, since {}, expires {})", self.run_id, self.owner, self.pid, self.acquired_at.to_rfc3339(), self.expires_at.to_rfc3339())
+        write!(
+            f,
+            "run {} by {} (pid {}, since {}, expires {})",
+            self.run_id,
+            self.owner,
+            self.pid,
+            self.acquired_at.to_rfc3339(),
+            self.expires_at.to_rfc3339()
+        )
     }
 }
 
@@ -61,7 +70,9 @@ impl std::fmt::Display for LeaseInfo {
 #[derive(Debug)]
 pub enum Acquire {
     /// We hold it now. `taken_over` names the stale holder we replaced, if any.
-    Acquired { taken_over: Option<(LeaseInfo, String)> },
+    Acquired {
+        taken_over: Option<(LeaseInfo, String)>,
+    },
     /// Someone else holds a live lease.
     Held(LeaseInfo),
     /// A stale lease is in the way and taking it over was not allowed.
@@ -99,31 +110,63 @@ impl LocalLease {
         let path = Self::path_for(state_dir);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Failure::permanent(format!("lease {} is unreadable: {e}", path.display())).with_hint("inspect it; remove it only if no run is active")
+                Failure::permanent(format!("lease {} is unreadable: {e}", path.display()))
+                    .with_hint("inspect it; remove it only if no run is active")
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Failure::permanent(format!("cannot read lease {}: {e}", path.display()))),
+            Err(e) => Err(Failure::permanent(format!(
+                "cannot read lease {}: {e}",
+                path.display()
+            ))),
         }
     }
 
-    pub fn acquire(state_dir: &Path, run_id: &RunId, take_over: TakeOver) -> Result<(Acquire, Option<LocalLease>), Failure> {
-        std::fs::create_dir_all(state_dir).map_err(|e| Failure::permanent(format!("cannot create state directory {}: {e}", state_dir.display())))?;
+    pub fn acquire(
+        state_dir: &Path,
+        run_id: &RunId,
+        take_over: TakeOver,
+    ) -> Result<(Acquire, Option<LocalLease>), Failure> {
+        std::fs::create_dir_all(state_dir).map_err(|e| {
+            Failure::permanent(format!(
+                "cannot create state directory {}: {e}",
+                state_dir.display()
+            ))
+        })?;
         let path = Self::path_for(state_dir);
         let info = LeaseInfo::new(run_id, LEASE_TTL);
         let bytes = serde_json::to_vec_pretty(&info).expect("lease serializes");
         // Bounded: each pass either creates the file, reports a holder, or replaces a
         // stale lease (after which create_new is retried once more).
         for _ in 0..3 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut file) => {
                     use std::io::Write;
-                    file.write_all(&bytes).and_then(|_| file.sync_all()).map_err(|e| Failure::permanent(format!("cannot write lease {}: {e}", path.display())))?;
-                    let lease = LocalLease { path, info, ttl: LEASE_TTL };
+                    file.write_all(&bytes)
+                        .and_then(|_| file.sync_all())
+                        .map_err(|e| {
+                            Failure::permanent(format!(
+                                "cannot write lease {}: {e}",
+                                path.display()
+                            ))
+                        })?;
+                    let lease = LocalLease {
+                        path,
+                        info,
+                        ttl: LEASE_TTL,
+                    };
                     return Ok((Acquire::Acquired { taken_over: None }, Some(lease)));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let Some(current) = Self::holder(state_dir)? else { continue };
-                    let Some(reason) = current.staleness() else { return Ok((Acquire::Held(current), None)) };
+                    let Some(current) = Self::holder(state_dir)? else {
+                        continue;
+                    };
+                    let Some(reason) = current.staleness() else {
+                        return Ok((Acquire::Held(current), None));
+                    };
                     let allowed = match take_over {
                         TakeOver::Never => false,
                         TakeOver::SameRun => &current.run_id == run_id,
@@ -136,17 +179,34 @@ impl LocalLease {
                     write_atomically(&path, &bytes)?;
                     match Self::holder(state_dir)? {
                         Some(now) if now == info => {
-                            let lease = LocalLease { path, info, ttl: LEASE_TTL };
-                            return Ok((Acquire::Acquired { taken_over: Some((current, reason)) }, Some(lease)));
+                            let lease = LocalLease {
+                                path,
+                                info,
+                                ttl: LEASE_TTL,
+                            };
+                            return Ok((
+                                Acquire::Acquired {
+                                    taken_over: Some((current, reason)),
+                                },
+                                Some(lease),
+                            ));
                         }
                         Some(other) => return Ok((Acquire::Held(other), None)),
                         None => continue,
                     }
                 }
-                Err(e) => return Err(Failure::permanent(format!("cannot create lease {}: {e}", path.display()))),
+                Err(e) => {
+                    return Err(Failure::permanent(format!(
+                        "cannot create lease {}: {e}",
+                        path.display()
+                    )))
+                }
             }
         }
-        Err(Failure::transient(format!("lease {} kept changing while acquiring it", path.display())))
+        Err(Failure::transient(format!(
+            "lease {} kept changing while acquiring it",
+            path.display()
+        )))
     }
 
     pub fn info(&self) -> &LeaseInfo {
@@ -157,7 +217,8 @@ impl LocalLease {
     pub fn renew(&mut self) -> Result<(), Failure> {
         let state_dir = self.path.parent().expect("lease lives in the state dir");
         match Self::holder(state_dir)? {
-            Some(current) if current.run_id == self.info.run_id && current.pid == self.info.pid => {}
+            Some(current) if current.run_id == self.info.run_id && current.pid == self.info.pid => {
+            }
             other => {
                 return Err(Failure::permanent(format!(
                     "lost the lease {}: now held by {}",
@@ -166,8 +227,12 @@ impl LocalLease {
                 )))
             }
         }
-        self.info.expires_at = chrono::Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::minutes(2));
-        write_atomically(&self.path, &serde_json::to_vec_pretty(&self.info).expect("lease serializes"))
+        self.info.expires_at = chrono::Utc::now()
+            + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::minutes(2));
+        write_atomically(
+            &self.path,
+            &serde_json::to_vec_pretty(&self.info).expect("lease serializes"),
+        )
     }
 
     /// Removes the lease if we still hold it.
@@ -175,7 +240,9 @@ impl LocalLease {
         let state_dir = self.path.parent().expect("lease lives in the state dir");
         if let Some(current) = Self::holder(state_dir)? {
             if current.run_id == self.info.run_id && current.pid == self.info.pid {
-                std::fs::remove_file(&self.path).map_err(|e| Failure::permanent(format!("cannot remove lease {}: {e}", self.path.display())))?;
+                std::fs::remove_file(&self.path).map_err(|e| {
+                    Failure::permanent(format!("cannot remove lease {}: {e}", self.path.display()))
+                })?;
             }
         }
         Ok(())
@@ -201,14 +268,20 @@ pub fn hostname() -> String {
 
 /// Whether a process with this pid exists (signal 0). A zombie counts as gone.
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else { return false };
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     // SAFETY: kill with signal 0 only checks for existence and permission.
-    let exists = unsafe { libc::kill(pid_t, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    let exists = unsafe { libc::kill(pid_t, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     if !exists {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => true,
     }
 }
@@ -220,10 +293,15 @@ mod tests {
     #[test]
     fn a_second_acquire_sees_the_live_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, lease) = LocalLease::acquire(dir.path(), &RunId::new("r1"), TakeOver::Never).unwrap();
+        let (a, lease) =
+            LocalLease::acquire(dir.path(), &RunId::new("r1"), TakeOver::Never).unwrap();
         assert!(matches!(a, Acquire::Acquired { taken_over: None }));
-        let (b, none) = LocalLease::acquire(dir.path(), &RunId::new("r2"), TakeOver::AnyStale).unwrap();
-        assert!(matches!(b, Acquire::Held(ref h) if h.run_id.as_str() == "r1"), "{b:?}");
+        let (b, none) =
+            LocalLease::acquire(dir.path(), &RunId::new("r2"), TakeOver::AnyStale).unwrap();
+        assert!(
+            matches!(b, Acquire::Held(ref h) if h.run_id.as_str() == "r1"),
+            "{b:?}"
+        );
         assert!(none.is_none());
         lease.unwrap().release().unwrap();
         assert!(LocalLease::holder(dir.path()).unwrap().is_none());
@@ -234,14 +312,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut stale = LeaseInfo::new(&RunId::new("old"), LEASE_TTL);
         stale.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1);
-        std::fs::write(LocalLease::path_for(dir.path()), serde_json::to_vec(&stale).unwrap()).unwrap();
+        std::fs::write(
+            LocalLease::path_for(dir.path()),
+            serde_json::to_vec(&stale).unwrap(),
+        )
+        .unwrap();
         let (a, _) = LocalLease::acquire(dir.path(), &RunId::new("new"), TakeOver::Never).unwrap();
-        assert!(matches!(a, Acquire::Stale(ref h, ref why) if h.run_id.as_str() == "old" && why.contains("expired")), "{a:?}");
-        let (a, _) = LocalLease::acquire(dir.path(), &RunId::new("new"), TakeOver::SameRun).unwrap();
+        assert!(
+            matches!(a, Acquire::Stale(ref h, ref why) if h.run_id.as_str() == "old" && why.contains("expired")),
+            "{a:?}"
+        );
+        let (a, _) =
+            LocalLease::acquire(dir.path(), &RunId::new("new"), TakeOver::SameRun).unwrap();
         assert!(matches!(a, Acquire::Stale(..)));
-        let (a, lease) = LocalLease::acquire(dir.path(), &RunId::new("new"), TakeOver::AnyStale).unwrap();
-        assert!(matches!(a, Acquire::Acquired { taken_over: Some((ref h, _)) } if h.run_id.as_str() == "old"));
-        assert_eq!(LocalLease::holder(dir.path()).unwrap().unwrap().run_id.as_str(), "new");
+        let (a, lease) =
+            LocalLease::acquire(dir.path(), &RunId::new("new"), TakeOver::AnyStale).unwrap();
+        assert!(
+            matches!(a, Acquire::Acquired { taken_over: Some((ref h, _)) } if h.run_id.as_str() == "old")
+        );
+        assert_eq!(
+            LocalLease::holder(dir.path())
+                .unwrap()
+                .unwrap()
+                .run_id
+                .as_str(),
+            "new"
+        );
         lease.unwrap().release().unwrap();
     }
 }

@@ -13,23 +13,70 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ProgressEvent {
-    RunStarted { run_id: RunId, runbook: String, environment: String, steps: usize },
-    StepStarted { step: StepId, kind: String, attempt: u32 },
+    RunStarted {
+        run_id: RunId,
+        runbook: String,
+        environment: String,
+        steps: usize,
+    },
+    StepStarted {
+        step: StepId,
+        kind: String,
+        attempt: u32,
+    },
     /// A step is waiting for a condition and will be polled again.
-    StepWaiting { step: StepId, reason: String, next_poll: Duration },
+    StepWaiting {
+        step: StepId,
+        reason: String,
+        next_poll: Duration,
+    },
     /// Measurable work inside a step (records hashed, bytes uploaded).
-    StepWork { step: StepId, done: u64, total: Option<u64>, unit: String },
-    StepRetrying { step: StepId, attempt: u32, delay: Duration, error: String },
-    StepSucceeded { step: StepId, elapsed: Duration },
-    StepSkipped { step: StepId, reason: String },
-    StepFailed { step: StepId, error: String },
-    StepInterrupted { step: StepId },
-    CompensationStarted { step: StepId },
-    CompensationSucceeded { step: StepId },
-    CompensationFailed { step: StepId, error: String },
+    StepWork {
+        step: StepId,
+        done: u64,
+        total: Option<u64>,
+        unit: String,
+    },
+    StepRetrying {
+        step: StepId,
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    StepSucceeded {
+        step: StepId,
+        elapsed: Duration,
+    },
+    StepSkipped {
+        step: StepId,
+        reason: String,
+    },
+    StepFailed {
+        step: StepId,
+        error: String,
+    },
+    StepInterrupted {
+        step: StepId,
+    },
+    CompensationStarted {
+        step: StepId,
+    },
+    CompensationSucceeded {
+        step: StepId,
+    },
+    CompensationFailed {
+        step: StepId,
+        error: String,
+    },
     /// A free-form note from a step (already free of secrets).
-    Note { step: Option<StepId>, message: String },
-    RunFinished { run_id: RunId, outcome: String },
+    Note {
+        step: Option<StepId>,
+        message: String,
+    },
+    RunFinished {
+        run_id: RunId,
+        outcome: String,
+    },
 }
 
 /// A sink for progress events. Implementations must be cheap and never block for long:
@@ -64,7 +111,11 @@ pub struct WorkMeter {
 
 impl WorkMeter {
     pub fn new(sink: ProgressHandle, step: StepId, unit: impl Into<String>) -> Self {
-        Self { sink, step, unit: unit.into() }
+        Self {
+            sink,
+            step,
+            unit: unit.into(),
+        }
     }
     /// A meter that goes nowhere.
     pub fn silent() -> Self {

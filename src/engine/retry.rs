@@ -18,7 +18,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { attempts: 3, backoff: Duration::from_secs(1), max_delay: Duration::from_secs(30) }
+        Self {
+            attempts: 3,
+            backoff: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+        }
     }
 }
 
@@ -61,7 +65,11 @@ mod tests {
 
     #[test]
     fn delays_double_then_cap() {
-        let p = RetryPolicy { attempts: 10, backoff: Duration::from_secs(1), max_delay: Duration::from_secs(10) };
+        let p = RetryPolicy {
+            attempts: 10,
+            backoff: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+        };
         let bases: Vec<u64> = (1..=6).map(|a| p.base_delay(a).as_secs()).collect();
         assert_eq!(bases, vec![1, 2, 4, 8, 10, 10]);
         assert_eq!(p.base_delay(1000), Duration::from_secs(10));
@@ -69,12 +77,19 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_half_and_full_base() {
-        let p = RetryPolicy { attempts: 5, backoff: Duration::from_secs(4), max_delay: Duration::from_secs(60) };
+        let p = RetryPolicy {
+            attempts: 5,
+            backoff: Duration::from_secs(4),
+            max_delay: Duration::from_secs(60),
+        };
         assert_eq!(p.delay(1, 0.0), Duration::from_secs(2));
         assert_eq!(p.delay(1, 1.0), Duration::from_secs(4));
         for _ in 0..100 {
             let d = p.jittered_delay(2);
-            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
         }
     }
 }

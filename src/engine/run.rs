@@ -30,13 +30,24 @@ pub enum RunError {
     Invalid(Box<Problems>),
     /// Another run holds the environment (exit 3).
     #[error("environment {environment} is locked by {holder}; wait for it to finish, or if it is stuck, inspect it with `cutover status {} --env {environment}`", holder.run_id)]
-    Locked { environment: String, holder: Box<LeaseInfo> },
+    Locked {
+        environment: String,
+        holder: Box<LeaseInfo>,
+    },
     /// A stale lease is in the way (exit 3).
     #[error("environment {environment} has a stale lease: {holder} ({reason}). If that run is really dead, resume it (`cutover resume {} --env {environment}`) or start a new run with --take-over-lease", holder.run_id)]
-    StaleLease { environment: String, holder: Box<LeaseInfo>, reason: String },
+    StaleLease {
+        environment: String,
+        holder: Box<LeaseInfo>,
+        reason: String,
+    },
     /// The runbook or environment changed since the run started (exit 2).
     #[error("the plan changed since run {run_id} started (was {old}, now {new}); resume refuses a changed runbook or environment. Restore the files, or pass --force to resume with the new plan (recorded in the journal)")]
-    PlanChanged { run_id: RunId, old: String, new: String },
+    PlanChanged {
+        run_id: RunId,
+        old: String,
+        new: String,
+    },
     /// The run cannot be resumed (exit 2).
     #[error("{0}")]
     NotResumable(String),
@@ -97,7 +108,11 @@ pub fn journal_path(state_dir: &Path, run_id: &RunId) -> PathBuf {
 }
 
 /// Loads and validates runbook + environment into a plan; all problems at once.
-pub fn load_plan(runbook: &Path, environment: &str, sets: &[(String, String)]) -> Result<Plan, Problems> {
+pub fn load_plan(
+    runbook: &Path,
+    environment: &str,
+    sets: &[(String, String)],
+) -> Result<Plan, Problems> {
     let env = Environment::load(environment);
     let book = Runbook::load(runbook);
     match (book, env) {
@@ -116,7 +131,11 @@ pub fn load_plan(runbook: &Path, environment: &str, sets: &[(String, String)]) -
 }
 
 fn valid_run_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Renews the lease in the background until dropped.
@@ -156,36 +175,67 @@ impl LeaseKeeper {
     }
 }
 
-fn acquire(env: &Environment, run_id: &RunId, take_over: TakeOver) -> Result<(LocalLease, Option<(LeaseInfo, String)>), RunError> {
+fn acquire(
+    env: &Environment,
+    run_id: &RunId,
+    take_over: TakeOver,
+) -> Result<(LocalLease, Option<(LeaseInfo, String)>), RunError> {
     let (outcome, lease) = LocalLease::acquire(&env.state_dir, run_id, take_over)?;
     match outcome {
         Acquire::Acquired { taken_over } => Ok((lease.expect("acquired"), taken_over)),
-        Acquire::Held(holder) => Err(RunError::Locked { environment: env.name.clone(), holder: Box::new(holder) }),
-        Acquire::Stale(holder, reason) => {
-            Err(RunError::StaleLease { environment: env.name.clone(), holder: Box::new(holder), reason })
-        }
+        Acquire::Held(holder) => Err(RunError::Locked {
+            environment: env.name.clone(),
+            holder: Box::new(holder),
+        }),
+        Acquire::Stale(holder, reason) => Err(RunError::StaleLease {
+            environment: env.name.clone(),
+            holder: Box::new(holder),
+            reason,
+        }),
     }
 }
 
 /// Whether the lease should be released when a session ends this way: only when the
 /// environment is as the run intended (succeeded) or as it was (rolled back / failed).
 fn releases_lease(end: &SessionEnd) -> bool {
-    matches!(end, SessionEnd::Finished(Outcome::Succeeded | Outcome::RolledBack | Outcome::Failed, _))
+    matches!(
+        end,
+        SessionEnd::Finished(
+            Outcome::Succeeded | Outcome::RolledBack | Outcome::Failed,
+            _
+        )
+    )
 }
 
 /// Starts a new run of `plan`.
-pub async fn start(plan: Plan, options: RunOptions, progress: ProgressHandle, stop: watch::Receiver<bool>) -> Result<RunSummary, RunError> {
+pub async fn start(
+    plan: Plan,
+    options: RunOptions,
+    progress: ProgressHandle,
+    stop: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
     let env = plan.environment.clone();
     let run_id = match options.run_id {
         Some(id) if valid_run_id(id.as_str()) => id,
-        Some(id) => return Err(RunError::NotResumable(format!("run id `{id}` is not valid: use letters, digits, `-`, `_` (at most 64)"))),
+        Some(id) => {
+            return Err(RunError::NotResumable(format!(
+                "run id `{id}` is not valid: use letters, digits, `-`, `_` (at most 64)"
+            )))
+        }
         None => RunId::generate(),
     };
     let journal_file = journal_path(&env.state_dir, &run_id);
     if journal_file.exists() {
-        return Err(RunError::NotResumable(format!("run {run_id} already exists in {}; resume it with `cutover resume {run_id}`", env.state_dir.display())));
+        return Err(RunError::NotResumable(format!(
+            "run {run_id} already exists in {}; resume it with `cutover resume {run_id}`",
+            env.state_dir.display()
+        )));
     }
-    let take_over = if options.take_over_lease { TakeOver::AnyStale } else { TakeOver::Never };
+    let take_over = if options.take_over_lease {
+        TakeOver::AnyStale
+    } else {
+        TakeOver::Never
+    };
     let (lease, taken_over) = acquire(&env, &run_id, take_over)?;
     let keeper = LeaseKeeper::start(lease);
     let result = async {
@@ -196,7 +246,11 @@ pub async fn start(plan: Plan, options: RunOptions, progress: ProgressHandle, st
             runbook: absolute(&plan.runbook_path),
             environment: absolute(&env.source.path),
             environment_name: env.name.clone(),
-            params: plan.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            params: plan
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             sets: options.sets.clone(),
             cutover_version: env!("CARGO_PKG_VERSION").into(),
             host: hostname(),
@@ -210,13 +264,24 @@ pub async fn start(plan: Plan, options: RunOptions, progress: ProgressHandle, st
                 reason: reason.clone(),
             })?;
         }
-        session(plan, run_id.clone(), journal, &RunView::default(), progress, stop).await
+        session(
+            plan,
+            run_id.clone(),
+            journal,
+            &RunView::default(),
+            progress,
+            stop,
+        )
+        .await
     }
     .await;
     finish_session(keeper, result)
 }
 
-fn finish_session(keeper: LeaseKeeper, result: Result<RunSummary, RunError>) -> Result<RunSummary, RunError> {
+fn finish_session(
+    keeper: LeaseKeeper,
+    result: Result<RunSummary, RunError>,
+) -> Result<RunSummary, RunError> {
     match result {
         Ok(summary) => {
             keeper.stop(releases_lease(&summary.end))?;
@@ -229,7 +294,14 @@ fn finish_session(keeper: LeaseKeeper, result: Result<RunSummary, RunError>) -> 
     }
 }
 
-async fn session(plan: Plan, run_id: RunId, journal: Journal, prior: &RunView, progress: ProgressHandle, stop: watch::Receiver<bool>) -> Result<RunSummary, RunError> {
+async fn session(
+    plan: Plan,
+    run_id: RunId,
+    journal: Journal,
+    prior: &RunView,
+    progress: ProgressHandle,
+    stop: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
     let env = plan.environment.clone();
     let dir = run_dir(&env.state_dir, &run_id);
     let journal_file = journal.path().to_path_buf();
@@ -238,32 +310,56 @@ async fn session(plan: Plan, run_id: RunId, journal: Journal, prior: &RunView, p
         crate::config::ProviderKind::Local => Some(crate::providers::local::provider_set(&env)?),
         crate::config::ProviderKind::Aws => None,
     };
-    let services = Arc::new(Services { environment: env.clone(), run_dir: dir.clone(), progress: progress.clone(), providers });
+    let services = Arc::new(Services {
+        environment: env.clone(),
+        run_dir: dir.clone(),
+        progress: progress.clone(),
+        providers,
+    });
     progress.report(ProgressEvent::RunStarted {
         run_id: run_id.clone(),
         runbook: plan.name.clone(),
         environment: env.name.clone(),
         steps: plan.steps.len(),
     });
-    let executor = Executor { plan: Arc::new(plan), run_id: run_id.clone(), journal, services, progress, stop };
+    let executor = Executor {
+        plan: Arc::new(plan),
+        run_id: run_id.clone(),
+        journal,
+        services,
+        progress,
+        stop,
+    };
     let end = executor.run(prior).await?;
     let (records, _) = super::journal::read_records(&journal_file)?;
     // A report that cannot be written does not change what the run did; say so.
     let report = match crate::report::write_reports(&dir, &records) {
         Ok(paths) => Some(paths.markdown),
         Err(f) => {
-            executor.progress.report(ProgressEvent::Note { step: None, message: format!("the report was not written: {}", f.message) });
+            executor.progress.report(ProgressEvent::Note {
+                step: None,
+                message: format!("the report was not written: {}", f.message),
+            });
             None
         }
     };
-    Ok(RunSummary { run_id, end, run_dir: dir, view: replay(&records), report })
+    Ok(RunSummary {
+        run_id,
+        end,
+        run_dir: dir,
+        view: replay(&records),
+        report,
+    })
 }
 
 /// Reads a run's journal into a view.
 pub fn load_view(state_dir: &Path, run_id: &RunId) -> Result<RunView, RunError> {
     let path = journal_path(state_dir, run_id);
     if !path.exists() {
-        return Err(RunError::NotResumable(format!("no run {run_id} in {}; `cutover status --env …` lists runs", state_dir.display())));
+        return Err(RunError::NotResumable(format!(
+            "no run {run_id} in {}; `cutover status --env …` lists runs",
+            state_dir.display()
+        )));
     }
     let (records, _) = super::journal::read_records(&path)?;
     Ok(replay(&records))
@@ -278,18 +374,30 @@ pub fn list_runs(state_dir: &Path) -> Vec<RunId> {
         .filter(|e| e.path().join("journal.jsonl").exists())
         .map(|e| RunId::new(e.file_name().to_string_lossy().to_string()))
         .collect();
-    ids.sort_by_key(|id| std::fs::metadata(journal_path(state_dir, id)).and_then(|m| m.created().or_else(|_| m.modified())).ok());
+    ids.sort_by_key(|id| {
+        std::fs::metadata(journal_path(state_dir, id))
+            .and_then(|m| m.created().or_else(|_| m.modified()))
+            .ok()
+    });
     ids
 }
 
 /// Resumes a run that crashed, was interrupted, or needs its rollback finished.
-pub async fn resume(run_id: RunId, environment: &str, force: bool, progress: ProgressHandle, stop: watch::Receiver<bool>) -> Result<RunSummary, RunError> {
+pub async fn resume(
+    run_id: RunId,
+    environment: &str,
+    force: bool,
+    progress: ProgressHandle,
+    stop: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
     let env = Environment::load(environment).map_err(|p| RunError::Invalid(Box::new(p)))?;
     let path = journal_path(&env.state_dir, &run_id);
     let prior = load_view(&env.state_dir, &run_id)?;
     if let Some(outcome) = prior.outcome {
         if outcome != Outcome::NeedsAttention {
-            return Err(RunError::NotResumable(format!("run {run_id} already finished: {outcome}. Nothing to resume")));
+            return Err(RunError::NotResumable(format!(
+                "run {run_id} already finished: {outcome}. Nothing to resume"
+            )));
         }
         if !prior.failing() {
             return Err(RunError::NotResumable(format!(
@@ -298,15 +406,25 @@ pub async fn resume(run_id: RunId, environment: &str, force: bool, progress: Pro
             )));
         }
     }
-    let plan = load_plan(Path::new(&prior.runbook), &prior.environment, &prior.sets).map_err(|p| RunError::Invalid(Box::new(p)))?;
+    let plan = load_plan(Path::new(&prior.runbook), &prior.environment, &prior.sets)
+        .map_err(|p| RunError::Invalid(Box::new(p)))?;
     if plan.hash != prior.plan_hash && !force {
-        return Err(RunError::PlanChanged { run_id, old: short(&prior.plan_hash), new: short(&plan.hash) });
+        return Err(RunError::PlanChanged {
+            run_id,
+            old: short(&prior.plan_hash),
+            new: short(&plan.hash),
+        });
     }
     let (lease, taken_over) = acquire(&plan.environment, &run_id, TakeOver::SameRun)?;
     let keeper = LeaseKeeper::start(lease);
     let result = async {
         let (mut journal, _) = Journal::open(&path)?;
-        journal.append(Event::RunResumed { pid: std::process::id(), host: hostname(), forced: plan.hash != prior.plan_hash, plan_hash: plan.hash.clone() })?;
+        journal.append(Event::RunResumed {
+            pid: std::process::id(),
+            host: hostname(),
+            forced: plan.hash != prior.plan_hash,
+            plan_hash: plan.hash.clone(),
+        })?;
         if let Some((previous, reason)) = &taken_over {
             journal.append(Event::LeaseTakenOver {
                 previous_owner: previous.owner.clone(),

@@ -96,7 +96,15 @@ pub fn replay(records: &[Record]) -> RunView {
         view.events = record.seq;
         let at = record.at;
         match &record.event {
-            Event::RunStarted { run_id, plan_hash, runbook, environment, environment_name, sets, .. } => {
+            Event::RunStarted {
+                run_id,
+                plan_hash,
+                runbook,
+                environment,
+                environment_name,
+                sets,
+                ..
+            } => {
                 view.run_id = Some(run_id.clone());
                 view.plan_hash = plan_hash.clone();
                 view.runbook = runbook.display().to_string();
@@ -123,8 +131,17 @@ pub fn replay(records: &[Record]) -> RunView {
                 s.status = StepStatus::Running;
                 s.attempts = s.attempts.max(*attempt);
             }
-            Event::StepIntent { step, action, token, .. } => {
-                view.steps.entry(step.clone()).or_default().intents.push((action.clone(), token.clone()));
+            Event::StepIntent {
+                step,
+                action,
+                token,
+                ..
+            } => {
+                view.steps
+                    .entry(step.clone())
+                    .or_default()
+                    .intents
+                    .push((action.clone(), token.clone()));
             }
             Event::StepCheckpoint { step, state } => {
                 view.steps.entry(step.clone()).or_default().checkpoint = Some(state.clone());
@@ -158,13 +175,16 @@ pub fn replay(records: &[Record]) -> RunView {
                 view.steps.entry(step.clone()).or_default().status = StepStatus::Interrupted;
             }
             Event::CompensationStarted { step } => {
-                view.steps.entry(step.clone()).or_default().compensation = Some(CompensationStatus::Running);
+                view.steps.entry(step.clone()).or_default().compensation =
+                    Some(CompensationStatus::Running);
             }
             Event::CompensationSucceeded { step } => {
-                view.steps.entry(step.clone()).or_default().compensation = Some(CompensationStatus::Succeeded);
+                view.steps.entry(step.clone()).or_default().compensation =
+                    Some(CompensationStatus::Succeeded);
             }
             Event::CompensationFailed { step, error } => {
-                view.steps.entry(step.clone()).or_default().compensation = Some(CompensationStatus::Failed(error.clone()));
+                view.steps.entry(step.clone()).or_default().compensation =
+                    Some(CompensationStatus::Failed(error.clone()));
             }
             Event::RunInterrupted { .. } => view.interrupted = true,
             Event::RunFinished { outcome, message } => {

@@ -68,7 +68,11 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 impl Plan {
     /// Validates `runbook` against `environment` with `--set` overrides, reporting
     /// every problem at once.
-    pub fn build(runbook: &Runbook, environment: Arc<Environment>, sets: &[(String, String)]) -> Result<Plan, Problems> {
+    pub fn build(
+        runbook: &Runbook,
+        environment: Arc<Environment>,
+        sets: &[(String, String)],
+    ) -> Result<Plan, Problems> {
         validate::build(runbook, environment, sets)
     }
 
@@ -97,7 +101,12 @@ impl Plan {
     pub fn levels(&self) -> Vec<Vec<StepId>> {
         let mut depth: BTreeMap<&StepId, usize> = BTreeMap::new();
         for step in &self.steps {
-            let d = step.needs.iter().map(|n| depth.get(n).map_or(0, |d| d + 1)).max().unwrap_or(0);
+            let d = step
+                .needs
+                .iter()
+                .map(|n| depth.get(n).map_or(0, |d| d + 1))
+                .max()
+                .unwrap_or(0);
             depth.insert(&step.id, d);
         }
         let max = depth.values().copied().max().unwrap_or(0);

@@ -7,7 +7,15 @@ use std::fmt::Write;
 /// The human-readable plan: order, and for each step what it will change.
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "plan `{}` for environment `{}` ({} provider)", plan.name, plan.environment.name, serde_json::to_string(&plan.environment.provider).unwrap_or_default().trim_matches('"'));
+    let _ = writeln!(
+        out,
+        "plan `{}` for environment `{}` ({} provider)",
+        plan.name,
+        plan.environment.name,
+        serde_json::to_string(&plan.environment.provider)
+            .unwrap_or_default()
+            .trim_matches('"')
+    );
     let _ = writeln!(out, "plan hash: {}", plan.hash);
     if !plan.params.is_empty() {
         let _ = writeln!(out, "params:");
@@ -15,19 +23,36 @@ pub fn plan_text(plan: &Plan) -> String {
             let _ = writeln!(out, "  {k} = {v}");
         }
     }
-    let _ = writeln!(out, "order (steps on one line may run at the same time, at most {} at once):", plan.concurrency);
+    let _ = writeln!(
+        out,
+        "order (steps on one line may run at the same time, at most {} at once):",
+        plan.concurrency
+    );
     for (i, level) in plan.levels().iter().enumerate() {
         let names: Vec<&str> = level.iter().map(|s| s.as_str()).collect();
         let _ = writeln!(out, "  {}. {}", i + 1, names.join(", "));
     }
     let _ = writeln!(out, "steps:");
     for step in &plan.steps {
-        let _ = writeln!(out, "  {} [{}]{}", step.id, step.kind.name, step.description.as_ref().map(|d| format!(" — {d}")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  {} [{}]{}",
+            step.id,
+            step.kind.name,
+            step.description
+                .as_ref()
+                .map(|d| format!(" — {d}"))
+                .unwrap_or_default()
+        );
         if !step.needs.is_empty() {
             let needs: Vec<&str> = step.needs.iter().map(|s| s.as_str()).collect();
             let _ = writeln!(out, "      needs: {}", needs.join(", "));
         }
-        let changes = if step.kind.changes.is_empty() { "nothing (read-only)" } else { step.kind.changes };
+        let changes = if step.kind.changes.is_empty() {
+            "nothing (read-only)"
+        } else {
+            step.kind.changes
+        };
         let _ = writeln!(out, "      changes: {changes}");
         for (k, v) in &step.inputs {
             let _ = writeln!(out, "      with {k} = {}", short_value(v));
@@ -49,7 +74,9 @@ pub fn plan_text(plan: &Plan) -> String {
             "      retry: {} attempt(s), backoff {}{}",
             step.retry.attempts,
             crate::config::toml_read::format_duration(step.retry.backoff),
-            step.timeout.map(|t| format!(", timeout {}", crate::config::toml_read::format_duration(t))).unwrap_or_default()
+            step.timeout
+                .map(|t| format!(", timeout {}", crate::config::toml_read::format_duration(t)))
+                .unwrap_or_default()
         );
     }
     out
@@ -94,11 +121,22 @@ pub fn plan_json(plan: &Plan) -> serde_json::Value {
 pub fn mermaid(runbook: &Runbook) -> String {
     let mut out = String::from("flowchart TD\n");
     for step in &runbook.steps {
-        let _ = writeln!(out, "  {}[\"{}<br/><small>{}</small>\"]", node_id(&step.id.value), step.id.value, step.uses.value);
+        let _ = writeln!(
+            out,
+            "  {}[\"{}<br/><small>{}</small>\"]",
+            node_id(&step.id.value),
+            step.id.value,
+            step.uses.value
+        );
     }
     for step in &runbook.steps {
         for need in &step.needs {
-            let _ = writeln!(out, "  {} --> {}", node_id(&need.value), node_id(&step.id.value));
+            let _ = writeln!(
+                out,
+                "  {} --> {}",
+                node_id(&need.value),
+                node_id(&step.id.value)
+            );
         }
     }
     out
@@ -106,9 +144,16 @@ pub fn mermaid(runbook: &Runbook) -> String {
 
 /// A Graphviz DOT digraph of the runbook's steps.
 pub fn dot(runbook: &Runbook) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n", runbook.name.value.replace('"', "'"));
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n",
+        runbook.name.value.replace('"', "'")
+    );
     for step in &runbook.steps {
-        let _ = writeln!(out, "  \"{}\" [label=\"{}\\n{}\"];", step.id.value, step.id.value, step.uses.value);
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\\n{}\"];",
+            step.id.value, step.id.value, step.uses.value
+        );
     }
     for step in &runbook.steps {
         for need in &step.needs {

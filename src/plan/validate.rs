@@ -24,10 +24,17 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn problem(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
-        self.problems.push(Problem::at(self.runbook.source.locate(span), message));
+        self.problems
+            .push(Problem::at(self.runbook.source.locate(span), message));
     }
-    fn problem_hint(&mut self, span: Option<Range<usize>>, message: impl Into<String>, hint: impl Into<String>) {
-        self.problems.push(Problem::at(self.runbook.source.locate(span), message).with_hint(hint));
+    fn problem_hint(
+        &mut self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.problems
+            .push(Problem::at(self.runbook.source.locate(span), message).with_hint(hint));
     }
 }
 
@@ -35,7 +42,10 @@ impl Ctx<'_> {
 pub fn parse_param_value(ty: ParamType, text: &str) -> Result<Value, String> {
     match ty {
         ParamType::String => Ok(Value::String(text.to_string())),
-        ParamType::Integer => text.parse::<i64>().map(Value::from).map_err(|_| format!("`{text}` is not an integer")),
+        ParamType::Integer => text
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("`{text}` is not an integer")),
         ParamType::Float => text
             .parse::<f64>()
             .ok()
@@ -47,14 +57,27 @@ pub fn parse_param_value(ty: ParamType, text: &str) -> Result<Value, String> {
             "false" => Ok(Value::Bool(false)),
             _ => Err(format!("`{text}` is not a boolean (use true or false)")),
         },
-        ParamType::Duration => crate::config::toml_read::parse_duration(text).map(|_| Value::String(text.to_string())),
+        ParamType::Duration => {
+            crate::config::toml_read::parse_duration(text).map(|_| Value::String(text.to_string()))
+        }
         ParamType::List | ParamType::Map => {
-            let v: Value = serde_json::from_str(text).map_err(|e| format!("`{text}` is not JSON: {e}"))?;
-            let ok = matches!((ty, &v), (ParamType::List, Value::Array(_)) | (ParamType::Map, Value::Object(_)));
+            let v: Value =
+                serde_json::from_str(text).map_err(|e| format!("`{text}` is not JSON: {e}"))?;
+            let ok = matches!(
+                (ty, &v),
+                (ParamType::List, Value::Array(_)) | (ParamType::Map, Value::Object(_))
+            );
             if ok {
                 Ok(v)
             } else {
-                Err(format!("`{text}` is not a JSON {}", if ty == ParamType::List { "list" } else { "object" }))
+                Err(format!(
+                    "`{text}` is not a JSON {}",
+                    if ty == ParamType::List {
+                        "list"
+                    } else {
+                        "object"
+                    }
+                ))
             }
         }
     }
@@ -66,7 +89,9 @@ fn param_type_accepts(ty: ParamType, v: &Value) -> bool {
         ParamType::Integer => v.is_i64() || v.is_u64(),
         ParamType::Float => v.is_number(),
         ParamType::Bool => v.is_boolean(),
-        ParamType::Duration => v.as_str().is_some_and(|s| crate::config::toml_read::parse_duration(s).is_ok()),
+        ParamType::Duration => v
+            .as_str()
+            .is_some_and(|s| crate::config::toml_read::parse_duration(s).is_ok()),
         ParamType::List => v.is_array(),
         ParamType::Map => v.is_object(),
     }
@@ -84,23 +109,49 @@ fn param_value_type(ty: ParamType) -> ValueType {
     }
 }
 
-pub(super) fn build(runbook: &Runbook, environment: Arc<Environment>, sets: &[(String, String)]) -> Result<Plan, Problems> {
+pub(super) fn build(
+    runbook: &Runbook,
+    environment: Arc<Environment>,
+    sets: &[(String, String)],
+) -> Result<Plan, Problems> {
     let mut problems = Problems::default();
     let params = resolve_params(&runbook.params, sets, runbook, &mut problems);
-    let types: BTreeMap<String, (ParamType, Option<Value>)> =
-        runbook.params.iter().map(|p| (p.name.value.clone(), (p.ty, params.get(&p.name.value).cloned()))).collect();
-    let mut ctx = Ctx { runbook, environment: &environment, params: &types, problems };
+    let types: BTreeMap<String, (ParamType, Option<Value>)> = runbook
+        .params
+        .iter()
+        .map(|p| {
+            (
+                p.name.value.clone(),
+                (p.ty, params.get(&p.name.value).cloned()),
+            )
+        })
+        .collect();
+    let mut ctx = Ctx {
+        runbook,
+        environment: &environment,
+        params: &types,
+        problems,
+    };
 
     // Ids, kinds, needs.
     let mut seen: HashMap<&str, &StepDef> = HashMap::new();
     for step in &runbook.steps {
         let id = step.id.value.as_str();
         if !valid_id(id) {
-            ctx.problem_hint(step.id.span.clone(), format!("step id `{id}` is not valid"), "use letters, digits, `-` and `_`, starting with a letter");
+            ctx.problem_hint(
+                step.id.span.clone(),
+                format!("step id `{id}` is not valid"),
+                "use letters, digits, `-` and `_`, starting with a letter",
+            );
         }
         if let Some(first) = seen.get(id) {
-            let (line, _) = runbook.source.line_col(first.id.span.as_ref().map_or(0, |s| s.start));
-            ctx.problem(step.id.span.clone(), format!("duplicate step id `{id}` (first defined on line {line})"));
+            let (line, _) = runbook
+                .source
+                .line_col(first.id.span.as_ref().map_or(0, |s| s.start));
+            ctx.problem(
+                step.id.span.clone(),
+                format!("duplicate step id `{id}` (first defined on line {line})"),
+            );
         } else {
             seen.insert(id, step);
         }
@@ -109,19 +160,46 @@ pub(super) fn build(runbook: &Runbook, environment: Arc<Environment>, sets: &[(S
     let ids: Vec<&str> = runbook.steps.iter().map(|s| s.id.value.as_str()).collect();
     for step in &runbook.steps {
         if find_kind(&step.uses.value).is_none() {
-            unknown_kind(&mut ctx, &step.uses.value, step.uses.span.clone(), &all_kinds);
+            unknown_kind(
+                &mut ctx,
+                &step.uses.value,
+                step.uses.span.clone(),
+                &all_kinds,
+            );
         }
         let mut needs_seen = BTreeSet::new();
         for need in &step.needs {
             if need.value == step.id.value {
-                ctx.problem(need.span.clone(), format!("step `{}` needs itself", step.id.value));
+                ctx.problem(
+                    need.span.clone(),
+                    format!("step `{}` needs itself", step.id.value),
+                );
             } else if !seen.contains_key(need.value.as_str()) {
                 match closest(&need.value, &ids) {
-                    Some(best) => ctx.problem_hint(need.span.clone(), format!("step `{}` needs unknown step `{}`", step.id.value, need.value), format!("did you mean `{best}`?")),
-                    None => ctx.problem(need.span.clone(), format!("step `{}` needs unknown step `{}`", step.id.value, need.value)),
+                    Some(best) => ctx.problem_hint(
+                        need.span.clone(),
+                        format!(
+                            "step `{}` needs unknown step `{}`",
+                            step.id.value, need.value
+                        ),
+                        format!("did you mean `{best}`?"),
+                    ),
+                    None => ctx.problem(
+                        need.span.clone(),
+                        format!(
+                            "step `{}` needs unknown step `{}`",
+                            step.id.value, need.value
+                        ),
+                    ),
                 }
             } else if !needs_seen.insert(need.value.as_str()) {
-                ctx.problem(need.span.clone(), format!("step `{}` lists `{}` twice in needs", step.id.value, need.value));
+                ctx.problem(
+                    need.span.clone(),
+                    format!(
+                        "step `{}` lists `{}` twice in needs",
+                        step.id.value, need.value
+                    ),
+                );
             }
         }
     }
@@ -130,28 +208,49 @@ pub(super) fn build(runbook: &Runbook, environment: Arc<Environment>, sets: &[(S
     let has_cycle = report_cycles(&mut ctx, &seen);
 
     // Ancestors (only meaningful without cycles).
-    let ancestors = if has_cycle { HashMap::new() } else { ancestors_of(&runbook.steps, &seen) };
+    let ancestors = if has_cycle {
+        HashMap::new()
+    } else {
+        ancestors_of(&runbook.steps, &seen)
+    };
 
     // Inputs, conditions, retry, compensation.
     let mut planned = Vec::new();
     for step in &runbook.steps {
         let kind = find_kind(&step.uses.value);
         let upstream = ancestors.get(step.id.value.as_str());
-        let inputs = check_inputs(&mut ctx, step, kind, &step.with, upstream, &seen, has_cycle, "");
-        let when = step.when.as_ref().and_then(|w| match Condition::parse(&w.value) {
-            Ok(c) => {
-                let mut refs = Vec::new();
-                c.refs(&mut refs);
-                for r in refs {
-                    check_ref(&mut ctx, step, &r, w.span.clone(), upstream, &seen, has_cycle, None);
+        let inputs = check_inputs(
+            &mut ctx, step, kind, &step.with, upstream, &seen, has_cycle, "",
+        );
+        let when = step
+            .when
+            .as_ref()
+            .and_then(|w| match Condition::parse(&w.value) {
+                Ok(c) => {
+                    let mut refs = Vec::new();
+                    c.refs(&mut refs);
+                    for r in refs {
+                        check_ref(
+                            &mut ctx,
+                            step,
+                            &r,
+                            w.span.clone(),
+                            upstream,
+                            &seen,
+                            has_cycle,
+                            None,
+                        );
+                    }
+                    Some(c)
                 }
-                Some(c)
-            }
-            Err(e) => {
-                ctx.problem(w.span.clone(), format!("`when` of step `{}`: {e}", step.id.value));
-                None
-            }
-        });
+                Err(e) => {
+                    ctx.problem(
+                        w.span.clone(),
+                        format!("`when` of step `{}`: {e}", step.id.value),
+                    );
+                    None
+                }
+            });
         let mut retry = RetryPolicy::default();
         if let Some(r) = &step.retry {
             if let Some(a) = &r.attempts {
@@ -164,7 +263,13 @@ pub(super) fn build(runbook: &Runbook, environment: Arc<Environment>, sets: &[(S
                 retry.max_delay = m;
             }
             if retry.max_delay < retry.backoff {
-                ctx.problem(r.span.clone(), format!("`retry.max_delay` of step `{}` is shorter than its `backoff`", step.id.value));
+                ctx.problem(
+                    r.span.clone(),
+                    format!(
+                        "`retry.max_delay` of step `{}` is shorter than its `backoff`",
+                        step.id.value
+                    ),
+                );
             }
         }
         let compensate = step.compensate.as_ref().and_then(|c| {
@@ -175,7 +280,16 @@ pub(super) fn build(runbook: &Runbook, environment: Arc<Environment>, sets: &[(S
             // A compensation may use the step's own outputs as well as upstream ones.
             let mut allowed = upstream.cloned().unwrap_or_default();
             allowed.insert(step.id.value.clone());
-            let inputs = check_inputs(&mut ctx, step, kind, &c.with, Some(&allowed), &seen, has_cycle, "compensation of ");
+            let inputs = check_inputs(
+                &mut ctx,
+                step,
+                kind,
+                &c.with,
+                Some(&allowed),
+                &seen,
+                has_cycle,
+                "compensation of ",
+            );
             kind.map(|kind| PlannedCompensation { kind, inputs })
         });
         if let Some(kind) = kind {
@@ -206,7 +320,10 @@ pub(super) fn build(runbook: &Runbook, environment: Arc<Environment>, sets: &[(S
         environment,
         params,
         steps,
-        concurrency: runbook.concurrency.as_ref().map_or(DEFAULT_CONCURRENCY, |c| c.value as usize),
+        concurrency: runbook
+            .concurrency
+            .as_ref()
+            .map_or(DEFAULT_CONCURRENCY, |c| c.value as usize),
         deadline: runbook.deadline.as_ref().map(|d| d.value),
         hash,
     })
@@ -214,28 +331,55 @@ pub(super) fn build(runbook: &Runbook, environment: Arc<Environment>, sets: &[(S
 
 fn valid_id(id: &str) -> bool {
     id.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && id.len() <= 64
 }
 
 fn unknown_kind(ctx: &mut Ctx<'_>, name: &str, span: Option<Range<usize>>, all: &[&str]) {
     match closest(name, all) {
-        Some(best) => ctx.problem_hint(span, format!("unknown step kind `{name}`"), format!("did you mean `{best}`?")),
-        None => ctx.problem_hint(span, format!("unknown step kind `{name}`"), format!("known kinds: {}", all.join(", "))),
+        Some(best) => ctx.problem_hint(
+            span,
+            format!("unknown step kind `{name}`"),
+            format!("did you mean `{best}`?"),
+        ),
+        None => ctx.problem_hint(
+            span,
+            format!("unknown step kind `{name}`"),
+            format!("known kinds: {}", all.join(", ")),
+        ),
     }
 }
 
-fn resolve_params(defs: &[ParamDef], sets: &[(String, String)], runbook: &Runbook, problems: &mut Problems) -> BTreeMap<String, Value> {
+fn resolve_params(
+    defs: &[ParamDef],
+    sets: &[(String, String)],
+    runbook: &Runbook,
+    problems: &mut Problems,
+) -> BTreeMap<String, Value> {
     let mut values = BTreeMap::new();
     let names: Vec<&str> = defs.iter().map(|p| p.name.value.as_str()).collect();
     for (key, text) in sets {
         match defs.iter().find(|p| &p.name.value == key) {
             None => {
                 let hint = closest(key, &names).map_or_else(
-                    || format!("the runbook's params are: {}", if names.is_empty() { "(none)".into() } else { names.join(", ") }),
+                    || {
+                        format!(
+                            "the runbook's params are: {}",
+                            if names.is_empty() {
+                                "(none)".into()
+                            } else {
+                                names.join(", ")
+                            }
+                        )
+                    },
                     |b| format!("did you mean `{b}`?"),
                 );
-                problems.push(Problem::unlocated(format!("--set {key}: the runbook has no param `{key}`")).with_hint(hint));
+                problems.push(
+                    Problem::unlocated(format!("--set {key}: the runbook has no param `{key}`"))
+                        .with_hint(hint),
+                );
             }
             Some(def) => match parse_param_value(def.ty, text) {
                 Ok(v) => {
@@ -250,15 +394,26 @@ fn resolve_params(defs: &[ParamDef], sets: &[(String, String)], runbook: &Runboo
             if !param_type_accepts(def.ty, &default.value) {
                 problems.push(Problem::at(
                     runbook.source.locate(default.span.clone()),
-                    format!("default of param `{}` is not a valid {}", def.name.value, serde_json::to_string(&def.ty).unwrap_or_default().trim_matches('"')),
+                    format!(
+                        "default of param `{}` is not a valid {}",
+                        def.name.value,
+                        serde_json::to_string(&def.ty)
+                            .unwrap_or_default()
+                            .trim_matches('"')
+                    ),
                 ));
                 continue;
             }
-            values.entry(def.name.value.clone()).or_insert_with(|| default.value.clone());
+            values
+                .entry(def.name.value.clone())
+                .or_insert_with(|| default.value.clone());
         } else if !values.contains_key(&def.name.value) {
             problems.push(
-                Problem::at(runbook.source.locate(def.name.span.clone()), format!("param `{}` has no default and was not set", def.name.value))
-                    .with_hint(format!("pass --set {}=VALUE", def.name.value)),
+                Problem::at(
+                    runbook.source.locate(def.name.span.clone()),
+                    format!("param `{}` has no default and was not set", def.name.value),
+                )
+                .with_hint(format!("pass --set {}=VALUE", def.name.value)),
             );
         }
     }
@@ -285,14 +440,29 @@ fn check_inputs(
     let allowed: Vec<&str> = kind.inputs.iter().map(|i| i.name).collect();
     for input in inputs {
         let Some(spec) = kind.inputs.iter().find(|i| i.name == input.name.value) else {
-            let hint = closest(&input.name.value, &allowed)
-                .map_or_else(|| format!("`{}` takes: {}", kind.name, allowed.join(", ")), |b| format!("did you mean `{b}`?"));
-            ctx.problem_hint(input.name.span.clone(), format!("{context}: `{}` has no input `{}`", kind.name, input.name.value), hint);
+            let hint = closest(&input.name.value, &allowed).map_or_else(
+                || format!("`{}` takes: {}", kind.name, allowed.join(", ")),
+                |b| format!("did you mean `{b}`?"),
+            );
+            ctx.problem_hint(
+                input.name.span.clone(),
+                format!(
+                    "{context}: `{}` has no input `{}`",
+                    kind.name, input.name.value
+                ),
+                hint,
+            );
             continue;
         };
         if spec.ty == ValueType::Condition {
             let Some(text) = input.value.as_str() else {
-                ctx.problem(input.span.clone(), format!("{context}: input `{}` must be a condition string", spec.name));
+                ctx.problem(
+                    input.span.clone(),
+                    format!(
+                        "{context}: input `{}` must be a condition string",
+                        spec.name
+                    ),
+                );
                 continue;
             };
             match Condition::parse(text) {
@@ -300,28 +470,67 @@ fn check_inputs(
                     let mut refs = Vec::new();
                     c.refs(&mut refs);
                     for r in refs {
-                        check_ref(ctx, step, &r, input.span.clone(), upstream, steps, has_cycle, None);
+                        check_ref(
+                            ctx,
+                            step,
+                            &r,
+                            input.span.clone(),
+                            upstream,
+                            steps,
+                            has_cycle,
+                            None,
+                        );
                     }
                 }
-                Err(e) => ctx.problem(input.span.clone(), format!("{context}: input `{}`: {e}", spec.name)),
+                Err(e) => ctx.problem(
+                    input.span.clone(),
+                    format!("{context}: input `{}`: {e}", spec.name),
+                ),
             }
             continue;
         }
         let mut refs = Vec::new();
         if let Err(e) = refs_in_value(&input.value, &mut refs) {
-            ctx.problem(input.span.clone(), format!("{context}: input `{}`: {e}", spec.name));
+            ctx.problem(
+                input.span.clone(),
+                format!("{context}: input `{}`: {e}", spec.name),
+            );
             continue;
         }
-        let whole_ref = input.value.as_str().and_then(|s| Template::parse(s).ok()).and_then(|t| match t.pieces.as_slice() {
-            [crate::config::expr::Piece::Ref(r)] => Some(r.clone()),
-            _ => None,
-        });
+        let whole_ref = input
+            .value
+            .as_str()
+            .and_then(|s| Template::parse(s).ok())
+            .and_then(|t| match t.pieces.as_slice() {
+                [crate::config::expr::Piece::Ref(r)] => Some(r.clone()),
+                _ => None,
+            });
         for r in &refs {
-            let expected = if whole_ref.as_ref() == Some(r) { Some(spec.ty) } else { None };
-            check_ref(ctx, step, r, input.span.clone(), upstream, steps, has_cycle, expected.map(|t| (t, spec.name)));
+            let expected = if whole_ref.as_ref() == Some(r) {
+                Some(spec.ty)
+            } else {
+                None
+            };
+            check_ref(
+                ctx,
+                step,
+                r,
+                input.span.clone(),
+                upstream,
+                steps,
+                has_cycle,
+                expected.map(|t| (t, spec.name)),
+            );
         }
         if refs.is_empty() && !spec.ty.accepts(&input.value) {
-            ctx.problem(input.span.clone(), format!("{context}: input `{}` must be {}", spec.name, spec.ty.name()));
+            ctx.problem(
+                input.span.clone(),
+                format!(
+                    "{context}: input `{}` must be {}",
+                    spec.name,
+                    spec.ty.name()
+                ),
+            );
         }
     }
     for spec in kind.inputs.iter().filter(|i| i.required) {
@@ -349,63 +558,101 @@ fn check_ref(
 ) {
     let id = &step.id.value;
     match r {
-        Ref::Param(name) => match ctx.params.get(name) {
-            None => {
-                let names: Vec<&str> = ctx.params.keys().map(String::as_str).collect();
-                let hint = closest(name, &names).map_or_else(|| "declare it under [params]".to_string(), |b| format!("did you mean `params.{b}`?"));
-                ctx.problem_hint(span, format!("step `{id}` refers to unknown param `{name}`"), hint);
-            }
-            Some((ty, _)) => {
-                if let Some((want, input)) = expected {
-                    let have = param_value_type(*ty);
-                    let compatible = want == ValueType::Any || want == have || (want == ValueType::String && have == ValueType::Duration) || (want == ValueType::Float && have == ValueType::Integer);
-                    if !compatible {
-                        ctx.problem(span, format!("step `{id}`: input `{input}` must be {}, but param `{name}` is {}", want.name(), have.name()));
+        Ref::Param(name) => {
+            match ctx.params.get(name) {
+                None => {
+                    let names: Vec<&str> = ctx.params.keys().map(String::as_str).collect();
+                    let hint = closest(name, &names).map_or_else(
+                        || "declare it under [params]".to_string(),
+                        |b| format!("did you mean `params.{b}`?"),
+                    );
+                    ctx.problem_hint(
+                        span,
+                        format!("step `{id}` refers to unknown param `{name}`"),
+                        hint,
+                    );
+                }
+                Some((ty, _)) => {
+                    if let Some((want, input)) = expected {
+                        let have = param_value_type(*ty);
+                        let compatible = want == ValueType::Any
+                            || want == have
+                            || (want == ValueType::String && have == ValueType::Duration)
+                            || (want == ValueType::Float && have == ValueType::Integer);
+                        if !compatible {
+                            ctx.problem(span, format!("step `{id}`: input `{input}` must be {}, but param `{name}` is {}", want.name(), have.name()));
+                        }
                     }
                 }
-            }
-        },
-        Ref::Env(path) => match ctx.environment.lookup(path) {
-            None => ctx.problem_hint(
-                span,
-                format!("step `{id}` refers to `env.{}`, which {} does not define", path.join("."), ctx.environment.source.path.display()),
-                "add it to the environment file or fix the path",
-            ),
-            Some(value) => {
-                if let Some((want, input)) = expected {
-                    let scalar_as_text = want == ValueType::String && !value.is_object() && !value.is_array();
-                    if !(want.accepts(value) || scalar_as_text) {
-                        ctx.problem(span, format!("step `{id}`: input `{input}` must be {}, but `env.{}` is {value}", want.name(), path.join(".")));
-                    }
-                }
-            }
-        },
-        Ref::Run(field) => {
-            if !RUN_FIELDS.contains(&field.as_str()) {
-                ctx.problem_hint(span, format!("step `{id}` refers to unknown `run.{field}`"), format!("use one of: {}", RUN_FIELDS.iter().map(|f| format!("run.{f}")).collect::<Vec<_>>().join(", ")));
             }
         }
-        Ref::StepOutput { step: other, output } => match steps.get(other.as_str()) {
-            None => ctx.problem(span, format!("step `{id}` refers to outputs of unknown step `{other}`")),
-            Some(def) => {
-                if !has_cycle && !upstream.is_some_and(|u| u.contains(other)) {
-                    ctx.problem_hint(
+        Ref::Env(path) => {
+            match ctx.environment.lookup(path) {
+                None => ctx.problem_hint(
+                    span,
+                    format!(
+                        "step `{id}` refers to `env.{}`, which {} does not define",
+                        path.join("."),
+                        ctx.environment.source.path.display()
+                    ),
+                    "add it to the environment file or fix the path",
+                ),
+                Some(value) => {
+                    if let Some((want, input)) = expected {
+                        let scalar_as_text =
+                            want == ValueType::String && !value.is_object() && !value.is_array();
+                        if !(want.accepts(value) || scalar_as_text) {
+                            ctx.problem(span, format!("step `{id}`: input `{input}` must be {}, but `env.{}` is {value}", want.name(), path.join(".")));
+                        }
+                    }
+                }
+            }
+        }
+        Ref::Run(field) => {
+            if !RUN_FIELDS.contains(&field.as_str()) {
+                ctx.problem_hint(
+                    span,
+                    format!("step `{id}` refers to unknown `run.{field}`"),
+                    format!(
+                        "use one of: {}",
+                        RUN_FIELDS
+                            .iter()
+                            .map(|f| format!("run.{f}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+        Ref::StepOutput {
+            step: other,
+            output,
+        } => {
+            match steps.get(other.as_str()) {
+                None => ctx.problem(
+                    span,
+                    format!("step `{id}` refers to outputs of unknown step `{other}`"),
+                ),
+                Some(def) => {
+                    if !has_cycle && !upstream.is_some_and(|u| u.contains(other)) {
+                        ctx.problem_hint(
                         span.clone(),
                         format!("step `{id}` uses outputs of `{other}`, which is not upstream of it"),
                         format!("add \"{other}\" to the needs of `{id}`"),
                     );
-                }
-                if let Some(kind) = find_kind(&def.uses.value) {
-                    if !kind.outputs.has(output) {
-                        let names = match kind.outputs {
-                            crate::steps::OutputSpec::Fixed(n) if !n.is_empty() => n.join(", "),
-                            _ => "none".into(),
-                        };
-                        ctx.problem_hint(span, format!("step `{id}` refers to output `{output}` of `{other}`, but `{}` has no such output", kind.name), format!("its outputs: {names}"));
+                    }
+                    if let Some(kind) = find_kind(&def.uses.value) {
+                        if !kind.outputs.has(output) {
+                            let names = match kind.outputs {
+                                crate::steps::OutputSpec::Fixed(n) if !n.is_empty() => n.join(", "),
+                                _ => "none".into(),
+                            };
+                            ctx.problem_hint(span, format!("step `{id}` refers to output `{output}` of `{other}`, but `{}` has no such output", kind.name), format!("its outputs: {names}"));
+                        }
                     }
                 }
             }
-        },
+        }
     }
 }
 
@@ -414,11 +661,16 @@ fn report_cycles(ctx: &mut Ctx<'_>, steps: &HashMap<&str, &StepDef>) -> bool {
     let mut graph = petgraph::graph::DiGraph::<&str, ()>::new();
     let mut index = BTreeMap::new();
     for step in &ctx.runbook.steps {
-        index.entry(step.id.value.as_str()).or_insert_with(|| graph.add_node(step.id.value.as_str()));
+        index
+            .entry(step.id.value.as_str())
+            .or_insert_with(|| graph.add_node(step.id.value.as_str()));
     }
     for step in &ctx.runbook.steps {
         for need in &step.needs {
-            if let (Some(&from), Some(&to)) = (index.get(need.value.as_str()), index.get(step.id.value.as_str())) {
+            if let (Some(&from), Some(&to)) = (
+                index.get(need.value.as_str()),
+                index.get(step.id.value.as_str()),
+            ) {
                 if from != to {
                     graph.update_edge(from, to, ());
                 }
@@ -437,7 +689,11 @@ fn report_cycles(ctx: &mut Ctx<'_>, steps: &HashMap<&str, &StepDef>) -> bool {
         let mut path = vec![start];
         let mut current = start;
         loop {
-            let next = steps[current].needs.iter().map(|n| n.value.as_str()).find(|n| members.contains(n) && (!path.contains(n) || *n == start));
+            let next = steps[current]
+                .needs
+                .iter()
+                .map(|n| n.value.as_str())
+                .find(|n| members.contains(n) && (!path.contains(n) || *n == start));
             match next {
                 Some(n) if n == start => {
                     path.push(n);
@@ -452,12 +708,19 @@ fn report_cycles(ctx: &mut Ctx<'_>, steps: &HashMap<&str, &StepDef>) -> bool {
         }
         path.reverse();
         let span = steps[start].id.span.clone();
-        ctx.problem_hint(span, format!("cycle in needs: {}", path.join(" → ")), "remove one of these `needs` edges");
+        ctx.problem_hint(
+            span,
+            format!("cycle in needs: {}", path.join(" → ")),
+            "remove one of these `needs` edges",
+        );
     }
     found
 }
 
-fn ancestors_of(steps: &[StepDef], by_id: &HashMap<&str, &StepDef>) -> HashMap<String, BTreeSet<String>> {
+fn ancestors_of(
+    steps: &[StepDef],
+    by_id: &HashMap<&str, &StepDef>,
+) -> HashMap<String, BTreeSet<String>> {
     let mut out = HashMap::new();
     for step in steps {
         let mut set = BTreeSet::new();
@@ -480,7 +743,10 @@ fn topological(steps: Vec<PlannedStep>) -> Vec<PlannedStep> {
     let mut done: BTreeSet<StepId> = BTreeSet::new();
     let mut out = Vec::with_capacity(remaining.len());
     while !remaining.is_empty() {
-        let pos = remaining.iter().position(|s| s.needs.iter().all(|n| done.contains(n))).expect("validated acyclic");
+        let pos = remaining
+            .iter()
+            .position(|s| s.needs.iter().all(|n| done.contains(n)))
+            .expect("validated acyclic");
         let step = remaining.remove(pos);
         done.insert(step.id.clone());
         out.push(step);
@@ -488,7 +754,11 @@ fn topological(steps: Vec<PlannedStep>) -> Vec<PlannedStep> {
     out
 }
 
-fn plan_hash(runbook: &Runbook, environment: &Environment, params: &BTreeMap<String, Value>) -> String {
+fn plan_hash(
+    runbook: &Runbook,
+    environment: &Environment,
+    params: &BTreeMap<String, Value>,
+) -> String {
     let steps: Vec<Value> = runbook
         .steps
         .iter()

@@ -212,10 +212,19 @@ pub struct SecretVersionInfo {
 
 #[async_trait]
 pub trait SecretStore: Send + Sync {
-    async fn get(&self, name: &SecretName, stage: SecretStage) -> Result<Option<SecretVersion>, Failure>;
+    async fn get(
+        &self,
+        name: &SecretName,
+        stage: SecretStage,
+    ) -> Result<Option<SecretVersion>, Failure>;
     /// Stores `value` as the pending version; the same `token` adopts an earlier call's
     /// version instead of creating another. Returns the version id.
-    async fn put_pending(&self, name: &SecretName, value: &SecretString, token: &str) -> Result<String, Failure>;
+    async fn put_pending(
+        &self,
+        name: &SecretName,
+        value: &SecretString,
+        token: &str,
+    ) -> Result<String, Failure>;
     /// Makes `version_id` current; the old current becomes previous. Idempotent.
     async fn promote(&self, name: &SecretName, version_id: &str) -> Result<(), Failure>;
     /// Moves current back to the previous version. Idempotent.

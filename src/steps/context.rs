@@ -12,7 +12,13 @@ use std::sync::{Arc, Mutex};
 /// Where a step's durable notes go (the run's journal). Each call returns only after
 /// the record is on disk.
 pub trait StepRecorder: Send + Sync {
-    fn intent(&self, step: &StepId, action: &str, token: &str, detail: serde_json::Value) -> Result<(), Failure>;
+    fn intent(
+        &self,
+        step: &StepId,
+        action: &str,
+        token: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), Failure>;
     fn checkpoint(&self, step: &StepId, state: serde_json::Value) -> Result<(), Failure>;
 }
 
@@ -51,7 +57,16 @@ impl StepContext {
         checkpoint: Option<serde_json::Value>,
     ) -> Self {
         let idempotency_token = idempotency_token(&run_id, &step_id);
-        Self { run_id, step_id, attempt, inputs, idempotency_token, services, recorder, checkpoint: Mutex::new(checkpoint) }
+        Self {
+            run_id,
+            step_id,
+            attempt,
+            inputs,
+            idempotency_token,
+            services,
+            recorder,
+            checkpoint: Mutex::new(checkpoint),
+        }
     }
 
     /// Parses the inputs into the step's typed input struct. A mismatch is permanent:
@@ -63,7 +78,8 @@ impl StepContext {
 
     /// Journals the intent to perform `action` before doing it.
     pub fn record_intent(&self, action: &str, detail: serde_json::Value) -> Result<(), Failure> {
-        self.recorder.intent(&self.step_id, action, &self.idempotency_token, detail)
+        self.recorder
+            .intent(&self.step_id, action, &self.idempotency_token, detail)
     }
 
     /// Journals state a resumed attempt needs (e.g. the id of a started command).
@@ -79,7 +95,10 @@ impl StepContext {
     }
 
     pub fn note(&self, message: impl Into<String>) {
-        self.services.progress.report(ProgressEvent::Note { step: Some(self.step_id.clone()), message: message.into() });
+        self.services.progress.report(ProgressEvent::Note {
+            step: Some(self.step_id.clone()),
+            message: message.into(),
+        });
     }
 
     pub fn work_meter(&self, unit: &str) -> WorkMeter {
@@ -89,7 +108,10 @@ impl StepContext {
     /// The provider services, or a permanent failure naming the step when the run has none.
     pub fn providers(&self) -> Result<&crate::providers::ProviderSet, Failure> {
         self.services.providers.as_ref().ok_or_else(|| {
-            Failure::permanent(format!("step {} needs a provider, but this run has none", self.step_id))
+            Failure::permanent(format!(
+                "step {} needs a provider, but this run has none",
+                self.step_id
+            ))
         })
     }
 

@@ -35,7 +35,10 @@ pub type Outputs = serde_json::Map<String, serde_json::Value>;
 pub enum Decision {
     Done(Outputs),
     /// Not finished; call again after `after`. `reason` is shown to the operator.
-    Wait { after: Duration, reason: String },
+    Wait {
+        after: Duration,
+        reason: String,
+    },
     Fail(Failure),
 }
 
@@ -44,7 +47,10 @@ impl Decision {
         Decision::Done(Outputs::new())
     }
     pub fn wait(after: Duration, reason: impl Into<String>) -> Self {
-        Decision::Wait { after, reason: reason.into() }
+        Decision::Wait {
+            after,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -63,7 +69,11 @@ pub trait Step: Send {
 
     /// On resume, a step that had already succeeded is not run again; instead this
     /// re-checks that its effect still holds. The default trusts the journal.
-    async fn postcondition(&mut self, _ctx: &StepContext, _outputs: &Outputs) -> Result<(), Failure> {
+    async fn postcondition(
+        &mut self,
+        _ctx: &StepContext,
+        _outputs: &Outputs,
+    ) -> Result<(), Failure> {
         Ok(())
     }
 

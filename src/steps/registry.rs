@@ -45,7 +45,9 @@ impl ValueType {
             (ValueType::Integer, J::Number(n)) => n.is_i64() || n.is_u64(),
             (ValueType::Float, J::Number(_)) => true,
             (ValueType::Bool, J::Bool(_)) => true,
-            (ValueType::Duration, J::String(s)) => crate::config::toml_read::parse_duration(s).is_ok(),
+            (ValueType::Duration, J::String(s)) => {
+                crate::config::toml_read::parse_duration(s).is_ok()
+            }
             (ValueType::List, J::Array(_)) => true,
             (ValueType::Map, J::Object(_)) => true,
             _ => false,

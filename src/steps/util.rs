@@ -15,7 +15,12 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "util.wait",
         summary: "wait for a fixed duration",
-        inputs: &[InputSpec { name: "duration", ty: ValueType::Duration, required: true, doc: "how long, e.g. \"30s\"" }],
+        inputs: &[InputSpec {
+            name: "duration",
+            ty: ValueType::Duration,
+            required: true,
+            doc: "how long, e.g. \"30s\"",
+        }],
         outputs: OutputSpec::Fixed(&[]),
         changes: "",
         compensation: None,
@@ -25,8 +30,18 @@ pub static KINDS: &[StepKind] = &[
         name: "util.assert",
         summary: "fail unless a condition over params and outputs holds",
         inputs: &[
-            InputSpec { name: "that", ty: ValueType::Condition, required: true, doc: "e.g. \"steps.count.outputs.n == 3\"" },
-            InputSpec { name: "message", ty: ValueType::String, required: false, doc: "what it means when it fails" },
+            InputSpec {
+                name: "that",
+                ty: ValueType::Condition,
+                required: true,
+                doc: "e.g. \"steps.count.outputs.n == 3\"",
+            },
+            InputSpec {
+                name: "message",
+                ty: ValueType::String,
+                required: false,
+                doc: "what it means when it fails",
+            },
         ],
         outputs: OutputSpec::Fixed(&[]),
         changes: "",
@@ -37,10 +52,30 @@ pub static KINDS: &[StepKind] = &[
         name: "util.shell",
         summary: "run a bash script on this machine",
         inputs: &[
-            InputSpec { name: "run", ty: ValueType::String, required: true, doc: "the script (bash, set -euo pipefail)" },
-            InputSpec { name: "creates", ty: ValueType::String, required: false, doc: "a path the script creates: skip if it exists, and re-check on resume" },
-            InputSpec { name: "workdir", ty: ValueType::String, required: false, doc: "working directory (default: the run directory)" },
-            InputSpec { name: "env", ty: ValueType::Map, required: false, doc: "extra environment variables (never secrets)" },
+            InputSpec {
+                name: "run",
+                ty: ValueType::String,
+                required: true,
+                doc: "the script (bash, set -euo pipefail)",
+            },
+            InputSpec {
+                name: "creates",
+                ty: ValueType::String,
+                required: false,
+                doc: "a path the script creates: skip if it exists, and re-check on resume",
+            },
+            InputSpec {
+                name: "workdir",
+                ty: ValueType::String,
+                required: false,
+                doc: "working directory (default: the run directory)",
+            },
+            InputSpec {
+                name: "env",
+                ty: ValueType::Map,
+                required: false,
+                doc: "extra environment variables (never secrets)",
+            },
         ],
         outputs: OutputSpec::Dynamic,
         changes: "runs a local script",
@@ -63,8 +98,12 @@ struct WaitInputs {
 impl Step for Wait {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: WaitInputs = try_step!(ctx.inputs());
-        let duration = try_step!(crate::config::toml_read::parse_duration(&inputs.duration).map_err(Failure::permanent));
-        let until = *self.until.get_or_insert_with(|| tokio::time::Instant::now() + duration);
+        let duration =
+            try_step!(crate::config::toml_read::parse_duration(&inputs.duration)
+                .map_err(Failure::permanent));
+        let until = *self
+            .until
+            .get_or_insert_with(|| tokio::time::Instant::now() + duration);
         let now = tokio::time::Instant::now();
         if now >= until {
             Decision::done()
@@ -90,8 +129,13 @@ impl Step for Assert {
         if inputs.that {
             Decision::done()
         } else {
-            let message = inputs.message.unwrap_or_else(|| "the condition is false".into());
-            Decision::Fail(Failure::permanent(format!("assertion {} failed: {message}", ctx.step_id)))
+            let message = inputs
+                .message
+                .unwrap_or_else(|| "the condition is false".into());
+            Decision::Fail(Failure::permanent(format!(
+                "assertion {} failed: {message}",
+                ctx.step_id
+            )))
         }
     }
 }
@@ -119,13 +163,19 @@ struct ShellInputs {
 
 impl Shell {
     fn outputs_file(ctx: &StepContext) -> PathBuf {
-        ctx.services.run_dir.join(format!("outputs-{}.env", ctx.step_id))
+        ctx.services
+            .run_dir
+            .join(format!("outputs-{}.env", ctx.step_id))
     }
 
     fn start(ctx: &StepContext, inputs: &ShellInputs) -> Result<tokio::process::Child, Failure> {
         let outputs = Self::outputs_file(ctx);
         let _ = std::fs::remove_file(&outputs);
-        let workdir = inputs.workdir.as_ref().map(PathBuf::from).unwrap_or_else(|| ctx.services.run_dir.clone());
+        let workdir = inputs
+            .workdir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ctx.services.run_dir.clone());
         let mut cmd = tokio::process::Command::new("bash");
         cmd.arg("-c")
             .arg(format!("set -euo pipefail\n{}", inputs.run))
@@ -143,7 +193,9 @@ impl Shell {
             cmd.env(k, crate::config::expr::display_value(v));
         }
         die_with_parent(&mut cmd);
-        cmd.spawn().map_err(|e| Failure::permanent(format!("cannot start bash in {}: {e}", workdir.display())))
+        cmd.spawn().map_err(|e| {
+            Failure::permanent(format!("cannot start bash in {}: {e}", workdir.display()))
+        })
     }
 }
 
@@ -168,7 +220,10 @@ fn read_outputs(path: &std::path::Path) -> Outputs {
     if let Ok(text) = std::fs::read_to_string(path) {
         for line in text.lines() {
             if let Some((k, v)) = line.split_once('=') {
-                outputs.insert(k.trim().to_string(), serde_json::Value::String(v.to_string()));
+                outputs.insert(
+                    k.trim().to_string(),
+                    serde_json::Value::String(v.to_string()),
+                );
             }
         }
     }
@@ -178,7 +233,9 @@ fn read_outputs(path: &std::path::Path) -> Outputs {
 fn tail(bytes: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
     let start = text.len().saturating_sub(max);
-    let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
     text[start..].trim().to_string()
 }
 
@@ -193,39 +250,58 @@ impl Step for Shell {
                     return Decision::Done(read_outputs(&Self::outputs_file(ctx)));
                 }
             }
-            try_step!(ctx.record_intent("shell.run", serde_json::json!({ "creates": inputs.creates })));
+            try_step!(ctx.record_intent(
+                "shell.run",
+                serde_json::json!({ "creates": inputs.creates })
+            ));
             self.child = Some(try_step!(Self::start(ctx, &inputs)));
         }
         let child = self.child.as_mut().expect("child started above");
         match child.try_wait() {
             Ok(None) => Decision::wait(Duration::from_millis(100), "script running"),
-            Err(e) => Decision::Fail(Failure::transient(format!("cannot wait for the script: {e}"))),
+            Err(e) => Decision::Fail(Failure::transient(format!(
+                "cannot wait for the script: {e}"
+            ))),
             Ok(Some(_)) => {
                 let child = self.child.take().expect("child present");
-                let output = try_step!(child
-                    .wait_with_output()
-                    .await
-                    .map_err(|e| Failure::transient(format!("cannot read the script's output: {e}"))));
+                let output =
+                    try_step!(child
+                        .wait_with_output()
+                        .await
+                        .map_err(|e| Failure::transient(format!(
+                            "cannot read the script's output: {e}"
+                        ))));
                 let code = output.status.code().unwrap_or(-1);
                 if code == 0 {
                     let mut outputs = read_outputs(&Self::outputs_file(ctx));
                     outputs.insert("exit_code".into(), 0.into());
                     Decision::Done(outputs)
                 } else {
-                    let message = format!("script exited with {code}: {}", tail(&output.stderr, 400));
-                    Decision::Fail(if code == 75 { Failure::transient(message) } else { Failure::permanent(message) })
+                    let message =
+                        format!("script exited with {code}: {}", tail(&output.stderr, 400));
+                    Decision::Fail(if code == 75 {
+                        Failure::transient(message)
+                    } else {
+                        Failure::permanent(message)
+                    })
                 }
             }
         }
     }
 
-    async fn postcondition(&mut self, ctx: &StepContext, _outputs: &Outputs) -> Result<(), Failure> {
+    async fn postcondition(
+        &mut self,
+        ctx: &StepContext,
+        _outputs: &Outputs,
+    ) -> Result<(), Failure> {
         let inputs: ShellInputs = ctx.inputs()?;
         match inputs.creates {
-            Some(path) if !std::path::Path::new(&path).exists() => Err(Failure::permanent(format!(
-                "step {} finished earlier but {path} no longer exists",
-                ctx.step_id
-            ))),
+            Some(path) if !std::path::Path::new(&path).exists() => {
+                Err(Failure::permanent(format!(
+                    "step {} finished earlier but {path} no longer exists",
+                    ctx.step_id
+                )))
+            }
             _ => Ok(()),
         }
     }

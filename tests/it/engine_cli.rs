@@ -15,7 +15,11 @@ pub struct Workspace {
 impl Workspace {
     pub fn new(runbook: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("env.toml"), "name = \"test\"\nprovider = \"local\"\nstate_dir = \"state\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("env.toml"),
+            "name = \"test\"\nprovider = \"local\"\nstate_dir = \"state\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("book.toml"), runbook).unwrap();
         Self { dir }
     }
@@ -27,20 +31,31 @@ impl Workspace {
     }
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = cutover();
-        c.current_dir(self.path()).args(args).env_remove("CUTOVER_FAULT_PAUSE_AFTER_EVENT").env_remove("CUTOVER_STATE_DIR");
+        c.current_dir(self.path())
+            .args(args)
+            .env_remove("CUTOVER_FAULT_PAUSE_AFTER_EVENT")
+            .env_remove("CUTOVER_STATE_DIR");
         c
     }
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
     pub fn journal(&self, run_id: &str) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.state().join("runs").join(run_id).join("journal.jsonl")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let text =
+            std::fs::read_to_string(self.state().join("runs").join(run_id).join("journal.jsonl"))
+                .unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
 pub fn text(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Waits (bounded) for a path to exist.

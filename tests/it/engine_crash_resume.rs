@@ -62,13 +62,21 @@ fn end_state(ws: &Workspace) -> EndState {
     }
     let count = |file: &str| {
         let mut m = BTreeMap::new();
-        for line in std::fs::read_to_string(effects_dir.join(file)).unwrap_or_default().lines() {
+        for line in std::fs::read_to_string(effects_dir.join(file))
+            .unwrap_or_default()
+            .lines()
+        {
             *m.entry(line.to_string()).or_insert(0) += 1;
         }
         m
     };
     let journal = ws.journal(RUN_ID);
-    let outcome = journal.iter().rev().find(|e| e["event"] == "run_finished").map(|e| e["outcome"].as_str().unwrap().to_string()).unwrap_or_default();
+    let outcome = journal
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "run_finished")
+        .map(|e| e["outcome"].as_str().unwrap().to_string())
+        .unwrap_or_default();
     let mut outputs = BTreeMap::new();
     for e in &journal {
         if e["event"] == "step_succeeded" {
@@ -77,7 +85,12 @@ fn end_state(ws: &Workspace) -> EndState {
             outputs.insert(e["step"].as_str().unwrap().to_string(), o);
         }
     }
-    EndState { outcome, effects, executions: count("executions"), outputs }
+    EndState {
+        outcome,
+        effects,
+        executions: count("executions"),
+        outputs,
+    }
 }
 
 fn fresh_workspace() -> Workspace {
@@ -90,25 +103,51 @@ fn fresh_workspace() -> Workspace {
 fn kill_9_after_every_journal_event_then_resume_reaches_the_same_end_state() {
     // Reference: an uninterrupted run.
     let reference_ws = fresh_workspace();
-    let out = reference_ws.run(&["run", "book.toml", "--env", "env.toml", "--yes", "--run-id", RUN_ID]);
+    let out = reference_ws.run(&[
+        "run",
+        "book.toml",
+        "--env",
+        "env.toml",
+        "--yes",
+        "--run-id",
+        RUN_ID,
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let reference = end_state(&reference_ws);
     assert_eq!(reference.outcome, "Succeeded");
     assert_eq!(reference.effects.len(), 12);
     let total_events = reference_ws.journal(RUN_ID).len();
-    assert!(total_events >= 12 * 3 + 2, "journal has {total_events} events");
+    assert!(
+        total_events >= 12 * 3 + 2,
+        "journal has {total_events} events"
+    );
 
     for kill_after in 1..=total_events {
         let ws = fresh_workspace();
         let mut child = ws
-            .command(&["run", "book.toml", "--env", "env.toml", "--yes", "--run-id", RUN_ID])
+            .command(&[
+                "run",
+                "book.toml",
+                "--env",
+                "env.toml",
+                "--yes",
+                "--run-id",
+                RUN_ID,
+            ])
             .env("CUTOVER_FAULT_PAUSE_AFTER_EVENT", kill_after.to_string())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let marker = ws.state().join("runs").join(RUN_ID).join(format!("paused-at-{kill_after}"));
-        assert!(wait_for(&marker, Duration::from_secs(60)), "run never reached event {kill_after}");
+        let marker = ws
+            .state()
+            .join("runs")
+            .join(RUN_ID)
+            .join(format!("paused-at-{kill_after}"));
+        assert!(
+            wait_for(&marker, Duration::from_secs(60)),
+            "run never reached event {kill_after}"
+        );
         // The real thing: SIGKILL, no chance to clean up.
         let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         assert_eq!(rc, 0);
@@ -117,31 +156,65 @@ fn kill_9_after_every_journal_event_then_resume_reaches_the_same_end_state() {
 
         // What had finished before the kill must never run again.
         let journal = ws.journal(RUN_ID);
-        assert_eq!(journal.len(), kill_after, "exactly {kill_after} events were on disk");
-        let finished_before: Vec<String> =
-            journal.iter().filter(|e| e["event"] == "step_succeeded").map(|e| e["step"].as_str().unwrap().to_string()).collect();
+        assert_eq!(
+            journal.len(),
+            kill_after,
+            "exactly {kill_after} events were on disk"
+        );
+        let finished_before: Vec<String> = journal
+            .iter()
+            .filter(|e| e["event"] == "step_succeeded")
+            .map(|e| e["step"].as_str().unwrap().to_string())
+            .collect();
         let run_finished = journal.iter().any(|e| e["event"] == "run_finished");
 
         if !run_finished {
             let out = ws.run(&["resume", RUN_ID, "--env", "env.toml"]);
-            assert_eq!(out.status.code(), Some(0), "resume after event {kill_after}: {}", text(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "resume after event {kill_after}: {}",
+                text(&out)
+            );
         }
         let state = end_state(&ws);
         assert_eq!(state.outcome, "Succeeded", "after event {kill_after}");
-        assert_eq!(state.effects, reference.effects, "effects differ after a kill at event {kill_after}");
-        assert_eq!(state.outputs, reference.outputs, "outputs differ after a kill at event {kill_after}");
+        assert_eq!(
+            state.effects, reference.effects,
+            "effects differ after a kill at event {kill_after}"
+        );
+        assert_eq!(
+            state.outputs, reference.outputs,
+            "outputs differ after a kill at event {kill_after}"
+        );
         for (file, content) in &state.effects {
-            assert_eq!(content.lines().count(), 1, "{file} happened {} times (kill at event {kill_after})", content.lines().count());
+            assert_eq!(
+                content.lines().count(),
+                1,
+                "{file} happened {} times (kill at event {kill_after})",
+                content.lines().count()
+            );
         }
         assert_eq!(state.effects.len(), 12);
         for step in &finished_before {
-            assert_eq!(state.executions.get(step), Some(&1), "{step} finished before the kill at event {kill_after} but ran again");
+            assert_eq!(
+                state.executions.get(step),
+                Some(&1),
+                "{step} finished before the kill at event {kill_after} but ran again"
+            );
         }
         // The resumed journal checks finished steps instead of re-running them.
         if !run_finished && !finished_before.is_empty() {
             let journal = ws.journal(RUN_ID);
-            let checked = journal.iter().filter(|e| e["event"] == "postcondition_checked").count();
-            assert_eq!(checked, finished_before.len(), "every finished step's postcondition is re-checked once");
+            let checked = journal
+                .iter()
+                .filter(|e| e["event"] == "postcondition_checked")
+                .count();
+            assert_eq!(
+                checked,
+                finished_before.len(),
+                "every finished step's postcondition is re-checked once"
+            );
         }
     }
 }

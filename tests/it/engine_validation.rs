@@ -29,8 +29,20 @@ struct Case {
     at_offset: usize,
 }
 
-fn case(name: &'static str, runbook: &str, message: &'static str, at: Option<&'static str>) -> Case {
-    Case { name, runbook: runbook.to_string(), env: None, message, at, at_offset: 0 }
+fn case(
+    name: &'static str,
+    runbook: &str,
+    message: &'static str,
+    at: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        runbook: runbook.to_string(),
+        env: None,
+        message,
+        at,
+        at_offset: 0,
+    }
 }
 
 fn with_header(body: &str) -> String {
@@ -43,7 +55,14 @@ fn problems(c: &Case) -> (Problems, SourceFile) {
     let env = Environment::parse(env_src.clone());
     let book = Runbook::parse(book_src.clone());
     match (book, env) {
-        (Ok(book), Ok(env)) => match Plan::build(&book, Arc::new(env), &[("count".into(), "1".into())].into_iter().filter(|_| c.runbook.contains("params.count")).collect::<Vec<_>>()) {
+        (Ok(book), Ok(env)) => match Plan::build(
+            &book,
+            Arc::new(env),
+            &[("count".into(), "1".into())]
+                .into_iter()
+                .filter(|_| c.runbook.contains("params.count"))
+                .collect::<Vec<_>>(),
+        ) {
             Ok(_) => panic!("case `{}` validated but should not have", c.name),
             Err(p) => (p, book_src),
         },
@@ -100,7 +119,9 @@ fn cases() -> Vec<Case> {
     for (name, env, message, at) in env_cases {
         v.push(Case {
             name,
-            runbook: with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\n"),
+            runbook: with_header(
+                "[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\n",
+            ),
             env: Some(env),
             message,
             at: Some(at),
@@ -118,50 +139,103 @@ fn every_malformed_input_is_reported_with_its_exact_message_and_location() {
     for c in &cases {
         let (problems, source) = problems(c);
         let Some(p) = problems.0.iter().find(|p| p.message.contains(c.message)) else {
-            failures.push(format!("{}: no problem says {:?}; got:\n{problems}", c.name, c.message));
+            failures.push(format!(
+                "{}: no problem says {:?}; got:\n{problems}",
+                c.name, c.message
+            ));
             continue;
         };
         if let Some(at) = c.at {
-            let offset = source.text.find(at).unwrap_or_else(|| panic!("{}: marker {at:?} not in the text", c.name)) + c.at_offset;
+            let offset = source
+                .text
+                .find(at)
+                .unwrap_or_else(|| panic!("{}: marker {at:?} not in the text", c.name))
+                + c.at_offset;
             let (line, column) = source.line_col(offset);
             let loc = p.location.as_ref().expect("located");
             if (loc.line, loc.column) != (line, column) || loc.file != source.path {
-                failures.push(format!("{}: reported at {loc}, expected {}:{line}:{column}", c.name, source.path.display()));
+                failures.push(format!(
+                    "{}: reported at {loc}, expected {}:{line}:{column}",
+                    c.name,
+                    source.path.display()
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn all_problems_are_reported_at_once() {
     let text = with_header("[[step]]\nid = \"a\"\nuses = \"util.nope\"\n[[step]]\nid = \"b\"\nuses = \"util.wait\"\nneeds = [\"zz\"]\nwith = { duration = \"soon\" }\n");
-    let c = Case { name: "many", runbook: text, env: None, message: "", at: None, at_offset: 0 };
+    let c = Case {
+        name: "many",
+        runbook: text,
+        env: None,
+        message: "",
+        at: None,
+        at_offset: 0,
+    };
     let (problems, _) = problems(&c);
     let text = problems.to_string();
     assert_eq!(problems.len(), 3, "{text}");
-    assert!(text.starts_with("3 problems found; nothing was run:"), "{text}");
-    assert!(text.contains("book.toml:4:8: unknown step kind `util.nope`"), "{text}");
-    assert!(text.contains("book.toml:8:10: step `b` needs unknown step `zz`"), "{text}");
-    assert!(text.contains("book.toml:9:21: step `b`: input `duration` must be a duration"), "{text}");
+    assert!(
+        text.starts_with("3 problems found; nothing was run:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("book.toml:4:8: unknown step kind `util.nope`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("book.toml:8:10: step `b` needs unknown step `zz`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("book.toml:9:21: step `b`: input `duration` must be a duration"),
+        "{text}"
+    );
 }
 
 #[test]
 fn the_cli_exits_2_and_writes_nothing_when_validation_fails() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    std::fs::write(dir.path().join("env.toml"), format!("name = \"t\"\nprovider = \"local\"\nstate_dir = \"{}\"\n", state.display())).unwrap();
+    std::fs::write(
+        dir.path().join("env.toml"),
+        format!(
+            "name = \"t\"\nprovider = \"local\"\nstate_dir = \"{}\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("book.toml"), with_header("[[step]]\nid = \"a\"\nuses = \"util.shell\"\nwith = { run = \"touch ran\", tmeout = 1 }\n")).unwrap();
     for command in ["plan", "run"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
             .current_dir(dir.path())
-            .args([command, "book.toml", "--env", "env.toml", "--yes"].iter().filter(|a| command == "run" || **a != "--yes"))
+            .args(
+                [command, "book.toml", "--env", "env.toml", "--yes"]
+                    .iter()
+                    .filter(|a| command == "run" || **a != "--yes"),
+            )
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
-        assert!(stderr.contains("book.toml:5:29: step `a`: `util.shell` has no input `tmeout`"), "{command}: {stderr}");
+        assert!(
+            stderr.contains("book.toml:5:29: step `a`: `util.shell` has no input `tmeout`"),
+            "{command}: {stderr}"
+        );
     }
-    assert!(!state.exists(), "validation failure created the state directory");
+    assert!(
+        !state.exists(),
+        "validation failure created the state directory"
+    );
     assert!(!dir.path().join("ran").exists());
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 fn toml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+    for entry in std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+    {
         let path = entry.path();
         if path.is_dir() {
             out.extend(toml_files(&path));
@@ -30,7 +33,11 @@ fn every_shipped_environment_parses() {
     assert!(!files.is_empty(), "environments/ ships at least local.toml");
     let failures: Vec<String> = files
         .iter()
-        .filter_map(|f| Environment::load(f.to_str().unwrap()).err().map(|p| format!("{}:\n{p}", f.display())))
+        .filter_map(|f| {
+            Environment::load(f.to_str().unwrap())
+                .err()
+                .map(|p| format!("{}:\n{p}", f.display()))
+        })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -38,7 +45,8 @@ fn every_shipped_environment_parses() {
 #[test]
 fn every_shipped_runbook_validates_against_the_local_environment() {
     let local = root().join("environments/local.toml");
-    let env = Arc::new(Environment::load(local.to_str().unwrap()).unwrap_or_else(|p| panic!("{p}")));
+    let env =
+        Arc::new(Environment::load(local.to_str().unwrap()).unwrap_or_else(|p| panic!("{p}")));
     let files = toml_files(&root().join("runbooks"));
     assert!(!files.is_empty());
     let mut failures = Vec::new();
