@@ -182,9 +182,23 @@ async fn local_compute_provisions_adopts_finds_and_terminates() {
         .unwrap()
         .contains(&"ledger".to_string()));
 
+    // gc: the run named by the instance's run-id tag does not exist, so it is listed,
+    // but removed only when asked.
+    let listed = cutover::providers::local::gc(env.dir.path(), compute, false)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].reason.contains("does not exist"), "{listed:?}");
+    assert!(!listed[0].removed);
+    assert!(compute.describe(&instance.id).await.unwrap().is_some());
+
     // Terminate: process gone, directory gone, secret gone; idempotent.
     compute.terminate(&instance.id).await.unwrap();
     assert!(!dir.exists());
+    assert!(cutover::providers::local::gc(env.dir.path(), compute, true)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(compute.describe(&instance.id).await.unwrap().is_none());
     assert!(env
         .provider
