@@ -193,7 +193,11 @@ async fn bench() -> anyhow::Result<()> {
             "cutover digest {}: {:.2}s, peak RSS {} KiB",
             db.name, r.0, r.1
         );
-        cli.push(json!({"database": db.name, "members": db.spec.members, "records": { let (n, r) = db.spec.expected_counts(); n + r }, "seconds": r.0, "peak_rss_kib": r.1}));
+        let records = {
+            let (n, r) = db.spec.expected_counts();
+            n + r
+        };
+        cli.push(json!({"database": db.name, "members": db.spec.members, "records": records, "seconds": r.0, "peak_rss_kib": r.1}));
     }
     let cli_big = cli[0]["seconds"].as_f64().unwrap_or(f64::NAN);
 
@@ -271,10 +275,11 @@ async fn count(graph: &neo4rs::Graph) -> anyhow::Result<(u64, u64)> {
     Ok((out[0], out[1]))
 }
 
-async fn time<F, Fut>(f: F) -> anyhow::Result<f64>
+async fn time<F, Fut, E>(f: F) -> anyhow::Result<f64>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(), impl Into<anyhow::Error>>>,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: Into<anyhow::Error>,
 {
     let t = Instant::now();
     f().await.map_err(Into::into)?;
