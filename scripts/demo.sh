@@ -11,12 +11,12 @@ BAKE="${BAKE:-5s}"
 export CUTOVER_STATE_DIR="${CUTOVER_STATE_DIR:-$PWD/.cutover/demo}"
 ENV_FILE="$CUTOVER_STATE_DIR/demo.toml"
 WRITES="$CUTOVER_STATE_DIR/writer.json"
-OUT="$CUTOVER_STATE_DIR/run"
 
 echo "== building"
 cargo build --quiet --bin cutover --example local_env
-BIN=target/debug/cutover
-LOCAL_ENV=target/debug/examples/local_env
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+BIN="$TARGET_DIR/debug/cutover"
+LOCAL_ENV="$TARGET_DIR/debug/examples/local_env"
 
 rm -rf "$CUTOVER_STATE_DIR"
 mkdir -p "$CUTOVER_STATE_DIR"
@@ -26,6 +26,7 @@ sed -e 's/^name = "local"/name = "demo"/' \
     environments/local.toml > "$ENV_FILE"
 
 WRITER_PID=""
+# shellcheck disable=SC2329 # invoked by the trap below
 cleanup() {
   if [[ -n "$WRITER_PID" ]] && kill -0 "$WRITER_PID" 2>/dev/null; then
     kill -TERM "$WRITER_PID" 2>/dev/null || true
@@ -56,7 +57,8 @@ WRITER_PID=""
 
 echo
 echo "== report"
-RUN_ID="$(ls -t "$CUTOVER_STATE_DIR/runs" | head -1)"
+# The demo state directory holds exactly this one run.
+RUN_ID="$(basename "$(find "$CUTOVER_STATE_DIR/runs" -mindepth 1 -maxdepth 1 -type d | head -1)")"
 "$BIN" status "$RUN_ID" --env "$ENV_FILE" || true
 "$BIN" report "$RUN_ID" --env "$ENV_FILE" || true
 "$BIN" status "$RUN_ID" --env "$ENV_FILE" --output json > "$CUTOVER_STATE_DIR/status.json" 2>/dev/null || true
