@@ -1,7 +1,7 @@
 //! Shared helpers for tests that drive the real `cutover` binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn cutover() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cutover"))
@@ -37,6 +37,27 @@ impl Workspace {
             .env_remove("CUTOVER_STATE_DIR");
         c
     }
+    /// Starts `cutover run book.toml --run-id RUN_ID` in the background with its output
+    /// captured. `pause_after` arms the journal's fault hook so a test can kill the
+    /// process right after that event.
+    pub fn spawn_run(&self, run_id: &str, pause_after: Option<usize>) -> Child {
+        let mut c = self.command(&[
+            "run",
+            "book.toml",
+            "--env",
+            "env.toml",
+            "--yes",
+            "--run-id",
+            run_id,
+        ]);
+        if let Some(n) = pause_after {
+            c.env("CUTOVER_FAULT_PAUSE_AFTER_EVENT", n.to_string());
+        }
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
@@ -68,4 +89,13 @@ pub fn wait_for(path: &Path, limit: std::time::Duration) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     false
+}
+
+/// Sends a real SIGKILL and reaps the process.
+pub fn kill_9(child: &mut Child) {
+    // SAFETY: signalling a child process we own.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), None, "killed by a signal");
 }

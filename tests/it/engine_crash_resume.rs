@@ -3,7 +3,7 @@
 //! must reach the same end state as an uninterrupted one, no finished step may run
 //! again, and no step's effect may happen twice.
 
-use super::engine_cli::{text, wait_for, Workspace};
+use super::engine_cli::{kill_9, text, wait_for, Workspace};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -124,21 +124,7 @@ fn kill_9_after_every_journal_event_then_resume_reaches_the_same_end_state() {
 
     for kill_after in 1..=total_events {
         let ws = fresh_workspace();
-        let mut child = ws
-            .command(&[
-                "run",
-                "book.toml",
-                "--env",
-                "env.toml",
-                "--yes",
-                "--run-id",
-                RUN_ID,
-            ])
-            .env("CUTOVER_FAULT_PAUSE_AFTER_EVENT", kill_after.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = ws.spawn_run(RUN_ID, Some(kill_after));
         let marker = ws
             .state()
             .join("runs")
@@ -149,10 +135,7 @@ fn kill_9_after_every_journal_event_then_resume_reaches_the_same_end_state() {
             "run never reached event {kill_after}"
         );
         // The real thing: SIGKILL, no chance to clean up.
-        let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        assert_eq!(rc, 0);
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), None, "killed by a signal");
+        kill_9(&mut child);
 
         // What had finished before the kill must never run again.
         let journal = ws.journal(RUN_ID);

@@ -1,7 +1,7 @@
 //! One run per environment: two real processes race for the lease, and stale leases
 //! are reported and taken over only when asked.
 
-use super::engine_cli::{text, wait_for, Workspace};
+use super::engine_cli::{kill_9, text, wait_for, Workspace};
 use std::time::Duration;
 
 const SLOW: &str = "name = \"slow\"\n[[step]]\nid = \"hold\"\nuses = \"util.wait\"\nwith = { duration = \"2s\" }\n";
@@ -9,23 +9,8 @@ const SLOW: &str = "name = \"slow\"\n[[step]]\nid = \"hold\"\nuses = \"util.wait
 #[test]
 fn two_processes_racing_for_one_environment_exactly_one_runs() {
     let ws = Workspace::new(SLOW);
-    let spawn = |id: &str| {
-        ws.command(&[
-            "run",
-            "book.toml",
-            "--env",
-            "env.toml",
-            "--yes",
-            "--run-id",
-            id,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-    };
-    let a = spawn("racer-a");
-    let b = spawn("racer-b");
+    let a = ws.spawn_run("racer-a", None);
+    let b = ws.spawn_run("racer-b", None);
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let mut codes = vec![a.status.code(), b.status.code()];
     codes.sort();
@@ -48,26 +33,12 @@ fn two_processes_racing_for_one_environment_exactly_one_runs() {
 #[test]
 fn a_stale_lease_blocks_new_runs_until_taken_over_explicitly() {
     let ws = Workspace::new(SLOW);
-    let mut child = ws
-        .command(&[
-            "run",
-            "book.toml",
-            "--env",
-            "env.toml",
-            "--yes",
-            "--run-id",
-            "dies",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn_run("dies", None);
     assert!(wait_for(
         &ws.state().join("runs/dies/journal.jsonl"),
         Duration::from_secs(30)
     ));
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
+    kill_9(&mut child);
 
     let out = ws.run(&[
         "run",
@@ -116,20 +87,7 @@ fn a_stale_lease_blocks_new_runs_until_taken_over_explicitly() {
 fn the_first_interrupt_stops_cleanly_and_resume_finishes() {
     let book = "name = \"int\"\n[[step]]\nid = \"first\"\nuses = \"util.wait\"\nwith = { duration = \"20s\" }\n[[step]]\nid = \"second\"\nuses = \"util.shell\"\nneeds = [\"first\"]\nwith = { run = \"echo done > ../../../second-ran\" }\n";
     let ws = Workspace::new(book);
-    let child = ws
-        .command(&[
-            "run",
-            "book.toml",
-            "--env",
-            "env.toml",
-            "--yes",
-            "--run-id",
-            "int",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn_run("int", None);
     let journal = ws.state().join("runs/int/journal.jsonl");
     assert!(wait_for(&journal, Duration::from_secs(30)));
     // Wait until the step is journaled as started, then interrupt once.
@@ -179,27 +137,12 @@ fn resume_refuses_a_changed_runbook_unless_forced() {
     let ws = Workspace::new(
         "name = \"c\"\n[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"10s\" }\n",
     );
-    let mut child = ws
-        .command(&[
-            "run",
-            "book.toml",
-            "--env",
-            "env.toml",
-            "--yes",
-            "--run-id",
-            "chg",
-        ])
-        .env("CUTOVER_FAULT_PAUSE_AFTER_EVENT", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn_run("chg", Some(2));
     assert!(wait_for(
         &ws.state().join("runs/chg/paused-at-2"),
         Duration::from_secs(30)
     ));
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
+    kill_9(&mut child);
     std::fs::write(
         ws.path().join("book.toml"),
         "name = \"c\"\n[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\n",
