@@ -74,7 +74,8 @@ struct Health {
     rounds: u32,
 }
 
-async fn round(ctx: &StepContext, inputs: &HealthInputs) -> Result<(), Failure> {
+/// One health round; `number` is 1-based within this attempt.
+async fn round(ctx: &StepContext, inputs: &HealthInputs, number: u32) -> Result<(), Failure> {
     let db = DbRef::open(ctx, &inputs.database, &inputs.instance).await?;
     let user = app_user(&db.def);
     let password = current_secret(ctx, &app_password_secret(ctx, &db.def)).await?;
@@ -82,7 +83,9 @@ async fn round(ctx: &StepContext, inputs: &HealthInputs) -> Result<(), Failure> 
     let graph = target.connect(1).await?;
     let mut queries = vec!["MATCH (n) RETURN count(n) AS nodes".to_owned()];
     queries.extend(inputs.queries.iter().cloned());
-    if failpoint(ctx, "fail-health") {
+    // `fail-health-late` fails from the second round on, so whatever was switched to has
+    // served real traffic for an interval before the failure.
+    if failpoint(ctx, "fail-health") || (failpoint(ctx, "fail-health-late") && number >= 2) {
         queries.push("THIS IS NOT CYPHER".into());
     }
     for q in &queries {
@@ -124,7 +127,7 @@ impl Step for Health {
         let needed = inputs.successes.unwrap_or(3).max(1);
         let interval = try_step!(parse_duration(inputs.interval.as_deref().unwrap_or("1s")));
         self.rounds += 1;
-        match round(ctx, &inputs).await {
+        match round(ctx, &inputs, self.rounds).await {
             Ok(()) => self.streak += 1,
             Err(f) if f.class == ErrorClass::Transient => {
                 self.streak = 0;
