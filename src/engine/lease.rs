@@ -138,21 +138,8 @@ impl LocalLease {
         // Bounded: each pass either creates the file, reports a holder, or replaces a
         // stale lease (after which create_new is retried once more).
         for _ in 0..3 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    use std::io::Write;
-                    file.write_all(&bytes)
-                        .and_then(|_| file.sync_all())
-                        .map_err(|e| {
-                            Failure::permanent(format!(
-                                "cannot write lease {}: {e}",
-                                path.display()
-                            ))
-                        })?;
+            match create_with_content(&path, &bytes) {
+                Ok(()) => {
                     let lease = LocalLease {
                         path,
                         info,
@@ -247,6 +234,18 @@ impl LocalLease {
         }
         Ok(())
     }
+}
+
+/// Creates `path` holding `bytes`, or fails with `AlreadyExists`, atomically: the
+/// content is written to a private file first and hard-linked into place, so a racing
+/// reader never sees a created-but-empty lease.
+fn create_with_content(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("new-{}", std::process::id()));
+    let result = std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
