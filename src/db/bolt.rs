@@ -33,6 +33,32 @@ impl BoltTarget {
             .await
             .map_err(|e| classify_bolt_error(&self.uri, &e))
     }
+
+    /// Connects and runs `RETURN 1`: the server answers and these credentials log in.
+    pub async fn check_login(&self) -> Result<(), Failure> {
+        let graph = self.connect(1).await?;
+        run_and_discard(&graph, &self.uri, "RETURN 1 AS one").await
+    }
+}
+
+/// Runs one statement and reads every row, discarding them. Errors are classified and
+/// name `uri`. Used for probes, health queries and administration statements.
+pub async fn run_and_discard(
+    graph: &neo4rs::Graph,
+    uri: &str,
+    cypher: &str,
+) -> Result<(), Failure> {
+    let mut rows = graph
+        .execute(neo4rs::query(cypher))
+        .await
+        .map_err(|e| classify_bolt_error(uri, &e))?;
+    while rows
+        .next()
+        .await
+        .map_err(|e| classify_bolt_error(uri, &e))?
+        .is_some()
+    {}
+    Ok(())
 }
 
 /// Turns a `neo4rs` error into a classified failure whose message names the server and

@@ -89,16 +89,7 @@ async fn round(ctx: &StepContext, inputs: &HealthInputs, number: u32) -> Result<
         queries.push("THIS IS NOT CYPHER".into());
     }
     for q in &queries {
-        let mut rows = graph
-            .execute(neo4rs::query(q))
-            .await
-            .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?;
-        while rows
-            .next()
-            .await
-            .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?
-            .is_some()
-        {}
+        crate::db::bolt::run_and_discard(&graph, &target.uri, q).await?;
     }
     let invariants = db.invariants()?;
     let outcomes = run_invariants(&graph, &invariants)

@@ -96,20 +96,7 @@ impl Step for Rotate {
             pending.clone()
         };
         let target = db.engine.bolt_target(&db.handle, &user, tested);
-        let login = async {
-            let graph = target.connect(1).await?;
-            let mut rows = graph
-                .execute(neo4rs::query("RETURN 1 AS one"))
-                .await
-                .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?;
-            while rows
-                .next()
-                .await
-                .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?
-                .is_some()
-            {}
-            Ok::<(), Failure>(())
-        };
+        let login = target.check_login();
         if let Err(f) = login.await {
             return Decision::Fail(Failure {
                 message: format!(

@@ -38,7 +38,7 @@
 
 use super::server::DEFAULT_COMMAND_TIMEOUT;
 use super::ArcadeHttp;
-use crate::db::bolt::{classify_bolt_error, BoltTarget};
+use crate::db::bolt::BoltTarget;
 use crate::db::engine::{BackupArtifact, DatabaseEngine, DbHandle};
 use crate::db::EngineKind;
 use crate::failure::Failure;
@@ -258,17 +258,7 @@ impl ArcadeEngine {
 
     async fn run_bolt(&self, target: &BoltTarget, cypher: &str) -> Result<(), Failure> {
         let graph = target.connect(1).await?;
-        let mut rows = graph
-            .execute(neo4rs::query(cypher))
-            .await
-            .map_err(|e| classify_bolt_error(&target.uri, &e))?;
-        while rows
-            .next()
-            .await
-            .map_err(|e| classify_bolt_error(&target.uri, &e))?
-            .is_some()
-        {}
-        Ok(())
+        crate::db::bolt::run_and_discard(&graph, &target.uri, cypher).await
     }
 }
 

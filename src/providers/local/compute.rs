@@ -573,20 +573,7 @@ impl Compute for LocalCompute {
             password,
             database: Some(db.clone()),
         };
-        let probe = async {
-            let graph = target.connect(1).await?;
-            let mut rows = graph
-                .execute(neo4rs::query("RETURN 1 AS one"))
-                .await
-                .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?;
-            while rows
-                .next()
-                .await
-                .map_err(|e| crate::db::bolt::classify_bolt_error(&target.uri, &e))?
-                .is_some()
-            {}
-            Ok::<(), Failure>(())
-        };
+        let probe = target.check_login();
         match tokio::time::timeout(Duration::from_secs(10), probe).await {
             Ok(Ok(())) => Ok(Readiness::Ready),
             Ok(Err(f)) if f.is_retryable() => Ok(Readiness::NotYet(f.message)),
