@@ -99,6 +99,10 @@ pub enum Command {
         /// Resume even though the runbook or environment changed (recorded in the journal).
         #[arg(long)]
         force: bool,
+        /// Where the runbook is on this machine, when the run started elsewhere (aws runs
+        /// resume from the journal mirror on any machine). Its plan must not have changed.
+        #[arg(long)]
+        runbook: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
     },
@@ -253,18 +257,26 @@ async fn dispatch_simple(command: Command) -> u8 {
             run_id,
             env,
             force,
+            runbook,
             output,
         } => {
             let stop = install_signal_handlers();
-            let result =
-                run::resume(RunId::new(run_id), &env, force, progress_for(output), stop).await;
+            let options = run::ResumeOptions { force, runbook };
+            let result = run::resume(
+                RunId::new(run_id),
+                &env,
+                options,
+                progress_for(output),
+                stop,
+            )
+            .await;
             report_run(result, output)
         }
         Command::Status {
             run_id,
             env,
             output,
-        } => status::status_command(run_id, &env, output),
+        } => status::status_command(run_id, &env, output).await,
         Command::Report {
             run_id,
             env,

@@ -31,7 +31,7 @@ pub fn redact(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-pub fn status_command(run_id: Option<String>, env: &str, output: OutputFormat) -> u8 {
+pub async fn status_command(run_id: Option<String>, env: &str, output: OutputFormat) -> u8 {
     let env = match Environment::load(env) {
         Ok(e) => e,
         Err(problems) => {
@@ -39,8 +39,25 @@ pub fn status_command(run_id: Option<String>, env: &str, output: OutputFormat) -
             return 2;
         }
     };
+    // On aws, runs started on other machines are read from the journal mirror.
+    let fetched = match &run_id {
+        None => run::fetch_runs(&env).await.map(|_| ()),
+        Some(id) => run::fetch_run(&env, &RunId::new(id.as_str())).await,
+    };
+    if let Err(f) = fetched {
+        eprintln!(
+            "warning: the journal mirror could not be read ({f}); showing local journals only"
+        );
+    }
+    let lease = match run::lease_holder(&env).await {
+        Ok(l) => l,
+        Err(f) => {
+            eprintln!("warning: the lease could not be read: {f}");
+            None
+        }
+    };
     match run_id {
-        None => list(&env, output),
+        None => list(&env, lease, output),
         Some(id) => match run::load_view(&env.state_dir, &RunId::new(id)) {
             Ok(view) => {
                 show(&view, output);
@@ -54,14 +71,15 @@ pub fn status_command(run_id: Option<String>, env: &str, output: OutputFormat) -
     }
 }
 
-fn list(env: &Environment, output: OutputFormat) -> u8 {
+fn list(
+    env: &Environment,
+    lease: Option<crate::engine::lease::LeaseInfo>,
+    output: OutputFormat,
+) -> u8 {
     let runs: Vec<(RunId, Option<RunView>)> = run::list_runs(&env.state_dir)
         .into_iter()
         .map(|id| (id.clone(), run::load_view(&env.state_dir, &id).ok()))
         .collect();
-    let lease = crate::engine::lease::LocalLease::holder(&env.state_dir)
-        .ok()
-        .flatten();
     match output {
         OutputFormat::Json => {
             let items: Vec<serde_json::Value> = runs
@@ -217,14 +235,16 @@ pub async fn gc_command(env: &str, remove: bool) -> u8 {
             return 2;
         }
     };
-    if env.provider != crate::config::ProviderKind::Local {
-        eprintln!("error: `cutover gc` covers local environments so far; for aws use the library's providers::aws::gc (tag cutover:run-id). Nothing was done");
-        return 2;
-    }
-    let provider = crate::providers::local::LocalProvider::open(&env.state_dir);
-    match crate::providers::local::gc::gc(&env.state_dir, &provider.compute, remove).await {
+    let found = match env.provider {
+        crate::config::ProviderKind::Local => {
+            let provider = crate::providers::local::LocalProvider::open(&env.state_dir);
+            crate::providers::local::gc::gc(&env.state_dir, &provider.compute, remove).await
+        }
+        crate::config::ProviderKind::Aws => aws_gc(&env, remove).await,
+    };
+    match found {
         Ok(found) if found.is_empty() => {
-            println!("nothing to collect in {}", env.state_dir.display());
+            println!("nothing to collect in environment {}", env.name);
             0
         }
         Ok(found) => {
@@ -242,4 +262,24 @@ pub async fn gc_command(env: &str, remove: bool) -> u8 {
             1
         }
     }
+}
+
+/// gc on aws: the EC2 instances tagged with a run id, judged by the run journals (the
+/// mirror's, fetched first, so runs from every machine count as existing).
+async fn aws_gc(
+    env: &Environment,
+    remove: bool,
+) -> Result<Vec<crate::providers::local::gc::GcCandidate>, crate::failure::Failure> {
+    let aws = crate::providers::aws::AwsProvider::open(env).await?;
+    // Without every journal, a live run's instance could look orphaned: no mirror, no gc.
+    run::fetch_runs(env).await?;
+    let compute = aws.compute();
+    let instances = compute
+        .find_tagged_by_any_run()
+        .await?
+        .into_iter()
+        .filter(|i| i.tags.get(crate::providers::tag::ENV) == Some(&env.name))
+        .map(|i| (i.id, i.tags))
+        .collect();
+    crate::providers::local::gc::collect(&env.state_dir, instances, &compute, remove).await
 }

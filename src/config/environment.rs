@@ -133,12 +133,17 @@ impl Environment {
                 }
             }
         }
-        if let (Some(ProviderKind::Aws), None) = (provider, root.get("aws")) {
-            r.problem_with_hint(
+        match (provider, root.get("aws")) {
+            (Some(ProviderKind::Aws), None) => r.problem_with_hint(
                 Some(0..0),
                 "provider is `aws` but there is no [aws] section",
                 "add [aws] with region and bucket",
-            );
+            ),
+            (Some(ProviderKind::Aws), Some(aws)) => {
+                check_aws_section(&mut r, aws);
+                check_aws_databases(&mut r, root);
+            }
+            _ => {}
         }
         let base = source
             .path
@@ -174,6 +179,104 @@ impl Environment {
     pub fn lookup(&self, path: &[String]) -> Option<&serde_json::Value> {
         path.iter()
             .try_fold(&self.document, |v, key| v.get(key.as_str()))
+    }
+}
+
+/// `[aws]`: known keys, the required ones present, every value of the right type.
+fn check_aws_section(r: &mut TomlReader<'_>, aws: &toml_edit::Item) {
+    let Some(t) = aws.as_table_like() else {
+        return; // reported as "must be a table" above
+    };
+    let context = "[aws]";
+    r.check_keys(t, crate::providers::aws::config::AWS_SECTION_KEYS, context);
+    r.string(t, "region", true, context, aws.span());
+    r.string(t, "bucket", true, context, aws.span());
+    for key in crate::providers::aws::config::AWS_SECTION_KEYS {
+        match *key {
+            "region" | "bucket" => {}
+            "security_group_ids" => {
+                r.string_list(t, key, context);
+            }
+            "ssm_delivery_timeout" => {
+                r.duration(t, key, context);
+            }
+            _ => {
+                r.string(t, key, false, context, None);
+            }
+        }
+    }
+}
+
+/// Keys a database's `instance = { … }` table accepts on the aws provider.
+const AWS_INSTANCE_KEYS: &[&str] = &[
+    "type",
+    "instance_type",
+    "volume_gb",
+    "root_volume_gib",
+    "volume_type",
+    "encrypted",
+    "subnet_id",
+    "security_group_ids",
+    "instance_profile",
+    "launch_template",
+    "launch_template_version",
+    "root_device_name",
+    "volume_kms_key_id",
+    "bolt_port",
+];
+
+/// On aws, each database's `instance` table is EC2 settings (checked here so a typo fails
+/// the plan, not the provision step), and `heap` (a local-provider setting) is refused.
+fn check_aws_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) {
+    let Some(dbs) = root.get("databases").and_then(|d| d.as_table_like()) else {
+        return;
+    };
+    for (name, def) in dbs.iter() {
+        let Some(t) = def.as_table_like() else {
+            continue;
+        };
+        if t.get("heap").is_some() {
+            r.problem_with_hint(
+                TomlReader::key_span(t, "heap"),
+                format!("database `{name}`: `heap` is a local-provider setting"),
+                "on aws, memory is set in the AMI's neo4j.conf; remove `heap`",
+            );
+        }
+        if let Some(instance) = t.get("instance") {
+            match instance.as_table_like() {
+                Some(it) => {
+                    let context = format!("database `{name}` instance");
+                    r.check_keys(it, AWS_INSTANCE_KEYS, &context);
+                    for key in ["type", "instance_type", "volume_type", "subnet_id"] {
+                        r.string(it, key, false, &context, None);
+                    }
+                    r.unsigned(it, "volume_gb", &context);
+                    r.string_list(it, "security_group_ids", &context);
+                    if let Some(v) = it.get("volume_type").and_then(|v| v.as_str()) {
+                        if v != "gp3" {
+                            r.problem_with_hint(
+                                it.get("volume_type").and_then(|i| i.span()),
+                                format!("{context}: volume_type `{v}` is not supported"),
+                                "cutover creates gp3 root volumes; remove volume_type or set \"gp3\"",
+                            );
+                        }
+                    }
+                    if let Some(e) = it.get("encrypted") {
+                        if e.as_bool() != Some(true) {
+                            r.problem_with_hint(
+                                e.span(),
+                                format!("{context}: encrypted must be true"),
+                                "cutover always encrypts root volumes; remove `encrypted` or set it to true",
+                            );
+                        }
+                    }
+                }
+                None => r.problem(
+                    instance.span(),
+                    format!("database `{name}`: `instance` must be a table"),
+                ),
+            }
+        }
     }
 }
 

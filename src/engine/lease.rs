@@ -27,10 +27,9 @@ pub struct LeaseInfo {
 impl LeaseInfo {
     fn new(run_id: &RunId, ttl: Duration) -> Self {
         let host = hostname();
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         let now = chrono::Utc::now();
         Self {
-            owner: format!("{user}@{host}"),
+            owner: owner(),
             host,
             pid: std::process::id(),
             run_id: run_id.clone(),
@@ -42,7 +41,7 @@ impl LeaseInfo {
 
     /// Why the lease is stale, or `None` when it is live.
     pub fn staleness(&self) -> Option<String> {
-        if self.host == hostname() && !process_alive(self.pid) {
+        if self.pid != 0 && self.host == hostname() && !process_alive(self.pid) {
             return Some(format!("its process {} on {} is gone", self.pid, self.host));
         }
         if self.expires_at < chrono::Utc::now() {
@@ -54,12 +53,13 @@ impl LeaseInfo {
 
 impl std::fmt::Display for LeaseInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "run {} by {} (", self.run_id, self.owner)?;
+        if self.pid != 0 {
+            write!(f, "pid {}, ", self.pid)?;
+        }
         write!(
             f,
-            "run {} by {} (pid {}, since {}, expires {})",
-            self.run_id,
-            self.owner,
-            self.pid,
+            "since {}, expires {})",
             self.acquired_at.to_rfc3339(),
             self.expires_at.to_rfc3339()
         )
@@ -87,6 +87,17 @@ pub enum TakeOver {
     SameRun,
     /// Any stale lease (`--take-over-lease`).
     AnyStale,
+}
+
+impl TakeOver {
+    /// Whether a stale lease held by `holder` may be taken over by `run_id`.
+    pub fn allows(&self, holder: &RunId, run_id: &RunId) -> bool {
+        match self {
+            TakeOver::Never => false,
+            TakeOver::SameRun => holder == run_id,
+            TakeOver::AnyStale => true,
+        }
+    }
 }
 
 /// A lease file. Dropping it does not release it: call [`LocalLease::release`].
@@ -154,12 +165,7 @@ impl LocalLease {
                     let Some(reason) = current.staleness() else {
                         return Ok((Acquire::Held(current), None));
                     };
-                    let allowed = match take_over {
-                        TakeOver::Never => false,
-                        TakeOver::SameRun => &current.run_id == run_id,
-                        TakeOver::AnyStale => true,
-                    };
-                    if !allowed {
+                    if !take_over.allows(&current.run_id, run_id) {
                         return Ok((Acquire::Stale(current, reason), None));
                     }
                     // Replace atomically, then check we were the one who replaced it.
@@ -254,6 +260,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| Failure::permanent(format!("cannot write lease {}: {e}", path.display())))
+}
+
+/// `user@host`, the holder name leases show.
+pub fn owner() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", hostname())
 }
 
 pub fn hostname() -> String {

@@ -3,14 +3,22 @@
 //!
 //! Layout under the environment's state directory:
 //! ```text
-//! <state_dir>/lease.json                 one run at a time
+//! <state_dir>/lease.json                 one run at a time (local provider)
 //! <state_dir>/runs/<run_id>/journal.jsonl
 //! <state_dir>/runs/<run_id>/...          step scratch files (outputs, backups)
 //! ```
+//!
+//! On the `aws` provider the lease is `s3://<bucket>/<state_prefix>/lease.json` (every
+//! machine sees it) and the journal is mirrored to `runs/<run_id>/journal.jsonl` in the
+//! bucket while the run goes on, so another machine can resume it. The local journal is
+//! authoritative while this process runs; the mirror lags it by at most one upload
+//! ([`MIRROR_INTERVAL`] plus the upload), and resume reconciles the two (the longer wins;
+//! a run that diverged on two machines is refused).
 
+use super::env_lease::{EnvLease, LeaseBackend};
 use super::executor::{Executor, SessionEnd, SharedJournal};
 use super::journal::{Event, Journal, Outcome};
-use super::lease::{hostname, Acquire, LeaseInfo, LocalLease, TakeOver, LEASE_TTL};
+use super::lease::{hostname, Acquire, LeaseInfo, TakeOver, LEASE_TTL};
 use super::progress::{ProgressEvent, ProgressHandle};
 use super::state::{replay, RunView};
 use crate::config::{Environment, Problems, Runbook};
@@ -138,25 +146,81 @@ fn valid_run_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Renews the lease in the background until dropped.
+/// How often a live run uploads its journal to the mirror when it changed.
+pub const MIRROR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The provider-dependent parts of running: where the lease lives, the journal mirror
+/// (aws), and the services the steps use.
+struct Backend {
+    lease: LeaseBackend,
+    mirror: Option<crate::providers::aws::JournalMirror>,
+    aws: Option<crate::providers::aws::AwsProvider>,
+}
+
+impl Backend {
+    async fn open(env: &Environment) -> Result<Self, Failure> {
+        match env.provider {
+            crate::config::ProviderKind::Local => Ok(Self {
+                lease: LeaseBackend::Local(env.state_dir.clone()),
+                mirror: None,
+                aws: None,
+            }),
+            crate::config::ProviderKind::Aws => {
+                let aws = crate::providers::aws::AwsProvider::open(env).await?;
+                Ok(Self {
+                    lease: LeaseBackend::S3(aws.lease()),
+                    mirror: Some(aws.mirror()),
+                    aws: Some(aws),
+                })
+            }
+        }
+    }
+
+    fn providers(
+        &self,
+        env: &Environment,
+        run_id: &RunId,
+    ) -> Result<crate::providers::ProviderSet, Failure> {
+        match &self.aws {
+            Some(aws) => Ok(aws.provider_set(run_id)),
+            None => crate::providers::local::provider_set(env),
+        }
+    }
+
+    /// Brings the local journal up to date with the mirror (aws); no-op locally.
+    async fn reconcile_journal(
+        &self,
+        run_id: &RunId,
+        path: &Path,
+    ) -> Result<Option<crate::providers::aws::journal_mirror::Reconciled>, Failure> {
+        match &self.mirror {
+            Some(m) => m.reconcile(run_id, path).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Renews the lease in the background until stopped.
 struct LeaseKeeper {
     task: tokio::task::JoinHandle<()>,
-    lease: Arc<Mutex<Option<LocalLease>>>,
+    lease: Arc<tokio::sync::Mutex<Option<EnvLease>>>,
 }
 
 impl LeaseKeeper {
-    fn start(lease: LocalLease) -> Self {
-        let lease = Arc::new(Mutex::new(Some(lease)));
+    fn start(lease: EnvLease) -> Self {
+        let lease = Arc::new(tokio::sync::Mutex::new(Some(lease)));
         let shared = lease.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(LEASE_TTL / 3);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Some(l) = shared.lock().expect("lease lock").as_mut() {
+                if let Some(l) = shared.lock().await.as_mut() {
                     // A lost lease is noticed at the next renewal; the run keeps its
                     // journal either way, and the next start or resume sees the holder.
-                    let _ = l.renew();
+                    if let Err(f) = l.renew().await {
+                        tracing::warn!(error = %f, "lease renewal failed");
+                    }
                 }
             }
         });
@@ -165,22 +229,69 @@ impl LeaseKeeper {
 
     /// Stops renewing; releases the lease when `release` (a finished, clean run).
     /// Otherwise the lease stays and goes stale, marking the environment as mid-run.
-    fn stop(self, release: bool) -> Result<(), Failure> {
+    async fn stop(self, release: bool) -> Result<(), Failure> {
         self.task.abort();
-        let lease = self.lease.lock().expect("lease lock").take();
+        let lease = self.lease.lock().await.take();
         match lease {
-            Some(l) if release => l.release(),
+            Some(l) if release => l.release().await,
             _ => Ok(()),
         }
     }
 }
 
-fn acquire(
+/// Uploads the journal to the mirror in the background whenever it grew.
+struct MirrorKeeper {
+    task: tokio::task::JoinHandle<()>,
+    mirror: crate::providers::aws::JournalMirror,
+    run_id: RunId,
+    path: PathBuf,
+}
+
+impl MirrorKeeper {
+    fn start(mirror: crate::providers::aws::JournalMirror, run_id: RunId, path: PathBuf) -> Self {
+        let (m, r, p) = (mirror.clone(), run_id.clone(), path.clone());
+        let task = tokio::spawn(async move {
+            let mut uploaded: Option<u64> = None;
+            let mut tick = tokio::time::interval(MIRROR_INTERVAL);
+            loop {
+                tick.tick().await;
+                let len = std::fs::metadata(&p).map(|m| m.len()).ok();
+                if len.is_some() && len != uploaded {
+                    match m.upload(&r, &p).await {
+                        Ok(_) => uploaded = len,
+                        Err(f) => {
+                            tracing::warn!(error = %f, "journal mirror upload failed; retrying")
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            task,
+            mirror,
+            run_id,
+            path,
+        }
+    }
+
+    /// Stops the background uploads and uploads the final journal.
+    async fn finish(self) -> Result<(), Failure> {
+        self.task.abort();
+        let _ = self.task.await;
+        self.mirror
+            .upload(&self.run_id, &self.path)
+            .await
+            .map(|_| ())
+    }
+}
+
+async fn acquire(
     env: &Environment,
+    backend: &Backend,
     run_id: &RunId,
     take_over: TakeOver,
-) -> Result<(LocalLease, Option<(LeaseInfo, String)>), RunError> {
-    let (outcome, lease) = LocalLease::acquire(&env.state_dir, run_id, take_over)?;
+) -> Result<(EnvLease, Option<(LeaseInfo, String)>), RunError> {
+    let (outcome, lease) = backend.lease.acquire(run_id, take_over).await?;
     match outcome {
         Acquire::Acquired { taken_over } => Ok((lease.expect("acquired"), taken_over)),
         Acquire::Held(holder) => Err(RunError::Locked {
@@ -236,7 +347,16 @@ pub async fn start(
     } else {
         TakeOver::Never
     };
-    let (lease, taken_over) = acquire(&env, &run_id, take_over)?;
+    let backend = Backend::open(&env).await?;
+    if let Some(mirror) = &backend.mirror {
+        if mirror.head(&run_id).await?.is_some() {
+            return Err(RunError::NotResumable(format!(
+                "run {run_id} already exists in {}; resume it with `cutover resume {run_id}`",
+                mirror.location(&run_id)
+            )));
+        }
+    }
+    let (lease, taken_over) = acquire(&env, &backend, &run_id, take_over).await?;
     let keeper = LeaseKeeper::start(lease);
     let result = async {
         let mut journal = Journal::create(&journal_file)?;
@@ -269,36 +389,39 @@ pub async fn start(
             run_id.clone(),
             journal,
             &RunView::default(),
+            &backend,
             progress,
             stop,
         )
         .await
     }
     .await;
-    finish_session(keeper, result)
+    finish_session(keeper, result).await
 }
 
-fn finish_session(
+async fn finish_session(
     keeper: LeaseKeeper,
     result: Result<RunSummary, RunError>,
 ) -> Result<RunSummary, RunError> {
     match result {
         Ok(summary) => {
-            keeper.stop(releases_lease(&summary.end))?;
+            keeper.stop(releases_lease(&summary.end)).await?;
             Ok(summary)
         }
         Err(e) => {
-            let _ = keeper.stop(false);
+            let _ = keeper.stop(false).await;
             Err(e)
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     plan: Plan,
     run_id: RunId,
     journal: Journal,
     prior: &RunView,
+    backend: &Backend,
     progress: ProgressHandle,
     stop: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunError> {
@@ -306,10 +429,11 @@ async fn session(
     let dir = run_dir(&env.state_dir, &run_id);
     let journal_file = journal.path().to_path_buf();
     let journal: SharedJournal = Arc::new(Mutex::new(journal));
-    let providers = match env.provider {
-        crate::config::ProviderKind::Local => Some(crate::providers::local::provider_set(&env)?),
-        crate::config::ProviderKind::Aws => None,
-    };
+    let providers = Some(backend.providers(&env, &run_id)?);
+    let mirror = backend
+        .mirror
+        .clone()
+        .map(|m| MirrorKeeper::start(m, run_id.clone(), journal_file.clone()));
     let services = Arc::new(Services {
         environment: env.clone(),
         run_dir: dir.clone(),
@@ -330,7 +454,18 @@ async fn session(
         progress,
         stop,
     };
-    let end = executor.run(prior).await?;
+    let end = executor.run(prior).await;
+    if let Some(mirror) = mirror {
+        // The local journal stays authoritative; a mirror that could not be brought up
+        // to date only matters to a resume on another machine, which reconciles.
+        if let Err(f) = mirror.finish().await {
+            executor.progress.report(ProgressEvent::Note {
+                step: None,
+                message: format!("the journal mirror was not updated: {}", f.message),
+            });
+        }
+    }
+    let end = end?;
     let (records, _) = super::journal::read_records(&journal_file)?;
     // A report that cannot be written does not change what the run did; say so.
     let report = match crate::report::write_reports(&dir, &records) {
@@ -365,6 +500,39 @@ pub fn load_view(state_dir: &Path, run_id: &RunId) -> Result<RunView, RunError> 
     Ok(replay(&records))
 }
 
+/// Who holds the environment's lease (the S3 object on aws, the file locally).
+pub async fn lease_holder(env: &Environment) -> Result<Option<LeaseInfo>, Failure> {
+    Backend::open(env).await?.lease.holder().await
+}
+
+/// On aws, brings the local copy of `run_id`'s journal up to date with the mirror (a run
+/// started on another machine becomes visible here). A no-op on local environments.
+pub async fn fetch_run(env: &Environment, run_id: &RunId) -> Result<(), Failure> {
+    let backend = Backend::open(env).await?;
+    backend
+        .reconcile_journal(run_id, &journal_path(&env.state_dir, run_id))
+        .await
+        .map(|_| ())
+}
+
+/// On aws, fetches every mirrored run's journal (see [`fetch_run`]); returns how many
+/// runs the mirror holds. A no-op on local environments.
+pub async fn fetch_runs(env: &Environment) -> Result<usize, Failure> {
+    let backend = Backend::open(env).await?;
+    let Some(mirror) = &backend.mirror else {
+        return Ok(0);
+    };
+    let runs = mirror.runs().await?;
+    for run_id in &runs {
+        if mirror.head(run_id).await?.is_some() {
+            backend
+                .reconcile_journal(run_id, &journal_path(&env.state_dir, run_id))
+                .await?;
+        }
+    }
+    Ok(runs.len())
+}
+
 /// Run ids in the state directory, oldest first.
 pub fn list_runs(state_dir: &Path) -> Vec<RunId> {
     let mut ids: Vec<RunId> = std::fs::read_dir(runs_dir(state_dir))
@@ -382,16 +550,29 @@ pub fn list_runs(state_dir: &Path) -> Vec<RunId> {
     ids
 }
 
-/// Resumes a run that crashed, was interrupted, or needs its rollback finished.
+/// Options of `cutover resume`.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeOptions {
+    /// Resume even though the plan changed (recorded in the journal).
+    pub force: bool,
+    /// The runbook's path on this machine, when it is not where the run started (a run
+    /// resumed on another machine). The plan must still hash the same unless `force`.
+    pub runbook: Option<PathBuf>,
+}
+
+/// Resumes a run that crashed, was interrupted, or needs its rollback finished. On
+/// `aws`, a run started on another machine is resumed from the journal mirror.
 pub async fn resume(
     run_id: RunId,
     environment: &str,
-    force: bool,
+    options: ResumeOptions,
     progress: ProgressHandle,
     stop: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunError> {
     let env = Environment::load(environment).map_err(|p| RunError::Invalid(Box::new(p)))?;
     let path = journal_path(&env.state_dir, &run_id);
+    let backend = Backend::open(&env).await?;
+    backend.reconcile_journal(&run_id, &path).await?;
     let prior = load_view(&env.state_dir, &run_id)?;
     if let Some(outcome) = prior.outcome {
         if outcome != Outcome::NeedsAttention {
@@ -406,18 +587,36 @@ pub async fn resume(
             )));
         }
     }
-    let plan = load_plan(Path::new(&prior.runbook), &prior.environment, &prior.sets)
+    // The journal names the runbook by its absolute path where the run started; on
+    // another machine `--runbook` says where it is here. The environment is the one
+    // named now (`--env`): its state directory is this machine's. Either way the plan
+    // must hash as it did when the run started.
+    let runbook = options
+        .runbook
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&prior.runbook));
+    let environment_file = env.source.path.display().to_string();
+    let plan = load_plan(&runbook, &environment_file, &prior.sets)
         .map_err(|p| RunError::Invalid(Box::new(p)))?;
-    if plan.hash != prior.plan_hash && !force {
+    if plan.hash != prior.plan_hash && !options.force {
         return Err(RunError::PlanChanged {
             run_id,
             old: short(&prior.plan_hash),
             new: short(&plan.hash),
         });
     }
-    let (lease, taken_over) = acquire(&plan.environment, &run_id, TakeOver::SameRun)?;
+    let (lease, taken_over) =
+        acquire(&plan.environment, &backend, &run_id, TakeOver::SameRun).await?;
     let keeper = LeaseKeeper::start(lease);
     let result = async {
+        // Under the lease, the mirror can no longer move; if it moved since we read it,
+        // another machine went on with the run meanwhile: start over from its journal.
+        use crate::providers::aws::journal_mirror::Reconciled;
+        if backend.reconcile_journal(&run_id, &path).await? == Some(Reconciled::Downloaded) {
+            return Err(RunError::NotResumable(format!(
+                "run {run_id} went on from another machine while this resume started; run `cutover resume {run_id}` again"
+            )));
+        }
         let (mut journal, _) = Journal::open(&path)?;
         journal.append(Event::RunResumed {
             pid: std::process::id(),
@@ -433,10 +632,19 @@ pub async fn resume(
                 reason: reason.clone(),
             })?;
         }
-        session(plan, run_id.clone(), journal, &prior, progress, stop).await
+        session(
+            plan,
+            run_id.clone(),
+            journal,
+            &prior,
+            &backend,
+            progress,
+            stop,
+        )
+        .await
     }
     .await;
-    finish_session(keeper, result)
+    finish_session(keeper, result).await
 }
 
 fn short(hash: &str) -> String {

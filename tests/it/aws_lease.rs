@@ -82,20 +82,38 @@ async fn racers_for_the_lease_exactly_one_wins() {
     lease.release(&taken).await.unwrap();
     lease.release(&taken).await.unwrap();
     assert!(lease.current().await.unwrap().is_none());
-    // The same run re-acquires its own lease on resume.
-    let LeaseOutcome::Acquired(_) = lease
-        .acquire("a", &RunId::new("run-r"), Duration::from_secs(60))
+    // The same run does not take back a live lease (a second resume of one run is
+    // refused); once it has expired, it is taken over explicitly.
+    let LeaseOutcome::Acquired(first) = lease
+        .acquire("a", &RunId::new("run-r"), Duration::from_millis(1))
         .await
         .unwrap()
     else {
         panic!()
     };
-    let LeaseOutcome::Acquired(_) = lease
+    let LeaseOutcome::HeldBy { holder, .. } = lease
         .acquire("b", &RunId::new("run-r"), Duration::from_secs(60))
         .await
         .unwrap()
     else {
-        panic!("a resumed run takes its own lease back")
+        panic!("a held lease is never silently re-acquired")
+    };
+    assert_eq!(holder, first);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let LeaseOutcome::HeldBy { holder, expired } = lease
+        .acquire("b", &RunId::new("run-r"), Duration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(expired, "a lease past its expiry is reported as expired");
+    let LeaseOutcome::Acquired(_) = lease
+        .take_over(&holder, "b", &RunId::new("run-r"), Duration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("the expired lease is taken over when asked")
     };
 }
 

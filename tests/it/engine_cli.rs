@@ -41,15 +41,7 @@ impl Workspace {
     /// captured. `pause_after` arms the journal's fault hook so a test can kill the
     /// process right after that event.
     pub fn spawn_run(&self, run_id: &str, pause_after: Option<usize>) -> Child {
-        let mut c = self.command(&[
-            "run",
-            "book.toml",
-            "--env",
-            "env.toml",
-            "--yes",
-            "--run-id",
-            run_id,
-        ]);
+        let mut c = self.command(&run_args(run_id));
         if let Some(n) = pause_after {
             c.env("CUTOVER_FAULT_PAUSE_AFTER_EVENT", n.to_string());
         }
@@ -69,6 +61,19 @@ impl Workspace {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
+}
+
+/// `cutover run book.toml --env env.toml --yes --run-id RUN_ID`, as a workspace runs it.
+pub fn run_args(run_id: &str) -> [&str; 7] {
+    [
+        "run",
+        "book.toml",
+        "--env",
+        "env.toml",
+        "--yes",
+        "--run-id",
+        run_id,
+    ]
 }
 
 pub fn text(out: &Output) -> String {

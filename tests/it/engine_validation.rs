@@ -115,6 +115,11 @@ fn cases() -> Vec<Case> {
         ("environment: unknown key", "name = \"t\"\nprovider = \"local\"\nregoin = \"x\"\n", "unknown key `regoin` in the environment", "regoin"),
         ("environment: unknown edition", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nedition = \"pro\"\n", "database `ledger` has unknown edition `pro`", "\"pro\""),
         ("environment: aws without settings", "name = \"t\"\nprovider = \"aws\"\n", "provider is `aws` but there is no [aws] section", "name"),
+        ("environment: aws key misspelled", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"af-south-1\"\nbucket = \"b\"\nsubnet = \"subnet-1\"\n", "unknown key `subnet` in [aws]", "subnet ="),
+        ("environment: aws without bucket", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"af-south-1\"\n", "[aws] is missing required key `bucket`", "[aws]"),
+        ("environment: aws security groups not a list", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\nsecurity_group_ids = \"sg-1\"\n", "`security_group_ids` in [aws] must be a list of strings, found a string", "\"sg-1\""),
+        ("environment: aws unencrypted volume", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\ninstance = { type = \"r5.large\", encrypted = false }\n", "database `ledger` instance: encrypted must be true", "false"),
+        ("environment: aws heap", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\nheap = \"1g\"\n", "database `ledger`: `heap` is a local-provider setting", "heap ="),
     ];
     for (name, env, message, at) in env_cases {
         v.push(Case {

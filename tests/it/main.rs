@@ -3,6 +3,7 @@ mod aws_compute;
 mod aws_exec;
 mod aws_lease;
 mod aws_parameters;
+mod aws_run;
 mod aws_s3;
 mod aws_secrets;
 mod aws_support;

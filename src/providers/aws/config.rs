@@ -5,6 +5,7 @@
 //! `endpoint_url` in the settings wins. With any custom endpoint (an emulator, a VPC
 //! endpoint) S3 uses path-style addressing.
 
+use crate::failure::Failure;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,111 @@ impl AwsSettings {
     pub fn uses_custom_endpoint(&self) -> bool {
         self.endpoint_url.is_some()
             || std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty())
+    }
+}
+
+/// The `[aws]` section of an environment file, as the provider uses it. The loader in
+/// `config::environment` has already checked its keys and types with file:line:col; this
+/// is the typed view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsEnvironment {
+    pub settings: AwsSettings,
+    /// What every instance starts from; a database's `instance` table overrides it.
+    pub instance_defaults: super::Ec2InstanceSettings,
+    /// SSM `SendCommand` delivery timeout (`ssm_delivery_timeout = "10m"`).
+    pub ssm_delivery_timeout: Option<std::time::Duration>,
+}
+
+/// Every key `[aws]` accepts (the environment loader checks against this list).
+pub const AWS_SECTION_KEYS: &[&str] = &[
+    "region",
+    "bucket",
+    "state_prefix",
+    "endpoint_url",
+    "profile",
+    "kms_key_id",
+    "subnet_id",
+    "security_group_ids",
+    "instance_profile",
+    "launch_template",
+    "launch_template_version",
+    "root_device_name",
+    "volume_kms_key_id",
+    "ssm_delivery_timeout",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AwsSection {
+    region: String,
+    bucket: String,
+    #[serde(default)]
+    state_prefix: String,
+    #[serde(default)]
+    endpoint_url: Option<String>,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default)]
+    kms_key_id: Option<String>,
+    #[serde(default)]
+    subnet_id: Option<String>,
+    #[serde(default)]
+    security_group_ids: Vec<String>,
+    #[serde(default)]
+    instance_profile: Option<String>,
+    #[serde(default)]
+    launch_template: Option<String>,
+    #[serde(default)]
+    launch_template_version: Option<String>,
+    #[serde(default)]
+    root_device_name: Option<String>,
+    #[serde(default)]
+    volume_kms_key_id: Option<String>,
+    #[serde(default)]
+    ssm_delivery_timeout: Option<String>,
+}
+
+impl AwsEnvironment {
+    /// The typed `[aws]` section of `env`.
+    pub fn from_environment(env: &crate::config::Environment) -> Result<Self, Failure> {
+        let file = env.source.path.display();
+        let section = env.document.get("aws").cloned().ok_or_else(|| {
+            Failure::permanent(format!(
+                "{file}: provider is `aws` but there is no [aws] section"
+            ))
+            .with_hint("add [aws] with region and bucket")
+        })?;
+        let s: AwsSection = serde_json::from_value(section).map_err(|e| {
+            Failure::permanent(format!("{file}: [aws] is invalid: {e}"))
+                .with_hint("see docs/aws.md for the keys [aws] accepts")
+        })?;
+        let ssm_delivery_timeout = s
+            .ssm_delivery_timeout
+            .as_deref()
+            .map(crate::config::toml_read::parse_duration)
+            .transpose()
+            .map_err(|e| Failure::permanent(format!("{file}: [aws] ssm_delivery_timeout: {e}")))?;
+        Ok(AwsEnvironment {
+            settings: AwsSettings {
+                region: s.region,
+                endpoint_url: s.endpoint_url,
+                profile: s.profile,
+                bucket: s.bucket,
+                prefix: s.state_prefix.trim_matches('/').to_owned(),
+                kms_key_id: s.kms_key_id,
+            },
+            instance_defaults: super::Ec2InstanceSettings {
+                subnet_id: s.subnet_id,
+                security_group_ids: s.security_group_ids,
+                instance_profile: s.instance_profile,
+                launch_template: s.launch_template,
+                launch_template_version: s.launch_template_version,
+                root_device_name: s.root_device_name,
+                volume_kms_key_id: s.volume_kms_key_id,
+                ..Default::default()
+            },
+            ssm_delivery_timeout,
+        })
     }
 }
 
@@ -133,6 +239,22 @@ mod tests {
         let bare = settings("");
         assert_eq!(bare.full_key("/a/b"), "a/b");
         assert_eq!(bare.relative_key("a/b"), Some("a/b"));
+    }
+
+    #[test]
+    fn every_key_the_loader_accepts_is_read() {
+        let mut section = serde_json::Map::new();
+        for key in AWS_SECTION_KEYS {
+            let value = match *key {
+                "security_group_ids" => serde_json::json!(["sg-1"]),
+                "ssm_delivery_timeout" => serde_json::json!("5m"),
+                _ => serde_json::json!(format!("{key}-value")),
+            };
+            section.insert((*key).to_owned(), value);
+        }
+        let parsed: AwsSection = serde_json::from_value(section.into()).unwrap();
+        assert_eq!(parsed.state_prefix, "state_prefix-value");
+        assert_eq!(parsed.security_group_ids, vec!["sg-1"]);
     }
 
     #[test]

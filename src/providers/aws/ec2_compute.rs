@@ -24,12 +24,18 @@ use std::collections::BTreeMap;
 /// emulator ignores it entirely).
 pub const TOKEN_TAG: &str = "cutover:idempotency-token";
 
-/// Instance settings from the environment file (`ProvisionRequest::settings`).
+/// Instance settings from the environment file: the `[aws]` section gives defaults
+/// (subnet, security groups, instance profile, launch template) and each database's
+/// `instance = { … }` table (`ProvisionRequest::settings`) overrides them. The table may
+/// use the short names of the shipped environment files: `type` for `instance_type` and
+/// `volume_gb` for `root_volume_gib`. Root volumes are always gp3 and encrypted;
+/// `volume_type` and `encrypted` may be written for the reader's sake but any other value
+/// is refused rather than ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ec2InstanceSettings {
     /// e.g. `r5.2xlarge`. Required unless the launch template sets it.
-    #[serde(default)]
+    #[serde(default, alias = "type")]
     pub instance_type: Option<String>,
     #[serde(default)]
     pub subnet_id: Option<String>,
@@ -40,8 +46,14 @@ pub struct Ec2InstanceSettings {
     #[serde(default)]
     pub instance_profile: Option<String>,
     /// Root volume size in GiB (gp3, encrypted). Default 50.
-    #[serde(default)]
+    #[serde(default, alias = "volume_gb")]
     pub root_volume_gib: Option<i32>,
+    /// Only `gp3` is accepted (documentation in the environment file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+    /// Only `true` is accepted (documentation in the environment file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
     /// Default `/dev/xvda` (Amazon Linux).
     #[serde(default)]
     pub root_device_name: Option<String>,
@@ -68,7 +80,45 @@ impl Ec2InstanceSettings {
             .map_err(|e| Failure::permanent(format!("invalid EC2 instance settings: {e}")))
     }
 
-    fn validate(&self) -> Result<(), Failure> {
+    /// These settings with every field `over` sets replacing ours (a database's
+    /// `instance` table over the `[aws]` defaults).
+    pub fn overlaid_by(&self, over: Ec2InstanceSettings) -> Ec2InstanceSettings {
+        let base = self.clone();
+        Ec2InstanceSettings {
+            instance_type: over.instance_type.or(base.instance_type),
+            subnet_id: over.subnet_id.or(base.subnet_id),
+            security_group_ids: if over.security_group_ids.is_empty() {
+                base.security_group_ids
+            } else {
+                over.security_group_ids
+            },
+            instance_profile: over.instance_profile.or(base.instance_profile),
+            root_volume_gib: over.root_volume_gib.or(base.root_volume_gib),
+            volume_type: over.volume_type.or(base.volume_type),
+            encrypted: over.encrypted.or(base.encrypted),
+            root_device_name: over.root_device_name.or(base.root_device_name),
+            volume_kms_key_id: over.volume_kms_key_id.or(base.volume_kms_key_id),
+            launch_template: over.launch_template.or(base.launch_template),
+            launch_template_version: over
+                .launch_template_version
+                .or(base.launch_template_version),
+            bolt_port: over.bolt_port.or(base.bolt_port),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Failure> {
+        if let Some(kind) = self.volume_type.as_deref().filter(|t| *t != "gp3") {
+            return Err(Failure::permanent(format!(
+                "volume_type `{kind}` is not supported: cutover creates gp3 root volumes"
+            ))
+            .with_hint("remove volume_type or set it to \"gp3\""));
+        }
+        if self.encrypted == Some(false) {
+            return Err(Failure::permanent(
+                "encrypted = false is not supported: cutover always encrypts root volumes",
+            )
+            .with_hint("remove `encrypted` or set it to true"));
+        }
         if self.instance_type.is_none() && self.launch_template.is_none() {
             return Err(Failure::permanent(
                 "EC2 instance settings need an instance_type or a launch_template",
@@ -90,11 +140,23 @@ impl Ec2InstanceSettings {
 pub struct Ec2Compute {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
+    defaults: Ec2InstanceSettings,
 }
 
 impl Ec2Compute {
     pub fn new(ec2: aws_sdk_ec2::Client, ssm: aws_sdk_ssm::Client) -> Self {
-        Self { ec2, ssm }
+        Self {
+            ec2,
+            ssm,
+            defaults: Ec2InstanceSettings::default(),
+        }
+    }
+
+    /// Settings every provision starts from (the environment's `[aws]` section); each
+    /// request's own settings override them field by field.
+    pub fn with_defaults(mut self, defaults: Ec2InstanceSettings) -> Self {
+        self.defaults = defaults;
+        self
     }
 
     /// Instances matching all `tags`, in the given states.
@@ -335,7 +397,9 @@ fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
 #[async_trait]
 impl Compute for Ec2Compute {
     async fn provision(&self, request: &ProvisionRequest) -> Result<Instance, Failure> {
-        let settings = Ec2InstanceSettings::from_json(&request.settings)?;
+        let settings = self
+            .defaults
+            .overlaid_by(Ec2InstanceSettings::from_json(&request.settings)?);
         settings.validate()?;
         // Adopt what an earlier attempt with the same token created.
         let mut by_token = Tags::new();

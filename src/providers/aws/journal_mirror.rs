@@ -8,6 +8,27 @@ use crate::ids::{ObjectKey, RunId};
 use crate::providers::{ObjectInfo, ObjectStore};
 use std::path::Path;
 
+/// What [`JournalMirror::reconcile`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Neither a local journal nor a mirror.
+    Missing,
+    /// No mirror; the local journal stands.
+    LocalOnly,
+    /// The local journal holds everything the mirror does (and maybe more).
+    LocalAhead,
+    /// The mirror was longer (the run went on elsewhere); the local journal now equals it.
+    Downloaded,
+}
+
+fn diverged(run_id: &RunId, path: &Path, mirror: &str) -> Failure {
+    Failure::permanent(format!(
+        "run {run_id}: the local journal {} and the mirror {mirror} disagree (neither is a prefix of the other): the run went on from two machines",
+        path.display()
+    ))
+    .with_hint("compare both journals and keep the one whose effects are real; nothing was changed")
+}
+
 #[derive(Clone, Debug)]
 pub struct JournalMirror {
     store: S3Store,
@@ -20,6 +41,16 @@ impl JournalMirror {
 
     pub fn key(run_id: &RunId) -> ObjectKey {
         ObjectKey::new(format!("runs/{run_id}/journal.jsonl"))
+    }
+
+    /// The mirror of `run_id`, if there is one.
+    pub async fn head(&self, run_id: &RunId) -> Result<Option<ObjectInfo>, Failure> {
+        self.store.head(&Self::key(run_id)).await
+    }
+
+    /// `s3://bucket/key` of the mirror of `run_id`, for messages.
+    pub fn location(&self, run_id: &RunId) -> String {
+        self.store.location(&Self::key(run_id))
     }
 
     /// Uploads the journal at `path`; returns its size and SHA-256.
@@ -39,6 +70,51 @@ impl JournalMirror {
             return Ok(None);
         }
         self.store.get_file(&key, path).await.map(Some)
+    }
+
+    /// Makes the local journal at `path` the longer of itself and the mirror, and says
+    /// what it did. The journal only ever grows, so one of the two must be a prefix of
+    /// the other; if not, the run diverged on two machines and nothing is changed.
+    pub async fn reconcile(&self, run_id: &RunId, path: &Path) -> Result<Reconciled, Failure> {
+        let key = Self::key(run_id);
+        let local = match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(Failure::permanent(format!(
+                    "cannot read journal {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        if self.store.head(&key).await?.is_none() {
+            return Ok(match local {
+                Some(_) => Reconciled::LocalOnly,
+                None => Reconciled::Missing,
+            });
+        }
+        let remote = self.store.get_bytes(&key).await?;
+        let local = local.unwrap_or_default();
+        if remote.len() <= local.len() {
+            return if local.starts_with(&remote) {
+                Ok(Reconciled::LocalAhead)
+            } else {
+                Err(diverged(run_id, path, &self.store.location(&key)))
+            };
+        }
+        if !remote.starts_with(&local) {
+            return Err(diverged(run_id, path, &self.store.location(&key)));
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Failure::permanent(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let tmp = path.with_extension("jsonl.mirror");
+        std::fs::write(&tmp, &remote)
+            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| Failure::permanent(format!("cannot write {}: {e}", path.display())))?;
+        Ok(Reconciled::Downloaded)
     }
 
     /// Every run with something under `runs/`.

@@ -27,6 +27,12 @@ pub struct LeaseInfo {
     pub lease_id: String,
     pub acquired_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Host and process of the holder, so a holder on the same host whose process is
+    /// gone can be recognised as stale before its expiry. Empty / 0 when unknown.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub pid: u32,
     /// Set when this lease was taken over from another holder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_over_from: Option<Box<LeaseInfo>>,
@@ -90,6 +96,8 @@ impl S3Lease {
             lease_id: uuid::Uuid::new_v4().to_string(),
             acquired_at: now,
             expires_at: now + ttl_delta(ttl),
+            host: crate::engine::lease::hostname(),
+            pid: std::process::id(),
             taken_over_from: None,
         }
     }
@@ -171,8 +179,9 @@ impl S3Lease {
         }
     }
 
-    /// Tries to take the free lease. If it is held by the same run (a resumed run on this
-    /// or another machine) the run takes it back; otherwise reports the holder.
+    /// Tries to take the free lease; otherwise reports the holder (even when that is
+    /// the same run: whether a stale lease may be taken over is the caller's decision,
+    /// made explicit with [`S3Lease::take_over`]).
     pub async fn acquire(
         &self,
         owner: &str,
@@ -190,15 +199,6 @@ impl S3Lease {
                 self.location()
             )));
         };
-        if &holder.info.run_id == run_id {
-            if let Some(etag) = self.write(&info, Some(&holder.etag)).await? {
-                return Ok(LeaseOutcome::Acquired(HeldLease { info, etag }));
-            }
-            return Err(Failure::transient(format!(
-                "the lease at {} changed while re-acquiring it",
-                self.location()
-            )));
-        }
         let expired = holder.info.is_expired(Utc::now());
         Ok(LeaseOutcome::HeldBy { holder, expired })
     }

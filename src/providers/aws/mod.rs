@@ -27,3 +27,60 @@ pub use s3_store::S3Store;
 pub use secrets::SecretsManagerStore;
 pub use ssm_exec::SsmExec;
 pub use traffic::{EcsServiceTarget, SecretJsonTarget, SsmParameterTarget, TrafficTarget};
+
+use crate::failure::Failure;
+use crate::ids::RunId;
+use std::sync::Arc;
+
+/// The `aws` provider of one environment: its `[aws]` settings and SDK clients, from
+/// which the run's services, the S3 lease and the journal mirror are made.
+#[derive(Clone, Debug)]
+pub struct AwsProvider {
+    pub environment: config::AwsEnvironment,
+    pub clients: AwsClients,
+}
+
+impl AwsProvider {
+    /// Reads `[aws]` and loads credentials and region through the standard chain. Makes
+    /// no request: a wrong credential or endpoint shows at the first call, classified.
+    pub async fn open(env: &crate::config::Environment) -> Result<Self, Failure> {
+        let environment = config::AwsEnvironment::from_environment(env)?;
+        let clients = AwsClients::load(&environment.settings).await;
+        Ok(Self {
+            environment,
+            clients,
+        })
+    }
+
+    pub fn store(&self) -> S3Store {
+        S3Store::new(self.clients.s3.clone(), self.environment.settings.clone())
+    }
+
+    pub fn lease(&self) -> S3Lease {
+        S3Lease::new(self.clients.s3.clone(), self.environment.settings.clone())
+    }
+
+    pub fn mirror(&self) -> JournalMirror {
+        JournalMirror::new(self.store())
+    }
+
+    pub fn compute(&self) -> Ec2Compute {
+        Ec2Compute::new(self.clients.ec2.clone(), self.clients.ssm.clone())
+            .with_defaults(self.environment.instance_defaults.clone())
+    }
+
+    /// The services the steps of `run_id` use. Exec results and logs go under
+    /// `runs/<run_id>/exec/` in the bucket.
+    pub fn provider_set(&self, run_id: &RunId) -> crate::providers::ProviderSet {
+        let mut exec = SsmExec::new(self.clients.ssm.clone(), self.store(), run_id.clone());
+        if let Some(timeout) = self.environment.ssm_delivery_timeout {
+            exec = exec.with_delivery_timeout(timeout);
+        }
+        crate::providers::ProviderSet {
+            compute: Arc::new(self.compute()),
+            objects: Arc::new(self.store()),
+            secrets: Arc::new(SecretsManagerStore::new(self.clients.secrets.clone())),
+            exec: Some(Arc::new(exec)),
+        }
+    }
+}

@@ -50,16 +50,32 @@ pub async fn gc(
     compute: &LocalCompute,
     remove: bool,
 ) -> Result<Vec<GcCandidate>, Failure> {
+    let instances = compute
+        .records()?
+        .into_iter()
+        .map(|rec| (InstanceId::new(rec.name.clone()), rec.tags))
+        .collect();
+    collect(state_dir, instances, compute, remove).await
+}
+
+/// The provider-independent part of gc: of `instances` (id and tags, from any
+/// provider), those whose run does not own them any more by the journals in
+/// `state_dir`; terminated through `compute` when `remove`.
+pub async fn collect(
+    state_dir: &Path,
+    instances: Vec<(InstanceId, crate::providers::Tags)>,
+    compute: &dyn Compute,
+    remove: bool,
+) -> Result<Vec<GcCandidate>, Failure> {
     let mut out = Vec::new();
     let mut first_error = None;
-    for rec in compute.records()? {
-        let Some(run_id) = rec.tags.get(tag::RUN_ID) else {
+    for (id, tags) in instances {
+        let Some(run_id) = tags.get(tag::RUN_ID) else {
             continue;
         };
         let Some(reason) = run_owner_state(state_dir, run_id) else {
             continue;
         };
-        let id = InstanceId::new(rec.name.clone());
         let mut removed = false;
         if remove {
             match compute.terminate(&id).await {
