@@ -82,6 +82,7 @@ const DB_KEYS: &[&str] = &[
     "image",
     "bolt_uri",
     "seed",
+    "neo4j",
 ];
 
 impl Environment {

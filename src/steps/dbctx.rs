@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 /// Tag (or endpoint) naming the secret that holds an instance's administrator password.
 pub const ADMIN_SECRET_TAG: &str = "cutover:admin-secret";
+/// Tag naming an instance's administrator user.
+pub const ADMIN_USER_TAG: &str = "cutover:admin-user";
 
 /// The environment's definition of `database`, or a permanent failure naming the fix.
 pub fn database_def<'a>(ctx: &'a StepContext, database: &str) -> Result<&'a DatabaseDef, Failure> {
@@ -70,13 +72,68 @@ pub fn app_password_secret(ctx: &StepContext, def: &DatabaseDef) -> SecretName {
     )
 }
 
-pub fn engine_for(kind: EngineKind) -> Result<Arc<dyn DatabaseEngine>, Failure> {
-    match kind {
+/// The engine for `def`, built from the run's providers and the database's settings.
+///
+/// - `arcadedb`: the local rehearsal engine (no settings).
+/// - `neo4j`: needs the provider's exec channel (`aws`: SSM Run Command) and reads the
+///   environment's `edition` and optional `neo4j = { … }` table
+///   ([`crate::db::neo4j::Neo4jSettings`]).
+pub fn engine_for(
+    ctx: &StepContext,
+    def: &DatabaseDef,
+) -> Result<Arc<dyn DatabaseEngine>, Failure> {
+    match def.engine {
         EngineKind::Arcadedb => Ok(Arc::new(crate::db::arcadedb::ArcadeEngine::new())),
-        EngineKind::Neo4j => Err(Failure::permanent(
-            "the neo4j engine has no step driver in this build yet; use engine = \"arcadedb\" to rehearse locally",
-        )),
+        EngineKind::Neo4j => {
+            let exec = ctx.providers()?.exec.clone().ok_or_else(|| {
+                Failure::permanent(format!(
+                    "step {}: database `{}` runs neo4j, which cutover drives through the provider's exec channel, but environment `{}` (provider {:?}) has none",
+                    ctx.step_id,
+                    def.name,
+                    ctx.environment().name,
+                    ctx.environment().provider
+                ))
+                .with_hint(format!(
+                    "use provider = \"aws\" for neo4j databases, or engine = \"arcadedb\" to rehearse locally ({})",
+                    ctx.environment().source.path.display()
+                ))
+            })?;
+            let settings = neo4j_settings(def).map_err(|f| {
+                f.with_hint(format!(
+                    "fix [databases.{}] in {}",
+                    def.name,
+                    ctx.environment().source.path.display()
+                ))
+            })?;
+            Ok(Arc::new(crate::db::neo4j::Neo4jEngine::new(exec, settings)))
+        }
     }
+}
+
+/// The neo4j engine's settings for `def`: its `edition` and its `neo4j` table.
+pub fn neo4j_settings(def: &DatabaseDef) -> Result<crate::db::neo4j::Neo4jSettings, Failure> {
+    let edition = match def.edition {
+        crate::config::environment::Edition::Community => crate::db::neo4j::Edition::Community,
+        crate::config::environment::Edition::Enterprise => crate::db::neo4j::Edition::Enterprise,
+    };
+    crate::db::neo4j::Neo4jSettings::from_table(
+        edition,
+        def.settings.get("neo4j"),
+        def.name.as_str(),
+    )
+}
+
+/// The administrator's user name: the instance's `cutover:admin-user` tag, else the
+/// engine's built-in administrator (`neo4j` for Neo4j, `root` for ArcadeDB).
+pub fn admin_user(instance: &Instance, engine: EngineKind) -> String {
+    instance
+        .tags
+        .get(ADMIN_USER_TAG)
+        .cloned()
+        .unwrap_or_else(|| match engine {
+            EngineKind::Neo4j => "neo4j".into(),
+            EngineKind::Arcadedb => "root".into(),
+        })
 }
 
 /// Looks an instance up; a missing one is permanent (it was removed behind our back).
@@ -103,6 +160,24 @@ pub fn admin_secret_name(instance: &Instance) -> SecretName {
         .or_else(|| instance.endpoints.get("admin_secret"))
         .map(|s| SecretName::new(s.clone()))
         .unwrap_or_else(|| crate::providers::local::root_secret_name(&instance.id))
+}
+
+/// [`admin_secret_name`], but a Neo4j instance must carry the tag: there is no
+/// provider-made default secret for it.
+pub fn admin_secret_for(instance: &Instance, engine: EngineKind) -> Result<SecretName, Failure> {
+    if engine == EngineKind::Neo4j
+        && !instance.tags.contains_key(ADMIN_SECRET_TAG)
+        && !instance.endpoints.contains_key("admin_secret")
+    {
+        return Err(Failure::permanent(format!(
+            "instance {} has no {ADMIN_SECRET_TAG} tag naming the secret with its Neo4j administrator password",
+            instance.id
+        ))
+        .with_hint(format!(
+            "tag the instance with {ADMIN_SECRET_TAG}=<Secrets Manager secret name>"
+        )));
+    }
+    Ok(admin_secret_name(instance))
 }
 
 pub async fn current_secret(ctx: &StepContext, name: &SecretName) -> Result<SecretString, Failure> {
@@ -132,14 +207,10 @@ impl DbRef {
         instance_id: &str,
     ) -> Result<DbRef, Failure> {
         let def = database_def(ctx, database)?.clone();
-        let engine = engine_for(def.engine)?;
+        let engine = engine_for(ctx, &def)?;
         let instance = instance(ctx, instance_id).await?;
-        let admin_password = current_secret(ctx, &admin_secret_name(&instance)).await?;
-        let admin_user = instance
-            .tags
-            .get("cutover:admin-user")
-            .cloned()
-            .unwrap_or_else(|| "root".into());
+        let admin_password = current_secret(ctx, &admin_secret_for(&instance, def.engine)?).await?;
+        let admin_user = admin_user(&instance, def.engine);
         let handle = DbHandle {
             instance,
             database: inner_name(&def),

@@ -19,5 +19,6 @@ mod ledger;
 mod local_arcadedb;
 mod local_bluegreen;
 mod local_provider;
+mod neo4j_engine;
 mod neo4j_scripts;
 mod shipped_files;

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
 
-const FAKE_ADMIN: &str = r#"#!/usr/bin/env bash
+pub const FAKE_ADMIN: &str = r#"#!/usr/bin/env bash
 # fake-neo4j-admin: a stand-in for neo4j-admin in tests. Records argv, fakes the effect.
 set -euo pipefail
 printf '%s\n' "$*" >>"$FAKE_ADMIN_LOG"

@@ -112,17 +112,130 @@ pub fn alter_user_password(user: &str, password: SecretString) -> Result<CypherS
     if user.is_empty() {
         return Err(Failure::permanent("user name is empty"));
     }
-    if password.expose_secret().chars().count() < 8 {
-        return Err(Failure::permanent(format!(
-            "the new password for {user} is shorter than 8 characters (dbms.security.auth_minimum_password_length)"
-        )));
-    }
+    check_password(user, &password)?;
     let mut stmt = CypherStatement::system(format!(
         "ALTER USER {} SET PASSWORD $password CHANGE NOT REQUIRED",
         quote_identifier(user)
     ));
     stmt.secret_params.push(("password".to_owned(), password));
     Ok(stmt)
+}
+
+fn check_password(user: &str, password: &SecretString) -> Result<(), Failure> {
+    if password.expose_secret().chars().count() < 8 {
+        return Err(Failure::permanent(format!(
+            "the new password for {user} is shorter than 8 characters (dbms.security.auth_minimum_password_length)"
+        )));
+    }
+    Ok(())
+}
+
+/// `CREATE USER x IF NOT EXISTS SET PASSWORD $password CHANGE NOT REQUIRED` (both
+/// editions), the password a parameter. Followed by [`alter_user_password`], this sets
+/// the password whether or not the user existed.
+pub fn create_user_if_not_exists(
+    user: &str,
+    password: SecretString,
+) -> Result<CypherStatement, Failure> {
+    if user.is_empty() {
+        return Err(Failure::permanent("user name is empty"));
+    }
+    check_password(user, &password)?;
+    let mut stmt = CypherStatement::system(format!(
+        "CREATE USER {} IF NOT EXISTS SET PASSWORD $password CHANGE NOT REQUIRED",
+        quote_identifier(user)
+    ));
+    stmt.secret_params.push(("password".to_owned(), password));
+    Ok(stmt)
+}
+
+/// `GRANT ROLE r TO u` — Enterprise only (Community has no roles).
+pub fn grant_role(info: &ServerInfo, role: &str, user: &str) -> Result<CypherStatement, Failure> {
+    if info.edition != Edition::Enterprise {
+        return Err(Failure::permanent(format!(
+            "roles need Neo4j Enterprise; this server is Community {}",
+            info.version
+        )));
+    }
+    if role.is_empty() || user.is_empty() {
+        return Err(Failure::permanent("role and user names must not be empty"));
+    }
+    Ok(CypherStatement::system(format!(
+        "GRANT ROLE {} TO {}",
+        quote_identifier(role),
+        quote_identifier(user)
+    )))
+}
+
+/// `STOP DATABASE x [WAIT n SECONDS]` — Enterprise: `neo4j-admin database dump`, `load`
+/// and `restore` need the database stopped.
+pub fn stop_database(
+    info: &ServerInfo,
+    database: &str,
+    wait: Duration,
+) -> Result<CypherStatement, Failure> {
+    lifecycle(info, database, "STOP DATABASE", wait)
+}
+
+/// `START DATABASE x [WAIT n SECONDS]` — Enterprise.
+pub fn start_database(
+    info: &ServerInfo,
+    database: &str,
+    wait: Duration,
+) -> Result<CypherStatement, Failure> {
+    lifecycle(info, database, "START DATABASE", wait)
+}
+
+/// `CREATE DATABASE x IF NOT EXISTS [WAIT n SECONDS]` — Enterprise: after a load or
+/// restore of a database the DBMS does not know yet, this registers the restored store.
+pub fn create_database_if_not_exists(
+    info: &ServerInfo,
+    database: &str,
+    wait: Duration,
+) -> Result<CypherStatement, Failure> {
+    let mut stmt = lifecycle(info, database, "CREATE DATABASE", Duration::ZERO)?;
+    stmt.text.push_str(" IF NOT EXISTS");
+    stmt.text
+        .push_str(&format!(" WAIT {} SECONDS", wait.as_secs().max(1)));
+    Ok(stmt)
+}
+
+fn lifecycle(
+    info: &ServerInfo,
+    database: &str,
+    command: &str,
+    wait: Duration,
+) -> Result<CypherStatement, Failure> {
+    validate_database_name(database)?;
+    if info.edition != Edition::Enterprise {
+        return Err(Failure::permanent(format!(
+            "{command} needs Neo4j Enterprise; this server is Community {}",
+            info.version
+        ))
+        .with_hint("Community stops and starts the whole DBMS instead"));
+    }
+    if database == "system" {
+        return Err(Failure::permanent(format!(
+            "cutover never runs {command} on the system database"
+        )));
+    }
+    let mut text = format!("{command} {}", quote_identifier(database));
+    if !wait.is_zero() {
+        text.push_str(&format!(" WAIT {} SECONDS", wait.as_secs().max(1)));
+    }
+    Ok(CypherStatement::system(text))
+}
+
+/// The running value of `server.databases.read_only` (both editions; the Community
+/// freeze sets it): `CALL dbms.listConfig(…)`.
+pub const READ_ONLY_SETTING_QUERY: &str = "CALL dbms.listConfig('server.databases.read_only') YIELD name, value WHERE name = 'server.databases.read_only' RETURN value";
+
+/// Whether `database` is in a `server.databases.read_only` value (a comma-separated list).
+pub fn read_only_setting_lists(value: &str, database: &str) -> bool {
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|d| d.eq_ignore_ascii_case(database))
 }
 
 #[cfg(test)]
@@ -183,6 +296,47 @@ mod tests {
         assert!(!format!("{s:?}").contains("horse"));
         assert!(alter_user_password("neo4j", SecretString::from("short".to_owned())).is_err());
         assert_eq!(quote_identifier("we`ird"), "`we``ird`");
+    }
+
+    #[test]
+    fn user_creation_lifecycle_and_roles_render_per_the_manual() {
+        let ee = info("5.26.0", Edition::Enterprise);
+        let ce = info("5.26.0", Edition::Community);
+        let s = create_user_if_not_exists(
+            "cutover_app",
+            SecretString::from("correct horse battery".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(
+            s.text,
+            "CREATE USER `cutover_app` IF NOT EXISTS SET PASSWORD $password CHANGE NOT REQUIRED"
+        );
+        assert!(!s.text.contains("horse"));
+        assert_eq!(
+            grant_role(&ee, "publisher", "cutover_app").unwrap().text,
+            "GRANT ROLE `publisher` TO `cutover_app`"
+        );
+        assert!(grant_role(&ce, "publisher", "cutover_app").is_err());
+        let wait = Duration::from_secs(120);
+        assert_eq!(
+            stop_database(&ee, "neo4j", wait).unwrap().text,
+            "STOP DATABASE `neo4j` WAIT 120 SECONDS"
+        );
+        assert_eq!(
+            start_database(&ee, "neo4j", wait).unwrap().text,
+            "START DATABASE `neo4j` WAIT 120 SECONDS"
+        );
+        assert_eq!(
+            create_database_if_not_exists(&ee, "ledger", wait)
+                .unwrap()
+                .text,
+            "CREATE DATABASE `ledger` IF NOT EXISTS WAIT 120 SECONDS"
+        );
+        assert!(stop_database(&ce, "neo4j", wait).is_err());
+        assert!(stop_database(&ee, "system", wait).is_err());
+        assert!(read_only_setting_lists("ledger, neo4j", "neo4j"));
+        assert!(!read_only_setting_lists("", "neo4j"));
+        assert!(!read_only_setting_lists("neo4j2", "neo4j"));
     }
 
     #[test]

@@ -7,13 +7,24 @@
 //!   set-initial-password), each refusing what its edition or version cannot do.
 //! - [`cypher`]: administration Cypher (read-only access, password rotation with
 //!   parameters, database status), run over Bolt.
+//! - [`engine`]: [`Neo4jEngine`], the `DatabaseEngine` over the exec channel (scripts on
+//!   the instance, driven by [`exec_driver`]) and Bolt ([`bolt_admin`]), configured by
+//!   [`settings`].
 //! - [`scripts`]: the shell scripts run on the instance (through the exec provider) that
 //!   stream dumps to and from S3 with SHA-256, read passwords from Secrets Manager, and
 //!   freeze Community servers through configuration.
 
 pub mod admin;
+pub mod bolt_admin;
 pub mod cypher;
+pub mod engine;
+#[cfg(test)]
+mod engine_tests;
+pub mod exec_driver;
 pub mod scripts;
+pub mod settings;
 pub mod version;
 
+pub use engine::Neo4jEngine;
+pub use settings::{BackupMethod, Neo4jSettings};
 pub use version::{Edition, Neo4jVersion, ServerInfo};

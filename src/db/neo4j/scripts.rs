@@ -232,6 +232,41 @@ pub fn backup_to_s3(
     ))
 }
 
+/// Enterprise online FULL backup into a fresh per-attempt directory on the instance; its
+/// one artifact is uploaded to exactly `artifact_uri` (s3://…) with SHA-256, and the
+/// directory removed. Outputs as [`dump_to_s3`]: `sha256`, `size_bytes`, `artifact_uri`.
+pub fn online_full_backup_to_s3(
+    info: &ServerInfo,
+    database: &str,
+    artifact_uri: &str,
+    attempt: &Attempt,
+) -> Result<Script, Failure> {
+    let dir = format!("/var/tmp/cutover-backup-{}", attempt.nonce);
+    let cmd = admin::backup(info, database, &dir, BackupType::Full, "localhost:6362")?;
+    Ok(script(
+        "neo4j-online-backup",
+        assemble(
+            &[function("cutover_neo4j_backup", &cmd.shell_line(PROGRAM))],
+            BACKUP_TO_S3,
+        ),
+        env(&[
+            ("CUTOVER_BACKUP_DIR", &dir),
+            ("CUTOVER_ARTIFACT_URI", artifact_uri),
+            ("NEO4J_DATABASE", database),
+        ]),
+        attempt,
+    ))
+}
+
+/// The same script, stopping the whole DBMS around its `neo4j-admin` command and starting
+/// it again afterwards (also on failure). Community needs this for dump and load.
+pub fn stopping_dbms(mut script: Script) -> Script {
+    script
+        .env
+        .insert("CUTOVER_STOP_DBMS".to_owned(), "true".to_owned());
+    script
+}
+
 /// One artifact of a backup chain, as its manifest records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainArtifact {

@@ -3,7 +3,7 @@
 # NEO4J_DATABASE through server.databases.read_only in NEO4J_CONF, then restart Neo4j.
 # The setting lives in a marked block so unfreezing removes exactly what freezing added.
 # Refuses if the operator already manages server.databases.read_only.
-# Outputs: frozen.
+# Outputs: frozen, restarted.
 set -euo pipefail
 : "${NEO4J_DATABASE:?}" "${CUTOVER_FREEZE:?}" "${NEO4J_CONF:=/etc/neo4j/neo4j.conf}"
 
@@ -22,8 +22,10 @@ if [[ $CUTOVER_FREEZE == true ]]; then
 fi
 if cmp -s "$tmp" "$NEO4J_CONF"; then
   echo "$NEO4J_CONF already as wanted"
+  cutover_output restarted false
 else
   cat "$tmp" >"$NEO4J_CONF"
   "$CUTOVER_SYSTEMCTL" restart neo4j
+  cutover_output restarted true
 fi
 cutover_output frozen "$CUTOVER_FREEZE"

@@ -25,6 +25,33 @@ cutover_as_neo4j() {
   fi
 }
 
+# cutover_dbms_stop / cutover_dbms_start: with CUTOVER_STOP_DBMS=true (Community, where
+# neo4j-admin dump and load need the whole DBMS stopped) stop the neo4j service, and start
+# it again only if this script stopped it. Scripts call cutover_dbms_start on success and
+# from their EXIT trap, so the server comes back also when the admin command fails.
+cutover_dbms_stopped=false
+cutover_dbms_stop() {
+  if [[ ${CUTOVER_STOP_DBMS:-false} == true ]]; then
+    "$CUTOVER_SYSTEMCTL" stop neo4j
+    cutover_dbms_stopped=true
+  fi
+}
+cutover_dbms_start() {
+  if [[ $cutover_dbms_stopped == true ]]; then
+    "$CUTOVER_SYSTEMCTL" start neo4j
+    cutover_dbms_stopped=false
+  fi
+}
+
+# cutover_neo4j_dir DIR: creates DIR for neo4j-admin to write into (owned by neo4j when
+# this script runs as root and the user exists, since neo4j-admin runs as neo4j).
+cutover_neo4j_dir() {
+  mkdir -p "$1"
+  if [[ $(id -u) -eq 0 ]] && id neo4j >/dev/null 2>&1; then
+    chown neo4j: "$1"
+  fi
+}
+
 # cutover_secret_field SECRET_ID STAGE KEY: prints one key of a JSON secret (the whole
 # string when KEY is empty), read from Secrets Manager on this instance.
 cutover_secret_field() {

@@ -1,0 +1,631 @@
+//! The `neo4j` database engine: scripts on the instance through the [`Exec`] channel (SSM
+//! on AWS) for everything that touches files or the service, Bolt from cutover's host
+//! for everything Cypher.
+//!
+//! | operation | Enterprise | Community |
+//! |---|---|---|
+//! | version | `dbms.components()` over Bolt; the edition must match the environment | same |
+//! | health | a read query on the database over Bolt | same |
+//! | freeze / unfreeze | `ALTER DATABASE x SET ACCESS READ ONLY / READ WRITE WAIT` on `system` | `community-freeze.sh`: `server.databases.read_only` in a marked block of neo4j.conf + restart (only when the file changed), then wait until Bolt serves again |
+//! | is_frozen | `SHOW DATABASE x`: every row `read-only` | `dbms.listConfig('server.databases.read_only')` lists x |
+//! | backup (`online`) | `backup-to-s3.sh`: FULL online backup, one artifact to the key | refused (needs Enterprise) |
+//! | backup (`dump`) | `STOP DATABASE`, `dump-to-s3.sh`, `START DATABASE` (always) | `dump-to-s3.sh` with the DBMS stopped around the dump, then wait for Bolt |
+//! | restore `dump` | `STOP DATABASE` (if it exists), `load-from-s3.sh`, `CREATE DATABASE IF NOT EXISTS`, `START DATABASE` | `load-from-s3.sh` with the DBMS stopped around the load, then wait for Bolt |
+//! | restore `online-full` | as `dump` with `restore-from-s3.sh` | refused |
+//! | set_user_password | `CREATE USER … IF NOT EXISTS`, `ALTER USER … SET PASSWORD $password`, `GRANT ROLE` | the same without roles |
+//!
+//! After every backup script the object is checked from cutover's side: it exists, its
+//! size is the script's, a recorded SHA-256 tag (if any) is the script's, and (unless
+//! `verify_readback = false`) its bytes, read back, hash to the script's SHA-256. A
+//! restore refuses an artifact from a newer Neo4j, or without a SHA-256, before any
+//! script is sent; the script verifies the SHA-256 of the bytes it loads.
+//!
+//! Passwords never travel in a script: the initial password is read from Secrets
+//! Manager by the script itself ([`Neo4jEngine::set_initial_password`]); user
+//! passwords go over Bolt as parameters.
+
+use super::bolt_admin::{BoltAdmin, Neo4jBolt};
+use super::cypher::{self, Access};
+use super::exec_driver::run_script;
+use super::scripts::{self, Attempt, ChainArtifact};
+use super::settings::{BackupMethod, Neo4jSettings};
+use super::version::{check_restore_compatible, Edition, Neo4jVersion, ServerInfo};
+use crate::db::bolt::BoltTarget;
+use crate::db::engine::{BackupArtifact, DatabaseEngine, DbHandle};
+use crate::db::EngineKind;
+use crate::failure::{ErrorClass, Failure};
+use crate::ids::{InstanceId, ObjectKey, SecretName};
+use crate::providers::{Exec, ExecResult, ObjectInfo, ObjectStore, Script};
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// How long Neo4j may take for `ALTER`/`STOP`/`START DATABASE … WAIT`.
+const CYPHER_WAIT: Duration = Duration::from_secs(120);
+
+/// The neo4j engine. See the module documentation.
+pub struct Neo4jEngine {
+    exec: Arc<dyn Exec>,
+    bolt: Arc<dyn Neo4jBolt>,
+    settings: Neo4jSettings,
+}
+
+impl Neo4jEngine {
+    /// The production engine: scripts through `exec`, Cypher over Bolt with `neo4rs`.
+    pub fn new(exec: Arc<dyn Exec>, settings: Neo4jSettings) -> Self {
+        Self::with_bolt(exec, Arc::new(BoltAdmin), settings)
+    }
+
+    /// With another implementation of the Bolt side (tests: a stand-in server).
+    pub fn with_bolt(
+        exec: Arc<dyn Exec>,
+        bolt: Arc<dyn Neo4jBolt>,
+        settings: Neo4jSettings,
+    ) -> Self {
+        Self {
+            exec,
+            bolt,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Neo4jSettings {
+        &self.settings
+    }
+
+    fn admin_target(&self, db: &DbHandle) -> BoltTarget {
+        self.bolt_target(db, &db.admin_user, db.admin_password.clone())
+    }
+
+    /// Version and edition as the server reports them; the edition must be the
+    /// environment's (cutover picks Enterprise or Community paths from it).
+    async fn server(&self, db: &DbHandle) -> Result<ServerInfo, Failure> {
+        let info = self.bolt.server_info(&self.admin_target(db)).await?;
+        if info.edition != self.settings.edition {
+            return Err(Failure::permanent(format!(
+                "instance {} runs Neo4j {} {}, but the environment says edition = \"{}\"",
+                db.instance.id, info.edition, info.version, self.settings.edition
+            ))
+            .with_hint("fix `edition` in the environment file, or the image"));
+        }
+        Ok(info)
+    }
+
+    fn attempt(operation: &str, timeout: Duration) -> Attempt {
+        Attempt {
+            nonce: format!("{operation}-{}", uuid::Uuid::new_v4().simple()),
+            timeout,
+        }
+    }
+
+    async fn run(&self, db: &DbHandle, script: &Script) -> Result<ExecResult, Failure> {
+        run_script(
+            self.exec.as_ref(),
+            &db.instance.id,
+            script,
+            &self.settings.poll,
+        )
+        .await
+    }
+
+    /// Waits (with backoff, within `restart_timeout`) until a real query succeeds after
+    /// the server or the database was restarted.
+    async fn wait_until_serving(&self, db: &DbHandle, after: &str) -> Result<(), Failure> {
+        let target = self.admin_target(db);
+        let deadline = tokio::time::Instant::now() + self.settings.restart_timeout;
+        let mut n = 0;
+        loop {
+            match self.bolt.probe(&target).await {
+                Ok(()) => return Ok(()),
+                Err(f) if f.class == ErrorClass::Permanent => return Err(f),
+                Err(f) => {
+                    let delay = self.settings.poll.delay(n);
+                    n += 1;
+                    if tokio::time::Instant::now() + delay > deadline {
+                        return Err(Failure::transient(format!(
+                            "{} ({}) did not serve queries within {:?} after {after}: {}",
+                            db.instance.id, db.database, self.settings.restart_timeout, f.message
+                        ))
+                        .with_hint(
+                            "check the neo4j service on the instance (journalctl -u neo4j)",
+                        ));
+                    }
+                    tracing::info!(instance_id = %db.instance.id, "waiting for Neo4j to serve after {after}: {}", f.message);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// The s3:// URI the instance writes `key` to.
+    fn artifact_uri(objects: &dyn ObjectStore, key: &ObjectKey) -> Result<String, Failure> {
+        let uri = objects.location(key);
+        if uri.starts_with("s3://") {
+            Ok(uri)
+        } else {
+            Err(Failure::permanent(format!(
+                "the neo4j engine has the instance write backups to S3, but the object store puts {key} at {uri}"
+            ))
+            .with_hint("use the aws provider for neo4j databases"))
+        }
+    }
+
+    /// Runs an offline `neo4j-admin` script: on Enterprise with the database stopped
+    /// (started again afterwards, also when the script failed); on Community with the
+    /// DBMS stopped by the script itself. Then waits until the database serves.
+    async fn run_offline(
+        &self,
+        db: &DbHandle,
+        info: &ServerInfo,
+        script: Script,
+        create_if_missing: bool,
+    ) -> Result<ExecResult, Failure> {
+        if info.edition == Edition::Community {
+            let result = self
+                .run(db, &scripts::stopping_dbms(script.clone()))
+                .await?;
+            self.wait_until_serving(db, &format!("script {}", script.name))
+                .await?;
+            return Ok(result);
+        }
+        let target = self.admin_target(db);
+        let exists = !self
+            .bolt
+            .show_database(&target, &db.database)
+            .await?
+            .is_empty();
+        if exists {
+            self.bolt
+                .execute(
+                    &target,
+                    &cypher::stop_database(info, &db.database, CYPHER_WAIT)?,
+                )
+                .await?;
+        } else if !create_if_missing {
+            return Err(Failure::permanent(format!(
+                "instance {}: database `{}` does not exist",
+                db.instance.id, db.database
+            )));
+        }
+        let outcome = self.run(db, &script).await;
+        let restart = async {
+            if create_if_missing {
+                self.bolt
+                    .execute(
+                        &target,
+                        &cypher::create_database_if_not_exists(info, &db.database, CYPHER_WAIT)?,
+                    )
+                    .await?;
+            }
+            self.bolt
+                .execute(
+                    &target,
+                    &cypher::start_database(info, &db.database, CYPHER_WAIT)?,
+                )
+                .await?;
+            self.wait_until_serving(db, &format!("START DATABASE {}", db.database))
+                .await
+        }
+        .await;
+        match (outcome, restart) {
+            (Ok(result), Ok(())) => Ok(result),
+            (Err(f), Ok(())) => Err(f),
+            (Ok(_), Err(r)) => Err(Failure {
+                message: format!(
+                    "script {} succeeded, but database `{}` on {} did not start again: {}",
+                    script.name, db.database, db.instance.id, r.message
+                ),
+                hint: Some(format!(
+                    "start it: START DATABASE `{}` (on system)",
+                    db.database
+                )),
+                ..r
+            }),
+            (Err(f), Err(r)) => Err(Failure {
+                message: format!(
+                    "{}; and database `{}` did not start again: {}",
+                    f.message, db.database, r.message
+                ),
+                hint: Some(format!(
+                    "start it: START DATABASE `{}` (on system)",
+                    db.database
+                )),
+                ..f
+            }),
+        }
+    }
+
+    /// Checks the uploaded object against what the script reported: it exists, size and
+    /// recorded SHA-256 agree, and (with `verify_readback`) its bytes hash to the script's
+    /// SHA-256. Any disagreement is permanent: the backup is not trustworthy.
+    pub async fn verify_upload(
+        &self,
+        objects: &dyn ObjectStore,
+        key: &ObjectKey,
+        script: &Script,
+        result: &ExecResult,
+    ) -> Result<ObjectInfo, Failure> {
+        let location = objects.location(key);
+        let bad = |what: String| {
+            Failure::permanent(format!(
+                "backup {location} (script {}, attempt {}): {what}",
+                script.name, script.nonce
+            ))
+            .with_hint("do not use this backup; take a new one")
+        };
+        let sha = result
+            .outputs
+            .get("sha256")
+            .filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(|s| s.to_ascii_lowercase())
+            .ok_or_else(|| bad("the script reported no SHA-256".into()))?;
+        let size: u64 = result
+            .outputs
+            .get("size_bytes")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("the script reported no size".into()))?;
+        if let Some(reported) = result.outputs.get("artifact_uri") {
+            if reported != &location {
+                return Err(bad(format!("the script uploaded to {reported}")));
+            }
+        }
+        let head = objects.head(key).await?.ok_or_else(|| {
+            bad("the script reported an upload, but the object does not exist".into())
+        })?;
+        if head.size != size {
+            return Err(bad(format!(
+                "size mismatch: the script streamed {size} bytes, the stored object has {}",
+                head.size
+            )));
+        }
+        if let Some(recorded) = &head.sha256 {
+            if !recorded.eq_ignore_ascii_case(&sha) {
+                return Err(bad(format!(
+                    "checksum mismatch: the script computed sha256 {sha}, the object records {recorded}"
+                )));
+            }
+        }
+        if self.settings.verify_readback {
+            let (actual, read) = hash_stream(objects, key).await?;
+            if read != size || actual != sha {
+                return Err(bad(format!(
+                    "checksum mismatch: the script computed sha256 {sha} over {size} bytes, the stored object reads back as sha256 {actual} over {read} bytes"
+                )));
+            }
+        }
+        Ok(ObjectInfo {
+            key: key.clone(),
+            size,
+            sha256: Some(sha),
+            last_modified: head.last_modified,
+        })
+    }
+
+    /// Sets the built-in `neo4j` user's initial password on a new instance, before Neo4j
+    /// first starts: the script reads it from Secrets Manager (`admin_secret`, stage
+    /// AWSCURRENT, JSON key `admin_secret_key` when set). The password is never in
+    /// anything cutover sends.
+    pub async fn set_initial_password(
+        &self,
+        instance: &InstanceId,
+        admin_secret: &SecretName,
+    ) -> Result<(), Failure> {
+        let attempt = Self::attempt("neo4j-initial-password", self.settings.command_timeout);
+        let script = scripts::set_initial_password(
+            admin_secret.as_str(),
+            "AWSCURRENT",
+            self.settings.admin_secret_key.as_deref(),
+            &attempt,
+        )?;
+        let result = run_script(self.exec.as_ref(), instance, &script, &self.settings.poll).await?;
+        if result.outputs.get("password_set").map(String::as_str) != Some("true") {
+            return Err(Failure::permanent(format!(
+                "script {} on {instance} finished without reporting password_set=true",
+                script.name
+            )));
+        }
+        Ok(())
+    }
+
+    async fn community_freeze(
+        &self,
+        db: &DbHandle,
+        info: &ServerInfo,
+        freeze: bool,
+    ) -> Result<(), Failure> {
+        let attempt = Self::attempt(
+            if freeze {
+                "neo4j-freeze"
+            } else {
+                "neo4j-unfreeze"
+            },
+            self.settings.command_timeout,
+        );
+        let script = scripts::community_freeze(info, &db.database, freeze, &attempt)?;
+        let result = self.run(db, &script).await?;
+        if result.outputs.get("restarted").map(String::as_str) != Some("false") {
+            self.wait_until_serving(db, "the restart that applied server.databases.read_only")
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256 and length of an object, streamed (bounded memory).
+async fn hash_stream(objects: &dyn ObjectStore, key: &ObjectKey) -> Result<(String, u64), Failure> {
+    let mut stream = objects.get_stream(key).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        let n = stream.read(&mut buf).await.map_err(|e| {
+            Failure::transient(format!("reading back {}: {e}", objects.location(key)))
+        })?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[async_trait]
+impl DatabaseEngine for Neo4jEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Neo4j
+    }
+
+    async fn version(&self, db: &DbHandle) -> Result<String, Failure> {
+        Ok(self.server(db).await?.version.to_string())
+    }
+
+    async fn health(&self, db: &DbHandle) -> Result<(), Failure> {
+        self.bolt.probe(&self.admin_target(db)).await
+    }
+
+    async fn freeze(&self, db: &DbHandle) -> Result<(), Failure> {
+        let info = self.server(db).await?;
+        match info.edition {
+            Edition::Enterprise => {
+                let stmt =
+                    cypher::set_access(&info, &db.database, Access::ReadOnly, Some(CYPHER_WAIT))?;
+                self.bolt.execute(&self.admin_target(db), &stmt).await
+            }
+            Edition::Community => {
+                if self.is_frozen(db).await? {
+                    return Ok(());
+                }
+                self.community_freeze(db, &info, true).await
+            }
+        }
+    }
+
+    async fn unfreeze(&self, db: &DbHandle) -> Result<(), Failure> {
+        let info = self.server(db).await?;
+        match info.edition {
+            Edition::Enterprise => {
+                let stmt =
+                    cypher::set_access(&info, &db.database, Access::ReadWrite, Some(CYPHER_WAIT))?;
+                self.bolt.execute(&self.admin_target(db), &stmt).await
+            }
+            // Always run: removes cutover's block even if an earlier freeze wrote it but its
+            // restart failed; restarts only when the file changes.
+            Edition::Community => self.community_freeze(db, &info, false).await,
+        }
+    }
+
+    async fn is_frozen(&self, db: &DbHandle) -> Result<bool, Failure> {
+        let info = self.server(db).await?;
+        let target = self.admin_target(db);
+        match info.edition {
+            Edition::Enterprise => {
+                let rows = self.bolt.show_database(&target, &db.database).await?;
+                if rows.is_empty() {
+                    return Err(Failure::permanent(format!(
+                        "instance {}: database `{}` does not exist",
+                        db.instance.id, db.database
+                    )));
+                }
+                Ok(rows.iter().all(|r| r.access == "read-only"))
+            }
+            Edition::Community => Ok(self
+                .bolt
+                .read_only_setting(&target)
+                .await?
+                .map(|v| cypher::read_only_setting_lists(&v, &db.database))
+                .unwrap_or(false)),
+        }
+    }
+
+    async fn backup(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        key: &ObjectKey,
+    ) -> Result<BackupArtifact, Failure> {
+        let uri = Self::artifact_uri(objects, key)?;
+        let info = self.server(db).await?;
+        let method = self.settings.backup;
+        let attempt = Self::attempt("neo4j-backup", self.settings.backup_timeout);
+        let (script, result) = match method {
+            BackupMethod::OnlineFull => {
+                let script =
+                    scripts::online_full_backup_to_s3(&info, &db.database, &uri, &attempt)?;
+                let result = self.run(db, &script).await?;
+                (script, result)
+            }
+            BackupMethod::Dump => {
+                let script = scripts::dump_to_s3(&info, &db.database, &uri, &attempt)?;
+                let result = self.run_offline(db, &info, script.clone(), false).await?;
+                (script, result)
+            }
+        };
+        let object = self.verify_upload(objects, key, &script, &result).await?;
+        Ok(BackupArtifact {
+            object,
+            engine: EngineKind::Neo4j,
+            engine_version: info.version.to_string(),
+            format: method.format().into(),
+        })
+    }
+
+    async fn restore(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        artifact: &BackupArtifact,
+    ) -> Result<(), Failure> {
+        let location = objects.location(&artifact.object.key);
+        if artifact.engine != EngineKind::Neo4j {
+            return Err(Failure::permanent(format!(
+                "{location} is an {} backup; the neo4j engine restores only neo4j backups",
+                artifact.engine
+            )));
+        }
+        let expected = artifact
+            .object
+            .sha256
+            .clone()
+            .filter(|s| is_sha256(s))
+            .ok_or_else(|| {
+                Failure::permanent(format!(
+                    "{location}: the artifact records no SHA-256; refusing to restore an unverifiable backup"
+                ))
+            })?;
+        let artifact_version: Neo4jVersion = artifact
+            .engine_version
+            .parse()
+            .map_err(|e: Failure| Failure::permanent(format!("{location}: {}", e.message)))?;
+        // Everything below is refused before a single script is sent.
+        let info = self.server(db).await?;
+        check_restore_compatible(artifact_version, info.version).map_err(|f| Failure {
+            message: format!("instance {}: {}", db.instance.id, f.message),
+            ..f
+        })?;
+        let uri = Self::artifact_uri(objects, &artifact.object.key)?;
+        let attempt = Self::attempt("neo4j-restore", self.settings.restore_timeout);
+        let script = match artifact.format.as_str() {
+            "dump" => scripts::load_from_s3(
+                &info,
+                artifact_version,
+                &db.database,
+                &uri,
+                &expected,
+                &attempt,
+            )?,
+            "online-full" => scripts::restore_from_s3(
+                &info,
+                artifact_version,
+                &db.database,
+                &[ChainArtifact {
+                    uri: uri.clone(),
+                    sha256: expected.clone(),
+                }],
+                &attempt,
+            )?,
+            other => {
+                return Err(Failure::permanent(format!(
+                "{location} is a neo4j `{other}` backup; cutover restores `dump` and `online-full`"
+            )))
+            }
+        };
+        let result = self.run_offline(db, &info, script.clone(), true).await?;
+        // The script verified the bytes it loaded; make sure it says so.
+        let verified = match artifact.format.as_str() {
+            "dump" => {
+                result
+                    .outputs
+                    .get("sha256")
+                    .is_some_and(|s| s.eq_ignore_ascii_case(&expected))
+                    && result.outputs.get("loaded").map(String::as_str) == Some("true")
+            }
+            _ => {
+                result.outputs.get("artifacts_verified").map(String::as_str) == Some("1")
+                    && result.outputs.get("restored").map(String::as_str) == Some("true")
+            }
+        };
+        if !verified {
+            return Err(Failure::permanent(format!(
+                "script {} on {} exited 0 but did not report a verified load of {location} (outputs: {:?})",
+                script.name, db.instance.id, result.outputs
+            ))
+            .with_hint("treat the restored database as untrusted; restore into a new instance"));
+        }
+        Ok(())
+    }
+
+    async fn set_user_password(
+        &self,
+        db: &DbHandle,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<(), Failure> {
+        if user == db.admin_user {
+            if password.expose_secret() == db.admin_password.expose_secret() {
+                return Ok(());
+            }
+            return Err(Failure::permanent(format!(
+                "the application user `{user}` on {} is cutover's administrator; changing its password would lock cutover out",
+                db.instance.id
+            ))
+            .with_hint("give the application its own user (`user = \"…\"` in the environment), or point the instance's cutover:admin-secret tag at the application's secret"));
+        }
+        let info = self.server(db).await?;
+        let target = self.admin_target(db);
+        self.bolt
+            .execute(
+                &target,
+                &cypher::create_user_if_not_exists(user, password.clone())?,
+            )
+            .await?;
+        self.bolt
+            .execute(
+                &target,
+                &cypher::alter_user_password(user, password.clone())?,
+            )
+            .await?;
+        if info.edition == Edition::Enterprise {
+            for role in &self.settings.app_roles {
+                self.bolt
+                    .execute(&target, &cypher::grant_role(&info, role, user)?)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bolt_target(&self, db: &DbHandle, user: &str, password: SecretString) -> BoltTarget {
+        let uri = db
+            .instance
+            .endpoints
+            .get("bolt")
+            .cloned()
+            .unwrap_or_else(|| {
+                // `.invalid` never resolves (RFC 2606): a missing address fails loudly
+                // instead of reaching some other server.
+                let host = db
+                    .instance
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.no-address.invalid", db.instance.id));
+                format!(
+                    "{}://{host}:{}",
+                    self.settings.bolt_scheme, self.settings.bolt_port
+                )
+            });
+        BoltTarget {
+            uri,
+            user: user.to_owned(),
+            password,
+            database: Some(db.database.clone()),
+        }
+    }
+}
