@@ -161,6 +161,10 @@ async fn rig(bucket: &str, edition: Edition) -> Rig {
                 path("fake-systemctl").display().to_string(),
             ),
             ("FAKE_ADMIN_LOG", path("argv.log").display().to_string()),
+            (
+                "CUTOVER_LOCK_FILE",
+                path("cutover.lock").display().to_string(),
+            ),
             ("FAKE_STORE", path("store.dump").display().to_string()),
         ]
         .map(|(k, v)| (k.to_owned(), v)),

@@ -148,6 +148,7 @@ impl Bench {
             .env("FAKE_ADMIN_LOG", self.path("argv.log"))
             .env("FAKE_STORE", self.path("store.dump"))
             .env("FAKE_PASSWORD_FILE", self.path("password"))
+            .env("CUTOVER_LOCK_FILE", self.path("cutover.lock"))
             .envs(extra.iter().copied())
             .output()
             .unwrap();
@@ -263,6 +264,74 @@ async fn dump_streams_to_s3_with_sha256_and_load_verifies_before_loading() {
     let (code, result) = b.run(&broken).await;
     assert_ne!(code, 0);
     assert!(!result.outputs.contains_key("sha256"));
+}
+
+/// A script left running by a crashed cutover holds the instance's lock: a second
+/// script (the resumed run's new attempt) exits 75 (transient) before doing anything.
+#[tokio::test]
+async fn a_second_script_waits_for_the_one_already_running() {
+    let b = bench().await;
+    let info = ServerInfo {
+        version: "5.26.3".parse().unwrap(),
+        edition: Edition::Community,
+    };
+    let uri = b
+        .store
+        .location(&ObjectKey::new("backups/ledger/locked/neo4j.dump"));
+    let dump = scripts::dump_to_s3(&info, "neo4j", &uri, &attempt("locked")).unwrap();
+    // `-o`: only the flock process holds the lock (not its child), so killing it frees it.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(b.path("cutover.lock"))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    // Bounded wait until the stand-in holder has the lock.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let probe = std::process::Command::new("flock")
+            .args(["-n"])
+            .arg(b.path("cutover.lock"))
+            .arg("true")
+            .status()
+            .unwrap();
+        if !probe.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(b.exec.render(&dump).unwrap())
+        .envs(b.moto.cli_env())
+        .env("NEO4J_ADMIN", b.path("fake-neo4j-admin"))
+        .env("FAKE_ADMIN_LOG", b.path("argv.log"))
+        .env("CUTOVER_LOCK_FILE", b.path("cutover.lock"))
+        .output()
+        .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let result = b
+        .exec
+        .read_result(&dump.nonce)
+        .await
+        .unwrap()
+        .expect("result object");
+    assert_eq!(result.exit_code, 75, "{}", result.output_tail);
+    assert!(
+        result
+            .output_tail
+            .contains("another cutover script is running"),
+        "{}\n{}",
+        result.output_tail,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(b.argv_log().is_empty(), "neo4j-admin never ran");
+
+    // Once the first has finished, the same script runs.
+    let again = scripts::dump_to_s3(&info, "neo4j", &uri, &attempt("unlocked")).unwrap();
+    let (code, result) = b.run(&again).await;
+    assert_eq!(code, 0, "{}", result.output_tail);
 }
 
 #[tokio::test]

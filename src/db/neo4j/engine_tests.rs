@@ -396,6 +396,20 @@ async fn a_non_zero_exit_is_a_classified_failure_naming_the_script_and_its_tail(
     let err = run(exec.as_ref(), &policy).await.unwrap_err();
     assert_eq!(err.class, ErrorClass::Transient);
     assert!(err.message.contains("Connection reset"));
+
+    // The instance lock held by an earlier script: retried, and the hint says why.
+    let exec = FakeExec::with(vec![Reply::Finished {
+        exit_code: 75,
+        outputs: vec![],
+        tail: "another cutover script is running on this instance",
+    }]);
+    let err = run(exec.as_ref(), &policy).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient);
+    assert!(err
+        .hint
+        .as_deref()
+        .unwrap_or_default()
+        .contains("still running"));
 }
 
 #[tokio::test(start_paused = true)]

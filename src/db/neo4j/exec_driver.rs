@@ -6,6 +6,8 @@
 //!   scripts' deliberate refusals (exit 3: checksum mismatch, precondition; exit 4: a
 //!   consistency finding) and "command not found" (126/127) are permanent, anything else
 //!   transient (every script is safe to run again; the executor bounds the retries).
+//!   Exit 75 is the prelude's "another cutover script holds this instance's lock" (a
+//!   script a crashed cutover left running): transient, with a hint saying so.
 //! - [`ExecStatus::Inconclusive`] is never success: it is polled again a bounded number
 //!   of times (the result object may simply be late); then the command is cancelled and
 //!   the failure says the outcome is unknown and what to check.
@@ -67,6 +69,9 @@ pub fn classify_exit(script: &Script, instance: &InstanceId, result: &ExecResult
             .with_hint("the script refused on purpose; read its output above and fix the cause before running again"),
         126 | 127 => Failure::permanent(message)
             .with_hint("a program the script needs is missing on the instance; check the image (ami/)"),
+        75 => Failure::transient(message).with_hint(
+            "an earlier cutover script (perhaps from a crashed session) is still running on the instance; this retries after it finishes",
+        ),
         _ => Failure::transient(message),
     }
 }

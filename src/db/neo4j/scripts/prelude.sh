@@ -5,6 +5,18 @@ set -euo pipefail
 
 : "${NEO4J_ADMIN:=neo4j-admin}"
 : "${CUTOVER_SYSTEMCTL:=systemctl}"
+: "${CUTOVER_LOCK_FILE:=/var/lock/cutover-neo4j.lock}"
+
+# One cutover neo4j script at a time on an instance. A script that a crashed cutover left
+# running keeps the lock until it ends; a second one (a resumed run's new attempt, which
+# cannot adopt the old command) exits 75 at once, before touching anything. The engine
+# classifies 75 as transient and tries again after a backoff, so two loads or a stop and
+# a dump never overlap on one database.
+exec 9>"$CUTOVER_LOCK_FILE"
+if ! flock -n 9; then
+  echo "another cutover script is running on this instance (lock $CUTOVER_LOCK_FILE held); retrying once it has finished" >&2
+  exit 75
+fi
 
 # cutover_s3_cp ARGS...: `aws s3 cp` with the bucket's server-side encryption.
 cutover_s3_cp() {
