@@ -44,6 +44,9 @@ mount -o remount,hidepid=2 /proc
 
 "$here/configure.sh"
 systemctl enable amazon-ssm-agent
-# Neo4j is enabled but not started: the first start happens after cutover has set the
-# initial password on the new instance.
-systemctl enable neo4j
+# Neo4j is neither enabled nor started: an enabled service would start at the first boot
+# of every instance made from this image, with the default password. cutover's
+# set-initial-password script sets the password from Secrets Manager and then runs
+# `systemctl enable --now neo4j` (compute.provision does this before the instance counts
+# as ready).
+systemctl disable neo4j 2>/dev/null || true

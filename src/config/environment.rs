@@ -75,6 +75,7 @@ const DB_KEYS: &[&str] = &[
     "database",
     "user",
     "password_secret",
+    "admin_secret",
     "heap",
     "instance",
     "identity_keys",

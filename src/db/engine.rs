@@ -67,6 +67,18 @@ pub trait DatabaseEngine: Send + Sync {
         user: &str,
         password: &SecretString,
     ) -> Result<(), Failure>;
+    /// Makes a freshly provisioned instance serve, with the administrator's password held
+    /// in `admin_secret`. Neo4j sets the initial password before the first start (the
+    /// instance reads the secret itself) and starts the service. Idempotent; the caller
+    /// proves the result by logging in ([`DatabaseEngine::health`]). The default does
+    /// nothing, for engines whose instances come up serving (ArcadeDB locally).
+    async fn prepare_instance(
+        &self,
+        _instance: &Instance,
+        _admin_secret: &crate::ids::SecretName,
+    ) -> Result<(), Failure> {
+        Ok(())
+    }
     /// How the application (and integrity checks) reach `db` over Bolt as `user`.
     fn bolt_target(&self, db: &DbHandle, user: &str, password: SecretString) -> BoltTarget;
 }

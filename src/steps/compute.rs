@@ -1,11 +1,15 @@
 //! `compute.provision` and `compute.decommission`: instances for a database, tagged with
 //! env, database, color and run id; provisioning is idempotent by the step's token.
 
-use super::dbctx::{database_def, instance_settings, parse_duration, setting_str};
+use super::dbctx::{
+    database_def, engine_for, instance_settings, parse_duration, setting_str, DbRef,
+    ADMIN_SECRET_TAG,
+};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
-use crate::failure::Failure;
-use crate::ids::InstanceId;
+use crate::db::EngineKind;
+use crate::failure::{ErrorClass, Failure};
+use crate::ids::{InstanceId, SecretName};
 use crate::providers::{tag, Instance, ProvisionRequest, Readiness, Tags};
 use crate::try_step;
 use async_trait::async_trait;
@@ -84,6 +88,29 @@ struct Provision {
     instance: Option<Instance>,
 }
 
+/// The secret holding the administrator's password of `def`'s new instances
+/// (`admin_secret = …`). Neo4j needs it: a new instance gets its initial password from it
+/// before it first serves. Engines whose provider keeps its own (ArcadeDB locally) may
+/// leave it unset.
+fn admin_secret_setting(
+    ctx: &StepContext,
+    def: &crate::config::environment::DatabaseDef,
+) -> Result<Option<SecretName>, Failure> {
+    match (setting_str(def, "admin_secret"), def.engine) {
+        (Some(s), _) => Ok(Some(SecretName::new(s))),
+        (None, EngineKind::Neo4j) => Err(Failure::permanent(format!(
+            "step {}: database `{}` has no `admin_secret`: a new Neo4j instance needs its administrator password before it first serves",
+            ctx.step_id, def.name
+        ))
+        .with_hint(format!(
+            "add admin_secret = \"<Secrets Manager secret>\" to [databases.{}] in {} (create the secret first, e.g. with Terraform)",
+            def.name,
+            ctx.environment().source.path.display()
+        ))),
+        (None, _) => Ok(None),
+    }
+}
+
 fn run_tags(ctx: &StepContext) -> Tags {
     let mut tags = Tags::new();
     tags.insert(tag::RUN_ID.into(), ctx.run_id.as_str().into());
@@ -129,6 +156,9 @@ impl Step for Provision {
                 .or_else(|| setting_str(&def, "image").map(str::to_owned))
                 .unwrap_or_else(|| "default".into());
             let mut tags = run_tags(ctx);
+            if let Some(secret) = try_step!(admin_secret_setting(ctx, &def)) {
+                tags.insert(ADMIN_SECRET_TAG.into(), secret.as_str().into());
+            }
             tags.insert(tag::ENV.into(), ctx.environment().name.clone());
             tags.insert(tag::DATABASE.into(), inputs.database.clone());
             tags.insert(tag::COLOR.into(), color.clone());
@@ -170,6 +200,41 @@ impl Step for Provision {
                 let instance = try_step!(providers.compute.describe(&id).await)
                     .or_else(|| self.instance.clone())
                     .expect("instance known");
+                if let Some(secret) = try_step!(admin_secret_setting(ctx, &def)) {
+                    let prepared = ctx
+                        .checkpoint()
+                        .and_then(|c| c.get("prepared").and_then(|p| p.as_bool()))
+                        .unwrap_or(false);
+                    if !prepared {
+                        let engine = try_step!(engine_for(ctx, &def));
+                        try_step!(ctx.record_intent(
+                            "db.prepare_instance",
+                            serde_json::json!({ "instance_id": id, "admin_secret": secret.as_str() })
+                        ));
+                        try_step!(engine.prepare_instance(&instance, &secret).await);
+                        try_step!(ctx.save_checkpoint(
+                            serde_json::json!({ "instance_id": id, "prepared": true })
+                        ));
+                    }
+                    // Serving means the server answers a query with the administrator's
+                    // password from the secret (on Neo4j this also proves the initial
+                    // password took). The `system` database: the data database may only
+                    // appear with the restore.
+                    let db = try_step!(DbRef::open(ctx, &inputs.database, id.as_str()).await);
+                    let mut target = db.admin_target();
+                    target.database = Some("system".into());
+                    if let Err(f) = target.check_login().await {
+                        if f.class == ErrorClass::Permanent {
+                            return Decision::Fail(f.with_hint(format!(
+                                "the instance does not accept the password in {secret}; if it was started before cutover set it, terminate it and provision again"
+                            )));
+                        }
+                        return Decision::wait(
+                            Duration::from_secs(1),
+                            format!("instance {id} runs but the database server does not answer yet: {}", f.message),
+                        );
+                    }
+                }
                 Decision::Done(instance_outputs(&instance, started.elapsed()))
             }
         }

@@ -193,6 +193,37 @@ pub async fn current_secret(ctx: &StepContext, name: &SecretName) -> Result<Secr
         })
 }
 
+/// The administrator's password of `instance`: its admin secret's current value, or one
+/// key of it when the secret is JSON (`neo4j = { admin_secret_key = … }`, the same key
+/// the instance's own scripts read).
+async fn admin_password(
+    ctx: &StepContext,
+    def: &DatabaseDef,
+    instance: &Instance,
+) -> Result<SecretString, Failure> {
+    use secrecy::ExposeSecret;
+    let name = admin_secret_for(instance, def.engine)?;
+    let value = current_secret(ctx, &name).await?;
+    let key = def
+        .settings
+        .get("neo4j")
+        .and_then(|n| n.get("admin_secret_key"))
+        .and_then(|k| k.as_str());
+    let Some(key) = key else {
+        return Ok(value);
+    };
+    serde_json::from_str::<serde_json::Value>(value.expose_secret())
+        .ok()
+        .and_then(|doc| doc.get(key).and_then(|v| v.as_str()).map(str::to_owned))
+        .map(SecretString::from)
+        .ok_or_else(|| {
+            Failure::permanent(format!(
+                "secret {name} is not a JSON object with a string `{key}` (admin_secret_key)"
+            ))
+            .with_hint("fix the secret or the database's neo4j.admin_secret_key setting")
+        })
+}
+
 /// Everything a step needs to talk to one database on one instance.
 pub struct DbRef {
     pub def: DatabaseDef,
@@ -209,7 +240,7 @@ impl DbRef {
         let def = database_def(ctx, database)?.clone();
         let engine = engine_for(ctx, &def)?;
         let instance = instance(ctx, instance_id).await?;
-        let admin_password = current_secret(ctx, &admin_secret_for(&instance, def.engine)?).await?;
+        let admin_password = admin_password(ctx, &def, &instance).await?;
         let admin_user = admin_user(&instance, def.engine);
         let handle = DbHandle {
             instance,

@@ -32,12 +32,22 @@ struct Machine {
 
 impl Machine {
     fn new(runbook: &str, settings: &AwsSettings, env: Vec<(&'static str, String)>) -> Self {
+        Self::with_databases(runbook, settings, env, "")
+    }
+
+    /// `databases`: TOML appended to the environment file.
+    fn with_databases(
+        runbook: &str,
+        settings: &AwsSettings,
+        env: Vec<(&'static str, String)>,
+        databases: &str,
+    ) -> Self {
         let ws = Workspace::new(runbook);
         std::fs::write(
             ws.path().join("env.toml"),
             format!(
                 "name = \"cloud\"\nprovider = \"aws\"\nstate_dir = \"state\"\n\
-                 [aws]\nregion = \"{}\"\nbucket = \"{}\"\nstate_prefix = \"{}\"\nendpoint_url = \"{}\"\n",
+                 [aws]\nregion = \"{}\"\nbucket = \"{}\"\nstate_prefix = \"{}\"\nendpoint_url = \"{}\"\n{databases}",
                 settings.region,
                 settings.bucket,
                 settings.prefix,
@@ -307,4 +317,38 @@ async fn gc_removes_only_this_environments_instances_that_no_run_owns() {
     assert!(["terminated", "shutting-down"].contains(&state(orphan).await.as_str()));
     assert_eq!(state(owned).await, "running");
     assert_eq!(state(elsewhere).await, "running");
+}
+
+/// A Neo4j instance must never serve with a default password: without an `admin_secret`
+/// the provision step refuses before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_neo4j_without_an_admin_secret_creates_nothing() {
+    let (moto, settings, clients) = setup("cutover-provision").await;
+    let book = "name = \"provision\"\n[[step]]\nid = \"green\"\nuses = \"compute.provision\"\nwith = { database = \"ledger\" }\n";
+    let m = Machine::with_databases(
+        book,
+        &settings,
+        moto.cli_env(),
+        "[databases.ledger]\nengine = \"neo4j\"\nimage = \"ami-12c6146b\"\ninstance = { type = \"t3.medium\" }\n",
+    );
+    let out = m.run(&run_args("p1"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("has no `admin_secret`"),
+        "{}",
+        text(&out)
+    );
+    let found = clients
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:cutover:run-id")
+                .values("p1")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(found.reservations().is_empty(), "no instance was created");
 }

@@ -321,13 +321,19 @@ impl Neo4jEngine {
             &attempt,
         )?;
         let result = run_script(self.exec.as_ref(), instance, &script, &self.settings.poll).await?;
-        if result.outputs.get("password_set").map(String::as_str) != Some("true") {
-            return Err(Failure::permanent(format!(
-                "script {} on {instance} finished without reporting password_set=true",
+        match result.outputs.get("password_set").map(String::as_str) {
+            Some("true") => Ok(()),
+            // Neo4j already had users (a retry after success): the caller's login proves
+            // it holds this secret's password, or fails saying it does not.
+            Some("already") => {
+                tracing::info!(instance = %instance, "neo4j already had its initial password; the login check decides");
+                Ok(())
+            }
+            _ => Err(Failure::permanent(format!(
+                "script {} on {instance} finished without reporting password_set",
                 script.name
-            )));
+            ))),
         }
-        Ok(())
     }
 
     async fn community_freeze(
@@ -600,6 +606,14 @@ impl DatabaseEngine for Neo4jEngine {
             }
         }
         Ok(())
+    }
+
+    async fn prepare_instance(
+        &self,
+        instance: &crate::providers::Instance,
+        admin_secret: &SecretName,
+    ) -> Result<(), Failure> {
+        self.set_initial_password(&instance.id, admin_secret).await
     }
 
     fn bolt_target(&self, db: &DbHandle, user: &str, password: SecretString) -> BoltTarget {

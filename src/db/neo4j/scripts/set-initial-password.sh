@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Sets the neo4j user's initial password before the first start. The password is read
-# here from Secrets Manager (NEO4J_SECRET_ID, stage NEO4J_SECRET_STAGE, JSON key
-# NEO4J_SECRET_KEY) and never appears in the command text cutover sends. neo4j-admin takes
-# it as an argument, so it is in this host's process list while the command runs; the
-# AMI mounts /proc with hidepid=2 (only root sees other users' arguments).
-# Outputs: password_set.
+# Makes a new instance serve: sets the neo4j user's initial password before Neo4j first
+# starts, then enables and starts the service (the AMI installs Neo4j disabled, so it
+# never serves with the default password). The password is read here from Secrets
+# Manager (NEO4J_SECRET_ID, stage NEO4J_SECRET_STAGE, JSON key NEO4J_SECRET_KEY) and never
+# appears in the command text cutover sends. neo4j-admin takes it as an argument, so it
+# is in this host's process list while the command runs; the AMI mounts /proc with
+# hidepid=2 (only root sees other users' arguments).
+#
+# Idempotent: when Neo4j already has users (a retry after this script succeeded, or an
+# image that started Neo4j), it only makes sure the service runs and reports
+# password_set=already; cutover then proves the password by logging in with it.
+# Outputs: password_set (true | already).
 set -euo pipefail
 set +x
 : "${NEO4J_SECRET_ID:?}" "${NEO4J_SECRET_STAGE:=AWSCURRENT}" "${NEO4J_SECRET_KEY:=}" "${NEO4J_DATA:=/var/lib/neo4j/data}"
 
 if [[ -s $NEO4J_DATA/dbms/auth.ini ]]; then
-  echo "Neo4j has already been started with users; rotate the password with ALTER USER instead" >&2
-  exit 3
+  echo "Neo4j already has users: not setting an initial password; cutover checks the login" >&2
+  "$CUTOVER_SYSTEMCTL" enable --now neo4j
+  cutover_output password_set already
+  exit 0
 fi
 
 # shellcheck disable=SC2034 # read by cutover_neo4j_set_initial_password
@@ -22,4 +30,5 @@ if [[ ${#neo4j_password} -lt 8 ]]; then
 fi
 cutover_neo4j_set_initial_password >/dev/null
 unset neo4j_password
+"$CUTOVER_SYSTEMCTL" enable --now neo4j
 cutover_output password_set true
