@@ -26,6 +26,23 @@ pub struct ProviderSet {
     pub secrets: std::sync::Arc<dyn SecretStore>,
     /// `None` where commands run through the database engine instead (local).
     pub exec: Option<std::sync::Arc<dyn Exec>>,
+    /// The application's service, restarted after a traffic switch so it re-reads its
+    /// settings (an ECS service on aws, when `[traffic]` names one). `None` when the
+    /// application picks up the change by itself (the local demo's writer).
+    pub app: Option<std::sync::Arc<dyn AppService>>,
+}
+
+/// The application's running service. credex reads its database settings at start-up,
+/// so a switch of the secret it reads takes effect only when its tasks restart.
+#[async_trait]
+pub trait AppService: Send + Sync {
+    /// e.g. `ECS service cluster/service`, for messages.
+    fn describe(&self) -> String;
+    /// Starts a new deployment of what runs now (old tasks stop before new ones start).
+    /// Every call is a new deployment: callers journal the intent and call it once.
+    async fn restart(&self) -> Result<(), Failure>;
+    /// Whether the newest deployment is the only one and fully running. Polled.
+    async fn settled(&self) -> Result<Readiness, Failure>;
 }
 
 /// Tags on instances and other resources (`cutover:env`, `cutover:run-id`, ...).

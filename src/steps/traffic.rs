@@ -217,31 +217,72 @@ struct Switch;
 
 #[async_trait]
 impl Step for Switch {
+    /// Switches once (checkpointed), then, when the provider has an application
+    /// service (ECS on aws), restarts it once (checkpointed) and waits until the new
+    /// deployment is the only one running: only then does the application read green.
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: SwitchInputs = try_step!(ctx.inputs());
         let target = try_step!(target_for(ctx));
-        let mut to = Vec::new();
-        for (database, instance) in &inputs.databases {
-            let db = try_step!(DbRef::open(ctx, database, instance).await);
-            let user = app_user(&db.def);
-            let password = try_step!(current_secret(ctx, &app_password_secret(ctx, &db.def)).await);
-            let url = db
-                .engine
-                .bolt_target(&db.handle, &user, password.clone())
-                .uri;
-            to.push(AppConnection {
-                database: database.clone(),
-                url,
-                user,
-                password,
-            });
+        let checkpoint = ctx.checkpoint().unwrap_or_default();
+        let switched = checkpoint
+            .get("version_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        let version = match switched {
+            Some(version) => version,
+            None => {
+                let mut to = Vec::new();
+                for (database, instance) in &inputs.databases {
+                    let db = try_step!(DbRef::open(ctx, database, instance).await);
+                    let user = app_user(&db.def);
+                    let password =
+                        try_step!(current_secret(ctx, &app_password_secret(ctx, &db.def)).await);
+                    let url = db
+                        .engine
+                        .bolt_target(&db.handle, &user, password.clone())
+                        .uri;
+                    to.push(AppConnection {
+                        database: database.clone(),
+                        url,
+                        user,
+                        password,
+                    });
+                }
+                try_step!(ctx.record_intent(
+                    "traffic.switch",
+                    serde_json::json!({ "target": target.describe(), "databases": inputs.databases })
+                ));
+                let version = try_step!(target.switch(ctx, &to, &ctx.idempotency_token).await);
+                try_step!(ctx.save_checkpoint(serde_json::json!({ "version_id": version })));
+                version
+            }
+        };
+        if let Some(app) = try_step!(ctx.providers()).app.clone() {
+            let restarted = checkpoint
+                .get("restarted")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            if !restarted {
+                try_step!(ctx.record_intent(
+                    "traffic.restart_app",
+                    serde_json::json!({ "service": app.describe(), "version_id": version })
+                ));
+                try_step!(app.restart().await);
+                try_step!(ctx.save_checkpoint(
+                    serde_json::json!({ "version_id": version, "restarted": true })
+                ));
+                ctx.note(format!(
+                    "{} restarting so it reads the new settings",
+                    app.describe()
+                ));
+            }
+            if let crate::providers::Readiness::NotYet(why) = try_step!(app.settled().await) {
+                return Decision::wait(
+                    std::time::Duration::from_secs(5),
+                    format!("waiting for {} to restart: {why}", app.describe()),
+                );
+            }
         }
-        try_step!(ctx.record_intent(
-            "traffic.switch",
-            serde_json::json!({ "target": target.describe(), "databases": inputs.databases })
-        ));
-        let version = try_step!(target.switch(ctx, &to, &ctx.idempotency_token).await);
-        try_step!(ctx.save_checkpoint(serde_json::json!({ "version_id": version })));
         let mut out = Outputs::new();
         out.insert("switched_at".into(), now_rfc3339().into());
         out.insert("version_id".into(), version.into());
@@ -312,6 +353,15 @@ impl Step for Switch {
             serde_json::json!({ "target": target.describe(), "version_id": version })
         ));
         try_step!(target.switch_back(ctx, &version).await);
+        // The application reads the restored settings only when it restarts. Green is
+        // frozen above, so tasks still on it cannot write while the restart rolls.
+        if let Some(app) = try_step!(ctx.providers()).app.clone() {
+            try_step!(ctx.record_intent(
+                "traffic.restart_app",
+                serde_json::json!({ "service": app.describe(), "switched_back": version })
+            ));
+            try_step!(app.restart().await);
+        }
         Decision::done()
     }
 }

@@ -220,3 +220,68 @@ async fn secret_json_keys_and_ssm_parameter_switch_and_switch_back() {
         Some("bolt://blue:7687")
     );
 }
+
+/// The ECS service as the application restarted after a secret switch: a new deployment
+/// of the same task definition (nothing about the revision changes), and moto's
+/// never-settling deployment is reported as not settled rather than believed.
+#[tokio::test]
+async fn the_app_service_restarts_on_the_same_revision_and_is_polled_until_settled() {
+    use cutover::providers::AppService;
+    let (_moto, _settings, clients) = setup("cutover-app-restart").await;
+    let ecs = &clients.ecs;
+    ecs.create_cluster().cluster_name("c").send().await.unwrap();
+    let td = ecs
+        .register_task_definition()
+        .family("credex-core")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("credex-core")
+                .image("credex/core:1")
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = td
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+    ecs.create_service()
+        .cluster("c")
+        .service_name("credex-core-service")
+        .task_definition(&arn)
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    let deployments = || async {
+        let out = ecs
+            .describe_services()
+            .cluster("c")
+            .services("credex-core-service")
+            .send()
+            .await
+            .unwrap();
+        let svc = out.services()[0].clone();
+        (
+            svc.task_definition().unwrap().to_owned(),
+            svc.deployments()
+                .iter()
+                .map(|d| d.id().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (_, before) = deployments().await;
+    let app = EcsServiceTarget::new(ecs.clone(), "c", "credex-core-service", None, Vec::new());
+    app.restart().await.unwrap();
+    let (revision, after) = deployments().await;
+    assert_eq!(revision, arn, "a restart keeps the task definition");
+    assert_ne!(before, after, "a restart is a new deployment");
+    assert!(matches!(
+        AppService::settled(&app).await.unwrap(),
+        Readiness::NotYet(_)
+    ));
+}

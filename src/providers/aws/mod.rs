@@ -38,6 +38,8 @@ use std::sync::Arc;
 pub struct AwsProvider {
     pub environment: config::AwsEnvironment,
     pub clients: AwsClients,
+    /// `[traffic] ecs_cluster` / `ecs_service`: the application restarted after a switch.
+    pub app_service: Option<(String, String)>,
 }
 
 impl AwsProvider {
@@ -46,9 +48,27 @@ impl AwsProvider {
     pub async fn open(env: &crate::config::Environment) -> Result<Self, Failure> {
         let environment = config::AwsEnvironment::from_environment(env)?;
         let clients = AwsClients::load(&environment.settings).await;
+        let traffic = env.document.get("traffic");
+        let field = |k: &str| {
+            traffic
+                .and_then(|t| t.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let app_service = match (field("ecs_cluster"), field("ecs_service")) {
+            (Some(cluster), Some(service)) => Some((cluster, service)),
+            (None, None) => None,
+            _ => {
+                return Err(Failure::permanent(format!(
+                    "{}: [traffic] needs both ecs_cluster and ecs_service, or neither",
+                    env.source.path.display()
+                )))
+            }
+        };
         Ok(Self {
             environment,
             clients,
+            app_service,
         })
     }
 
@@ -81,6 +101,15 @@ impl AwsProvider {
             objects: Arc::new(self.store()),
             secrets: Arc::new(SecretsManagerStore::new(self.clients.secrets.clone())),
             exec: Some(Arc::new(exec)),
+            app: self.app_service.as_ref().map(|(cluster, service)| {
+                Arc::new(EcsServiceTarget::new(
+                    self.clients.ecs.clone(),
+                    cluster,
+                    service,
+                    None,
+                    Vec::new(),
+                )) as Arc<dyn crate::providers::AppService>
+            }),
         }
     }
 }

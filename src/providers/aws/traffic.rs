@@ -737,6 +737,25 @@ impl TrafficTarget for EcsServiceTarget {
     }
 }
 
+/// The ECS service as the application that must restart after a switch of the secret it
+/// reads at start-up: a forced new deployment of the task definition it runs now.
+#[async_trait]
+impl crate::providers::AppService for EcsServiceTarget {
+    fn describe(&self) -> String {
+        TrafficTarget::describe(self)
+    }
+
+    async fn restart(&self) -> Result<(), Failure> {
+        let svc = self.service().await?;
+        let current = svc.task_definition().unwrap_or_default().to_owned();
+        self.point_service_at(&current).await
+    }
+
+    async fn settled(&self) -> Result<Readiness, Failure> {
+        TrafficTarget::settled(self).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,7 @@ impl LocalProvider {
             objects: self.objects.clone(),
             secrets: self.secrets.clone(),
             exec: None,
+            app: None,
         }
     }
 }
