@@ -135,6 +135,9 @@ impl Environment {
                 }
             }
         }
+        if let Some(traffic) = root.get("traffic") {
+            check_traffic_section(&mut r, traffic);
+        }
         match (provider, root.get("aws")) {
             (Some(ProviderKind::Aws), None) => r.problem_with_hint(
                 Some(0..0),
@@ -181,6 +184,47 @@ impl Environment {
     pub fn lookup(&self, path: &[String]) -> Option<&serde_json::Value> {
         path.iter()
             .try_fold(&self.document, |v, key| v.get(key.as_str()))
+    }
+}
+
+/// `[traffic]`: where the application reads its connection settings, and the ECS
+/// service to restart after a switch (both names or neither).
+fn check_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) {
+    let Some(t) = traffic.as_table_like() else {
+        return; // reported as "must be a table" above
+    };
+    let context = "[traffic]";
+    r.check_keys(
+        t,
+        &["kind", "secret", "keys", "ecs_cluster", "ecs_service", "task_family"],
+        context,
+    );
+    if let Some(kind) = r.string(t, "kind", false, context, None) {
+        if kind.value != "secret" {
+            r.problem_with_hint(
+                kind.span,
+                format!("[traffic] kind `{}` is not supported", kind.value),
+                "use kind = \"secret\" (a JSON secret the application reads)",
+            );
+        }
+    }
+    for key in ["secret", "task_family"] {
+        r.string(t, key, false, context, None);
+    }
+    let cluster = r.string(t, "ecs_cluster", false, context, None);
+    let service = r.string(t, "ecs_service", false, context, None);
+    match (&cluster, &service) {
+        (Some(c), None) => r.problem_with_hint(
+            c.span.clone(),
+            "[traffic] has ecs_cluster but no ecs_service",
+            "name the service to restart after a switch, or remove ecs_cluster",
+        ),
+        (None, Some(s)) => r.problem_with_hint(
+            s.span.clone(),
+            "[traffic] has ecs_service but no ecs_cluster",
+            "name the service's cluster, or remove ecs_service",
+        ),
+        _ => {}
     }
 }
 

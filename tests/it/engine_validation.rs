@@ -119,6 +119,7 @@ fn cases() -> Vec<Case> {
         ("environment: aws without bucket", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"af-south-1\"\n", "[aws] is missing required key `bucket`", "[aws]"),
         ("environment: aws security groups not a list", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\nsecurity_group_ids = \"sg-1\"\n", "`security_group_ids` in [aws] must be a list of strings, found a string", "\"sg-1\""),
         ("environment: aws unencrypted volume", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\ninstance = { type = \"r5.large\", encrypted = false }\n", "database `ledger` instance: encrypted must be true", "false"),
+        ("environment: traffic service without cluster", "name = \"t\"\nprovider = \"local\"\n[traffic]\nsecret = \"s\"\necs_service = \"svc\"\n", "[traffic] has ecs_service but no ecs_cluster", "\"svc\""),
         ("environment: aws heap", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\nheap = \"1g\"\n", "database `ledger`: `heap` is a local-provider setting", "heap ="),
     ];
     for (name, env, message, at) in env_cases {
