@@ -196,7 +196,14 @@ fn check_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) {
     let context = "[traffic]";
     r.check_keys(
         t,
-        &["kind", "secret", "keys", "ecs_cluster", "ecs_service", "task_family"],
+        &[
+            "kind",
+            "secret",
+            "keys",
+            "ecs_cluster",
+            "ecs_service",
+            "task_family",
+        ],
         context,
     );
     if let Some(kind) = r.string(t, "kind", false, context, None) {
