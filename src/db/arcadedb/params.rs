@@ -57,7 +57,8 @@ mod tests {
         assert_eq!(text(BoltType::from(1.0f64)), "1.0");
         assert_eq!(text(BoltType::from(0.0f64)), "0.0");
         assert_eq!(text(BoltType::from(-0.0f64)), "-0.0");
-        assert_eq!(text(BoltType::from(1e-5f64)), "1e-5");
+        assert_eq!(text(BoltType::from(1e-5f64)), "0.00001");
+        assert_eq!(text(BoltType::from(1e21f64)), "1e+21");
         assert_eq!(text(BoltType::from(0.0015f64)), "0.0015");
     }
 
