@@ -13,12 +13,18 @@
 //! one `Active = true` (the last). That is ≈ 7.7 nodes and ≈ 21 relationships per member:
 //! 131,000 members ≈ 1.0 M nodes and 2.8 M relationships ([`LedgerSpec::expected_counts`]).
 //!
-//! Loading goes over Bolt with `UNWIND $rows` batches; it was measured against ArcadeDB
-//! (numbers in `docs/integrity.md`). Temporal values: `createdAt` & co. are written with
+//! Loading runs `UNWIND $rows` statements through a [`LedgerSink`]: over Bolt (the app's
+//! write path; one row per statement on ArcadeDB, see [`DEFAULT_BATCH_SIZE`]) or, for
+//! large ledgers on ArcadeDB, the same statements in large batches through its HTTP
+//! command API ([`LedgerSink::ArcadeHttp`]); both give the same graph, and the speeds
+//! measured here are in `docs/integrity.md`. Temporal values: `createdAt` & co. are written with
 //! Cypher `datetime(string)` so they are stored as zoned datetimes like the app does (ArcadeDB
 //! stores a zoned datetime *parameter* as a local datetime in UTC, dropping the offset).
 
+use crate::db::arcadedb::params::{json_param, UnsupportedParam};
+use crate::db::arcadedb::ArcadeHttp;
 use crate::engine::progress::WorkMeter;
+use crate::failure::Failure;
 use neo4rs::{BoltList, BoltMap, BoltString, BoltType, Graph};
 use std::time::{Duration, Instant};
 
@@ -396,6 +402,20 @@ pub enum LedgerError {
         #[source]
         source: neo4rs::Error,
     },
+    /// A batch sent over ArcadeDB's HTTP API failed. Not retried: the server may have
+    /// committed it, and a second attempt would write it twice.
+    #[error("loading the ledger over HTTP failed at {stage}: {source}; the database may hold part of the ledger: load into a new, empty database")]
+    Http {
+        stage: String,
+        #[source]
+        source: Failure,
+    },
+    #[error("loading the ledger failed at {stage}: {source}")]
+    Param {
+        stage: String,
+        #[source]
+        source: UnsupportedParam,
+    },
     /// The database holds other counts than the spec creates (the engine duplicated or
     /// dropped writes, or the database was not empty).
     #[error("the loaded ledger has {actual:?} (nodes, relationships), the spec creates {expected:?}: the database was not empty or the engine lost/duplicated writes")]
@@ -405,16 +425,15 @@ pub enum LedgerError {
     },
 }
 
+const COUNT_QUERIES: [&str; 2] = [
+    "MATCH (n) RETURN count(n) AS c",
+    "MATCH ()-[r]->() RETURN count(r) AS c",
+];
+
 /// Counts all nodes and relationships.
 pub async fn count_records(graph: &Graph) -> Result<(u64, u64), LedgerError> {
     let mut out = [0u64; 2];
-    for (i, q) in [
-        "MATCH (n) RETURN count(n) AS c",
-        "MATCH ()-[r]->() RETURN count(r) AS c",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, q) in COUNT_QUERIES.iter().enumerate() {
         let err = |source| LedgerError::Bolt {
             stage: "count".into(),
             source,
@@ -436,24 +455,71 @@ pub struct LoadStats {
     pub records_per_second: f64,
 }
 
+/// How a sink's statements receive dates: as typed Bolt `Date` parameters, or as ISO
+/// strings (JSON has no dates) that the statement turns back into dates with `date(…)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dates {
+    Typed,
+    Iso,
+}
+
+impl Dates {
+    /// The Cypher expression for the date held in `expr`.
+    fn of(self, expr: &str) -> String {
+        match self {
+            Dates::Typed => expr.to_owned(),
+            Dates::Iso => format!("date({expr})"),
+        }
+    }
+
+    /// After `SET var = r.props`: re-sets the date property `key` from its ISO string.
+    fn restore(self, var: &str, key: &str) -> String {
+        match self {
+            Dates::Typed => String::new(),
+            Dates::Iso => format!(", {var}.{key} = date(r.props.{key})"),
+        }
+    }
+}
+
 /// Cypher statements per kind. Every statement takes `$rows`.
-const Q_DAYNODES: &str = "UNWIND $rows AS r CREATE (d:Daynode) SET d = r.props";
-const Q_NEXT_DAY: &str =
-    "UNWIND $rows AS r MATCH (a:Daynode {Date: r.from}) MATCH (b:Daynode {Date: r.to}) CREATE (a)-[:NEXT_DAY]->(b)";
+fn q_daynodes(dates: Dates) -> String {
+    format!(
+        "UNWIND $rows AS r CREATE (d:Daynode) SET d = r.props{}",
+        dates.restore("d", "Date")
+    )
+}
+
+fn q_next_day(dates: Dates) -> String {
+    format!(
+        "UNWIND $rows AS r MATCH (a:Daynode {{Date: {}}}) MATCH (b:Daynode {{Date: {}}}) CREATE (a)-[:NEXT_DAY]->(b)",
+        dates.of("r.from"),
+        dates.of("r.to")
+    )
+}
+
 const Q_ANCHORS: &str =
     "UNWIND $rows AS r CREATE (l:LoopAnchor) SET l = r.props, l.createdAt = datetime(r.createdAt)";
-const Q_MEMBERS: &str = "UNWIND $rows AS r MATCH (d:Daynode {Date: r.day}) \
-    CREATE (m:Member) SET m = r.props, m.createdAt = datetime(r.createdAt), m.updatedAt = datetime(r.updatedAt) \
-    CREATE (m)-[:CREATED_ON]->(d)";
+
+fn q_members(dates: Dates) -> String {
+    format!(
+        "UNWIND $rows AS r MATCH (d:Daynode {{Date: {}}}) \
+         CREATE (m:Member) SET m = r.props, m.createdAt = datetime(r.createdAt), m.updatedAt = datetime(r.updatedAt) \
+         CREATE (m)-[:CREATED_ON]->(d)",
+        dates.of("r.day")
+    )
+}
+
 const Q_ACCOUNTS: &str = "UNWIND $rows AS r MATCH (m:Member {memberID: r.member}) \
     CREATE (a:Account) SET a = r.props, a.createdAt = datetime(r.createdAt) \
     CREATE (m)-[:OWNS]->(a) CREATE (m)-[:AUTHORIZED_FOR]->(a)";
 
-fn credex_query(state: CredexState, redeemed: bool) -> String {
+fn credex_query(state: CredexState, redeemed: bool, dates: Dates) -> String {
     let t = state.rel_type();
-    let mut q = String::from(
-        "UNWIND $rows AS r MATCH (a:Account {accountID: r.from}) MATCH (b:Account {accountID: r.to}) MATCH (d:Daynode {Date: r.day}) \
-         CREATE (c:Credex) SET c = r.props, c.createdAt = datetime(r.createdAt)",
+    let mut q = format!(
+        "UNWIND $rows AS r MATCH (a:Account {{accountID: r.from}}) MATCH (b:Account {{accountID: r.to}}) MATCH (d:Daynode {{Date: {}}}) \
+         CREATE (c:Credex) SET c = r.props, c.createdAt = datetime(r.createdAt){}",
+        dates.of("r.day"),
+        dates.restore("c", "dueDate")
     );
     if state == CredexState::Accepted || state == CredexState::Cleared {
         q.push_str(", c.acceptedAt = datetime(r.props.acceptedAt)");
@@ -474,10 +540,118 @@ fn credex_query(state: CredexState, redeemed: bool) -> String {
 const Q_SECURES: &str =
     "UNWIND $rows AS r MATCH (a:Account {accountID: r.from}) MATCH (c:Credex {credexID: r.id}) CREATE (a)-[:SECURES]->(c)";
 
+/// How long one HTTP batch may take (a few thousand rows take seconds; this only stops a
+/// hung server from hanging the load).
+pub const HTTP_BATCH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where a load writes. Both sinks run the same statements and give the same graph
+/// (same labels, properties with the same types, relationships); `tests/it` proves it by
+/// fingerprint.
+#[derive(Clone, Copy)]
+pub enum LedgerSink<'a> {
+    /// Cypher over Bolt with typed parameters: the app's own write path. On ArcadeDB keep
+    /// the batch size at [`DEFAULT_BATCH_SIZE`] (≈ 1,400 records/s here).
+    Bolt(&'a Graph),
+    /// Cypher through ArcadeDB's HTTP command API (`POST /api/v1/command/<db>`), one
+    /// `UNWIND` batch per request, each its own server-side transaction, rows as JSON
+    /// (dates as ISO strings turned back by `date(…)`, see
+    /// [`crate::db::arcadedb::params`]). Large batches are correct here (measured: the
+    /// count check holds at 131,000 members with 2,000-row batches). A failed batch is
+    /// not retried. The bulk path for benchmark-sized ledgers.
+    ArcadeHttp {
+        http: &'a ArcadeHttp,
+        database: &'a str,
+    },
+}
+
+impl LedgerSink<'_> {
+    fn dates(&self) -> Dates {
+        match self {
+            LedgerSink::Bolt(_) => Dates::Typed,
+            LedgerSink::ArcadeHttp { .. } => Dates::Iso,
+        }
+    }
+
+    /// Runs `query`, with `$rows` bound when given, and discards its result.
+    async fn run(
+        &self,
+        stage: &str,
+        query: &str,
+        rows: Option<BoltType>,
+    ) -> Result<(), LedgerError> {
+        match *self {
+            LedgerSink::Bolt(graph) => {
+                let mut q = neo4rs::query(query);
+                if let Some(rows) = rows {
+                    q = q.param("rows", rows);
+                }
+                graph.run(q).await.map_err(|source| LedgerError::Bolt {
+                    stage: stage.to_owned(),
+                    source,
+                })
+            }
+            LedgerSink::ArcadeHttp { http, database } => {
+                let params = match rows {
+                    Some(rows) => serde_json::json!({
+                        "rows": json_param(&rows).map_err(|source| LedgerError::Param {
+                            stage: stage.to_owned(),
+                            source,
+                        })?
+                    }),
+                    None => serde_json::Value::Null,
+                };
+                http.database_command_with_params(
+                    database,
+                    "cypher",
+                    query,
+                    params,
+                    HTTP_BATCH_TIMEOUT,
+                )
+                .await
+                .map(drop)
+                .map_err(|source| LedgerError::Http {
+                    stage: stage.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Counts all nodes and relationships.
+    pub async fn count_records(&self) -> Result<(u64, u64), LedgerError> {
+        let (http, database) = match *self {
+            LedgerSink::Bolt(graph) => return count_records(graph).await,
+            LedgerSink::ArcadeHttp { http, database } => (http, database),
+        };
+        let mut out = [0u64; 2];
+        for (i, q) in COUNT_QUERIES.iter().enumerate() {
+            let rows = http
+                .database_command_with_params(
+                    database,
+                    "cypher",
+                    q,
+                    serde_json::Value::Null,
+                    HTTP_BATCH_TIMEOUT,
+                )
+                .await
+                .map_err(|source| LedgerError::Http {
+                    stage: "count".into(),
+                    source,
+                })?;
+            out[i] = rows
+                .get(0)
+                .and_then(|row| row.get("c"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+        }
+        Ok((out[0], out[1]))
+    }
+}
+
 /// Creates the unique constraints of the LedgerSpace model (where the engine supports
 /// them; ArcadeDB accepts `CREATE CONSTRAINT … IS UNIQUE` over Bolt and enforces it with a
 /// unique index, which also makes the loader's `MATCH … {key: …}` lookups fast).
-pub async fn create_constraints(graph: &Graph) -> Result<(), LedgerError> {
+pub async fn create_constraints(sink: LedgerSink<'_>) -> Result<(), LedgerError> {
     for (label, prop) in [
         ("Daynode", "Date"),
         ("Member", "memberID"),
@@ -491,19 +665,14 @@ pub async fn create_constraints(graph: &Graph) -> Result<(), LedgerError> {
         ("Credex", "credexID"),
     ] {
         let q = format!("CREATE CONSTRAINT {label}_{prop} IF NOT EXISTS FOR (n:{label}) REQUIRE n.{prop} IS UNIQUE");
-        graph
-            .run(neo4rs::query(&q))
-            .await
-            .map_err(|source| LedgerError::Bolt {
-                stage: format!("constraint {label}.{prop}"),
-                source,
-            })?;
+        sink.run(&format!("constraint {label}.{prop}"), &q, None)
+            .await?;
     }
     Ok(())
 }
 
 struct Loader<'a> {
-    graph: &'a Graph,
+    sink: LedgerSink<'a>,
     spec: &'a LedgerSpec,
     meter: &'a WorkMeter,
     done: u64,
@@ -555,13 +724,7 @@ impl Loader<'_> {
             return Ok(());
         }
         let list = BoltType::List(BoltList::from(std::mem::take(rows)));
-        self.graph
-            .run(neo4rs::query(query).param("rows", list))
-            .await
-            .map_err(|source| LedgerError::Bolt {
-                stage: stage.to_owned(),
-                source,
-            })?;
+        self.sink.run(stage, query, Some(list)).await?;
         self.done += *weight;
         *weight = 0;
         self.meter.update(self.done, Some(self.total));
@@ -576,30 +739,47 @@ pub async fn load_ledger(
     spec: &LedgerSpec,
     meter: &WorkMeter,
 ) -> Result<LoadStats, LedgerError> {
+    load_ledger_into(LedgerSink::Bolt(graph), spec, meter).await
+}
+
+/// Loads the ledger described by `spec` into an empty database through `sink`, creating
+/// the model's unique constraints first, and checks the final counts. Reports records
+/// (nodes + relationships) created.
+pub async fn load_ledger_into(
+    sink: LedgerSink<'_>,
+    spec: &LedgerSpec,
+    meter: &WorkMeter,
+) -> Result<LoadStats, LedgerError> {
     let started = Instant::now();
     let (nodes, rels) = spec.expected_counts();
-    create_constraints(graph).await?;
+    let dates = sink.dates();
+    create_constraints(sink).await?;
     let mut l = Loader {
-        graph,
+        sink,
         spec,
         meter,
         done: 0,
         total: nodes + rels,
     };
     let days = u64::from(spec.days);
-    l.batches("daynodes", Q_DAYNODES, 0..days, |d| {
+    l.batches("daynodes", &q_daynodes(dates), 0..days, |d| {
         Some((daynode_row(spec, d), 1))
     })
     .await?;
-    l.batches("next_day", Q_NEXT_DAY, 0..days.saturating_sub(1), |d| {
-        Some((
-            Props::new()
-                .put("from", day_date(d))
-                .put("to", day_date(d + 1))
-                .done(),
-            1,
-        ))
-    })
+    l.batches(
+        "next_day",
+        &q_next_day(dates),
+        0..days.saturating_sub(1),
+        |d| {
+            Some((
+                Props::new()
+                    .put("from", day_date(d))
+                    .put("to", day_date(d + 1))
+                    .done(),
+                1,
+            ))
+        },
+    )
     .await?;
     l.batches("anchors", Q_ANCHORS, 0..spec.anchors(), |a| {
         let id = uuid(spec.seed, K_ANCHOR, a);
@@ -619,7 +799,7 @@ pub async fn load_ledger(
         ))
     })
     .await?;
-    l.batches("members", Q_MEMBERS, 0..spec.members, |i| {
+    l.batches("members", &q_members(dates), 0..spec.members, |i| {
         Some((member_row(spec, i), 2))
     })
     .await?;
@@ -635,7 +815,7 @@ pub async fn load_ledger(
         CredexState::Requested,
         CredexState::Cleared,
     ] {
-        let q = credex_query(state, state == CredexState::Cleared);
+        let q = credex_query(state, state == CredexState::Cleared, dates);
         l.batches(
             &format!("credexes {}", state.rel_type()),
             &q,
@@ -659,7 +839,7 @@ pub async fn load_ledger(
         })
     })
     .await?;
-    let actual = count_records(graph).await?;
+    let actual = sink.count_records().await?;
     if actual != (nodes, rels) {
         return Err(LedgerError::CountMismatch {
             expected: (nodes, rels),
@@ -690,7 +870,7 @@ pub async fn load_search_space(
 ) -> Result<LoadStats, LedgerError> {
     let started = Instant::now();
     let mut l = Loader {
-        graph,
+        sink: LedgerSink::Bolt(graph),
         spec,
         meter,
         done: 0,

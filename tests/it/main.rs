@@ -16,6 +16,7 @@ mod harness;
 mod harness_smoke;
 mod integrity;
 mod ledger;
+mod ledger_bulk_load;
 mod local_arcadedb;
 mod local_bluegreen;
 mod local_provider;

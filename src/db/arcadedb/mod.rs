@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod install;
+pub mod params;
 pub mod server;
 
 pub use engine::ArcadeEngine;

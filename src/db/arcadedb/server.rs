@@ -525,7 +525,34 @@ impl ArcadeHttp {
         command: &str,
         timeout: Duration,
     ) -> Result<serde_json::Value, Failure> {
-        let body = serde_json::json!({ "language": language, "command": command });
+        self.database_command_with_params(
+            database,
+            language,
+            command,
+            serde_json::Value::Null,
+            timeout,
+        )
+        .await
+    }
+
+    /// Like [`database_command`](Self::database_command) with named parameters (a JSON
+    /// object; `Null` for none), e.g. `("ledger", "cypher", "UNWIND $rows AS r …",
+    /// {"rows": […]})`. Without a session the server runs the command in one
+    /// transaction of its own. JSON carries no dates: pass them as strings and convert
+    /// in the statement (`date(r.day)`); an integral JSON number is stored as an integer,
+    /// one with a fraction or exponent (`1.0`) as a double.
+    pub async fn database_command_with_params(
+        &self,
+        database: &str,
+        language: &str,
+        command: &str,
+        params: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, Failure> {
+        let mut body = serde_json::json!({ "language": language, "command": command });
+        if !params.is_null() {
+            body["params"] = params;
+        }
         self.post(
             &format!("/api/v1/command/{database}"),
             &body,
