@@ -39,25 +39,38 @@ pub async fn status_command(run_id: Option<String>, env: &str, output: OutputFor
             return 2;
         }
     };
+    let backend = match run::Backend::open(&env).await {
+        Ok(b) => b,
+        Err(f) => {
+            eprintln!("error: {f}");
+            return 1;
+        }
+    };
     // On aws, runs started on other machines are read from the journal mirror.
     let fetched = match &run_id {
-        None => run::fetch_runs(&env).await.map(|_| ()),
-        Some(id) => run::fetch_run(&env, &RunId::new(id.as_str())).await,
+        None => backend.fetch_runs(&env.state_dir).await,
+        Some(id) => {
+            backend
+                .fetch_run(&env.state_dir, &RunId::new(id.as_str()))
+                .await
+        }
     };
     if let Err(f) = fetched {
         eprintln!(
             "warning: the journal mirror could not be read ({f}); showing local journals only"
         );
     }
-    let lease = match run::lease_holder(&env).await {
-        Ok(l) => l,
-        Err(f) => {
-            eprintln!("warning: the lease could not be read: {f}");
-            None
-        }
-    };
     match run_id {
-        None => list(&env, lease, output),
+        None => {
+            let lease = match backend.lease.holder().await {
+                Ok(l) => l,
+                Err(f) => {
+                    eprintln!("warning: the lease could not be read: {f}");
+                    None
+                }
+            };
+            list(&env, lease, output)
+        }
         Some(id) => match run::load_view(&env.state_dir, &RunId::new(id)) {
             Ok(view) => {
                 show(&view, output);
@@ -270,10 +283,14 @@ async fn aws_gc(
     env: &Environment,
     remove: bool,
 ) -> Result<Vec<crate::providers::local::gc::GcCandidate>, crate::failure::Failure> {
-    let aws = crate::providers::aws::AwsProvider::open(env).await?;
+    let backend = run::Backend::open(env).await?;
     // Without every journal, a live run's instance could look orphaned: no mirror, no gc.
-    run::fetch_runs(env).await?;
-    let compute = aws.compute();
+    backend.fetch_runs(&env.state_dir).await?;
+    let compute = backend
+        .aws
+        .as_ref()
+        .expect("an aws environment has an aws backend")
+        .compute();
     let instances = compute
         .find_tagged_by_any_run()
         .await?

@@ -150,15 +150,16 @@ fn valid_run_id(id: &str) -> bool {
 pub const MIRROR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The provider-dependent parts of running: where the lease lives, the journal mirror
-/// (aws), and the services the steps use.
-struct Backend {
-    lease: LeaseBackend,
-    mirror: Option<crate::providers::aws::JournalMirror>,
-    aws: Option<crate::providers::aws::AwsProvider>,
+/// (aws), and the services the steps use. Opened once per command (on aws this loads the
+/// SDK configuration).
+pub struct Backend {
+    pub lease: LeaseBackend,
+    pub mirror: Option<crate::providers::aws::JournalMirror>,
+    pub aws: Option<crate::providers::aws::AwsProvider>,
 }
 
 impl Backend {
-    async fn open(env: &Environment) -> Result<Self, Failure> {
+    pub async fn open(env: &Environment) -> Result<Self, Failure> {
         match env.provider {
             crate::config::ProviderKind::Local => Ok(Self {
                 lease: LeaseBackend::Local(env.state_dir.clone()),
@@ -197,6 +198,27 @@ impl Backend {
             Some(m) => m.reconcile(run_id, path).await.map(Some),
             None => Ok(None),
         }
+    }
+
+    /// On aws, brings the local copy of `run_id`'s journal under `state_dir` up to date
+    /// with the mirror (a run started on another machine becomes visible here). A no-op
+    /// on local environments.
+    pub async fn fetch_run(&self, state_dir: &Path, run_id: &RunId) -> Result<(), Failure> {
+        self.reconcile_journal(run_id, &journal_path(state_dir, run_id))
+            .await
+            .map(|_| ())
+    }
+
+    /// On aws, fetches every mirrored run's journal (see [`Backend::fetch_run`]). A no-op
+    /// on local environments.
+    pub async fn fetch_runs(&self, state_dir: &Path) -> Result<(), Failure> {
+        let Some(mirror) = &self.mirror else {
+            return Ok(());
+        };
+        for run_id in mirror.runs().await? {
+            self.fetch_run(state_dir, &run_id).await?;
+        }
+        Ok(())
     }
 }
 
@@ -498,39 +520,6 @@ pub fn load_view(state_dir: &Path, run_id: &RunId) -> Result<RunView, RunError> 
     }
     let (records, _) = super::journal::read_records(&path)?;
     Ok(replay(&records))
-}
-
-/// Who holds the environment's lease (the S3 object on aws, the file locally).
-pub async fn lease_holder(env: &Environment) -> Result<Option<LeaseInfo>, Failure> {
-    Backend::open(env).await?.lease.holder().await
-}
-
-/// On aws, brings the local copy of `run_id`'s journal up to date with the mirror (a run
-/// started on another machine becomes visible here). A no-op on local environments.
-pub async fn fetch_run(env: &Environment, run_id: &RunId) -> Result<(), Failure> {
-    let backend = Backend::open(env).await?;
-    backend
-        .reconcile_journal(run_id, &journal_path(&env.state_dir, run_id))
-        .await
-        .map(|_| ())
-}
-
-/// On aws, fetches every mirrored run's journal (see [`fetch_run`]); returns how many
-/// runs the mirror holds. A no-op on local environments.
-pub async fn fetch_runs(env: &Environment) -> Result<usize, Failure> {
-    let backend = Backend::open(env).await?;
-    let Some(mirror) = &backend.mirror else {
-        return Ok(0);
-    };
-    let runs = mirror.runs().await?;
-    for run_id in &runs {
-        if mirror.head(run_id).await?.is_some() {
-            backend
-                .reconcile_journal(run_id, &journal_path(&env.state_dir, run_id))
-                .await?;
-        }
-    }
-    Ok(runs.len())
 }
 
 /// Run ids in the state directory, oldest first.
