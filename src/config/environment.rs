@@ -260,24 +260,6 @@ fn check_aws_section(r: &mut TomlReader<'_>, aws: &toml_edit::Item) {
     }
 }
 
-/// Keys a database's `instance = { … }` table accepts on the aws provider.
-const AWS_INSTANCE_KEYS: &[&str] = &[
-    "type",
-    "instance_type",
-    "volume_gb",
-    "root_volume_gib",
-    "volume_type",
-    "encrypted",
-    "subnet_id",
-    "security_group_ids",
-    "instance_profile",
-    "launch_template",
-    "launch_template_version",
-    "root_device_name",
-    "volume_kms_key_id",
-    "bolt_port",
-];
-
 /// On aws, each database's `instance` table is EC2 settings (checked here so a typo fails
 /// the plan, not the provision step), and `heap` (a local-provider setting) is refused.
 fn check_aws_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) {
@@ -299,7 +281,11 @@ fn check_aws_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) 
             match instance.as_table_like() {
                 Some(it) => {
                     let context = format!("database `{name}` instance");
-                    r.check_keys(it, AWS_INSTANCE_KEYS, &context);
+                    r.check_keys(
+                        it,
+                        crate::providers::aws::ec2_compute::INSTANCE_TABLE_KEYS,
+                        &context,
+                    );
                     for key in ["type", "instance_type", "volume_type", "subnet_id"] {
                         r.string(it, key, false, &context, None);
                     }

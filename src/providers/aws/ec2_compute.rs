@@ -24,6 +24,26 @@ use std::collections::BTreeMap;
 /// emulator ignores it entirely).
 pub const TOKEN_TAG: &str = "cutover:idempotency-token";
 
+/// Every key a database's `instance = { … }` table accepts on the aws provider: the
+/// fields of [`Ec2InstanceSettings`] and their short aliases (the environment loader
+/// checks against this list; a unit test keeps it equal to what deserializes).
+pub const INSTANCE_TABLE_KEYS: &[&str] = &[
+    "type",
+    "instance_type",
+    "volume_gb",
+    "root_volume_gib",
+    "volume_type",
+    "encrypted",
+    "subnet_id",
+    "security_group_ids",
+    "instance_profile",
+    "launch_template",
+    "launch_template_version",
+    "root_device_name",
+    "volume_kms_key_id",
+    "bolt_port",
+];
+
 /// Instance settings from the environment file: the `[aws]` section gives defaults
 /// (subnet, security groups, instance profile, launch template) and each database's
 /// `instance = { … }` table (`ProvisionRequest::settings`) overrides them. The table may
@@ -529,6 +549,25 @@ fn with_port(mut instance: Instance, settings: &Ec2InstanceSettings) -> Instance
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_instance_table_key_the_loader_accepts_is_read() {
+        for key in INSTANCE_TABLE_KEYS {
+            let value = match *key {
+                "volume_gb" | "root_volume_gib" | "bolt_port" => serde_json::json!(100),
+                "encrypted" => serde_json::json!(true),
+                "security_group_ids" => serde_json::json!(["sg-1"]),
+                _ => serde_json::json!("x"),
+            };
+            let parsed = Ec2InstanceSettings::from_json(&serde_json::json!({ *key: value }));
+            assert!(parsed.is_ok(), "{key}: {:?}", parsed.err());
+            assert_ne!(
+                parsed.unwrap(),
+                Ec2InstanceSettings::default(),
+                "{key} is read"
+            );
+        }
+    }
 
     #[test]
     fn settings_reject_unknown_keys_and_need_a_type() {

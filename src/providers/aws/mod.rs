@@ -55,16 +55,8 @@ impl AwsProvider {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        let app_service = match (field("ecs_cluster"), field("ecs_service")) {
-            (Some(cluster), Some(service)) => Some((cluster, service)),
-            (None, None) => None,
-            _ => {
-                return Err(Failure::permanent(format!(
-                    "{}: [traffic] needs both ecs_cluster and ecs_service, or neither",
-                    env.source.path.display()
-                )))
-            }
-        };
+        // The loader has checked that both or neither are given.
+        let app_service = field("ecs_cluster").zip(field("ecs_service"));
         Ok(Self {
             environment,
             clients,
