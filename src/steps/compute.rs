@@ -201,11 +201,7 @@ impl Step for Provision {
                     .or_else(|| self.instance.clone())
                     .expect("instance known");
                 if let Some(secret) = try_step!(admin_secret_setting(ctx, &def)) {
-                    let prepared = ctx
-                        .checkpoint()
-                        .and_then(|c| c.get("prepared").and_then(|p| p.as_bool()))
-                        .unwrap_or(false);
-                    if !prepared {
+                    if !ctx.checkpoint_flag("prepared") {
                         let engine = try_step!(engine_for(ctx, &def));
                         try_step!(ctx.record_intent(
                             "db.prepare_instance",
@@ -270,11 +266,7 @@ impl Step for Provision {
         {
             ids.push(InstanceId::new(id));
         }
-        if let Some(id) = ctx.checkpoint().and_then(|c| {
-            c.get("instance_id")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        }) {
+        if let Some(id) = ctx.checkpoint_str("instance_id") {
             ids.push(InstanceId::new(id));
         }
         for found in try_step!(providers.compute.find_by_tags(&run_tags(ctx)).await) {

@@ -94,6 +94,37 @@ impl StepContext {
         self.checkpoint.lock().expect("checkpoint lock").clone()
     }
 
+    /// Whether the last checkpoint has `key` set to `true`.
+    pub fn checkpoint_flag(&self, key: &str) -> bool {
+        self.checkpoint_field(key)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+
+    /// A string field of the last checkpoint.
+    pub fn checkpoint_str(&self, key: &str) -> Option<String> {
+        self.checkpoint_field(key)
+            .and_then(|v| v.as_str().map(str::to_owned))
+    }
+
+    fn checkpoint_field(&self, key: &str) -> Option<serde_json::Value> {
+        self.checkpoint
+            .lock()
+            .expect("checkpoint lock")
+            .as_ref()
+            .and_then(|c| c.get(key).cloned())
+    }
+
+    /// A string the step recorded: in its outputs when it finished, else in its
+    /// checkpoint (it crashed or failed after the side effect, before finishing).
+    pub fn recorded_str(&self, outputs: Option<&Outputs>, key: &str) -> Option<String> {
+        outputs
+            .and_then(|o| o.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .or_else(|| self.checkpoint_str(key))
+    }
+
     pub fn note(&self, message: impl Into<String>) {
         self.services.progress.report(ProgressEvent::Note {
             step: Some(self.step_id.clone()),

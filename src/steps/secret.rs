@@ -123,17 +123,7 @@ impl Step for Rotate {
         let def = try_step!(super::dbctx::database_def(ctx, &inputs.database)).clone();
         let providers = try_step!(ctx.providers());
         let name = app_password_secret(ctx, &def);
-        let version = outputs
-            .and_then(|o| o.get("version_id"))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .or_else(|| {
-                ctx.checkpoint().and_then(|c| {
-                    c.get("version_id")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned)
-                })
-            });
+        let version = ctx.recorded_str(outputs, "version_id");
         let Some(version) = version else {
             return Decision::done();
         };

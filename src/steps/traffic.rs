@@ -223,12 +223,8 @@ impl Step for Switch {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: SwitchInputs = try_step!(ctx.inputs());
         let target = try_step!(target_for(ctx));
-        let checkpoint = ctx.checkpoint().unwrap_or_default();
-        let switched = checkpoint
-            .get("version_id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
-        let version = match switched {
+        let restarted = ctx.checkpoint_flag("restarted");
+        let version = match ctx.checkpoint_str("version_id") {
             Some(version) => version,
             None => {
                 let mut to = Vec::new();
@@ -258,10 +254,6 @@ impl Step for Switch {
             }
         };
         if let Some(app) = try_step!(ctx.providers()).app.clone() {
-            let restarted = checkpoint
-                .get("restarted")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
             if !restarted {
                 try_step!(ctx.record_intent(
                     "traffic.restart_app",
@@ -293,17 +285,7 @@ impl Step for Switch {
     async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
         let inputs: SwitchInputs = try_step!(ctx.inputs());
         let target = try_step!(target_for(ctx));
-        let version = outputs
-            .and_then(|o| o.get("version_id"))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .or_else(|| {
-                ctx.checkpoint().and_then(|c| {
-                    c.get("version_id")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned)
-                })
-            });
+        let version = ctx.recorded_str(outputs, "version_id");
         let Some(version) = version else {
             // Never switched (or the switch left no trace): nothing to undo.
             return Decision::done();
