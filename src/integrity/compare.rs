@@ -97,13 +97,7 @@ impl Findings {
         source: impl Into<String>,
         target: impl Into<String>,
     ) {
-        self.findings.push(Finding {
-            kind,
-            subject: subject.into(),
-            source: source.into(),
-            target: target.into(),
-            blocking: true,
-        });
+        self.add(kind, subject.into(), source.into(), target.into(), true);
     }
 
     fn note(
@@ -113,12 +107,23 @@ impl Findings {
         source: impl Into<String>,
         target: impl Into<String>,
     ) {
+        self.add(kind, subject.into(), source.into(), target.into(), false);
+    }
+
+    fn add(
+        &mut self,
+        kind: FindingKind,
+        subject: String,
+        source: String,
+        target: String,
+        blocking: bool,
+    ) {
         self.findings.push(Finding {
             kind,
-            subject: subject.into(),
-            source: source.into(),
-            target: target.into(),
-            blocking: false,
+            subject,
+            source,
+            target,
+            blocking,
         });
     }
 

@@ -269,16 +269,7 @@ trait Describe {
 
 impl Describe for reqwest::Error {
     fn describe(&self) -> String {
-        let mut text = self.to_string();
-        if let Some(url) = self.url() {
-            text = text.replace(url.as_str(), "");
-        }
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
+        super::server::without_url(self)
     }
 }
 

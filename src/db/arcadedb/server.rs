@@ -636,7 +636,9 @@ impl ArcadeHttp {
     }
 }
 
-fn without_url(error: &reqwest::Error) -> String {
+/// The error and its sources, without the request URL (it may carry a database name the
+/// caller already shows, and reads better without it).
+pub(crate) fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
         text = text.replace(url.as_str(), "");
