@@ -3,7 +3,7 @@
 //! must reach the same end state as an uninterrupted one, no finished step may run
 //! again, and no step's effect may happen twice.
 
-use super::engine_cli::{kill_9, text, wait_for, Workspace};
+use super::engine_cli::{kill_9, run_args, text, wait_for, Workspace};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -103,15 +103,7 @@ fn fresh_workspace() -> Workspace {
 fn kill_9_after_every_journal_event_then_resume_reaches_the_same_end_state() {
     // Reference: an uninterrupted run.
     let reference_ws = fresh_workspace();
-    let out = reference_ws.run(&[
-        "run",
-        "book.toml",
-        "--env",
-        "env.toml",
-        "--yes",
-        "--run-id",
-        RUN_ID,
-    ]);
+    let out = reference_ws.run(&run_args(RUN_ID));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let reference = end_state(&reference_ws);
     assert_eq!(reference.outcome, "Succeeded");

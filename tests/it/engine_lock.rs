@@ -1,7 +1,7 @@
 //! One run per environment: two real processes race for the lease, and stale leases
 //! are reported and taken over only when asked.
 
-use super::engine_cli::{kill_9, text, wait_for, Workspace};
+use super::engine_cli::{kill_9, run_args, text, wait_for, Workspace};
 use std::time::Duration;
 
 const SLOW: &str = "name = \"slow\"\n[[step]]\nid = \"hold\"\nuses = \"util.wait\"\nwith = { duration = \"2s\" }\n";
@@ -40,15 +40,7 @@ fn a_stale_lease_blocks_new_runs_until_taken_over_explicitly() {
     ));
     kill_9(&mut child);
 
-    let out = ws.run(&[
-        "run",
-        "book.toml",
-        "--env",
-        "env.toml",
-        "--yes",
-        "--run-id",
-        "next",
-    ]);
+    let out = ws.run(&run_args("next"));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
