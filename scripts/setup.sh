@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates the project's virtualenv (.venv in the repository root) and installs
 # requirements.txt into it. Idempotent: reinstalls only when requirements.txt changed
-# (its SHA-256 is stamped in .venv/.requirements.sha256). Writes nothing outside the
-# repository except pip's cache. No sudo.
+# (its SHA-256 is stamped in .venv/.requirements.sha256); then assembles the pinned Neo4j
+# Community releases from Maven Central (scripts/setup-neo4j.sh, into .tools/). Writes
+# nothing outside the repository except pip's cache. No sudo.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,7 +30,7 @@ want="$(sha256sum "$requirements" | cut -d' ' -f1)"
 have="$(cat "$stamp" 2>/dev/null || true)"
 if [ "$want" = "$have" ]; then
   echo "setup: .venv is up to date"
-  exit 0
+  exec "$root/scripts/setup-neo4j.sh"
 fi
 
 echo "setup: installing requirements.txt into .venv (this takes a minute the first time)"
@@ -50,3 +51,6 @@ fi
 
 echo "$want" >"$stamp"
 echo "setup: .venv ready"
+
+# Real Neo4j Community servers, assembled from Maven Central (.tools/neo4j/<version>).
+exec "$root/scripts/setup-neo4j.sh"
