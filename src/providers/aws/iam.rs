@@ -52,6 +52,19 @@ pub enum Capability {
     RestartApp,
 }
 
+/// The S3 calls of [`Capability::RunState`] and [`Capability::Backups`]: PutObject (also
+/// multipart), GetObject (also HeadObject), DeleteObject (lease release, probes), the
+/// SHA-256 object tag, ListBucket.
+const OBJECT_ACTIONS: &[&str] = &[
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+    "s3:GetObject",
+    "s3:GetObjectTagging",
+    "s3:ListBucket",
+    "s3:PutObject",
+    "s3:PutObjectTagging",
+];
+
 impl Capability {
     /// Every capability.
     pub const ALL: &'static [Capability] = &[
@@ -71,17 +84,7 @@ impl Capability {
     /// The IAM actions of this capability's provider calls.
     pub fn actions(self) -> &'static [&'static str] {
         match self {
-            // PutObject (also multipart), GetObject (also HeadObject), DeleteObject
-            // (lease release), tags with the SHA-256, ListBucket (runs/).
-            Capability::RunState => &[
-                "s3:AbortMultipartUpload",
-                "s3:DeleteObject",
-                "s3:GetObject",
-                "s3:GetObjectTagging",
-                "s3:ListBucket",
-                "s3:PutObject",
-                "s3:PutObjectTagging",
-            ],
+            Capability::RunState => OBJECT_ACTIONS,
             Capability::FindInstances => &["ec2:DescribeInstances"],
             Capability::LaunchInstances => &["ec2:CreateTags", "ec2:RunInstances", "iam:PassRole"],
             Capability::InstanceAgent => &["ssm:DescribeInstanceInformation"],
@@ -91,15 +94,7 @@ impl Capability {
                 "ssm:GetCommandInvocation",
                 "ssm:SendCommand",
             ],
-            Capability::Backups => &[
-                "s3:AbortMultipartUpload",
-                "s3:DeleteObject",
-                "s3:GetObject",
-                "s3:GetObjectTagging",
-                "s3:ListBucket",
-                "s3:PutObject",
-                "s3:PutObjectTagging",
-            ],
+            Capability::Backups => OBJECT_ACTIONS,
             Capability::ReadDatabaseSecrets => &["secretsmanager:GetSecretValue"],
             Capability::RotateAppSecrets | Capability::SwitchTraffic => &[
                 "secretsmanager:GetSecretValue",
