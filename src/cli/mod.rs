@@ -37,6 +37,13 @@ pub enum LogFormat {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum IamRole {
+    #[default]
+    Controller,
+    Instance,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum GraphFormat {
     #[default]
     Mermaid,
@@ -135,6 +142,23 @@ pub enum Command {
         runbook: PathBuf,
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
+    },
+    /// Print the least-privilege IAM policy a runbook needs on an aws environment.
+    Iam {
+        /// The runbook file.
+        runbook: PathBuf,
+        /// The environment (an aws one): a name or a path.
+        #[arg(long, env = "CUTOVER_ENV")]
+        env: String,
+        /// Override a runbook param: --set name=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// The AWS account id for the ARNs (without it their account field is `*`).
+        #[arg(long, value_name = "ID", value_parser = parse_account_id)]
+        account_id: Option<String>,
+        /// Whose policy: the controller running cutover, or the database instances' role.
+        #[arg(long, value_enum, default_value_t = IamRole::Controller)]
+        role: IamRole,
     },
     /// Print a graph fingerprint read over Bolt (read-only).
     Digest {
@@ -283,6 +307,13 @@ async fn dispatch_simple(command: Command) -> u8 {
             output,
         } => status::report_command(&run_id, &env, output),
         Command::Gc { env, yes } => status::gc_command(&env, yes).await,
+        Command::Iam {
+            runbook,
+            env,
+            sets,
+            account_id,
+            role,
+        } => iam_command(&runbook, &env, &sets, account_id.as_deref(), role),
         Command::Graph { runbook, format } => match Runbook::load(&runbook) {
             Ok(book) => {
                 print!(
@@ -310,6 +341,53 @@ async fn dispatch_simple(command: Command) -> u8 {
             0
         }
         Command::Digest { .. } => unreachable!("handled in dispatch"),
+    }
+}
+
+fn iam_command(
+    runbook: &std::path::Path,
+    env: &str,
+    sets: &[(String, String)],
+    account_id: Option<&str>,
+    role: IamRole,
+) -> u8 {
+    let plan = match run::load_plan(runbook, env, sets) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            eprint!("error: {problems}");
+            return 2;
+        }
+    };
+    let role = match role {
+        IamRole::Controller => crate::plan::iam::Role::Controller,
+        IamRole::Instance => crate::plan::iam::Role::Instance,
+    };
+    match crate::plan::iam::policy(&plan, role, account_id) {
+        Ok(policy) => {
+            if account_id.is_none() {
+                eprintln!("note: no --account-id: the ARNs' account field is `*`");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy).unwrap_or_default()
+            );
+            0
+        }
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            if let Some(hint) = &failure.hint {
+                eprintln!("hint: {hint}");
+            }
+            2
+        }
+    }
+}
+
+fn parse_account_id(text: &str) -> Result<String, String> {
+    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("`{text}` is not an AWS account id (12 digits)"))
     }
 }
 

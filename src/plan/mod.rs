@@ -7,6 +7,7 @@
 //! environment values or step outputs that do not exist (or to steps that are not
 //! upstream), duplicate ids, unknown `needs`, and cycles (with the cycle spelled out).
 
+pub mod iam;
 pub mod render;
 mod validate;
 

@@ -8,6 +8,7 @@
 //! through [`StepContext::record_intent`] *before* the side effect, and adopt what an
 //! earlier attempt created when the same token shows up again.
 
+pub mod aws_needs;
 pub mod compute;
 pub mod context;
 pub mod db;

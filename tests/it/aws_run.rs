@@ -6,7 +6,7 @@
 //! "Machines" are two workspaces with their own state directories: nothing but S3 is
 //! shared between them, as between two CI runners.
 
-use crate::aws_support::setup;
+use crate::aws_support::{aws_env_toml, setup};
 use crate::engine_cli::{kill_9, run_args, text, Workspace};
 use cutover::ids::RunId;
 use cutover::providers::aws::{AwsSettings, JournalMirror, S3Lease, S3Store};
@@ -45,14 +45,7 @@ impl Machine {
         let ws = Workspace::new(runbook);
         std::fs::write(
             ws.path().join("env.toml"),
-            format!(
-                "name = \"cloud\"\nprovider = \"aws\"\nstate_dir = \"state\"\n\
-                 [aws]\nregion = \"{}\"\nbucket = \"{}\"\nstate_prefix = \"{}\"\nendpoint_url = \"{}\"\n{databases}",
-                settings.region,
-                settings.bucket,
-                settings.prefix,
-                settings.endpoint_url.as_deref().unwrap()
-            ),
+            aws_env_toml(settings, databases),
         )
         .unwrap();
         Self { ws, env }

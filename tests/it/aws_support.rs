@@ -41,6 +41,19 @@ impl Moto {
     }
 }
 
+/// An aws environment file `cloud` on the emulator, state under `state/`, with `extra`
+/// TOML appended (e.g. `[databases.x]` tables).
+pub fn aws_env_toml(settings: &AwsSettings, extra: &str) -> String {
+    format!(
+        "name = \"cloud\"\nprovider = \"aws\"\nstate_dir = \"state\"\n\
+         [aws]\nregion = \"{}\"\nbucket = \"{}\"\nstate_prefix = \"{}\"\nendpoint_url = \"{}\"\n{extra}",
+        settings.region,
+        settings.bucket,
+        settings.prefix,
+        settings.endpoint_url.as_deref().expect("settings on the emulator")
+    )
+}
+
 /// Starts moto, creates the bucket, returns everything a test needs.
 pub async fn setup(bucket: &str) -> (Moto, AwsSettings, AwsClients) {
     let moto = Moto {

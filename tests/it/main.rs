@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area, all against real services.
 mod aws_compute;
 mod aws_exec;
+mod aws_iam;
 mod aws_lease;
 mod aws_parameters;
 mod aws_run;

@@ -107,7 +107,13 @@ where
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
             let e = ctx.err();
-            let code = e.code().unwrap_or("Unknown");
+            // A HEAD response has no body, so S3's 403 for a missing permission comes
+            // without a code: name it for what it is.
+            let code = e.code().unwrap_or(if status == 403 {
+                "AccessDenied"
+            } else {
+                "Unknown"
+            });
             let message = e.message().unwrap_or("");
             let request_id = ctx
                 .raw()
@@ -122,7 +128,7 @@ where
                 let f = Failure::permanent(text);
                 match code {
                     "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
-                        f.with_hint("the AWS identity lacks a permission; see docs/aws.md for the IAM policy cutover needs")
+                        f.with_hint("the AWS identity lacks a permission: `cutover iam RUNBOOK --env ENV` prints the policy this run needs (docs/iam.md)")
                     }
                     "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => {
                         f.with_hint("the AWS session expired; refresh credentials (aws sso login) and resume")

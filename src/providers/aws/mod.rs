@@ -10,6 +10,7 @@ pub mod config;
 pub mod ec2_compute;
 pub mod errors;
 pub mod gc;
+pub mod iam;
 pub mod journal_mirror;
 pub mod lease;
 pub mod parameters;

@@ -1,0 +1,694 @@
+//! The IAM permissions the `aws` provider's calls need, as policy statements scoped to
+//! the resources one environment names.
+//!
+//! Each [`Capability`] is one group of provider calls (the S3 lease and journal mirror,
+//! launching instances, running commands through SSM, ...). The statements here list
+//! exactly the actions those calls make — [`Capability::actions`] is checked against the
+//! SDK operations the provider's code calls — and scope them to the environment's
+//! bucket and prefix, secret names, instances tagged with the environment, and so on.
+//! A `*` resource appears only where the action supports no resource-level permission
+//! (`ec2:DescribeInstances`, `ssm:GetCommandInvocation`, ...).
+//!
+//! This is the *controller's* policy: what the machine running `cutover` calls. What the
+//! instance's own role needs (its scripts read the admin secret, write artifacts and
+//! result objects) is [`instance_statements`].
+//!
+//! Caveats, stated in the policy's `Sid`s and docs/iam.md:
+//! - Secrets Manager ARNs end in a random 6-character suffix, so secrets are matched as
+//!   `NAME-??????`.
+//! - `iam:PassRole` on launch assumes the instance profile's role has the profile's
+//!   name (the usual convention, and what `terraform/databases` creates).
+//! - Without an account id every ARN's account field is `*`.
+
+use super::config::AwsEnvironment;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A group of provider calls that a step kind makes on AWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Capability {
+    /// The S3 lease, the journal mirror, run listing and exec result objects
+    /// (`runs/…`, `lease.json` under the environment's prefix). Every aws run needs it.
+    RunState,
+    /// `DescribeInstances`: find blue by tags, describe green.
+    FindInstances,
+    /// `RunInstances` with tags, the instance profile passed.
+    LaunchInstances,
+    /// `DescribeInstanceInformation`: whether an instance's SSM agent is online.
+    InstanceAgent,
+    /// `TerminateInstances` on this environment's instances.
+    TerminateInstances,
+    /// SSM Run Command on this environment's instances (`AWS-RunShellScript`).
+    RunCommands,
+    /// Backups and manifests under `backups/<env>/`: read, write, tag, list, delete.
+    Backups,
+    /// `GetSecretValue` of the databases' admin and application secrets.
+    ReadDatabaseSecrets,
+    /// Rotating the databases' application secrets (pending → current → previous).
+    RotateAppSecrets,
+    /// The `[traffic]` target: the application's JSON secret.
+    SwitchTraffic,
+    /// Restarting the `[traffic]` ECS service and watching its deployment.
+    RestartApp,
+}
+
+/// The S3 calls of [`Capability::RunState`] and [`Capability::Backups`]: PutObject (also
+/// multipart), GetObject (also HeadObject), DeleteObject (lease release, probes), the
+/// SHA-256 object tag, ListBucket.
+const OBJECT_ACTIONS: &[&str] = &[
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+    "s3:GetObject",
+    "s3:GetObjectTagging",
+    "s3:ListBucket",
+    "s3:PutObject",
+    "s3:PutObjectTagging",
+];
+
+impl Capability {
+    /// Every capability.
+    pub const ALL: &'static [Capability] = &[
+        Capability::RunState,
+        Capability::FindInstances,
+        Capability::LaunchInstances,
+        Capability::InstanceAgent,
+        Capability::TerminateInstances,
+        Capability::RunCommands,
+        Capability::Backups,
+        Capability::ReadDatabaseSecrets,
+        Capability::RotateAppSecrets,
+        Capability::SwitchTraffic,
+        Capability::RestartApp,
+    ];
+
+    /// The IAM actions of this capability's provider calls.
+    pub fn actions(self) -> &'static [&'static str] {
+        match self {
+            Capability::RunState => OBJECT_ACTIONS,
+            Capability::FindInstances => &["ec2:DescribeInstances"],
+            Capability::LaunchInstances => &["ec2:CreateTags", "ec2:RunInstances", "iam:PassRole"],
+            Capability::InstanceAgent => &["ssm:DescribeInstanceInformation"],
+            Capability::TerminateInstances => &["ec2:TerminateInstances"],
+            Capability::RunCommands => &[
+                "ssm:CancelCommand",
+                "ssm:GetCommandInvocation",
+                "ssm:SendCommand",
+            ],
+            Capability::Backups => OBJECT_ACTIONS,
+            Capability::ReadDatabaseSecrets => &["secretsmanager:GetSecretValue"],
+            Capability::RotateAppSecrets | Capability::SwitchTraffic => &[
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:ListSecretVersionIds",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecretVersionStage",
+            ],
+            Capability::RestartApp => &["ecs:DescribeServices", "ecs:UpdateService"],
+        }
+    }
+}
+
+/// What the environment names, for scoping statements to its resources.
+#[derive(Clone, Debug)]
+pub struct IamScope {
+    pub environment: String,
+    pub region: String,
+    /// `*` when unknown.
+    pub account: String,
+    pub bucket: String,
+    /// Key prefix inside the bucket, without slashes at either end (may be empty).
+    pub prefix: String,
+    pub kms_key_id: Option<String>,
+    /// Secret names the databases use for their administrator.
+    pub admin_secrets: BTreeSet<String>,
+    /// Secret names holding the applications' database passwords.
+    pub app_secrets: BTreeSet<String>,
+    /// The `[traffic]` secret the application reads.
+    pub traffic_secret: Option<String>,
+    /// `(cluster, service)` from `[traffic]`.
+    pub app_service: Option<(String, String)>,
+    /// Images, subnets, security groups and instance profiles new instances use.
+    pub images: BTreeSet<String>,
+    pub subnets: BTreeSet<String>,
+    pub security_groups: BTreeSet<String>,
+    pub instance_profiles: BTreeSet<String>,
+}
+
+impl IamScope {
+    /// The scope of `env` (an `aws` environment), with `account` when known.
+    pub fn new(
+        environment: &crate::config::Environment,
+        aws: &AwsEnvironment,
+        account: Option<&str>,
+    ) -> IamScope {
+        let str_of = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+        let mut scope = IamScope {
+            environment: environment.name.clone(),
+            region: aws.settings.region.clone(),
+            account: account.unwrap_or("*").to_owned(),
+            bucket: aws.settings.bucket.clone(),
+            prefix: aws.settings.prefix.clone(),
+            kms_key_id: aws.settings.kms_key_id.clone(),
+            admin_secrets: BTreeSet::new(),
+            app_secrets: BTreeSet::new(),
+            traffic_secret: str_of(environment.lookup(&["traffic".into(), "secret".into()])),
+            app_service: str_of(environment.lookup(&["traffic".into(), "ecs_cluster".into()])).zip(
+                str_of(environment.lookup(&["traffic".into(), "ecs_service".into()])),
+            ),
+            images: BTreeSet::new(),
+            subnets: aws.instance_defaults.subnet_id.iter().cloned().collect(),
+            security_groups: aws
+                .instance_defaults
+                .security_group_ids
+                .iter()
+                .cloned()
+                .collect(),
+            instance_profiles: aws
+                .instance_defaults
+                .instance_profile
+                .iter()
+                .cloned()
+                .collect(),
+        };
+        for def in environment.databases.values() {
+            let s = &def.settings;
+            scope.admin_secrets.extend(str_of(s.get("admin_secret")));
+            scope.app_secrets.extend(str_of(s.get("password_secret")));
+            scope.images.extend(str_of(s.get("image")));
+            if let Some(instance) = s.get("instance") {
+                scope.subnets.extend(str_of(instance.get("subnet_id")));
+                scope
+                    .instance_profiles
+                    .extend(str_of(instance.get("instance_profile")));
+                if let Some(groups) = instance
+                    .get("security_group_ids")
+                    .and_then(|g| g.as_array())
+                {
+                    scope
+                        .security_groups
+                        .extend(groups.iter().filter_map(|g| g.as_str()).map(str::to_owned));
+                }
+            }
+        }
+        scope
+    }
+
+    fn s3_keys(&self, relative: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("arn:aws:s3:::{}/{relative}", self.bucket)
+        } else {
+            format!("arn:aws:s3:::{}/{}/{relative}", self.bucket, self.prefix)
+        }
+    }
+
+    fn s3_list_prefix(&self, relative: &str) -> String {
+        if self.prefix.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.prefix)
+        }
+    }
+
+    fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:aws:{service}:{}:{}:{resource}",
+            self.region, self.account
+        )
+    }
+
+    fn secret_arns<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        names
+            .into_iter()
+            .map(|n| self.arn("secretsmanager", &format!("secret:{n}-??????")))
+            .collect()
+    }
+
+    fn tag_condition(&self, key: &str) -> serde_json::Value {
+        serde_json::json!({ "StringEquals": { key: self.environment } })
+    }
+
+    /// True when the tag is missing or names another environment (for a Deny).
+    fn tag_mismatch(&self, key: &str) -> serde_json::Value {
+        serde_json::json!({ "StringNotEquals": { key: self.environment } })
+    }
+}
+
+/// One statement of an IAM policy document.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Statement {
+    #[serde(rename = "Sid")]
+    pub sid: String,
+    #[serde(rename = "Effect")]
+    pub effect: &'static str,
+    #[serde(rename = "Action")]
+    pub actions: Vec<String>,
+    #[serde(rename = "Resource")]
+    pub resources: Vec<String>,
+    #[serde(rename = "Condition", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<serde_json::Value>,
+}
+
+/// An IAM policy document (`Version` 2012-10-17).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyDocument {
+    #[serde(rename = "Version")]
+    pub version: &'static str,
+    #[serde(rename = "Statement")]
+    pub statements: Vec<Statement>,
+}
+
+fn allow(sid: &str, actions: &[&str], resources: Vec<String>) -> Statement {
+    Statement {
+        sid: sid.to_owned(),
+        effect: "Allow",
+        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        resources,
+        condition: None,
+    }
+}
+
+fn only<'a>(actions: &[&'a str], prefix: &str) -> Vec<&'a str> {
+    actions
+        .iter()
+        .copied()
+        .filter(|a| a.starts_with(prefix))
+        .collect()
+}
+
+fn except<'a>(actions: &[&'a str], exclude: &str) -> Vec<&'a str> {
+    actions.iter().copied().filter(|a| *a != exclude).collect()
+}
+
+/// The statements of one capability in `scope`. Empty when the environment names
+/// nothing the capability could act on (e.g. no `[traffic]` ECS service).
+pub fn statements(capability: Capability, scope: &IamScope) -> Vec<Statement> {
+    let actions = capability.actions();
+    let object_statements = |sid: &str, keys: &[&str], list: &[&str]| {
+        vec![
+            allow(
+                &format!("{sid}Objects"),
+                &except(actions, "s3:ListBucket"),
+                keys.iter().map(|k| scope.s3_keys(k)).collect(),
+            ),
+            Statement {
+                condition: Some(serde_json::json!({
+                    "StringLike": { "s3:prefix": list.iter().map(|p| scope.s3_list_prefix(p)).collect::<Vec<_>>() }
+                })),
+                ..allow(
+                    &format!("{sid}List"),
+                    &["s3:ListBucket"],
+                    vec![format!("arn:aws:s3:::{}", scope.bucket)],
+                )
+            },
+        ]
+    };
+    let instances = scope.arn("ec2", "instance/*");
+    match capability {
+        Capability::RunState => {
+            object_statements("RunState", &["lease.json", "runs/*"], &["runs/", "runs/*"])
+        }
+        Capability::Backups => {
+            let env = &scope.environment;
+            object_statements(
+                "Backups",
+                &[&format!("backups/{env}/*")],
+                &[&format!("backups/{env}/"), &format!("backups/{env}/*")],
+            )
+        }
+        Capability::FindInstances => vec![allow("FindInstances", actions, vec!["*".into()])],
+        Capability::InstanceAgent => vec![allow("InstanceAgentStatus", actions, vec!["*".into()])],
+        Capability::LaunchInstances => {
+            let mut resources = vec![
+                instances.clone(),
+                scope.arn("ec2", "volume/*"),
+                scope.arn("ec2", "network-interface/*"),
+            ];
+            let images: Vec<String> = scope
+                .images
+                .iter()
+                .map(|i| format!("arn:aws:ec2:{}::image/{i}", scope.region))
+                .collect();
+            let subnets = scope
+                .subnets
+                .iter()
+                .map(|s| scope.arn("ec2", &format!("subnet/{s}")));
+            let groups = scope
+                .security_groups
+                .iter()
+                .map(|g| scope.arn("ec2", &format!("security-group/{g}")));
+            let mut launch_from: Vec<String> = images;
+            launch_from.extend(subnets);
+            launch_from.extend(groups);
+            if launch_from.is_empty() {
+                // Nothing named: the launch uses the account's defaults.
+                launch_from.push(scope.arn("ec2", "subnet/*"));
+                launch_from.push(scope.arn("ec2", "security-group/*"));
+                launch_from.push(format!("arn:aws:ec2:{}::image/*", scope.region));
+            }
+            // One Allow with every resource RunInstances touches, and a Deny for a launch
+            // that does not tag instance and volume with this environment (the tag
+            // condition cannot sit on the Allow: images and subnets carry no such tag).
+            let tagged = vec![resources[0].clone(), resources[1].clone()];
+            resources.extend(launch_from);
+            let mut out = vec![
+                allow("LaunchInstances", &["ec2:RunInstances"], resources),
+                Statement {
+                    effect: "Deny",
+                    condition: Some(scope.tag_mismatch("aws:RequestTag/cutover:env")),
+                    ..allow("DenyUntaggedLaunch", &["ec2:RunInstances"], tagged.clone())
+                },
+                Statement {
+                    condition: Some(
+                        serde_json::json!({ "StringEquals": { "ec2:CreateAction": "RunInstances" } }),
+                    ),
+                    ..allow("TagOnLaunch", &["ec2:CreateTags"], tagged)
+                },
+            ];
+            if !scope.instance_profiles.is_empty() {
+                out.push(Statement {
+                    condition: Some(serde_json::json!({ "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } })),
+                    ..allow(
+                        "PassInstanceRole",
+                        &["iam:PassRole"],
+                        scope
+                            .instance_profiles
+                            .iter()
+                            .map(|p| format!("arn:aws:iam::{}:role/{p}", scope.account))
+                            .collect(),
+                    )
+                });
+            }
+            out
+        }
+        Capability::TerminateInstances => vec![Statement {
+            condition: Some(scope.tag_condition("ec2:ResourceTag/cutover:env")),
+            ..allow("TerminateEnvironmentInstances", actions, vec![instances])
+        }],
+        // As for launches: the Allow names the document and the instances, the Deny keeps
+        // the commands on this environment's instances.
+        Capability::RunCommands => vec![
+            allow(
+                "SendShellScripts",
+                &["ssm:SendCommand"],
+                vec![
+                    // AWS-owned documents have an empty account field; `*` matches it.
+                    format!("arn:aws:ssm:{}:*:document/AWS-RunShellScript", scope.region),
+                    instances.clone(),
+                ],
+            ),
+            Statement {
+                effect: "Deny",
+                condition: Some(scope.tag_mismatch("ssm:resourceTag/cutover:env")),
+                ..allow(
+                    "DenyCommandsToOtherInstances",
+                    &["ssm:SendCommand"],
+                    vec![instances],
+                )
+            },
+            allow(
+                "FollowCommands",
+                &except(actions, "ssm:SendCommand"),
+                vec!["*".into()],
+            ),
+        ],
+        Capability::ReadDatabaseSecrets => {
+            let names: BTreeSet<&String> = scope
+                .admin_secrets
+                .iter()
+                .chain(&scope.app_secrets)
+                .collect();
+            if names.is_empty() {
+                return Vec::new();
+            }
+            vec![allow(
+                "ReadDatabaseSecrets",
+                actions,
+                scope.secret_arns(names),
+            )]
+        }
+        Capability::RotateAppSecrets => {
+            if scope.app_secrets.is_empty() {
+                return Vec::new();
+            }
+            vec![allow(
+                "RotateApplicationSecrets",
+                actions,
+                scope.secret_arns(&scope.app_secrets),
+            )]
+        }
+        Capability::SwitchTraffic => match &scope.traffic_secret {
+            Some(secret) => vec![allow(
+                "SwitchTrafficSecret",
+                actions,
+                scope.secret_arns([secret]),
+            )],
+            None => Vec::new(),
+        },
+        Capability::RestartApp => match &scope.app_service {
+            Some((cluster, service)) => vec![allow(
+                "RestartApplicationService",
+                &only(actions, "ecs:"),
+                vec![scope.arn("ecs", &format!("service/{cluster}/{service}"))],
+            )],
+            None => Vec::new(),
+        },
+    }
+}
+
+/// With SSE-KMS (`[aws] kms_key_id`), the key use S3 makes on the caller's behalf.
+fn kms_statement(scope: &IamScope) -> Option<Statement> {
+    let key = scope.kms_key_id.as_ref()?;
+    let resource = if key.starts_with("arn:") {
+        key.clone()
+    } else {
+        scope.arn("kms", &format!("key/{key}"))
+    };
+    Some(allow(
+        "UseBucketKey",
+        &["kms:Decrypt", "kms:GenerateDataKey"],
+        vec![resource],
+    ))
+}
+
+/// The controller's policy for a set of capabilities: statements with the same `Sid`
+/// merged, in a stable order, each action and resource once.
+pub fn policy(capabilities: &BTreeSet<Capability>, scope: &IamScope) -> PolicyDocument {
+    let mut by_sid: BTreeMap<String, Statement> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let s3 = capabilities
+        .iter()
+        .any(|c| matches!(c, Capability::RunState | Capability::Backups));
+    let all = capabilities
+        .iter()
+        .flat_map(|c| statements(*c, scope))
+        .chain(s3.then(|| kms_statement(scope)).flatten());
+    for statement in all {
+        match by_sid.get_mut(&statement.sid) {
+            Some(existing) => {
+                for a in statement.actions {
+                    if !existing.actions.contains(&a) {
+                        existing.actions.push(a);
+                    }
+                }
+                for r in statement.resources {
+                    if !existing.resources.contains(&r) {
+                        existing.resources.push(r);
+                    }
+                }
+            }
+            None => {
+                order.push(statement.sid.clone());
+                by_sid.insert(statement.sid.clone(), statement);
+            }
+        }
+    }
+    PolicyDocument {
+        version: "2012-10-17",
+        statements: order
+            .into_iter()
+            .filter_map(|sid| by_sid.remove(&sid))
+            .map(|mut s| {
+                s.actions.sort();
+                s
+            })
+            .collect(),
+    }
+}
+
+/// What the instances' own role needs for cutover's scripts: read the admin secret
+/// (set-initial-password), write artifacts, checksums and result objects, read
+/// artifacts to load. Attach it to the instance profile's role.
+pub fn instance_statements(scope: &IamScope) -> PolicyDocument {
+    let env = &scope.environment;
+    let mut statements = vec![
+        allow(
+            "WriteResultsAndArtifacts",
+            &["s3:AbortMultipartUpload", "s3:PutObject"],
+            vec![
+                scope.s3_keys("runs/*"),
+                scope.s3_keys(&format!("backups/{env}/*")),
+            ],
+        ),
+        allow(
+            "ReadArtifacts",
+            &["s3:GetObject"],
+            vec![scope.s3_keys(&format!("backups/{env}/*"))],
+        ),
+    ];
+    if !scope.admin_secrets.is_empty() {
+        statements.push(allow(
+            "ReadAdminSecret",
+            &["secretsmanager:GetSecretValue"],
+            scope.secret_arns(&scope.admin_secrets),
+        ));
+    }
+    statements.extend(kms_statement(scope));
+    PolicyDocument {
+        version: "2012-10-17",
+        statements,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> IamScope {
+        IamScope {
+            environment: "staging".into(),
+            region: "af-south-1".into(),
+            account: "123456789012".into(),
+            bucket: "credex-cutover-staging".into(),
+            prefix: "cutover/staging".into(),
+            kms_key_id: None,
+            admin_secrets: ["neo4j_stage_secrets/ledgerspace-admin".to_owned()].into(),
+            app_secrets: ["neo4j_stage_secrets/ledgerspace".to_owned()].into(),
+            traffic_secret: Some("neo4j_stage_secrets".into()),
+            app_service: Some((
+                "credex-cluster-staging".into(),
+                "credex-core-service-staging".into(),
+            )),
+            images: ["ami-0123456789abcdef0".to_owned()].into(),
+            subnets: ["subnet-0123456789abcdef0".to_owned()].into(),
+            security_groups: ["sg-0123456789abcdef0".to_owned()].into(),
+            instance_profiles: ["credex-neo4j-staging".to_owned()].into(),
+        }
+    }
+
+    fn all_capabilities() -> BTreeSet<Capability> {
+        Capability::ALL.iter().copied().collect()
+    }
+
+    #[test]
+    fn every_action_of_every_capability_is_in_its_statements() {
+        let scope = scope();
+        for c in all_capabilities() {
+            let granted: BTreeSet<String> = statements(c, &scope)
+                .into_iter()
+                .flat_map(|s| s.actions)
+                .collect();
+            for a in c.actions() {
+                assert!(
+                    granted.contains(*a),
+                    "{c:?} lists {a} but grants it nowhere"
+                );
+            }
+            for a in &granted {
+                assert!(
+                    c.actions().contains(&a.as_str()),
+                    "{c:?} grants {a} it does not list"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn run_state_is_scoped_to_the_prefix_and_lists_only_runs() {
+        let p = policy(&[Capability::RunState].into(), &scope());
+        let objects = &p.statements[0];
+        assert_eq!(
+            objects.resources,
+            vec![
+                "arn:aws:s3:::credex-cutover-staging/cutover/staging/lease.json",
+                "arn:aws:s3:::credex-cutover-staging/cutover/staging/runs/*",
+            ]
+        );
+        assert!(!objects.actions.contains(&"s3:ListBucket".to_owned()));
+        let list = &p.statements[1];
+        assert_eq!(list.resources, vec!["arn:aws:s3:::credex-cutover-staging"]);
+        assert_eq!(
+            list.condition.as_ref().unwrap()["StringLike"]["s3:prefix"],
+            serde_json::json!(["cutover/staging/runs/", "cutover/staging/runs/*"])
+        );
+    }
+
+    #[test]
+    fn only_actions_without_resource_level_permissions_get_a_star() {
+        let p = policy(&all_capabilities(), &scope());
+        for s in &p.statements {
+            if s.resources.iter().any(|r| r == "*") {
+                for a in &s.actions {
+                    assert!(
+                        [
+                            "ec2:DescribeInstances",
+                            "ssm:DescribeInstanceInformation",
+                            "ssm:GetCommandInvocation",
+                            "ssm:CancelCommand",
+                        ]
+                        .contains(&a.as_str()),
+                        "{} grants {a} on *",
+                        s.sid
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_are_matched_with_their_random_suffix_and_instances_by_the_env_tag() {
+        let p = policy(&all_capabilities(), &scope());
+        let rotate = p
+            .statements
+            .iter()
+            .find(|s| s.sid == "RotateApplicationSecrets")
+            .unwrap();
+        assert_eq!(
+            rotate.resources,
+            vec!["arn:aws:secretsmanager:af-south-1:123456789012:secret:neo4j_stage_secrets/ledgerspace-??????"]
+        );
+        let terminate = p
+            .statements
+            .iter()
+            .find(|s| s.sid == "TerminateEnvironmentInstances")
+            .unwrap();
+        assert_eq!(
+            terminate.condition,
+            Some(
+                serde_json::json!({ "StringEquals": { "ec2:ResourceTag/cutover:env": "staging" } })
+            )
+        );
+    }
+
+    #[test]
+    fn nothing_named_means_no_statement_and_kms_only_with_a_key() {
+        let mut s = scope();
+        s.traffic_secret = None;
+        s.app_service = None;
+        assert!(statements(Capability::SwitchTraffic, &s).is_empty());
+        assert!(statements(Capability::RestartApp, &s).is_empty());
+        assert!(!policy(&[Capability::RunState].into(), &s)
+            .statements
+            .iter()
+            .any(|st| st.sid == "UseBucketKey"));
+        s.kms_key_id = Some("1234abcd-12ab-34cd-56ef-1234567890ab".into());
+        let p = policy(&[Capability::RunState].into(), &s);
+        let kms = p
+            .statements
+            .iter()
+            .find(|st| st.sid == "UseBucketKey")
+            .unwrap();
+        assert_eq!(
+            kms.resources,
+            vec!["arn:aws:kms:af-south-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"]
+        );
+    }
+}
