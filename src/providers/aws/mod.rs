@@ -10,6 +10,7 @@ pub mod config;
 pub mod ec2_compute;
 pub mod errors;
 pub mod gc;
+pub mod images;
 pub mod journal_mirror;
 pub mod lease;
 pub mod parameters;
@@ -20,6 +21,7 @@ pub mod traffic;
 
 pub use config::{AwsClients, AwsSettings};
 pub use ec2_compute::{Ec2Compute, Ec2InstanceSettings};
+pub use images::{Ec2Images, Image, ImageState};
 pub use journal_mirror::JournalMirror;
 pub use lease::{LeaseInfo, LeaseOutcome, S3Lease};
 pub use parameters::ParameterStore;
@@ -74,6 +76,15 @@ impl AwsProvider {
 
     pub fn mirror(&self) -> JournalMirror {
         JournalMirror::new(self.store())
+    }
+
+    pub fn images(&self) -> Ec2Images {
+        Ec2Images::new(self.clients.ec2.clone())
+    }
+
+    /// Parameters under `/cutover/<env>/…` for the environment named `env`.
+    pub fn parameters(&self, env: &str) -> ParameterStore {
+        ParameterStore::new(self.clients.ssm.clone(), env)
     }
 
     pub fn compute(&self) -> Ec2Compute {
