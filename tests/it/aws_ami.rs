@@ -34,6 +34,15 @@ struct FakeExec {
     scripts: Mutex<Vec<Script>>,
 }
 
+impl FakeExec {
+    fn exiting(exit_code: i32) -> Arc<Self> {
+        Arc::new(Self {
+            exit_code,
+            scripts: Mutex::new(Vec::new()),
+        })
+    }
+}
+
 #[async_trait]
 impl Exec for FakeExec {
     async fn start(&self, instance: &InstanceId, script: &Script) -> Result<ExecHandle, Failure> {
@@ -106,7 +115,7 @@ impl StepRecorder for Recorder {
 }
 
 struct Fixture {
-    _moto: Moto,
+    moto: Moto,
     clients: AwsClients,
     dir: tempfile::TempDir,
     environment: Arc<Environment>,
@@ -198,7 +207,7 @@ impl Fixture {
         params.put(BASE_PARAMETER, &base_ami).await.unwrap();
         let images = Ec2Images::new(clients.ec2.clone());
         Self {
-            _moto: moto,
+            moto,
             clients,
             dir,
             environment,
@@ -222,6 +231,25 @@ impl Fixture {
             ))),
             exec,
         }
+    }
+
+    /// Drives `ami.build` (the community image) as step `build` of `run`.
+    async fn build(&self, run: &str, exec: &Arc<FakeExec>) -> Result<Outputs, Failure> {
+        let ctx = self.ctx(
+            run,
+            "build",
+            self.build_inputs(),
+            Arc::new(Recorder::default()),
+        );
+        drive(&mut AmiBuild::new(Some(self.bakery(exec.clone()))), &ctx).await
+    }
+
+    /// What the community image parameter names now.
+    async fn published(&self) -> Option<String> {
+        self.params
+            .get("/cutover/cloud/image/community")
+            .await
+            .unwrap()
     }
 
     fn store(&self) -> ReleaseStore {
@@ -346,10 +374,7 @@ fn b(out: &Outputs, key: &str) -> bool {
 #[tokio::test]
 async fn a_build_makes_a_tagged_published_image_and_a_second_run_adopts_it() {
     let f = Fixture::new("cutover-ami-build").await;
-    let exec = Arc::new(FakeExec {
-        exit_code: 0,
-        scripts: Mutex::new(Vec::new()),
-    });
+    let exec = FakeExec::exiting(0);
     let recorder = Arc::new(Recorder::default());
     let ctx = f.ctx("run-a", "build", f.build_inputs(), recorder.clone());
     let out = drive(&mut AmiBuild::new(Some(f.bakery(exec.clone()))), &ctx)
@@ -362,11 +387,7 @@ async fn a_build_makes_a_tagged_published_image_and_a_second_run_adopts_it() {
     assert_eq!(s(&out, "neo4j_version"), "5.26.30");
     assert_eq!(s(&out, "parameter"), "/cutover/cloud/image/community");
     assert_eq!(
-        f.params
-            .get("/cutover/cloud/image/community")
-            .await
-            .unwrap()
-            .as_deref(),
+        f.published().await.as_deref(),
         Some(image_id),
         "the image id is published"
     );
@@ -471,18 +492,8 @@ async fn a_build_makes_a_tagged_published_image_and_a_second_run_adopts_it() {
 #[tokio::test]
 async fn a_failed_install_leaves_no_builder_and_no_image() {
     let f = Fixture::new("cutover-ami-fail").await;
-    let exec = Arc::new(FakeExec {
-        exit_code: 3,
-        scripts: Mutex::new(Vec::new()),
-    });
-    let ctx = f.ctx(
-        "run-f",
-        "build",
-        f.build_inputs(),
-        Arc::new(Recorder::default()),
-    );
-    let mut step = AmiBuild::new(Some(f.bakery(exec.clone())));
-    let failure = drive(&mut step, &ctx).await.unwrap_err();
+    let exec = FakeExec::exiting(3);
+    let failure = f.build("run-f", &exec).await.unwrap_err();
     assert_eq!(failure.class, ErrorClass::Permanent);
     assert!(failure.message.contains("exit 3"), "{}", failure.message);
     let live = f.instances_of("run-f").await;
@@ -514,14 +525,7 @@ async fn a_failed_install_leaves_no_builder_and_no_image() {
         f.images.find_by_tags(&by_run).await.unwrap().is_empty(),
         "no image"
     );
-    assert_eq!(
-        f.params
-            .get("/cutover/cloud/image/community")
-            .await
-            .unwrap(),
-        None,
-        "nothing published"
-    );
+    assert_eq!(f.published().await, None, "nothing published");
 }
 
 #[tokio::test]
@@ -562,19 +566,7 @@ async fn changes_detect_sees_nothing_on_an_unchanged_night_and_each_kind_of_chan
     );
 
     // Build, record the release: an unchanged night.
-    let exec = Arc::new(FakeExec {
-        exit_code: 0,
-        scripts: Mutex::new(Vec::new()),
-    });
-    let ctx = f.ctx(
-        "b1",
-        "build",
-        f.build_inputs(),
-        Arc::new(Recorder::default()),
-    );
-    drive(&mut AmiBuild::new(Some(f.bakery(exec.clone()))), &ctx)
-        .await
-        .unwrap();
+    f.build("b1", &FakeExec::exiting(0)).await.unwrap();
     let record = f.ctx(
         "b1",
         "record",
@@ -705,4 +697,97 @@ fn ami_update_plans_for_staging_and_production() {
         };
         assert!(order("detect") < order("build") && order("build") < order("preflight-ledger"));
     }
+}
+
+/// Two databases as the shipped staging file declares them (the plan checks them; on an
+/// unchanged night no step touches them).
+const DATABASES: &str = r#"
+[databases.ledger]
+engine = "neo4j"
+edition = "community"
+version = "5.26.0"
+database = "neo4j"
+user = "credex_app"
+password_secret = "cloud/ledgerspace"
+admin_secret = "cloud/ledgerspace-admin"
+image = "ami-0123456789abcdef0"
+instance = { type = "r5.large" }
+
+[databases.search]
+engine = "neo4j"
+edition = "community"
+version = "5.26.0"
+database = "neo4j"
+user = "credex_app"
+password_secret = "cloud/searchspace"
+admin_secret = "cloud/searchspace-admin"
+image = "ami-0123456789abcdef0"
+instance = { type = "r5.large" }
+"#;
+
+/// `cutover run runbooks/ami-update.toml` on a night when the published image matches
+/// the recipe and the base AMI: Succeeded, the build and everything after it skipped, no
+/// instance launched, no image made, and the report says why.
+#[tokio::test]
+async fn an_unchanged_night_runs_ami_update_to_succeeded_and_changes_nothing() {
+    let f = Fixture::new("cutover-ami-night").await;
+    let built = f.build("bake", &FakeExec::exiting(0)).await.unwrap();
+    let record = f.ctx(
+        "bake",
+        "record",
+        serde_json::json!({ "repo": f.dir.path().to_str().unwrap() }),
+        Arc::new(Recorder::default()),
+    );
+    drive(&mut Record::new(Some(f.store())), &record)
+        .await
+        .unwrap();
+    let env = std::fs::read_to_string(f.path("env.toml")).unwrap() + DATABASES;
+    std::fs::write(f.path("env.toml"), env).unwrap();
+    let instances_before = f.instances_of("bake").await.len();
+
+    let runbook = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/ami-update.toml");
+    let out = cutover()
+        .current_dir(f.dir.path())
+        .args([
+            "run",
+            runbook.to_str().unwrap(),
+            "--env",
+            "env.toml",
+            "--yes",
+            "--run-id",
+            "night-1",
+        ])
+        .envs(f.moto.cli_env())
+        .env_remove("CUTOVER_STATE_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = std::fs::read_to_string(f.path("state/runs/night-1/report.json"))
+        .unwrap_or_else(|e| panic!("report.json: {e}\n{}", text(&out)));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["outcome"], "Succeeded", "{report:#}");
+    let rendered = report.to_string();
+    assert!(
+        rendered.contains("nothing changed"),
+        "the report says why: {report:#}"
+    );
+    let journal = std::fs::read_to_string(f.path("state/runs/night-1/journal.jsonl")).unwrap();
+    let skipped = journal
+        .lines()
+        .filter(|l| l.contains("\"event\":\"step_skipped\""))
+        .count();
+    assert_eq!(
+        skipped, 22,
+        "build + the 20 migration steps + record skipped:\n{journal}"
+    );
+    assert!(
+        f.instances_of("night-1").await.is_empty(),
+        "no builder, no green"
+    );
+    assert_eq!(f.instances_of("bake").await.len(), instances_before);
+    assert_eq!(
+        f.published().await.as_deref(),
+        Some(s(&built, "image_id")),
+        "the published image is untouched"
+    );
 }
