@@ -791,3 +791,75 @@ async fn an_unchanged_night_runs_ami_update_to_succeeded_and_changes_nothing() {
         "the published image is untouched"
     );
 }
+
+/// States moto cannot produce (its images are available at once), from recorded
+/// responses: compensation waits on a pending image and never deregisters it; a failed
+/// image of the run is deregistered with its snapshot.
+#[tokio::test]
+async fn compensation_waits_on_a_pending_image_and_removes_a_failed_one() {
+    use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
+    use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, Image as Ec2Image, ImageState};
+    use aws_smithy_mocks::{mock, RuleMode};
+    let f = Fixture::new("cutover-ami-states").await;
+    let image = |state: ImageState| {
+        DescribeImagesOutput::builder()
+            .images(
+                Ec2Image::builder()
+                    .image_id("ami-0feedfacefeedface")
+                    .name("cutover-neo4j-community")
+                    .state(state)
+                    .block_device_mappings(
+                        BlockDeviceMapping::builder()
+                            .ebs(EbsBlockDevice::builder().snapshot_id("snap-0feed").build())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    };
+    let bakery = |ec2: aws_sdk_ec2::Client| Bakery {
+        images: Ec2Images::new(ec2),
+        ..f.bakery(FakeExec::exiting(0))
+    };
+    let ctx = || {
+        f.ctx(
+            "run-s",
+            "build",
+            f.build_inputs(),
+            Arc::new(Recorder::default()),
+        )
+    };
+
+    // Pending: Wait, and no other EC2 call (any would find no rule and fail the step).
+    let pending =
+        mock!(aws_sdk_ec2::Client::describe_images).then_output(move || image(ImageState::Pending));
+    let ec2 = crate::mocked_client!(aws_sdk_ec2, RuleMode::MatchAny, [&pending]);
+    let decision = AmiBuild::new(Some(bakery(ec2)))
+        .compensate(&ctx(), None)
+        .await;
+    assert!(
+        matches!(&decision, Decision::Wait { reason, .. } if reason.contains("never removed")),
+        "{decision:?}"
+    );
+
+    // Failed: deregistered, and its snapshot deleted.
+    let failed =
+        mock!(aws_sdk_ec2::Client::describe_images).then_output(move || image(ImageState::Failed));
+    let deregister = mock!(aws_sdk_ec2::Client::deregister_image).then_output(|| {
+        aws_sdk_ec2::operation::deregister_image::DeregisterImageOutput::builder().build()
+    });
+    let delete = mock!(aws_sdk_ec2::Client::delete_snapshot).then_output(|| {
+        aws_sdk_ec2::operation::delete_snapshot::DeleteSnapshotOutput::builder().build()
+    });
+    let ec2 = crate::mocked_client!(
+        aws_sdk_ec2,
+        RuleMode::MatchAny,
+        [&failed, &deregister, &delete]
+    );
+    let decision = AmiBuild::new(Some(bakery(ec2)))
+        .compensate(&ctx(), None)
+        .await;
+    assert!(matches!(decision, Decision::Done(_)), "{decision:?}");
+    assert_eq!(deregister.num_calls(), 1);
+    assert_eq!(delete.num_calls(), 1);
+}
