@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint unit bench demo
+.PHONY: help setup test fmt fmt-check lint unit workflows bench demo
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
@@ -30,7 +30,14 @@ unit:
 	@echo "== cargo test"
 	@$(CARGO) test --quiet
 
-test: setup fmt-check lint unit
+# The GitHub workflows: actionlint (syntax, expressions, shellcheck of run: blocks) and
+# zizmor (security audit, offline). Both come from requirements.txt into .venv.
+workflows:
+	@echo "== actionlint + zizmor (.github/)"
+	@.venv/bin/actionlint
+	@.venv/bin/zizmor --offline --quiet .github
+
+test: setup fmt-check lint workflows unit
 	@echo "== all checks passed"
 
 bench: setup

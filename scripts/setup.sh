@@ -38,7 +38,7 @@ rm -f "$stamp"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
 
-for tool in moto_server aws shellcheck parliament; do
+for tool in moto_server aws shellcheck parliament actionlint zizmor; do
   if [ ! -x "$venv/bin/$tool" ]; then
     echo "setup: $tool is missing from .venv/bin after installing requirements.txt" >&2
     exit 1

@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# Installs the pinned Neo4j on Amazon Linux 2023. Runs once at bake time (through SSM on
-# a temporary builder instance). Idempotent: a re-run after a reboot converges.
+# Installs the pinned Neo4j of one edition on Amazon Linux 2023. Runs once at bake time
+# (through SSM on a temporary builder instance). Idempotent: a re-run after a reboot
+# converges. Usage: install.sh community|enterprise
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+edition="${1:?usage: install.sh community|enterprise}"
+case "$edition" in
+  community | enterprise) ;;
+  *) echo "install.sh: unknown edition '$edition' (community or enterprise)" >&2; exit 2 ;;
+esac
 # shellcheck source-path=SCRIPTDIR source=../versions.env
 source "$here/../versions.env"
+# shellcheck source-path=SCRIPTDIR source=../community.env
+source "$here/../$edition.env"
+if [[ $NEO4J_EDITION != "$edition" ]]; then
+  echo "install.sh: $edition.env declares NEO4J_EDITION=$NEO4J_EDITION" >&2
+  exit 2
+fi
 
 dnf install -y "$JAVA_PACKAGE" jq python3 awscli-2 amazon-ssm-agent
 
@@ -43,6 +55,20 @@ fi
 mount -o remount,hidepid=2 /proc
 
 "$here/configure.sh"
+
+# The cutover release binary, checked against the SHA-256 published beside it.
+bin_url="$CUTOVER_RELEASE_URL/v$CUTOVER_VERSION/cutover-x86_64-unknown-linux-gnu"
+tmp_bin="$(mktemp)"
+curl -fsSL --retry 3 -o "$tmp_bin" "$bin_url"
+expected="$(curl -fsSL --retry 3 "$bin_url.sha256" | cut -d' ' -f1)"
+actual="$(sha256sum "$tmp_bin" | cut -d' ' -f1)"
+if [[ -z $expected || $expected != "$actual" ]]; then
+  echo "install.sh: cutover $CUTOVER_VERSION checksum mismatch (expected '$expected', got '$actual')" >&2
+  rm -f "$tmp_bin"
+  exit 1
+fi
+install -m 0755 "$tmp_bin" /usr/local/bin/cutover
+rm -f "$tmp_bin"
 systemctl enable amazon-ssm-agent
 # Neo4j is neither enabled nor started: an enabled service would start at the first boot
 # of every instance made from this image, with the default password. cutover's

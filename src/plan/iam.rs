@@ -54,7 +54,21 @@ pub fn policy(
         .with_hint("name an aws environment, e.g. --env staging"));
     }
     let aws = AwsEnvironment::from_environment(env)?;
-    let scope = IamScope::new(env, &aws, account_id);
+    let mut scope = IamScope::new(env, &aws, account_id);
+    for step in &plan.steps {
+        let input = |name: &str| step.inputs.get(name).and_then(|v| v.as_str());
+        // An image the run finds (`${{ steps.build.outputs.image_id }}`), not a literal.
+        if step.kind.name == "compute.provision"
+            && input("image").is_some_and(|i| i.contains("${{"))
+        {
+            scope.images_from_run = true;
+        }
+        for name in ["parameter", "app_image_parameter"] {
+            if let Some(p) = input(name).filter(|p| !p.contains("${{")) {
+                scope.parameters.insert(p.to_owned());
+            }
+        }
+    }
     Ok(match role {
         Role::Controller => iam::policy(&capabilities(plan)?, &scope),
         Role::Instance => iam::instance_statements(&scope),

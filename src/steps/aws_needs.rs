@@ -38,6 +38,19 @@ pub fn aws_capabilities(kind: &str) -> Option<&'static [Capability]> {
         ],
         "health.check" => OPEN_DATABASE,
         "backup.select" => &[Backups],
+        "ami.build" => &[
+            FindInstances,
+            LaunchInstances,
+            InstanceAgent,
+            RunCommands,
+            TerminateInstances,
+            FindImages,
+            BuildImages,
+            ReadParameters,
+            WriteParameters,
+        ],
+        "changes.detect" => &[FindImages, ReadParameters],
+        "release.record" => &[ReadParameters, WriteParameters],
         _ => return None,
     })
 }

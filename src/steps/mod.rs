@@ -8,14 +8,18 @@
 //! through [`StepContext::record_intent`] *before* the side effect, and adopt what an
 //! earlier attempt created when the same token shows up again.
 
+pub mod ami;
 pub mod aws_needs;
+pub mod changes;
 pub mod compute;
 pub mod context;
 pub mod db;
 pub mod dbctx;
+pub mod git;
 pub mod health;
 pub mod integrity_step;
 pub mod preflight;
+pub mod recipe;
 pub mod registry;
 pub mod secret;
 pub mod traffic;

@@ -110,6 +110,8 @@ pub fn kinds() -> impl Iterator<Item = &'static StepKind> {
         .chain(super::secret::KINDS)
         .chain(super::traffic::KINDS)
         .chain(super::health::KINDS)
+        .chain(super::ami::KINDS)
+        .chain(super::changes::KINDS)
 }
 
 pub fn find_kind(name: &str) -> Option<&'static StepKind> {

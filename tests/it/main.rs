@@ -1,4 +1,5 @@
 //! The integration tests: one binary, one module per area, all against real services.
+mod aws_ami;
 mod aws_compute;
 mod aws_exec;
 mod aws_iam;

@@ -50,6 +50,16 @@ pub enum Capability {
     SwitchTraffic,
     /// Restarting the `[traffic]` ECS service and watching its deployment.
     RestartApp,
+    /// `DescribeImages`: the current image and its provenance tags.
+    FindImages,
+    /// Baking images: stop a builder, `CreateImage`, tag image and snapshots, remove a
+    /// failed image; launching builders from the public base image.
+    BuildImages,
+    /// `GetParameter` of this environment's parameters (`/cutover/ENV/…`: image ids,
+    /// release markers) and of the public base-image parameters (`/aws/service/…`).
+    ReadParameters,
+    /// `PutParameter` / `DeleteParameter` of this environment's parameters.
+    WriteParameters,
 }
 
 /// The S3 calls of [`Capability::RunState`] and [`Capability::Backups`]: PutObject (also
@@ -79,6 +89,10 @@ impl Capability {
         Capability::RotateAppSecrets,
         Capability::SwitchTraffic,
         Capability::RestartApp,
+        Capability::FindImages,
+        Capability::BuildImages,
+        Capability::ReadParameters,
+        Capability::WriteParameters,
     ];
 
     /// The IAM actions of this capability's provider calls.
@@ -103,6 +117,17 @@ impl Capability {
                 "secretsmanager:UpdateSecretVersionStage",
             ],
             Capability::RestartApp => &["ecs:DescribeServices", "ecs:UpdateService"],
+            Capability::BuildImages => &[
+                "ec2:CreateImage",
+                "ec2:CreateTags",
+                "ec2:DeleteSnapshot",
+                "ec2:DeregisterImage",
+                "ec2:RunInstances",
+                "ec2:StopInstances",
+            ],
+            Capability::FindImages => &["ec2:DescribeImages"],
+            Capability::ReadParameters => &["ssm:GetParameter"],
+            Capability::WriteParameters => &["ssm:DeleteParameter", "ssm:PutParameter"],
         }
     }
 }
@@ -131,6 +156,11 @@ pub struct IamScope {
     pub subnets: BTreeSet<String>,
     pub security_groups: BTreeSet<String>,
     pub instance_profiles: BTreeSet<String>,
+    /// Whether some instance is launched from an image the run itself finds (e.g. one
+    /// `ami.build` baked), not one the environment names.
+    pub images_from_run: bool,
+    /// SSM parameters steps name beyond this environment's `/cutover/ENV/…`.
+    pub parameters: BTreeSet<String>,
 }
 
 impl IamScope {
@@ -168,6 +198,8 @@ impl IamScope {
                 .iter()
                 .cloned()
                 .collect(),
+            images_from_run: false,
+            parameters: BTreeSet::new(),
         };
         for def in environment.databases.values() {
             let s = &def.settings;
@@ -213,6 +245,17 @@ impl IamScope {
             "arn:aws:{service}:{}:{}:{resource}",
             self.region, self.account
         )
+    }
+
+    /// This environment's parameters and the ones steps name.
+    fn parameter_arns(&self) -> Vec<String> {
+        std::iter::once(self.arn("ssm", &format!("parameter/cutover/{}/*", self.environment)))
+            .chain(
+                self.parameters
+                    .iter()
+                    .map(|p| self.arn("ssm", &format!("parameter/{}", p.trim_start_matches('/')))),
+            )
+            .collect()
     }
 
     fn secret_arns<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
@@ -317,38 +360,20 @@ pub fn statements(capability: Capability, scope: &IamScope) -> Vec<Statement> {
         Capability::FindInstances => vec![allow("FindInstances", actions, vec!["*".into()])],
         Capability::InstanceAgent => vec![allow("InstanceAgentStatus", actions, vec!["*".into()])],
         Capability::LaunchInstances => {
-            let mut resources = vec![
-                instances.clone(),
-                scope.arn("ec2", "volume/*"),
-                scope.arn("ec2", "network-interface/*"),
-            ];
+            let mut resources = launch_network(scope);
             let images: Vec<String> = scope
                 .images
                 .iter()
                 .map(|i| format!("arn:aws:ec2:{}::image/{i}", scope.region))
                 .collect();
-            let subnets = scope
-                .subnets
-                .iter()
-                .map(|s| scope.arn("ec2", &format!("subnet/{s}")));
-            let groups = scope
-                .security_groups
-                .iter()
-                .map(|g| scope.arn("ec2", &format!("security-group/{g}")));
-            let mut launch_from: Vec<String> = images;
-            launch_from.extend(subnets);
-            launch_from.extend(groups);
-            if launch_from.is_empty() {
-                // Nothing named: the launch uses the account's defaults.
-                launch_from.push(scope.arn("ec2", "subnet/*"));
-                launch_from.push(scope.arn("ec2", "security-group/*"));
-                launch_from.push(format!("arn:aws:ec2:{}::image/*", scope.region));
+            if images.is_empty() {
+                resources.push(format!("arn:aws:ec2:{}::image/*", scope.region));
             }
+            resources.extend(images);
             // One Allow with every resource RunInstances touches, and a Deny for a launch
             // that does not tag instance and volume with this environment (the tag
             // condition cannot sit on the Allow: images and subnets carry no such tag).
-            let tagged = vec![resources[0].clone(), resources[1].clone()];
-            resources.extend(launch_from);
+            let tagged = vec![instances.clone(), scope.arn("ec2", "volume/*")];
             let mut out = vec![
                 allow("LaunchInstances", &["ec2:RunInstances"], resources),
                 Statement {
@@ -363,6 +388,18 @@ pub fn statements(capability: Capability, scope: &IamScope) -> Vec<Statement> {
                     ..allow("TagOnLaunch", &["ec2:CreateTags"], tagged)
                 },
             ];
+            if scope.images_from_run {
+                // An image found at run time (one this environment's runs baked and
+                // tagged); the instance itself is allowed by `LaunchInstances`.
+                out.push(Statement {
+                    condition: Some(scope.tag_condition("ec2:ResourceTag/cutover:env")),
+                    ..allow(
+                        "LaunchFromEnvironmentImages",
+                        &["ec2:RunInstances"],
+                        with_any_image(scope),
+                    )
+                });
+            }
             if !scope.instance_profiles.is_empty() {
                 out.push(Statement {
                     condition: Some(serde_json::json!({ "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } })),
@@ -451,7 +488,110 @@ pub fn statements(capability: Capability, scope: &IamScope) -> Vec<Statement> {
             )],
             None => Vec::new(),
         },
+        Capability::BuildImages => {
+            let images = format!("arn:aws:ec2:{}::image/*", scope.region);
+            let snapshots = format!("arn:aws:ec2:{}::snapshot/*", scope.region);
+            let env_tag = || Some(scope.tag_condition("ec2:ResourceTag/cutover:env"));
+            vec![
+                Statement {
+                    condition: Some(
+                        serde_json::json!({ "StringEquals": { "ec2:Owner": "amazon" } }),
+                    ),
+                    ..allow(
+                        "LaunchBuildersFromBaseImages",
+                        &["ec2:RunInstances"],
+                        with_any_image(scope),
+                    )
+                },
+                Statement {
+                    condition: env_tag(),
+                    ..allow(
+                        "StopBuilders",
+                        &["ec2:StopInstances"],
+                        vec![instances.clone()],
+                    )
+                },
+                allow(
+                    "CreateImages",
+                    &["ec2:CreateImage"],
+                    vec![instances.clone(), images.clone(), snapshots.clone()],
+                ),
+                Statement {
+                    effect: "Deny",
+                    condition: Some(scope.tag_mismatch("ec2:ResourceTag/cutover:env")),
+                    ..allow(
+                        "DenyImagesOfOtherInstances",
+                        &["ec2:CreateImage"],
+                        vec![instances],
+                    )
+                },
+                allow(
+                    "TagImages",
+                    &["ec2:CreateTags"],
+                    vec![images.clone(), snapshots.clone()],
+                ),
+                Statement {
+                    condition: env_tag(),
+                    ..allow("RemoveFailedImages", &["ec2:DeregisterImage"], vec![images])
+                },
+                // A failed image's snapshots may not carry the tags yet.
+                allow(
+                    "RemoveFailedSnapshots",
+                    &["ec2:DeleteSnapshot"],
+                    vec![snapshots],
+                ),
+            ]
+        }
+        Capability::FindImages => vec![allow("FindImages", actions, vec!["*".into()])],
+        Capability::ReadParameters => {
+            let mut resources = scope.parameter_arns();
+            resources.push(format!(
+                "arn:aws:ssm:{}:*:parameter/aws/service/*",
+                scope.region
+            ));
+            vec![allow("ReadParameters", actions, resources)]
+        }
+        Capability::WriteParameters => {
+            vec![allow("WriteParameters", actions, scope.parameter_arns())]
+        }
     }
+}
+
+/// What every launch touches besides its image: the instance, its volume and network
+/// interface, the environment's subnets and security groups (any, when it names none:
+/// the launch then uses the account's defaults).
+fn launch_network(scope: &IamScope) -> Vec<String> {
+    let mut out = vec![
+        scope.arn("ec2", "instance/*"),
+        scope.arn("ec2", "volume/*"),
+        scope.arn("ec2", "network-interface/*"),
+    ];
+    if scope.subnets.is_empty() && scope.security_groups.is_empty() {
+        out.push(scope.arn("ec2", "subnet/*"));
+        out.push(scope.arn("ec2", "security-group/*"));
+    }
+    out.extend(
+        scope
+            .subnets
+            .iter()
+            .map(|s| scope.arn("ec2", &format!("subnet/{s}"))),
+    );
+    out.extend(
+        scope
+            .security_groups
+            .iter()
+            .map(|g| scope.arn("ec2", &format!("security-group/{g}"))),
+    );
+    out
+}
+
+/// Any image, with [`launch_network`]: for a launch whose image is allowed by a
+/// condition (its owner, its tag). The condition holds for the image only; the other
+/// resources are allowed by `LaunchInstances`.
+fn with_any_image(scope: &IamScope) -> Vec<String> {
+    let mut out = vec![format!("arn:aws:ec2:{}::image/*", scope.region)];
+    out.extend(launch_network(scope));
+    out
 }
 
 /// With SSE-KMS (`[aws] kms_key_id`), the key use S3 makes on the caller's behalf.
@@ -571,6 +711,8 @@ mod tests {
             subnets: ["subnet-0123456789abcdef0".to_owned()].into(),
             security_groups: ["sg-0123456789abcdef0".to_owned()].into(),
             instance_profiles: ["credex-neo4j-staging".to_owned()].into(),
+            images_from_run: true,
+            parameters: ["/credex/app-image".to_owned()].into(),
         }
     }
 
@@ -633,6 +775,7 @@ mod tests {
                             "ssm:DescribeInstanceInformation",
                             "ssm:GetCommandInvocation",
                             "ssm:CancelCommand",
+                            "ec2:DescribeImages",
                         ]
                         .contains(&a.as_str()),
                         "{} grants {a} on *",

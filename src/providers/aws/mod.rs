@@ -11,6 +11,7 @@ pub mod ec2_compute;
 pub mod errors;
 pub mod gc;
 pub mod iam;
+pub mod images;
 pub mod journal_mirror;
 pub mod lease;
 pub mod parameters;
@@ -21,6 +22,7 @@ pub mod traffic;
 
 pub use config::{AwsClients, AwsSettings};
 pub use ec2_compute::{Ec2Compute, Ec2InstanceSettings};
+pub use images::{Ec2Images, Image, ImageState};
 pub use journal_mirror::JournalMirror;
 pub use lease::{LeaseInfo, LeaseOutcome, S3Lease};
 pub use parameters::ParameterStore;
@@ -75,6 +77,15 @@ impl AwsProvider {
 
     pub fn mirror(&self) -> JournalMirror {
         JournalMirror::new(self.store())
+    }
+
+    pub fn images(&self) -> Ec2Images {
+        Ec2Images::new(self.clients.ec2.clone())
+    }
+
+    /// Parameters under `/cutover/<env>/…` for the environment named `env`.
+    pub fn parameters(&self, env: &str) -> ParameterStore {
+        ParameterStore::new(self.clients.ssm.clone(), env)
     }
 
     pub fn compute(&self) -> Ec2Compute {

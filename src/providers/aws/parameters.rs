@@ -26,6 +26,11 @@ impl ParameterStore {
         format!("/cutover/{}/{database}/ami-id", self.env)
     }
 
+    /// `/cutover/<env>/image/<edition>`: the newest image `ami.build` baked for an edition.
+    pub fn image_parameter(&self, edition: &str) -> String {
+        format!("/cutover/{}/image/{edition}", self.env)
+    }
+
     /// `/cutover/<env>/release/<name>`.
     pub fn release_parameter(&self, name: &str) -> String {
         format!("/cutover/{}/release/{name}", self.env)
@@ -53,6 +58,19 @@ impl ParameterStore {
             .await
             .map_err(|e| classify(&format!("PutParameter {name}"), Effect::Write, &e))?;
         Ok(out.version())
+    }
+
+    /// Deletes a parameter. Idempotent: a missing parameter is not an error.
+    pub async fn delete(&self, name: &str) -> Result<(), Failure> {
+        match self.client.delete_parameter().name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if error_code(&e) == Some("ParameterNotFound") => Ok(()),
+            Err(e) => Err(classify(
+                &format!("DeleteParameter {name}"),
+                Effect::Write,
+                &e,
+            )),
+        }
     }
 
     pub async fn current_ami(&self, database: &str) -> Result<Option<String>, Failure> {
