@@ -17,6 +17,7 @@ pub mod integrity_step;
 pub mod preflight;
 pub mod registry;
 pub mod secret;
+pub mod terraform;
 pub mod traffic;
 pub mod util;
 

@@ -110,6 +110,7 @@ pub fn kinds() -> impl Iterator<Item = &'static StepKind> {
         .chain(super::secret::KINDS)
         .chain(super::traffic::KINDS)
         .chain(super::health::KINDS)
+        .chain(super::terraform::KINDS)
 }
 
 pub fn find_kind(name: &str) -> Option<&'static StepKind> {

@@ -23,3 +23,4 @@ mod local_provider;
 mod neo4j_engine;
 mod neo4j_scripts;
 mod shipped_files;
+mod terraform_stage;
