@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint unit bench demo
+.PHONY: help setup test fmt fmt-check lint unit bench demo terraform-check
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
@@ -30,7 +30,13 @@ unit:
 	@echo "== cargo test"
 	@$(CARGO) test --quiet
 
-test: setup fmt-check lint unit
+# terraform/ checked statically: no provider can be downloaded here, so no init/validate.
+terraform-check:
+	@echo "== terraform fmt -check -recursive terraform/ ; checkov -d terraform"
+	@TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive terraform/
+	@.venv/scan/bin/checkov -d terraform --framework terraform --quiet --compact --skip-download
+
+test: setup fmt-check lint terraform-check unit
 	@echo "== all checks passed"
 
 bench: setup
