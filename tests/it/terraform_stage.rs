@@ -393,3 +393,25 @@ fn the_deploy_runbook_plans_its_stages_in_order_against_staging() {
         assert!(all.contains("terraform.apply"), "{all}");
     }
 }
+
+/// A bad `[terraform]` table is reported at load, every problem at its `file:line:col`.
+#[test]
+fn a_bad_terraform_table_is_reported_where_it_is_wrong() {
+    use cutover::config::{Environment, SourceFile};
+    let text = "name = \"t\"\nprovider = \"local\"\n[terraform]\nbucket = \"b\"\nendpoint = \"localhost:9\"\nprotect = \"aws_s3_bucket\"\nlock_table = \"x\"\n";
+    let problems = Environment::parse(SourceFile::new("env.toml", text))
+        .expect_err("the table is invalid")
+        .to_string();
+    for want in [
+        "env.toml:3:1",
+        "missing required key `region`",
+        "env.toml:5:12",
+        "endpoint `localhost:9` is not a URL",
+        "env.toml:6:11",
+        "`protect` in [terraform] must be a list of strings",
+        "env.toml:7:1",
+        "lock_table",
+    ] {
+        assert!(problems.contains(want), "{want} not in:\n{problems}");
+    }
+}
