@@ -3,7 +3,7 @@
 //! The fixture module (`tests/fixtures/terraform/stage`) uses only built-in resources.
 //! Every run goes through the `cutover` binary, as an operator would run it.
 
-use crate::engine_cli::{cutover, text};
+use crate::engine_cli::{cutover, run_args, text};
 use crate::harness::MotoServer;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -108,15 +108,7 @@ impl Stage {
     fn run(&self, run_id: &str, sets: &[&str]) -> Output {
         let mut c = cutover();
         c.current_dir(self.dir.path())
-            .args([
-                "run",
-                "book.toml",
-                "--env",
-                "env.toml",
-                "--yes",
-                "--run-id",
-                run_id,
-            ])
+            .args(run_args(run_id))
             .args(["--set", &format!("module={}", fixture().display())])
             .env_remove("CUTOVER_STATE_DIR")
             .env_remove("CUTOVER_FAULT_PAUSE_AFTER_EVENT");
@@ -330,15 +322,7 @@ fn a_missing_terraform_binary_is_a_clear_error_that_names_the_fix() {
     std::fs::write(dir.path().join("book.toml"), BOOK).unwrap();
     let out = cutover()
         .current_dir(dir.path())
-        .args([
-            "run",
-            "book.toml",
-            "--env",
-            "env.toml",
-            "--yes",
-            "--run-id",
-            "tf-nobin",
-        ])
+        .args(run_args("tf-nobin"))
         .args(["--set", &format!("module={}", fixture().display())])
         .env("PATH", &empty_path)
         .env_remove("CUTOVER_STATE_DIR")
