@@ -204,6 +204,16 @@ async fn plan_then_apply_puts_state_under_the_workspace_key_and_a_second_run_pla
     assert_eq!(plan["summary"], "2 to add, 0 to change, 0 to destroy");
     assert_eq!(plan["changes"], true);
 
+    for report in ["report.json", "report.md"] {
+        let path = stage.run_dir("tf-first").join(report);
+        let body =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            body.contains("2 to add, 0 to change, 0 to destroy"),
+            "{report}: {body}"
+        );
+    }
+
     let applied = stage.outputs("tf-first", "apply");
     assert_eq!(applied["app_image"], "img-1", "{applied}");
     assert_eq!(applied["admin_token"], "[redacted]", "{applied}");
@@ -398,4 +408,44 @@ fn a_bad_terraform_table_is_reported_where_it_is_wrong() {
     ] {
         assert!(problems.contains(want), "{want} not in:\n{problems}");
     }
+}
+
+/// A state lock another Terraform holds (its S3 lock file) is a transient failure: the
+/// step is retried, and the run ends saying how to release a dead holder's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_state_lock_is_retried_as_transient_and_names_force_unlock() {
+    let stage = Stage::start().await;
+    let lock = serde_json::json!({
+        "ID": "5f0c2a4e-0000-4000-8000-000000000001", "Operation": "OperationTypeApply",
+        "Info": "", "Who": "someone@elsewhere", "Version": "1.11.4",
+        "Created": "2026-12-02T00:00:00Z", "Path": format!("{BUCKET}/{PREFIX}/stage_test/stage.tfstate")
+    });
+    stage
+        .s3
+        .put_object()
+        .bucket(BUCKET)
+        .key(format!("{PREFIX}/stage_test/stage.tfstate.tflock"))
+        .body(serde_json::to_vec(&lock).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let run = stage.run("tf-locked", &[]);
+    assert_ne!(run.status.code(), Some(0), "{}", text(&run));
+    let journal = stage.journal("tf-locked");
+    assert!(
+        journal.iter().any(|e| e["event"] == "step_retrying"
+            && e["step"] == "plan"
+            && e["class"] == "transient"),
+        "the held lock is retried: {journal:?}"
+    );
+    let failed = journal
+        .iter()
+        .find(|e| e["event"] == "step_failed" && e["step"] == "plan")
+        .expect("plan failed");
+    assert_eq!(failed["class"], "transient");
+    assert!(
+        failed["hint"].as_str().unwrap().contains("force-unlock"),
+        "{failed}"
+    );
+    assert!(!stage.started("tf-locked", "apply"));
 }

@@ -303,17 +303,32 @@ pub fn classify(what: &str, code: i32, log: &str, log_path: &Path, workspace: &s
         .filter(|l| l.starts_with("Error:") || l.starts_with("│ Error:"))
         .map(|l| l.trim_start_matches("│ ").trim())
         .collect();
+    // `Error:` lines when Terraform prints diagnostics; else its first line (some commands,
+    // e.g. `workspace select` on a held lock, print a bare message).
     let first = errors
         .first()
         .copied()
+        .or_else(|| {
+            log.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("$ "))
+        })
         .unwrap_or("no error message (see the log)");
+    let first: String = first.chars().take(300).collect();
     let message =
         format!("terraform {what} failed in workspace {workspace} (exit {code}): {first}");
     let lower = log.to_ascii_lowercase();
     let see = format!("Terraform's output is in {}", log_path.display());
-    if lower.contains("error acquiring the state lock")
-        || lower.contains("state lock") && lower.contains("lock info")
-    {
+    let lock_held = lower.contains("error acquiring the state lock")
+        || (lower.contains("lock info")
+            && [
+                "failed to lock",
+                "preconditionfailed",
+                "conditionalcheckfailed",
+            ]
+            .iter()
+            .any(|m| lower.contains(m)));
+    if lock_held {
         return Failure::transient(message).with_hint(format!(
             "another Terraform run holds the state lock of {workspace}; it is retried. If its holder died, \
              check the lock info in the log and run `terraform force-unlock LOCK_ID` in that workspace. {see}"
@@ -416,6 +431,21 @@ mod tests {
         );
         assert!(lock.is_retryable(), "{lock:?}");
         assert!(lock.hint.unwrap().contains("force-unlock"));
+        // `workspace select -or-create` on a held S3 lock file prints no `Error:` line.
+        let bare = classify(
+            "workspace",
+            1,
+            "$ terraform workspace select\nfailed to lock s3 state: operation error S3: PutObject, \
+             StatusCode: 412, api error PreconditionFailed\nLock Info:\n  ID: x\n",
+            p,
+            "app_dev",
+        );
+        assert!(bare.is_retryable(), "{bare:?}");
+        assert!(
+            bare.message.contains("failed to lock s3 state"),
+            "{}",
+            bare.message
+        );
         let bad = classify(
             "plan",
             1,
