@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint unit workflows bench demo
+.PHONY: help setup test fmt fmt-check lint unit workflows terraform-check bench demo
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
@@ -37,7 +37,13 @@ workflows:
 	@.venv/bin/actionlint
 	@.venv/bin/zizmor --offline --quiet .github
 
-test: setup fmt-check lint workflows unit
+# terraform/ checked statically: no provider can be downloaded here, so no init/validate.
+terraform-check:
+	@echo "== terraform fmt -check -recursive terraform/ ; checkov -d terraform"
+	@TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive terraform/
+	@.venv/scan/bin/checkov -d terraform --framework terraform --quiet --compact --skip-download
+
+test: setup fmt-check lint workflows terraform-check unit
 	@echo "== all checks passed"
 
 bench: setup

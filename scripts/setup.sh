@@ -30,6 +30,7 @@ want="$(sha256sum "$requirements" | cut -d' ' -f1)"
 have="$(cat "$stamp" 2>/dev/null || true)"
 if [ "$want" = "$have" ]; then
   echo "setup: .venv is up to date"
+  "$root/scripts/setup-terraform.sh"
   exec "$root/scripts/setup-neo4j.sh"
 fi
 
@@ -51,6 +52,9 @@ fi
 
 echo "$want" >"$stamp"
 echo "setup: .venv ready"
+
+# Terraform (checked) and checkov (.venv/scan).
+"$root/scripts/setup-terraform.sh"
 
 # Real Neo4j Community servers, assembled from Maven Central (.tools/neo4j/<version>).
 exec "$root/scripts/setup-neo4j.sh"

@@ -367,6 +367,13 @@ fn iam_command(
             if account_id.is_none() {
                 eprintln!("note: no --account-id: the ARNs' account field is `*`");
             }
+            if plan
+                .steps
+                .iter()
+                .any(|s| s.kind.name.starts_with("terraform."))
+            {
+                eprintln!("note: the Terraform stages' modules make their own AWS calls; this policy covers their S3 state only, not what the modules create");
+            }
             println!(
                 "{}",
                 serde_json::to_string_pretty(&policy).unwrap_or_default()

@@ -67,6 +67,7 @@ const TOP_KEYS: &[&str] = &[
     "traffic",
     "backup",
     "invariants",
+    "terraform",
 ];
 const DB_KEYS: &[&str] = &[
     "engine",
@@ -125,7 +126,7 @@ impl Environment {
             });
         let state_dir = r.string(root, "state_dir", false, "the environment", None);
         let databases = read_databases(&mut r, root);
-        for section in ["local", "aws", "vars", "traffic", "backup"] {
+        for section in ["local", "aws", "vars", "traffic", "backup", "terraform"] {
             if let Some(item) = root.get(section) {
                 if !item.is_table_like() {
                     r.problem(
@@ -137,6 +138,9 @@ impl Environment {
         }
         if let Some(traffic) = root.get("traffic") {
             check_traffic_section(&mut r, traffic);
+        }
+        if let Some(terraform) = root.get("terraform") {
+            check_terraform_section(&mut r, terraform);
         }
         match (provider, root.get("aws")) {
             (Some(ProviderKind::Aws), None) => r.problem_with_hint(
@@ -233,6 +237,42 @@ fn check_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) {
         ),
         _ => {}
     }
+}
+
+/// `[terraform]`: the state backend of the Terraform stages (S3, or an emulator at
+/// `endpoint`), the binary, and resources no plan may destroy.
+fn check_terraform_section(r: &mut TomlReader<'_>, terraform: &toml_edit::Item) {
+    let Some(t) = terraform.as_table_like() else {
+        return; // reported as "must be a table" above
+    };
+    let context = "[terraform]";
+    r.check_keys(
+        t,
+        crate::providers::terraform::TERRAFORM_SECTION_KEYS,
+        context,
+    );
+    r.string(t, "bucket", true, context, terraform.span());
+    r.string(t, "region", true, context, terraform.span());
+    r.string(t, "binary", false, context, None);
+    if let Some(prefix) = r.string(t, "key_prefix", false, context, None) {
+        if prefix.value.trim_matches('/').is_empty() {
+            r.problem_with_hint(
+                prefix.span,
+                "[terraform] key_prefix is empty",
+                "name the folder of the state objects, e.g. key_prefix = \"terraform\"",
+            );
+        }
+    }
+    if let Some(endpoint) = r.string(t, "endpoint", false, context, None) {
+        if !(endpoint.value.starts_with("http://") || endpoint.value.starts_with("https://")) {
+            r.problem_with_hint(
+                endpoint.span,
+                format!("[terraform] endpoint `{}` is not a URL", endpoint.value),
+                "write it as http://HOST:PORT (an emulator) or https://…, or remove it for AWS",
+            );
+        }
+    }
+    r.string_list(t, "protect", context);
 }
 
 /// `[aws]`: known keys, the required ones present, every value of the right type.

@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod local;
+pub mod terraform;
 
 use crate::failure::Failure;
 use crate::ids::{InstanceId, ObjectKey, SecretName};
@@ -248,3 +249,21 @@ pub trait SecretStore: Send + Sync {
     async fn rollback(&self, name: &SecretName) -> Result<(), Failure>;
     async fn versions(&self, name: &SecretName) -> Result<Vec<SecretVersionInfo>, Failure>;
 }
+
+/// Makes a child process die with cutover (PR_SET_PDEATHSIG), so a killed run leaves
+/// no command running unobserved.
+#[cfg(target_os = "linux")]
+pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child being created.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn die_with_parent(_cmd: &mut tokio::process::Command) {}

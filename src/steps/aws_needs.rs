@@ -51,6 +51,9 @@ pub fn aws_capabilities(kind: &str) -> Option<&'static [Capability]> {
         ],
         "changes.detect" => &[FindImages, ReadParameters],
         "release.record" => &[ReadParameters, WriteParameters],
+        // Terraform makes its own calls: the backend's here; the module's resources need
+        // the module's own permissions (`cutover iam` says so).
+        "terraform.plan" | "terraform.apply" => &[TerraformState],
         _ => return None,
     })
 }

@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod recipe;
 pub mod registry;
 pub mod secret;
+pub mod terraform;
 pub mod traffic;
 pub mod util;
 

@@ -112,6 +112,7 @@ pub fn kinds() -> impl Iterator<Item = &'static StepKind> {
         .chain(super::health::KINDS)
         .chain(super::ami::KINDS)
         .chain(super::changes::KINDS)
+        .chain(super::terraform::KINDS)
 }
 
 pub fn find_kind(name: &str) -> Option<&'static StepKind> {

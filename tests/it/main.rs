@@ -25,3 +25,4 @@ mod local_provider;
 mod neo4j_engine;
 mod neo4j_scripts;
 mod shipped_files;
+mod terraform_stage;

@@ -60,6 +60,9 @@ pub enum Capability {
     ReadParameters,
     /// `PutParameter` / `DeleteParameter` of this environment's parameters.
     WriteParameters,
+    /// The `[terraform]` S3 backend: state objects and their lock files, workspace
+    /// listing. (What the modules themselves manage needs the module's own permissions.)
+    TerraformState,
 }
 
 /// The S3 calls of [`Capability::RunState`] and [`Capability::Backups`]: PutObject (also
@@ -93,6 +96,7 @@ impl Capability {
         Capability::BuildImages,
         Capability::ReadParameters,
         Capability::WriteParameters,
+        Capability::TerraformState,
     ];
 
     /// The IAM actions of this capability's provider calls.
@@ -128,6 +132,12 @@ impl Capability {
             Capability::FindImages => &["ec2:DescribeImages"],
             Capability::ReadParameters => &["ssm:GetParameter"],
             Capability::WriteParameters => &["ssm:DeleteParameter", "ssm:PutParameter"],
+            Capability::TerraformState => &[
+                "s3:DeleteObject",
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:PutObject",
+            ],
         }
     }
 }
@@ -161,6 +171,8 @@ pub struct IamScope {
     pub images_from_run: bool,
     /// SSM parameters steps name beyond this environment's `/cutover/ENV/…`.
     pub parameters: BTreeSet<String>,
+    /// `[terraform]` `bucket` and `key_prefix`.
+    pub terraform_state: Option<(String, String)>,
 }
 
 impl IamScope {
@@ -200,6 +212,13 @@ impl IamScope {
                 .collect(),
             images_from_run: false,
             parameters: BTreeSet::new(),
+            terraform_state: str_of(environment.lookup(&["terraform".into(), "bucket".into()]))
+                .map(|bucket| {
+                    let prefix =
+                        str_of(environment.lookup(&["terraform".into(), "key_prefix".into()]))
+                            .unwrap_or_default();
+                    (bucket, prefix.trim_matches('/').to_owned())
+                }),
         };
         for def in environment.databases.values() {
             let s = &def.settings;
@@ -554,6 +573,28 @@ pub fn statements(capability: Capability, scope: &IamScope) -> Vec<Statement> {
         Capability::WriteParameters => {
             vec![allow("WriteParameters", actions, scope.parameter_arns())]
         }
+        Capability::TerraformState => match &scope.terraform_state {
+            Some((bucket, prefix)) => {
+                let keys = if prefix.is_empty() {
+                    format!("arn:aws:s3:::{bucket}/*")
+                } else {
+                    format!("arn:aws:s3:::{bucket}/{prefix}/*")
+                };
+                vec![
+                    allow(
+                        "TerraformStateObjects",
+                        &except(actions, "s3:ListBucket"),
+                        vec![keys],
+                    ),
+                    allow(
+                        "TerraformStateBucket",
+                        &["s3:ListBucket"],
+                        vec![format!("arn:aws:s3:::{bucket}")],
+                    ),
+                ]
+            }
+            None => Vec::new(),
+        },
     }
 }
 
@@ -713,6 +754,7 @@ mod tests {
             instance_profiles: ["credex-neo4j-staging".to_owned()].into(),
             images_from_run: true,
             parameters: ["/credex/app-image".to_owned()].into(),
+            terraform_state: Some(("credex-terraform-staging".into(), "terraform".into())),
         }
     }
 
