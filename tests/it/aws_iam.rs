@@ -19,7 +19,14 @@ use std::process::Output;
 
 const ACCOUNT: &str = "123456789012";
 /// The shipped runbooks whose policies for `environments/staging.toml` are in docs/iam/.
-const SHIPPED: &[&str] = &["blue-green", "backup", "restore", "dr-drill", "ami-update", "deploy"];
+const SHIPPED: &[&str] = &[
+    "blue-green",
+    "backup",
+    "restore",
+    "dr-drill",
+    "ami-update",
+    "deploy",
+];
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
