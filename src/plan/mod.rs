@@ -8,6 +8,9 @@
 //! upstream), duplicate ids, unknown `needs`, and cycles (with the cycle spelled out).
 
 pub mod render;
+#[cfg(test)]
+mod scale_tests;
+pub mod synthetic;
 mod validate;
 
 use crate::config::expr::Condition;
