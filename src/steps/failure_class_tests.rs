@@ -5,6 +5,12 @@
 //! identity key that is not `Label.property`, data that cannot be fingerprinted) was
 //! retried until the step's attempts ran out. They now convert with `Failure::from(e)`
 //! and add their context with `Failure::context`, which is what these tests pin.
+//!
+//! Where it mattered: `fingerprint_target` returns permanent errors (a refused login, a
+//! value the canonical encoding does not define, an unexpected row shape, a bad identity
+//! key). `run_invariants` only returns an error for a lost connection (transient either
+//! way): an invariant that fails, even as a Cypher error, is a broken outcome, and
+//! `health.check` / `integrity.compare` already fail those permanently.
 
 use crate::failure::{ErrorClass, Failure};
 use crate::integrity::IntegrityError;
