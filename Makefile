@@ -3,12 +3,13 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint unit workflows terraform-check bench demo
+.PHONY: help setup test fmt fmt-check lint unit workflows terraform-check bench bench-digest bench-engine demo
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
 	@echo "make test   setup, then format check, clippy and every test"
-	@echo "make bench  setup, then the digest benchmark"
+	@echo "make bench  setup, then the digest and engine benchmarks"
+	@echo "make bench-engine  the engine benchmark alone (run, status, resume, plan)"
 	@echo "make demo   setup, then the local blue-green demo"
 	@echo "make fmt    format the code;  make lint  clippy with warnings as errors"
 
@@ -46,8 +47,14 @@ terraform-check:
 test: setup fmt-check lint workflows terraform-check unit
 	@echo "== all checks passed"
 
-bench: setup
+bench: bench-digest bench-engine
+
+bench-digest: setup
 	$(CARGO) bench --bench digest
+
+# BENCH_PROFILE=dev measures the unoptimised binary without an optimised build.
+bench-engine:
+	$(CARGO) bench --bench engine $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
 
 demo: setup
 	@if [ -x scripts/demo.sh ]; then \

@@ -197,6 +197,11 @@ pub enum CompareOp {
     Ge,
 }
 
+/// The most tokens (references, literals, operators, parentheses) one condition may hold.
+pub const MAX_CONDITION_TOKENS: usize = 256;
+/// The deepest nesting of parentheses and `!` one condition may have.
+pub const MAX_CONDITION_DEPTH: usize = 32;
+
 impl Condition {
     /// Parses a condition. `${{ … }}` around the whole expression is accepted too.
     pub fn parse(text: &str) -> Result<Condition, String> {
@@ -205,7 +210,19 @@ impl Condition {
             inner = stripped.trim();
         }
         let tokens = tokenize(inner)?;
-        let mut parser = Parser { tokens, pos: 0 };
+        // Parsing, evaluating and dropping recurse once per nesting level or operator:
+        // bound the size so a hostile condition is an error, not a stack overflow.
+        if tokens.len() > MAX_CONDITION_TOKENS {
+            return Err(format!(
+                "condition has {} tokens, more than the {MAX_CONDITION_TOKENS} allowed; split it into steps",
+                tokens.len()
+            ));
+        }
+        let mut parser = Parser {
+            tokens,
+            pos: 0,
+            depth: 0,
+        };
         let cond = parser.or()?;
         if parser.pos != parser.tokens.len() {
             return Err(format!(
@@ -365,9 +382,19 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    depth: usize,
 }
 
 impl Parser {
+    fn deeper(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_CONDITION_DEPTH {
+            return Err(format!(
+                "condition nests deeper than {MAX_CONDITION_DEPTH} levels of `(` and `!`"
+            ));
+        }
+        Ok(())
+    }
     fn peek_op(&self, op: &str) -> bool {
         matches!(self.tokens.get(self.pos), Some(Token::Op(o)) if *o == op)
     }
@@ -390,7 +417,10 @@ impl Parser {
     fn unary(&mut self) -> Result<Condition, String> {
         if self.peek_op("!") {
             self.pos += 1;
-            return Ok(Condition::Not(Box::new(self.unary()?)));
+            self.deeper()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Condition::Not(Box::new(inner)));
         }
         self.comparison()
     }
@@ -418,7 +448,9 @@ impl Parser {
         self.pos += 1;
         match token {
             Token::Op("(") => {
+                self.deeper()?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 if !self.peek_op(")") {
                     return Err("missing `)` in condition".into());
                 }
@@ -441,7 +473,62 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn a_condition_nested_or_chained_beyond_the_limit_is_an_error_not_a_stack_overflow() {
+        for text in [
+            format!("{}true{}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("{}true", "!".repeat(100_000)),
+            vec!["true"; 50_000].join(" && "),
+        ] {
+            let e = Condition::parse(&text).unwrap_err();
+            assert!(e.contains("more than the 256 allowed"), "{e}");
+        }
+        for text in [
+            format!("{}true{}", "(".repeat(33), ")".repeat(33)),
+            format!("{}true", "!".repeat(34)),
+        ] {
+            let e = Condition::parse(&text).unwrap_err();
+            assert!(e.contains("nests deeper than 32 levels"), "{e}");
+        }
+        // Up to the limits it parses and evaluates.
+        let deep = format!("{}true{}", "(".repeat(32), ")".repeat(32));
+        assert!(Condition::parse(&deep).unwrap().eval(&lookup).unwrap());
+        let long = vec!["true"; 128].join(" && ");
+        assert!(Condition::parse(&long).unwrap().eval(&lookup).unwrap());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+        /// No input makes the expression parsers panic.
+        #[test]
+        fn the_expression_parsers_never_panic(text in "\\PC{0,200}") {
+            let _ = Condition::parse(&text);
+            let _ = Template::parse(&text);
+            let _ = Ref::parse(&text);
+            if let Ok(c) = Condition::parse(&text) {
+                let _ = c.eval(&lookup);
+            }
+        }
+
+        /// Inputs built from the grammar's own pieces reach deeper than random text.
+        #[test]
+        fn conditions_from_grammar_pieces_never_panic(
+            pieces in prop::collection::vec(prop::sample::select(vec![
+                "(", ")", "!", "&&", "||", "==", "!=", "<", "<=", ">", ">=", "'x'", "\"", "'",
+                "1", "-2.5", "1.2.3", "true", "null", "params.count", "steps.a.outputs.ok",
+                "env.", "run.id", "${{", "}}", "-", " ",
+            ]), 0..40)
+        ) {
+            let text = pieces.join(" ");
+            if let Ok(c) = Condition::parse(&text) {
+                let _ = c.eval(&lookup);
+            }
+            let _ = Template::parse(&pieces.concat());
+        }
+    }
 
     fn lookup(r: &Ref) -> Option<Value> {
         match r.to_string().as_str() {

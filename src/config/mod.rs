@@ -10,3 +10,6 @@ pub mod toml_read;
 pub use environment::{Environment, ProviderKind};
 pub use runbook::Runbook;
 pub use source::{Location, Problem, Problems, SourceFile};
+
+#[cfg(test)]
+mod hostile_tests;

@@ -114,6 +114,10 @@ pub struct StepDef {
     pub span: Option<std::ops::Range<usize>>,
 }
 
+/// More steps at once than this only exhausts file descriptors (and an unbounded value
+/// would overflow the executor's semaphore).
+pub const MAX_CONCURRENCY: u64 = 1024;
+
 const TOP_KEYS: &[&str] = &[
     "name",
     "description",
@@ -156,6 +160,11 @@ impl Runbook {
         if let Some(c) = &concurrency {
             if c.value == 0 {
                 r.problem(c.span.clone(), "`concurrency` must be at least 1");
+            } else if c.value > MAX_CONCURRENCY {
+                r.problem(
+                    c.span.clone(),
+                    format!("`concurrency` must be at most {MAX_CONCURRENCY}"),
+                );
             }
         }
         let deadline = r.duration(root, "deadline", "the runbook");

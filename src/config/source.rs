@@ -26,12 +26,32 @@ impl SourceFile {
 
     /// Reads a file; an unreadable file is a single problem located at the path.
     pub fn read(path: &Path) -> Result<Self, Problems> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Self::new(path, text)),
-            Err(e) => Err(Problems::single(Problem::unlocated(format!(
+        let bytes = std::fs::read(path).map_err(|e| {
+            Problems::single(Problem::unlocated(format!(
                 "cannot read {}: {e}",
                 path.display()
-            )))),
+            )))
+        })?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Self::new(path, text)),
+            Err(e) => {
+                // Locate the first bad byte in the valid text before it.
+                let valid = e.utf8_error().valid_up_to();
+                let bytes = e.into_bytes();
+                let prefix = String::from_utf8_lossy(&bytes[..valid]).into_owned();
+                let location = Self::new(path, prefix).locate(Some(valid..valid));
+                Err(Problems::single(
+                    Problem::at(
+                        location,
+                        format!(
+                            "{} is not valid UTF-8 text (byte 0x{:02x})",
+                            path.display(),
+                            bytes[valid]
+                        ),
+                    )
+                    .with_hint("save the file as UTF-8"),
+                ))
+            }
         }
     }
 

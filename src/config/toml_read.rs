@@ -276,6 +276,9 @@ pub fn value_to_json(value: &Value) -> serde_json::Value {
 }
 
 /// Parses `"250ms"`, `"30s"`, `"5m"`, `"2h"`, `"1h30m"`, `"1d"`. Zero is allowed.
+/// The longest duration a runbook may write: ten years.
+const MAX_DURATION_MS: u128 = 3650 * 86_400_000;
+
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -312,7 +315,11 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         };
         total_ms = total_ms.saturating_add(number.saturating_mul(factor));
     }
-    let ms = u64::try_from(total_ms).map_err(|_| format!("duration \"{text}\" is too large"))?;
+    // Beyond this an `Instant` plus the duration may overflow; no run lasts that long.
+    if total_ms > MAX_DURATION_MS {
+        return Err(format!("duration \"{text}\" is too large (at most 3650d)"));
+    }
+    let ms = total_ms as u64;
     Ok(std::time::Duration::from_millis(ms))
 }
 

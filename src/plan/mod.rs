@@ -9,6 +9,9 @@
 
 pub mod iam;
 pub mod render;
+#[cfg(test)]
+mod scale_tests;
+pub mod synthetic;
 mod validate;
 
 use crate::config::expr::Condition;

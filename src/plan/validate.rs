@@ -208,17 +208,18 @@ pub(super) fn build(
     let has_cycle = report_cycles(&mut ctx, &seen);
 
     // Ancestors (only meaningful without cycles).
-    let ancestors = if has_cycle {
-        HashMap::new()
+    let reach = if has_cycle {
+        Reachability::default()
     } else {
-        ancestors_of(&runbook.steps, &seen)
+        Reachability::of(&runbook.steps, &seen)
     };
 
     // Inputs, conditions, retry, compensation.
     let mut planned = Vec::new();
     for step in &runbook.steps {
         let kind = find_kind(&step.uses.value);
-        let upstream = ancestors.get(step.id.value.as_str());
+        let upstream = reach.upstream_of(&step.id.value);
+        let upstream = upstream.as_ref();
         let inputs = check_inputs(
             &mut ctx, step, kind, &step.with, upstream, &seen, has_cycle, "",
         );
@@ -278,8 +279,7 @@ pub(super) fn build(
                 unknown_kind(&mut ctx, &c.uses.value, c.uses.span.clone(), &all_kinds);
             }
             // A compensation may use the step's own outputs as well as upstream ones.
-            let mut allowed = upstream.cloned().unwrap_or_default();
-            allowed.insert(step.id.value.clone());
+            let allowed = reach.upstream_or_self(&step.id.value);
             let inputs = check_inputs(
                 &mut ctx,
                 step,
@@ -426,7 +426,7 @@ fn check_inputs(
     step: &StepDef,
     kind: Option<&'static StepKind>,
     inputs: &[InputDef],
-    upstream: Option<&BTreeSet<String>>,
+    upstream: Option<&Upstream<'_>>,
     steps: &HashMap<&str, &StepDef>,
     has_cycle: bool,
     what: &str,
@@ -551,7 +551,7 @@ fn check_ref(
     step: &StepDef,
     r: &Ref,
     span: Option<Range<usize>>,
-    upstream: Option<&BTreeSet<String>>,
+    upstream: Option<&Upstream<'_>>,
     steps: &HashMap<&str, &StepDef>,
     has_cycle: bool,
     expected: Option<(ValueType, &str)>,
@@ -672,13 +672,23 @@ fn report_cycles(ctx: &mut Ctx<'_>, steps: &HashMap<&str, &StepDef>) -> bool {
                 index.get(step.id.value.as_str()),
             ) {
                 if from != to {
-                    graph.update_edge(from, to, ());
+                    // Duplicate edges are reported elsewhere and do not change the SCCs;
+                    // `update_edge` would scan every edge of `from` (quadratic fan-out).
+                    graph.add_edge(from, to, ());
                 }
             }
         }
     }
     let mut found = false;
-    for scc in petgraph::algo::tarjan_scc(&graph) {
+    // `kosaraju_scc` walks with explicit stacks; `tarjan_scc` recurses once per step of a
+    // path and overflows the stack on a chain of 10,000 `needs`. Report cycles in
+    // runbook order of their first member, whatever order the algorithm finds them in.
+    let mut sccs = petgraph::algo::kosaraju_scc(&graph);
+    for scc in &mut sccs {
+        scc.sort();
+    }
+    sccs.sort_by_key(|scc| scc.first().copied());
+    for scc in sccs {
         if scc.len() < 2 {
             continue;
         }
@@ -687,13 +697,14 @@ fn report_cycles(ctx: &mut Ctx<'_>, steps: &HashMap<&str, &StepDef>) -> bool {
         let start = *members.iter().next().expect("non-empty");
         // Walk `needs` inside the component until we come back to the start.
         let mut path = vec![start];
+        let mut on_path: std::collections::HashSet<&str> = std::collections::HashSet::from([start]);
         let mut current = start;
         loop {
             let next = steps[current]
                 .needs
                 .iter()
                 .map(|n| n.value.as_str())
-                .find(|n| members.contains(n) && (!path.contains(n) || *n == start));
+                .find(|n| members.contains(n) && (!on_path.contains(n) || *n == start));
             match next {
                 Some(n) if n == start => {
                     path.push(n);
@@ -701,6 +712,7 @@ fn report_cycles(ctx: &mut Ctx<'_>, steps: &HashMap<&str, &StepDef>) -> bool {
                 }
                 Some(n) => {
                     path.push(n);
+                    on_path.insert(n);
                     current = n;
                 }
                 None => break,
@@ -717,41 +729,153 @@ fn report_cycles(ctx: &mut Ctx<'_>, steps: &HashMap<&str, &StepDef>) -> bool {
     found
 }
 
-fn ancestors_of(
-    steps: &[StepDef],
-    by_id: &HashMap<&str, &StepDef>,
-) -> HashMap<String, BTreeSet<String>> {
-    let mut out = HashMap::new();
-    for step in steps {
-        let mut set = BTreeSet::new();
-        let mut stack: Vec<&str> = step.needs.iter().map(|n| n.value.as_str()).collect();
-        while let Some(id) = stack.pop() {
-            if set.insert(id.to_string()) {
-                if let Some(def) = by_id.get(id) {
-                    stack.extend(def.needs.iter().map(|n| n.value.as_str()));
+/// Which steps each step depends on, directly or not, as one bit set per step.
+///
+/// Computed once in topological order (`row(step) = ∪ row(need) ∪ {need}`), so a chain,
+/// a fan-in or a lattice of n steps costs O(n·edges/64) instead of one walk per step.
+/// Only built when the needs have no cycle.
+#[derive(Default)]
+struct Reachability<'a> {
+    /// First definition of each id (what `needs` and references resolve to).
+    first: HashMap<&'a str, usize>,
+    /// Last definition of each id (whose ancestors a lookup by id answers).
+    last: HashMap<&'a str, usize>,
+    words: usize,
+    rows: Vec<Vec<u64>>,
+}
+
+impl<'a> Reachability<'a> {
+    fn of(steps: &'a [StepDef], seen: &HashMap<&'a str, &'a StepDef>) -> Self {
+        let n = steps.len();
+        let words = n.div_ceil(64);
+        let mut first = HashMap::with_capacity(seen.len());
+        let mut last = HashMap::with_capacity(n);
+        for (i, step) in steps.iter().enumerate() {
+            first.entry(step.id.value.as_str()).or_insert(i);
+            last.insert(step.id.value.as_str(), i);
+        }
+        // Edges need → step over step indices; Kahn's order fills rows before use.
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut waiting = vec![0usize; n];
+        let mut rows = vec![vec![0u64; words]; n];
+        for (i, step) in steps.iter().enumerate() {
+            for need in &step.needs {
+                let Some(&j) = first.get(need.value.as_str()) else {
+                    continue;
+                };
+                if j == i {
+                    rows[i][j / 64] |= 1 << (j % 64);
+                } else {
+                    dependents[j].push(i);
+                    waiting[i] += 1;
                 }
             }
         }
-        out.insert(step.id.value.clone(), set);
+        let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+        while let Some(j) = ready.pop() {
+            let mut row = std::mem::take(&mut rows[j]);
+            let needs_itself = row[j / 64] & (1 << (j % 64)) != 0;
+            row[j / 64] |= 1 << (j % 64);
+            for &i in &dependents[j] {
+                for (into, from) in rows[i].iter_mut().zip(&row) {
+                    *into |= from;
+                }
+                waiting[i] -= 1;
+                if waiting[i] == 0 {
+                    ready.push(i);
+                }
+            }
+            if !needs_itself {
+                row[j / 64] &= !(1 << (j % 64));
+            }
+            rows[j] = row;
+        }
+        Self {
+            first,
+            last,
+            words,
+            rows,
+        }
     }
-    out
+
+    fn upstream_of(&self, id: &str) -> Option<Upstream<'_>> {
+        let &row = self.last.get(id)?;
+        Some(Upstream {
+            reach: self,
+            row,
+            or_self: None,
+        })
+    }
+
+    /// Upstream of `id`, plus `id` itself (what a compensation may refer to).
+    fn upstream_or_self(&self, id: &str) -> Upstream<'_> {
+        Upstream {
+            reach: self,
+            row: self.last.get(id).copied().unwrap_or(usize::MAX),
+            or_self: self.first.get(id).copied(),
+        }
+    }
+}
+
+/// The steps whose outputs one step may use.
+struct Upstream<'a> {
+    reach: &'a Reachability<'a>,
+    row: usize,
+    or_self: Option<usize>,
+}
+
+impl Upstream<'_> {
+    fn contains(&self, id: &str) -> bool {
+        let Some(&j) = self.reach.first.get(id) else {
+            return false;
+        };
+        if self.or_self == Some(j) {
+            return true;
+        }
+        debug_assert!(j / 64 < self.reach.words);
+        self.reach
+            .rows
+            .get(self.row)
+            .is_some_and(|row| row[j / 64] & (1 << (j % 64)) != 0)
+    }
 }
 
 /// Kahn's algorithm; among ready steps the runbook's order wins, so output is stable.
 fn topological(steps: Vec<PlannedStep>) -> Vec<PlannedStep> {
-    let mut remaining = steps;
-    let mut done: BTreeSet<StepId> = BTreeSet::new();
-    let mut out = Vec::with_capacity(remaining.len());
-    while !remaining.is_empty() {
-        let pos = remaining
-            .iter()
-            .position(|s| s.needs.iter().all(|n| done.contains(n)))
-            .expect("validated acyclic");
-        let step = remaining.remove(pos);
-        done.insert(step.id.clone());
-        out.push(step);
+    let n = steps.len();
+    let index: HashMap<&StepId, usize> =
+        steps.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut waiting = vec![0usize; n];
+    for (i, step) in steps.iter().enumerate() {
+        for need in &step.needs {
+            let j = index[need];
+            dependents[j].push(i);
+            waiting[i] += 1;
+        }
     }
-    out
+    // The smallest runbook position among ready steps goes next.
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
+        .filter(|&i| waiting[i] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(std::cmp::Reverse(j)) = ready.pop() {
+        order.push(j);
+        for &i in &dependents[j] {
+            waiting[i] -= 1;
+            if waiting[i] == 0 {
+                ready.push(std::cmp::Reverse(i));
+            }
+        }
+    }
+    assert_eq!(order.len(), n, "validated acyclic");
+    drop(index);
+    let mut slots: Vec<Option<PlannedStep>> = steps.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each step once"))
+        .collect()
 }
 
 fn plan_hash(

@@ -249,15 +249,15 @@ impl Step for Backup {
             &meter
         )
         .await
-        .map_err(|e| Failure::transient(format!("fingerprint of {}: {e}", inputs.database))));
+        .map_err(|e| Failure::from(e).context(format_args!("fingerprint of {}", inputs.database))));
         let invariants = try_step!(db.invariants());
         let outcomes = if invariants.is_empty() {
             Vec::new()
         } else {
             let graph = try_step!(db.admin_target().connect(1).await);
-            try_step!(run_invariants(&graph, &invariants)
-                .await
-                .map_err(|e| Failure::transient(format!("invariants of {}: {e}", inputs.database))))
+            try_step!(run_invariants(&graph, &invariants).await.map_err(
+                |e| Failure::from(e).context(format_args!("invariants of {}", inputs.database))
+            ))
         };
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),

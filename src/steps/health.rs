@@ -94,7 +94,7 @@ async fn round(ctx: &StepContext, inputs: &HealthInputs, number: u32) -> Result<
     let invariants = db.invariants()?;
     let outcomes = run_invariants(&graph, &invariants)
         .await
-        .map_err(|e| Failure::transient(format!("{}: {e}", inputs.database)))?;
+        .map_err(|e| Failure::from(e).context(&inputs.database))?;
     let broken: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.holds())

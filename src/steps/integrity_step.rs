@@ -51,8 +51,8 @@ impl Step for Compare {
             &meter
         )
         .await
-        .map_err(|e| Failure::transient(format!(
-            "fingerprint of {} on {}: {e}",
+        .map_err(|e| Failure::from(e).context(format_args!(
+            "fingerprint of {} on {}",
             inputs.database, inputs.instance
         ))));
         let mut findings = compare(&manifest.fingerprint, &green);
@@ -60,7 +60,7 @@ impl Step for Compare {
         if !invariants.is_empty() {
             let graph = try_step!(db.admin_target().connect(1).await);
             let outcomes = try_step!(run_invariants(&graph, &invariants).await.map_err(|e| {
-                Failure::transient(format!("invariants of {}: {e}", inputs.database))
+                Failure::from(e).context(format_args!("invariants of {}", inputs.database))
             }));
             findings.add_invariants(&manifest.invariants, &outcomes);
         }

@@ -15,6 +15,8 @@ pub mod compute;
 pub mod context;
 pub mod db;
 pub mod dbctx;
+#[cfg(test)]
+mod failure_class_tests;
 pub mod git;
 pub mod health;
 pub mod integrity_step;

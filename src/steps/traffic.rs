@@ -305,7 +305,9 @@ impl Step for Switch {
                     &meter
                 )
                 .await
-                .map_err(|e| Failure::transient(format!("fingerprint of green {database}: {e}"))));
+                .map_err(
+                    |e| Failure::from(e).context(format_args!("fingerprint of green {database}"))
+                ));
                 if &fp.content != expected {
                     changed.push(format!(
                         "{database} (fingerprint {} ≠ frozen blue's {expected})",

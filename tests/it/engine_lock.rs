@@ -34,10 +34,17 @@ fn two_processes_racing_for_one_environment_exactly_one_runs() {
 fn a_stale_lease_blocks_new_runs_until_taken_over_explicitly() {
     let ws = Workspace::new(SLOW);
     let mut child = ws.spawn_run("dies", None);
-    assert!(wait_for(
-        &ws.state().join("runs/dies/journal.jsonl"),
-        Duration::from_secs(30)
-    ));
+    let journal = ws.state().join("runs/dies/journal.jsonl");
+    assert!(wait_for(&journal, Duration::from_secs(30)));
+    // The file exists before its first record is written: a kill in between leaves a run
+    // that cannot be resumed (no run_started), which is not what this test is about.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(30)
+        && !std::fs::read_to_string(&journal)
+            .is_ok_and(|t| t.contains("\"run_started\"") && t.ends_with('\n'))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     kill_9(&mut child);
 
     let out = ws.run(&run_args("next"));

@@ -109,6 +109,7 @@ fn cases() -> Vec<Case> {
         case("unknown compensation kind", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\ncompensate = { uses = \"util.undo\" }\n"), "unknown step kind `util.undo`", Some("\"util.undo\"")),
         case("param type mismatch with input", &with_header("[params.n]\ntype = \"integer\"\ndefault = 3\n[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"${{ params.n }}\" }\n"), "step `a`: input `duration` must be a duration like \"30s\", but param `n` is an integer", Some("\"${{")),
     ];
+    v.extend(hostile_runbooks());
     let env_cases = [
         ("environment: unknown provider", "name = \"t\"\nprovider = \"gcp\"\n", "unknown provider `gcp`", "\"gcp\""),
         ("environment: unknown engine", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"postgres\"\n", "database `ledger` has unknown engine `postgres`", "\"postgres\""),
@@ -122,6 +123,9 @@ fn cases() -> Vec<Case> {
         ("environment: traffic service without cluster", "name = \"t\"\nprovider = \"local\"\n[traffic]\nsecret = \"s\"\necs_service = \"svc\"\n", "[traffic] has ecs_service but no ecs_cluster", "\"svc\""),
         ("environment: aws heap", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\nheap = \"1g\"\n", "database `ledger`: `heap` is a local-provider setting", "heap ="),
     ];
+    let env_cases = env_cases
+        .into_iter()
+        .chain(HOSTILE_ENVIRONMENTS.iter().copied());
     for (name, env, message, at) in env_cases {
         v.push(Case {
             name,
@@ -137,10 +141,120 @@ fn cases() -> Vec<Case> {
     v
 }
 
+/// Hostile runbooks: wrong types deep inside tables, enormous values, a cycle through a
+/// `when`, 10,000 steps with one bad need. Each is refused with its exact location.
+fn hostile_runbooks() -> Vec<Case> {
+    const STEP: &str = "[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"1s\" }\n";
+    let wait = |extra: &str| {
+        with_header(&format!(
+            "[[step]]\nid = \"a\"\nuses = \"util.wait\"\n{extra}with = {{ duration = \"1s\" }}\n"
+        ))
+    };
+    let shell = |with: &str| {
+        with_header(&format!(
+            "[[step]]\nid = \"a\"\nuses = \"util.shell\"\nwith = {with}\n"
+        ))
+    };
+    let mut chain = cutover::plan::synthetic::runbook(
+        cutover::plan::synthetic::Shape::Chain,
+        10_000,
+        cutover::plan::synthetic::Body::NoOp,
+    );
+    chain.push_str("\n[[step]]\nid = \"last\"\nuses = \"util.wait\"\nneeds = [\"s9999\", \"s10000\"]\nwith = { duration = \"0s\" }\n");
+    vec![
+        case("hostile: step id of the wrong type", &with_header("[[step]]\nid = 5\nuses = \"util.wait\"\n"), "`id` in a step must be a string", Some("5\n")),
+        case("hostile: uses of the wrong type", &with_header("[[step]]\nid = \"a\"\nuses = [\"util.wait\"]\n"), "`uses` in step `a` must be a string", Some("[\"util")),
+        case("hostile: a number among the needs", &wait("needs = [\"b\", 3]\n"), "`needs` in step `a` must contain only strings", Some("3]")),
+        case("hostile: with is not a table", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = \"1s\"\n"), "`with` in step `a` must be a table of inputs", Some("\"1s\"")),
+        case("hostile: retry is a number", &wait("retry = 3\n"), "`retry` in step `a` must be a table", Some("3\n")),
+        case("hostile: compensate is a string", &wait("compensate = \"undo\"\n"), "`compensate` in step `a` must be a table with `uses` and `with`", Some("\"undo\"")),
+        case("hostile: compensate without uses", &wait("compensate = { with = { duration = \"1s\" } }\n"), "`compensate` of step `a` is missing required key `uses`", Some("{ with")),
+        case("hostile: misspelt compensate key", &wait("compensate = { uses = \"util.wait\", whith = { duration = \"1s\" } }\n"), "unknown key `whith` in `compensate` of step `a`", Some("whith")),
+        case("hostile: params is a number", &with_header(&format!("params = 3\n{STEP}")), "`params` must be a table of parameter definitions", Some("3\n")),
+        case("hostile: a param that is not a table", &with_header(&format!("[params]\nn = 3\n{STEP}")), "param `n` must be a table", Some("n = 3")),
+        case("hostile: param type of the wrong type", &with_header(&format!("[params.n]\ntype = 5\n{STEP}")), "`type` in param `n` must be a string", Some("5\n")),
+        case("hostile: misspelt param key", &with_header(&format!("[params.n]\ntype = \"string\"\ndefualt = \"x\"\n{STEP}")), "unknown key `defualt` in param `n`", Some("defualt")),
+        case("hostile: step is a string", &with_header("step = \"a\"\n"), "`step` must be an array of tables ([[step]])", Some("\"a\"")),
+        case("hostile: a step that is a number", &with_header("step = [1]\n"), "each entry of `step` must be a table", Some("1]")),
+        case("hostile: runbook name of the wrong type", &format!("name = 5\n{STEP}"), "`name` in the runbook must be a string", Some("5\n")),
+        case("hostile: negative concurrency", &with_header(&format!("concurrency = -1\n{STEP}")), "`concurrency` in the runbook must be a non-negative integer", Some("-1")),
+        case("hostile: enormous concurrency", &with_header(&format!("concurrency = 9223372036854775807\n{STEP}")), "`concurrency` must be at most 1024", Some("9223")),
+        case("hostile: enormous timeout", &wait("timeout = \"99999999999d\"\n"), "`timeout` in step `a`: duration \"99999999999d\" is too large (at most 3650d)", Some("\"9999")),
+        case("hostile: enormous run deadline", &with_header(&format!("deadline = \"5000000h\"\n{STEP}")), "`deadline` in the runbook: duration \"5000000h\" is too large", Some("\"5000000h")),
+        case("hostile: attempts as an enormous float", &wait("retry = { attempts = 1e300 }\n"), "`attempts` in `retry` of step `a` must be a non-negative integer", Some("1e300")),
+        case("hostile: deadline of the wrong type", &with_header(&format!("deadline = 5\n{STEP}")), "`deadline` in the runbook must be a duration string", Some("5\n")),
+        case("hostile: a cycle through when", &with_header("[[step]]\nid = \"a\"\nuses = \"util.wait\"\nwhen = \"steps.b.outputs.x == 1\"\nwith = { duration = \"1s\" }\n[[step]]\nid = \"b\"\nuses = \"util.shell\"\nneeds = [\"a\"]\nwith = { run = \"true\" }\n"), "step `a` uses outputs of `b`, which is not upstream of it", Some("\"steps.b")),
+        case("hostile: when on an unknown run field", &wait("when = \"run.nope == 1\"\n"), "step `a` refers to unknown `run.nope`", Some("\"run.nope")),
+        case("hostile: a condition input that is a boolean", &with_header("[[step]]\nid = \"a\"\nuses = \"util.assert\"\nwith = { that = true }\n"), "step `a`: input `that` must be a condition string", Some("true")),
+        case("hostile: a bad reference deep inside a table", &shell("{ run = \"true\", env = { A = { deep = [1, { x = \"${{ params.zz }}\" }] } } }"), "step `a` refers to unknown param `zz`", Some("{ A =")),
+        case("hostile: a map input given a list", &shell("{ run = \"true\", env = [\"A=1\"] }"), "step `a`: input `env` must be", Some("[\"A=1")),
+        case("hostile: a duplicate key", &with_header("[[step]]\nid = \"a\"\nid = \"b\"\nuses = \"util.wait\"\n"), "invalid TOML", Some("id = \"b")),
+        Case { name: "hostile: 10,000 steps and one unknown need", runbook: chain, env: None, message: "step `last` needs unknown step `s10000`", at: Some("\"s10000\""), at_offset: 0 },
+    ]
+}
+
+/// Hostile environments: wrong types inside database and instance tables, typos.
+const HOSTILE_ENVIRONMENTS: &[(&str, &str, &str, &str)] = &[
+    ("hostile environment: databases is a number", "name = \"t\"\nprovider = \"local\"\ndatabases = 3\n", "`databases` must be a table", "3\n"),
+    ("hostile environment: a database that is a string", "name = \"t\"\nprovider = \"local\"\n[databases]\nledger = \"neo4j\"\n", "database `ledger` must be a table", "ledger ="),
+    ("hostile environment: engine of the wrong type", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = 5\n", "`engine` in database `ledger` must be a string", "5\n"),
+    ("hostile environment: misspelt database key", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\neditoin = \"community\"\n", "unknown key `editoin` in database `ledger`", "editoin"),
+    ("hostile environment: an instance table with a typo", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\ninstance = { type = \"r5.large\", volum_gb = 50 }\n", "unknown key `volum_gb` in database `ledger` instance", "volum_gb"),
+    ("hostile environment: instance is a string", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\ninstance = \"r5.large\"\n", "database `ledger`: `instance` must be a table", "\"r5.large\""),
+    ("hostile environment: negative volume size", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\ninstance = { volume_gb = -5 }\n", "`volume_gb` in database `ledger` instance must be a non-negative integer", "-5"),
+    ("hostile environment: vars is a number", "name = \"t\"\nprovider = \"local\"\nvars = 1\n", "`vars` must be a table", "1\n"),
+    ("hostile environment: unsupported traffic kind", "name = \"t\"\nprovider = \"local\"\n[traffic]\nkind = \"dns\"\n", "[traffic] kind `dns` is not supported", "\"dns\""),
+    ("hostile environment: name of the wrong type", "name = 5\nprovider = \"local\"\n", "`name` in the environment must be a string", "5\n"),
+    ("hostile environment: no provider", "name = \"t\"\n", "the environment is missing required key `provider`", "name"),
+    ("hostile environment: state_dir of the wrong type", "name = \"t\"\nprovider = \"local\"\nstate_dir = 5\n", "`state_dir` in the environment must be a string", "5\n"),
+];
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::write(
+        dir.path().join("env.toml"),
+        format!(
+            "name = \"t\"\nprovider = \"local\"\nstate_dir = \"{}\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let mut book = with_header("[[step]]\nid = \"a\"\nuses = \"util.shell\"\n").into_bytes();
+    book.extend_from_slice(b"description = \"caf\xe9\"\nwith = { run = \"touch ran\" }\n");
+    std::fs::write(dir.path().join("book.toml"), &book).unwrap();
+    let problems = Runbook::load(&dir.path().join("book.toml")).unwrap_err();
+    let text = problems.to_string();
+    assert!(text.contains("book.toml:5:19: "), "{text}");
+    assert!(
+        text.contains("is not valid UTF-8 text (byte 0xe9)"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .current_dir(dir.path())
+        .args(["run", "book.toml", "--env", "env.toml", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("book.toml:5:19: "), "{stderr}");
+    assert!(
+        !state.exists(),
+        "validation failure created the state directory"
+    );
+    assert!(!dir.path().join("ran").exists());
+}
+
 #[test]
 fn every_malformed_input_is_reported_with_its_exact_message_and_location() {
     let cases = cases();
     assert!(cases.len() >= 25, "the table keeps at least 25 cases");
+    let hostile = cases
+        .iter()
+        .filter(|c| c.name.starts_with("hostile"))
+        .count();
+    assert!(hostile >= 25, "at least 25 hostile inputs, found {hostile}");
     let mut failures = Vec::new();
     for c in &cases {
         let (problems, source) = problems(c);
@@ -244,4 +358,35 @@ fn the_cli_exits_2_and_writes_nothing_when_validation_fails() {
         "validation failure created the state directory"
     );
     assert!(!dir.path().join("ran").exists());
+}
+
+#[test]
+fn every_hostile_input_exits_2_through_the_cli_and_leaves_nothing_behind() {
+    let mut tried = 0;
+    for c in cases().iter().filter(|c| c.name.starts_with("hostile")) {
+        let dir = tempfile::tempdir().unwrap();
+        let env = c.env.map_or_else(
+            || "name = \"t\"\nprovider = \"local\"\nstate_dir = \"state\"\n".to_string(),
+            str::to_string,
+        );
+        std::fs::write(dir.path().join("env.toml"), env).unwrap();
+        std::fs::write(dir.path().join("book.toml"), &c.runbook).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .current_dir(dir.path())
+            .args(["run", "book.toml", "--env", "env.toml", "--yes"])
+            .env_remove("CUTOVER_STATE_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", c.name);
+        assert!(stderr.contains(c.message), "{}: {stderr}", c.name);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["book.toml", "env.toml"], "{}: {stderr}", c.name);
+        tried += 1;
+    }
+    assert!(tried >= 25, "{tried}");
 }

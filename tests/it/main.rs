@@ -24,5 +24,6 @@ mod local_bluegreen;
 mod local_provider;
 mod neo4j_engine;
 mod neo4j_scripts;
+mod render_snapshots;
 mod shipped_files;
 mod terraform_stage;

@@ -34,7 +34,7 @@
 
 use super::install::ArcadeInstall;
 use crate::db::bolt::BoltTarget;
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureKind};
 use secrecy::{ExposeSecret, SecretString};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
@@ -383,12 +383,20 @@ impl ArcadeServer {
     }
 
     fn start_failure(&self, what: &str) -> Failure {
-        Failure::permanent(format!(
-            "ArcadeDB server in {} {what}; last log lines:\n{}",
+        let log = last_lines(&log_tail(&self.log_path(), 4096), 20);
+        // The server's own words are the only place a taken port shows; say it once here
+        // so callers match the kind, not the text.
+        let port_taken = what.contains("already in use") || log.contains("already in use");
+        let failure = Failure::permanent(format!(
+            "ArcadeDB server in {} {what}; last log lines:\n{log}",
             self.instance_dir.display(),
-            last_lines(&log_tail(&self.log_path(), 4096), 20)
         ))
-        .with_hint(format!("see {}", self.log_path().display()))
+        .with_hint(format!("see {}", self.log_path().display()));
+        if port_taken {
+            failure.with_kind(FailureKind::PortInUse)
+        } else {
+            failure
+        }
     }
 
     fn cleanup_files(&self) {
@@ -664,6 +672,7 @@ fn ensure_port_free(port: u16) -> Result<(), Failure> {
 fn port_in_use(port: u16) -> Failure {
     Failure::permanent(format!("port {port} is already in use"))
         .with_hint("stop whatever listens there (`ss -ltnp`) or choose another port")
+        .with_kind(FailureKind::PortInUse)
 }
 
 /// Writes `-Darcadedb.server.rootPassword=…` as one quoted argfile argument, readable
@@ -830,6 +839,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let err = ensure_port_free(port).unwrap_err();
         assert_eq!(err.message, format!("port {port} is already in use"));
+        assert!(err.is(FailureKind::PortInUse), "{err:?}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::db::arcadedb::{
     free_loopback_port, ArcadeHttp, ArcadeInstall, ArcadeServer, ArcadeServerConfig,
 };
 use crate::db::bolt::BoltTarget;
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureKind};
 use crate::ids::{InstanceId, SecretName};
 use crate::providers::{
     Compute, Instance, InstanceState, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,
@@ -327,7 +327,7 @@ impl LocalCompute {
                 Ok(pid) => break pid,
                 Err(f)
                     if attempt < 3
-                        && f.message.contains("already in use")
+                        && f.is(FailureKind::PortInUse)
                         && settings.bolt_port.is_none()
                         && settings.http_port.is_none() =>
                 {
@@ -481,7 +481,7 @@ impl Compute for LocalCompute {
                     Ok(pid) => return Ok(pid),
                     Err(f)
                         if attempt < 3
-                            && f.message.contains("already in use")
+                            && f.is(FailureKind::PortInUse)
                             && settings.bolt_port.is_none()
                             && settings.http_port.is_none() =>
                     {
