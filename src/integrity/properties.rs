@@ -159,12 +159,21 @@ fn untag_map(m: BoltMap) -> Result<BoltType, String> {
     }
     if let Some(f) = fields(DURATION_TAG) {
         return match f.as_slice() {
-            [BoltType::Integer(mo), BoltType::Integer(d), BoltType::Integer(s), BoltType::Integer(n)] => {
+            [BoltType::Integer(mo), BoltType::Integer(d), BoltType::Integer(s), BoltType::Integer(n)] =>
+            {
+                // Cypher's `seconds` / `nanosecondsOfSecond` truncate toward zero (-0.5 s
+                // is 0 s and -500,000,000 ns); Bolt keeps 0 <= nanoseconds < 10^9
+                // (-1 s and 500,000,000 ns). Same value, brought to the Bolt fields.
+                let (mut secs, mut nanos) = (s.value, n.value);
+                if nanos < 0 {
+                    secs -= 1;
+                    nanos += 1_000_000_000;
+                }
                 Ok(BoltType::Duration(BoltDuration::new(
                     mo.clone(),
                     d.clone(),
-                    s.clone(),
-                    n.clone(),
+                    secs.into(),
+                    nanos.into(),
                 )))
             }
             _ => Err(bad(&m)),
@@ -231,6 +240,21 @@ mod tests {
         ));
         assert_eq!(enc(&get("d")), enc(&list(vec![d])));
         assert_eq!(enc(&get("n")), enc(&list(vec![1.into(), 2.into()])));
+    }
+
+    #[test]
+    fn cypher_duration_components_become_bolt_fields() {
+        // Cypher's truncated components of -0.999999995 s become Bolt's (-1 s, 5 ns).
+        let neg = from_pairs(BoltList::from(vec![list(vec![
+            BoltType::from("d"),
+            tagged(
+                DURATION_TAG,
+                vec![0.into(), 0.into(), 0.into(), (-999_999_995).into()],
+            ),
+        ])]))
+        .unwrap();
+        let want = BoltType::Duration(BoltDuration::new(0.into(), 0.into(), (-1).into(), 5.into()));
+        assert_eq!(enc(&neg.value[&BoltString::from("d")]), enc(&want));
     }
 
     #[test]
