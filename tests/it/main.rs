@@ -21,5 +21,6 @@ mod local_arcadedb;
 mod local_bluegreen;
 mod local_provider;
 mod neo4j_engine;
+mod neo4j_integrity;
 mod neo4j_scripts;
 mod shipped_files;
