@@ -77,8 +77,10 @@ pub async fn diff(
     diff_options: &DiffOptions,
 ) -> Result<DiffReport, IntegrityError> {
     let meter = WorkMeter::silent();
-    let rs = Reader::new(source, source_uri, options, &meter);
-    let rt = Reader::new(target, target_uri, options, &meter);
+    let mut rs = Reader::new(source, source_uri, options, &meter);
+    let mut rt = Reader::new(target, target_uri, options, &meter);
+    rs.detect_engine(options.engine).await?;
+    rt.detect_engine(options.engine).await?;
     let mut report = DiffReport::default();
     let mut groups: Vec<(String, Unit)> = Vec::new();
     for g in findings.mismatched_node_groups() {

@@ -18,6 +18,7 @@
 use super::canonical::{self, EndpointIdentity, RecordHash};
 use super::error::IntegrityError;
 use super::multiset::MultisetDigest;
+use super::properties::{self, PropertyRead};
 use crate::db::bolt::BoltTarget;
 use crate::engine::progress::WorkMeter;
 use futures::StreamExt;
@@ -312,6 +313,8 @@ pub(crate) struct Reader {
     pub done: AtomicU64,
     pub total: Option<u64>,
     pub meter: WorkMeter,
+    /// How properties are read; set by [`Reader::detect_engine`].
+    pub props: PropertyRead,
 }
 
 impl Reader {
@@ -332,7 +335,39 @@ impl Reader {
             done: AtomicU64::new(0),
             total: None,
             meter: meter.clone(),
+            props: PropertyRead::Map,
         }
+    }
+
+    /// Resolves `hint` to the engine behind the graph (ArcadeDB element ids look like
+    /// `#12:34`) and chooses how properties are read on it.
+    pub(crate) async fn detect_engine(
+        &mut self,
+        hint: EngineHint,
+    ) -> Result<EngineHint, IntegrityError> {
+        let engine = match hint {
+            EngineHint::Neo4j => EngineHint::Neo4j,
+            EngineHint::Arcadedb => EngineHint::Arcadedb,
+            EngineHint::Auto => {
+                let rows = self
+                    .collect("MATCH (n) RETURN elementId(n) AS e LIMIT 1", vec![])
+                    .await?;
+                let arcade = rows
+                    .first()
+                    .and_then(|r| r.get::<String>("e").ok())
+                    .is_some_and(|e| looks_like_rid(&e));
+                if arcade {
+                    EngineHint::Arcadedb
+                } else {
+                    EngineHint::Neo4j
+                }
+            }
+        };
+        self.props = match engine {
+            EngineHint::Arcadedb => PropertyRead::Map,
+            _ => PropertyRead::TaggedPairs,
+        };
+        Ok(engine)
     }
 
     /// Runs a query and collects all rows (for small results only).
@@ -381,30 +416,33 @@ impl Reader {
         };
         match unit {
             Unit::Label { label, slice: s } => format!(
-                "MATCH (n:{}){} RETURN labels(n) AS l, properties(n) AS p",
+                "MATCH (n:{}){} RETURN labels(n) AS l, {} AS p",
                 quote_name(label),
-                slice("n", s)
+                slice("n", s),
+                properties::expression(self.props, "n")
             ),
-            Unit::Unlabelled => {
-                "MATCH (n) WHERE size(labels(n)) = 0 RETURN labels(n) AS l, properties(n) AS p"
-                    .into()
-            }
+            Unit::Unlabelled => format!(
+                "MATCH (n) WHERE size(labels(n)) = 0 RETURN labels(n) AS l, {} AS p",
+                properties::expression(self.props, "n")
+            ),
             Unit::Type { rel_type, slice: s } => {
                 let endpoint = |v: &str| {
+                    let props = properties::expression(self.props, v);
                     if self.keys.is_empty() {
-                        format!("labels({v}) AS {v}l, properties({v}) AS {v}p")
+                        format!("labels({v}) AS {v}l, {props} AS {v}p")
                     } else {
                         format!(
                             "labels({v}) AS {v}l, [k IN $keyprops | {v}[k]] AS {v}k, \
-                             CASE WHEN any(x IN labels({v}) WHERE x IN $keylabels) THEN null ELSE properties({v}) END AS {v}p"
+                             CASE WHEN any(x IN labels({v}) WHERE x IN $keylabels) THEN null ELSE {props} END AS {v}p"
                         )
                     }
                 };
                 format!(
-                    "MATCH (a)-[r:{}]->(b){} RETURN {}, properties(r) AS rp, {}",
+                    "MATCH (a)-[r:{}]->(b){} RETURN {}, {} AS rp, {}",
                     quote_name(rel_type),
                     slice("r", s),
                     endpoint("a"),
+                    properties::expression(self.props, "r"),
                     endpoint("b")
                 )
             }
@@ -468,7 +506,8 @@ impl Reader {
                             continue;
                         }
                     }
-                    let props: BoltMap = row.get("p").map_err(|e| shape(&text, e))?;
+                    let props =
+                        properties::decode(self.props, &row, "p").map_err(|e| shape(&text, e))?;
                     let hash = canonical::node_hash(self.salt.as_ref(), &labels, &props, &mut buf)
                         .map_err(|e| unsupported(&text, e))?;
                     let group = label_set_name(&labels);
@@ -496,7 +535,8 @@ impl Reader {
                     let bl: BoltList = row.get("bl").map_err(|e| shape(&text, e))?;
                     let al = strings(&al, &text)?;
                     let bl = strings(&bl, &text)?;
-                    let rp: BoltMap = row.get("rp").map_err(|e| shape(&text, e))?;
+                    let rp =
+                        properties::decode(self.props, &row, "rp").map_err(|e| shape(&text, e))?;
                     let start = self.endpoint(&row, "a", &al, &text, partial, &mut buf)?;
                     let end = self.endpoint(&row, "b", &bl, &text, partial, &mut buf)?;
                     let hash = canonical::relationship_hash(
@@ -581,7 +621,8 @@ impl Reader {
                 });
             }
         }
-        let props: BoltMap = row.get(&format!("{v}p")).map_err(|e| shape(text, e))?;
+        let props =
+            properties::decode(self.props, row, &format!("{v}p")).map_err(|e| shape(text, e))?;
         let h = canonical::node_hash(self.salt.as_ref(), labels, &props, buf)
             .map_err(|e| unsupported(text, e))?;
         Ok(EndpointIdentity::Content(h))
@@ -761,6 +802,7 @@ pub async fn fingerprint(
 ) -> Result<Fingerprint, IntegrityError> {
     let started = Instant::now();
     let mut reader = Reader::new(graph, uri, options, meter);
+    let engine = reader.detect_engine(options.engine).await?;
     let (units, node_total, rel_total) = plan_units(&reader, options).await?;
     reader.total = Some(node_total + rel_total);
     let reader = Arc::new(reader);
@@ -784,7 +826,7 @@ pub async fn fingerprint(
             "relationship count moved while reading ({rel_total} counted before, {rels_read} read): is the database frozen?"
         ));
     }
-    let (engine, schema) = read_schema(&reader, options.engine).await?;
+    let (engine, schema) = read_schema(&reader, engine).await?;
     let elapsed = started.elapsed();
     let records = partial.nodes_read + rels_read;
     Ok(assemble(
@@ -863,29 +905,11 @@ pub fn content_digest(
     hex::encode(h.finalize())
 }
 
-/// Detects the engine and reads constraints and indexes where the engine lists them.
+/// Reads constraints and indexes where the engine (as detected) lists them.
 async fn read_schema(
     reader: &Reader,
-    hint: EngineHint,
+    engine: EngineHint,
 ) -> Result<(String, SchemaInfo), IntegrityError> {
-    let engine = match hint {
-        EngineHint::Neo4j => EngineHint::Neo4j,
-        EngineHint::Arcadedb => EngineHint::Arcadedb,
-        EngineHint::Auto => {
-            let rows = reader
-                .collect("MATCH (n) RETURN elementId(n) AS e LIMIT 1", vec![])
-                .await?;
-            let arcade = rows
-                .first()
-                .and_then(|r| r.get::<String>("e").ok())
-                .is_some_and(|e| looks_like_rid(&e));
-            if arcade {
-                EngineHint::Arcadedb
-            } else {
-                EngineHint::Neo4j
-            }
-        }
-    };
     if engine == EngineHint::Arcadedb {
         return Ok((
             "arcadedb".into(),

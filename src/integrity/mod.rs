@@ -5,7 +5,8 @@
 //! - [`fingerprint`]: reading a graph's fingerprint over Bolt, in parallel, read-only;
 //! - [`compare`]: every difference between two fingerprints;
 //! - [`invariants`]: app invariants (Cypher checks with expected results);
-//! - [`diff`]: the records behind a small mismatch.
+//! - [`diff`]: the records behind a small mismatch;
+//! - [`properties`]: reading property values exactly (points and durations on Neo4j).
 pub mod canonical;
 pub mod compare;
 pub mod diff;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod invariants;
 pub mod multiset;
+pub mod properties;
 
 pub use compare::{compare, Finding, FindingKind, Findings};
 pub use diff::{diff, DiffOptions, DiffReport, RecordDiff, Side};

@@ -23,6 +23,7 @@ mod local_arcadedb;
 mod local_bluegreen;
 mod local_provider;
 mod neo4j_engine;
+mod neo4j_integrity;
 mod neo4j_scripts;
 mod render_snapshots;
 mod shipped_files;

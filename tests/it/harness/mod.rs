@@ -1,10 +1,12 @@
 //! Real services for integration tests: the moto AWS emulator and ArcadeDB servers, both
-//! run from the project's virtualenv (`make setup`). A missing service is a test failure
+//! run from the project's virtualenv (`make setup`), and Neo4j Community servers from
+//! `.tools/neo4j` (`make setup`). A missing service is a test failure
 //! that says how to install it, never a skip.
 #![allow(dead_code)] // shared by every test module; each uses a part
 
 pub mod arcade;
 pub mod moto;
+pub mod neo4j;
 
 #[allow(unused_imports)]
 pub use arcade::ArcadeHarness;
