@@ -19,12 +19,17 @@ setup:
 fmt:
 	$(CARGO) fmt
 
+# A gate whose tool is missing fails loudly (`make test` still runs the others, then fails).
+missing = { echo "!! MISSING GATE: $(1) is not installed: $(2)" >&2; exit 1; }
+
 fmt-check:
 	@echo "== cargo fmt --check"
+	@$(CARGO) fmt --version >/dev/null 2>&1 || $(call missing,rustfmt,rustup component add rustfmt)
 	@$(CARGO) fmt --check
 
 lint:
 	@echo "== cargo clippy --all-targets -- -D warnings"
+	@$(CARGO) clippy --version >/dev/null 2>&1 || $(call missing,clippy,rustup component add clippy)
 	@$(CARGO) clippy --quiet --all-targets -- -D warnings
 
 unit:
@@ -41,10 +46,15 @@ workflows:
 # terraform/ checked statically: no provider can be downloaded here, so no init/validate.
 terraform-check:
 	@echo "== terraform fmt -check -recursive terraform/ ; checkov -d terraform"
+	@command -v terraform >/dev/null 2>&1 || $(call missing,terraform,see scripts/setup-terraform.sh)
 	@TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive terraform/
 	@.venv/scan/bin/checkov -d terraform --framework terraform --quiet --compact --skip-download
 
-test: setup fmt-check lint workflows terraform-check unit
+# Every gate runs even when an earlier one fails (-k); any failure or missing tool fails
+# the whole target, named in the lines above.
+test: setup
+	@$(MAKE) --no-print-directory -k fmt-check lint workflows terraform-check unit || \
+		{ echo "== make test FAILED: see the gates above" >&2; exit 1; }
 	@echo "== all checks passed"
 
 bench: bench-digest bench-engine
