@@ -140,16 +140,17 @@ impl Neo4jEngine {
         }
     }
 
-    /// The s3:// URI the instance writes `key` to.
+    /// The URI the instance writes `key` to: `s3://…` (aws), or `file://…` (the local
+    /// provider's object store, a directory on the same machine).
     fn artifact_uri(objects: &dyn ObjectStore, key: &ObjectKey) -> Result<String, Failure> {
         let uri = objects.location(key);
-        if uri.starts_with("s3://") {
+        if uri.starts_with("s3://") || uri.starts_with("file:///") {
             Ok(uri)
         } else {
             Err(Failure::permanent(format!(
-                "the neo4j engine has the instance write backups to S3, but the object store puts {key} at {uri}"
+                "the neo4j engine has the instance write backups to S3 or a local directory, but the object store puts {key} at {uri}"
             ))
-            .with_hint("use the aws provider for neo4j databases"))
+            .with_hint("use the aws or the local provider for neo4j databases"))
         }
     }
 
