@@ -162,17 +162,22 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
             admin_password: root.clone(),
         };
         let admin = engine.bolt_target(&handle, admin_user, root.clone());
+        // A Neo4j server starts after set-initial-password.sh: wait until it answers.
         let started = Instant::now();
-        let graph = loop {
-            match admin.connect(2).await {
-                Ok(g) => break g,
-                Err(e) if started.elapsed() < Duration::from_secs(120) => {
-                    tracing::debug!("waiting for blue {db}: {e}");
+        loop {
+            match admin.check_login().await {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() && started.elapsed() < Duration::from_secs(180) => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Err(e) => return Err(format!("blue {db} does not serve Bolt: {e}").into()),
+                Err(e) => {
+                    return Err(
+                        format!("blue {db} ({}) does not serve Bolt: {e}", admin.uri).into(),
+                    )
+                }
             }
-        };
+        }
+        let graph = admin.connect(2).await?;
         let mut rows = graph
             .execute(neo4rs::query("MATCH (n) RETURN count(n) AS n"))
             .await?;

@@ -593,12 +593,22 @@ impl DatabaseEngine for Neo4jEngine {
                 &cypher::create_user_if_not_exists(user, password.clone())?,
             )
             .await?;
-        self.bolt
+        match self
+            .bolt
             .execute(
                 &target,
                 &cypher::alter_user_password(user, password.clone())?,
             )
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            // Neo4j refuses to "change" a password to the one the user already has (the
+            // user was just created with it, or a retry): that is the state wanted.
+            Err(f)
+                if f.message
+                    .contains("Old password and new password cannot be the same") => {}
+            Err(f) => return Err(f),
+        }
         if info.edition == Edition::Enterprise {
             for role in &self.settings.app_roles {
                 self.bolt

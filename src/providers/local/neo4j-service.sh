@@ -7,7 +7,9 @@
 #
 # The server is one JVM: org.neo4j.server.CommunityEntryPoint, the class bin/neo4j
 # forks, started here directly so its pid is the server's (run/neo4j.pid) and nothing
-# else holds the instance. It runs in its own session, detached from the caller.
+# else holds the instance. It runs in its own session, detached from the caller, and
+# without the caller's descriptor 9 (the scripts' instance lock, which a server started
+# by a script would otherwise hold for as long as it runs).
 set -euo pipefail
 : "${NEO4J_HOME:?}" "${JAVA:?}" "${NEO4J_LIB:?}" "${HEAP:?}" "${STOP_GRACE_S:=20}"
 
@@ -31,7 +33,7 @@ start() {
   mkdir -p "$NEO4J_HOME/run" "$NEO4J_HOME/logs"
   setsid "$JAVA" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseSerialGC -cp "$NEO4J_HOME/conf/*:$NEO4J_LIB/*" \
     org.neo4j.server.CommunityEntryPoint "--home-dir=$NEO4J_HOME" "--config-dir=$NEO4J_HOME/conf" \
-    </dev/null >>"$NEO4J_HOME/logs/console.log" 2>&1 &
+    </dev/null >>"$NEO4J_HOME/logs/console.log" 2>&1 9>&- &
   printf '%s\n' "$!" >"$pid_file"
 }
 
