@@ -2,11 +2,12 @@
 # The local blue-green demo (`make demo`): blue ledger + search seeded by the ledger
 # generator, a writer committing transactions the whole time, the blue-green runbook
 # with live progress, then the report. Leaves no process running (KEEP_GREEN=1 keeps
-# the migrated instances up). SIZE= sets the number of members (default 600).
+# the migrated instances up). SIZE= sets the number of members (default 100: each Neo4j step
+# restarts a JVM, so the size matters less than those restarts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SIZE="${SIZE:-600}"
+SIZE="${SIZE:-100}"
 BAKE="${BAKE:-5s}"
 export CUTOVER_STATE_DIR="${CUTOVER_STATE_DIR:-$PWD/.cutover/demo}"
 ENV_FILE="$CUTOVER_STATE_DIR/demo.toml"

@@ -8,6 +8,8 @@
 use cutover::config::Environment;
 use cutover::db::arcadedb::ArcadeEngine;
 use cutover::db::bolt::BoltTarget;
+use cutover::db::neo4j::exec_driver::PollPolicy;
+use cutover::db::neo4j::{Edition, Neo4jEngine, Neo4jSettings};
 use cutover::db::{DatabaseEngine, DbHandle};
 use cutover::engine::progress::WorkMeter;
 use cutover::failure::Failure;
@@ -17,6 +19,7 @@ use cutover::providers::local::LocalProvider;
 use cutover::providers::{
     tag, Compute, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,
 };
+use cutover::steps::dbctx::ADMIN_SECRET_TAG;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -73,19 +76,53 @@ async fn put_current(
 /// Idempotent for an environment where it already ran.
 pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), BoxError> {
     let provider = LocalProvider::open(&env.state_dir);
-    let engine = ArcadeEngine::new();
-    let mut spec = LedgerSpec::new(members, 1);
-    // One record per statement: ArcadeDB 26.10 duplicates rows in UNWIND batches.
-    spec.one_by_one = true;
     let mut doc = serde_json::Map::new();
     for db in ["ledger", "search"] {
+        let neo4j = env
+            .databases
+            .iter()
+            .any(|(n, d)| n.as_str() == db && d.engine == cutover::db::EngineKind::Neo4j);
+        let engine: Arc<dyn DatabaseEngine> = if neo4j {
+            let mut settings = Neo4jSettings::defaults(Edition::Community);
+            settings.poll = PollPolicy::local();
+            Arc::new(Neo4jEngine::new(provider.exec.clone(), settings))
+        } else {
+            Arc::new(ArcadeEngine::new())
+        };
+        let mut spec = LedgerSpec::new(members, 1);
+        // One record per statement: ArcadeDB 26.10 duplicates rows in UNWIND batches.
+        spec.one_by_one = !neo4j;
         let inner = text(env, db, "database", db);
+        let admin_secret = SecretName::new(text(
+            env,
+            db,
+            "admin_secret",
+            &format!("{}/{db}/admin-password", env.name),
+        ));
         let mut tags = Tags::new();
+        if neo4j {
+            // What Terraform does on AWS: the administrator's secret exists before the
+            // instance does.
+            if provider
+                .secrets
+                .get(&admin_secret, SecretStage::Current)
+                .await?
+                .is_none()
+            {
+                put_current(provider.secrets.as_ref(), &admin_secret, &random_password()).await?;
+            }
+            tags.insert(ADMIN_SECRET_TAG.into(), admin_secret.as_str().into());
+        }
         tags.insert(tag::ENV.into(), env.name.clone());
         tags.insert(tag::DATABASE.into(), db.into());
         tags.insert(tag::COLOR.into(), "blue".into());
         let request = ProvisionRequest {
-            image: text(env, db, "image", "arcadedb"),
+            image: text(
+                env,
+                db,
+                "image",
+                if neo4j { "neo4j-5.26.30" } else { "arcadedb" },
+            ),
             name: format!("{}-{db}-blue", env.name),
             tags,
             idempotency_token: format!("setup-{}-{db}", env.name),
@@ -106,14 +143,40 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
             .describe(&instance.id)
             .await?
             .ok_or("instance vanished")?;
-        let root = provider.compute.root_password(&instance.id).await?;
+        let (admin_user, root) = if neo4j {
+            engine.prepare_instance(&instance, &admin_secret).await?;
+            let pw = provider
+                .secrets
+                .get(&admin_secret, SecretStage::Current)
+                .await?
+                .ok_or("admin secret vanished")?
+                .value;
+            ("neo4j", pw)
+        } else {
+            ("root", provider.compute.root_password(&instance.id).await?)
+        };
         let handle = DbHandle {
             instance: instance.clone(),
             database: inner.clone(),
-            admin_user: "root".into(),
+            admin_user: admin_user.into(),
             admin_password: root.clone(),
         };
-        let admin = engine.bolt_target(&handle, "root", root.clone());
+        let admin = engine.bolt_target(&handle, admin_user, root.clone());
+        // A Neo4j server starts after set-initial-password.sh: wait until it answers.
+        let started = Instant::now();
+        loop {
+            match admin.check_login().await {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() && started.elapsed() < Duration::from_secs(180) => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(
+                        format!("blue {db} ({}) does not serve Bolt: {e}", admin.uri).into(),
+                    )
+                }
+            }
+        }
         let graph = admin.connect(2).await?;
         let mut rows = graph
             .execute(neo4rs::query("MATCH (n) RETURN count(n) AS n"))

@@ -36,8 +36,14 @@ impl BoltTarget {
 
     /// Connects and runs `RETURN 1`: the server answers and these credentials log in.
     pub async fn check_login(&self) -> Result<(), Failure> {
+        self.check_login_with("RETURN 1 AS one").await
+    }
+
+    /// Connects and runs `cypher` (e.g. `SHOW CURRENT USER` on Neo4j's `system` database,
+    /// which refuses `RETURN 1`).
+    pub async fn check_login_with(&self, cypher: &str) -> Result<(), Failure> {
         let graph = self.connect(1).await?;
-        run_and_discard(&graph, &self.uri, "RETURN 1 AS one").await
+        run_and_discard(&graph, &self.uri, cypher).await
     }
 }
 

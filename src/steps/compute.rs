@@ -219,7 +219,13 @@ impl Step for Provision {
                     let db = try_step!(DbRef::open(ctx, &inputs.database, id.as_str()).await);
                     let mut target = db.admin_target();
                     target.database = Some("system".into());
-                    if let Err(f) = target.check_login().await {
+                    // Neo4j's `system` database runs administration commands only (it
+                    // refuses `RETURN 1`).
+                    let probe = match def.engine {
+                        crate::db::EngineKind::Neo4j => "SHOW CURRENT USER",
+                        crate::db::EngineKind::Arcadedb => "RETURN 1 AS one",
+                    };
+                    if let Err(f) = target.check_login_with(probe).await {
                         if f.class == ErrorClass::Permanent {
                             return Decision::Fail(f.with_hint(format!(
                                 "the instance does not accept the password in {secret}; if it was started before cutover set it, terminate it and provision again"

@@ -75,7 +75,8 @@ pub fn app_password_secret(ctx: &StepContext, def: &DatabaseDef) -> SecretName {
 /// The engine for `def`, built from the run's providers and the database's settings.
 ///
 /// - `arcadedb`: the local rehearsal engine (no settings).
-/// - `neo4j`: needs the provider's exec channel (`aws`: SSM Run Command) and reads the
+/// - `neo4j`: needs the provider's exec channel (`aws`: SSM Run Command; `local`: a shell
+///   on this machine, [`crate::providers::local::LocalExec`]) and reads the
 ///   environment's `edition` and optional `neo4j = { … }` table
 ///   ([`crate::db::neo4j::Neo4jSettings`]).
 pub fn engine_for(
@@ -98,13 +99,17 @@ pub fn engine_for(
                     ctx.environment().source.path.display()
                 ))
             })?;
-            let settings = neo4j_settings(def).map_err(|f| {
+            let mut settings = neo4j_settings(def).map_err(|f| {
                 f.with_hint(format!(
                     "fix [databases.{}] in {}",
                     def.name,
                     ctx.environment().source.path.display()
                 ))
             })?;
+            if ctx.environment().provider == crate::config::ProviderKind::Local {
+                // Scripts run on this machine: their results are files, polled quickly.
+                settings.poll = crate::db::neo4j::exec_driver::PollPolicy::local();
+            }
             Ok(Arc::new(crate::db::neo4j::Neo4jEngine::new(exec, settings)))
         }
     }

@@ -31,7 +31,10 @@ case "$1 $2" in
     dir="${3#--from-path=}"
     cp "$dir/neo4j.dump" "$FAKE_STORE" ;;
   "dbms set-initial-password")
-    printf '%s' "$3" >"$FAKE_PASSWORD_FILE" ;;
+    # neo4j-admin reads the password from an @-file (one quoted argument).
+    pw="$3"
+    if [[ $pw == @* ]]; then pw="$(head -n1 "${pw#@}")"; pw="${pw#\"}"; pw="${pw%\"}"; fi
+    printf '%s' "$pw" >"$FAKE_PASSWORD_FILE" ;;
   "database backup")
     for a in "$@"; do case "$a" in --to-path=*) to="${a#--to-path=}" ;; esac; done
     n=$(find "$to" -name '*.backup' | wc -l)

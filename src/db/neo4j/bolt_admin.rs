@@ -99,14 +99,17 @@ impl Neo4jBolt for BoltAdmin {
             .execute_on("system", neo4rs::query(cypher::READ_ONLY_SETTING_QUERY))
             .await
             .map_err(|e| classify_bolt_error(uri, &e))?;
-        match rows
+        let mut found = None;
+        while let Some(row) = rows
             .next()
             .await
             .map_err(|e| classify_bolt_error(uri, &e))?
         {
-            Some(row) => Ok(Some(row_string(&row, "value", uri)?)),
-            None => Ok(None),
+            if row_string(&row, "name", uri)? == cypher::READ_ONLY_SETTING {
+                found = Some(row_string(&row, "value", uri)?);
+            }
         }
+        Ok(found)
     }
 
     async fn probe(&self, target: &BoltTarget) -> Result<(), Failure> {

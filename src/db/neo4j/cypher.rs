@@ -227,8 +227,13 @@ fn lifecycle(
 }
 
 /// The running value of `server.databases.read_only` (both editions; the Community
-/// freeze sets it): `CALL dbms.listConfig(…)`.
-pub const READ_ONLY_SETTING_QUERY: &str = "CALL dbms.listConfig('server.databases.read_only') YIELD name, value WHERE name = 'server.databases.read_only' RETURN value";
+/// freeze sets it): `CALL dbms.listConfig(…)`. It runs on `system`, which allows only
+/// `CALL … YIELD … RETURN` (a `WHERE` after `YIELD` is refused as a `WITH`, verified on
+/// 5.26.30): the caller picks the row whose `name` is exactly the setting.
+pub const READ_ONLY_SETTING_QUERY: &str =
+    "CALL dbms.listConfig('server.databases.read_only') YIELD name, value RETURN name, value";
+/// The setting [`READ_ONLY_SETTING_QUERY`] reads.
+pub const READ_ONLY_SETTING: &str = "server.databases.read_only";
 
 /// Whether `database` is in a `server.databases.read_only` value (a comma-separated list).
 pub fn read_only_setting_lists(value: &str, database: &str) -> bool {

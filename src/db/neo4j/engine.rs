@@ -140,16 +140,17 @@ impl Neo4jEngine {
         }
     }
 
-    /// The s3:// URI the instance writes `key` to.
+    /// The URI the instance writes `key` to: `s3://…` (aws), or `file://…` (the local
+    /// provider's object store, a directory on the same machine).
     fn artifact_uri(objects: &dyn ObjectStore, key: &ObjectKey) -> Result<String, Failure> {
         let uri = objects.location(key);
-        if uri.starts_with("s3://") {
+        if uri.starts_with("s3://") || uri.starts_with("file:///") {
             Ok(uri)
         } else {
             Err(Failure::permanent(format!(
-                "the neo4j engine has the instance write backups to S3, but the object store puts {key} at {uri}"
+                "the neo4j engine has the instance write backups to S3 or a local directory, but the object store puts {key} at {uri}"
             ))
-            .with_hint("use the aws provider for neo4j databases"))
+            .with_hint("use the aws or the local provider for neo4j databases"))
         }
     }
 
@@ -592,12 +593,22 @@ impl DatabaseEngine for Neo4jEngine {
                 &cypher::create_user_if_not_exists(user, password.clone())?,
             )
             .await?;
-        self.bolt
+        match self
+            .bolt
             .execute(
                 &target,
                 &cypher::alter_user_password(user, password.clone())?,
             )
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            // Neo4j refuses to "change" a password to the one the user already has (the
+            // user was just created with it, or a retry): that is the state wanted.
+            Err(f)
+                if f.message
+                    .contains("Old password and new password cannot be the same") => {}
+            Err(f) => return Err(f),
+        }
         if info.edition == Edition::Enterprise {
             for role in &self.settings.app_roles {
                 self.bolt

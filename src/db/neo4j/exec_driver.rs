@@ -49,6 +49,16 @@ impl Default for PollPolicy {
 }
 
 impl PollPolicy {
+    /// For scripts on this machine (the local provider): results are local files.
+    pub fn local() -> Self {
+        Self {
+            first_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(1),
+            grace: Duration::from_secs(60),
+            ..Self::default()
+        }
+    }
+
     /// The delay before poll `n` (0-based).
     pub fn delay(&self, n: u32) -> Duration {
         self.first_delay

@@ -20,6 +20,7 @@
 //! ones), `start_timeout_s` (default 90).
 
 use super::files::{create_dir_all, io_failure, write_atomic};
+use super::neo4j_home::{image_version, Neo4jHome, Neo4jInstall};
 use super::registry::{InstanceRecord, Registry};
 use super::secret_store::LocalSecretStore;
 use crate::db::arcadedb::server::{running_pid, stop_by_pid_file, DEFAULT_HEAP_MB, ROOT_USER};
@@ -47,6 +48,17 @@ pub const DEFAULT_IMAGE: &str = "arcadedb";
 pub const RESTORE_LOCAL_URLS: &str = "arcadedb.server.restoreImportAllowLocalUrls";
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// Bounds one `cutover-systemctl` call (a stop waits up to 30 s, then SIGKILLs).
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The heap of a local Neo4j instance when neither the request nor the image says.
+const NEO4J_DEFAULT_HEAP_MB: u32 = 256;
+
+/// What a local image runs.
+#[derive(Clone, Debug)]
+pub enum Install {
+    Arcade(ArcadeInstall),
+    Neo4j(Neo4jInstall),
+}
 
 /// The secret-store name of an instance's root password.
 pub fn root_secret_name(instance: &InstanceId) -> SecretName {
@@ -57,10 +69,14 @@ pub fn root_secret_name(instance: &InstanceId) -> SecretName {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageFile {
-    /// `arcadedb` (the only engine the local provider runs).
+    /// `arcadedb` or `neo4j`.
     pub engine: String,
-    /// A directory holding `jre/` and `jars/` (see [`ArcadeInstall::from_dir`]).
+    /// ArcadeDB: a directory holding `jre/` and `jars/` (see [`ArcadeInstall::from_dir`]);
+    /// Neo4j: `.tools/neo4j/<version>` (see [`Neo4jInstall::from_dir`]).
     pub home: PathBuf,
+    /// Neo4j: the version installed in `home`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Default heap for instances of this image, when the request does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heap_mb: Option<u32>,
@@ -196,9 +212,9 @@ impl LocalCompute {
         Ok(self.registry.read()?.instances.into_values().collect())
     }
 
-    /// Loads `<state_dir>/images/<image>/image.toml`; creates the default image from the
-    /// discovered installation when it is missing.
-    pub fn image(&self, image: &str) -> Result<(ImageFile, ArcadeInstall), Failure> {
+    /// Loads `<state_dir>/images/<image>/image.toml`; creates the default image (and
+    /// `neo4j-<version>`, from `.tools/neo4j/<version>`) when it is missing.
+    pub fn image(&self, image: &str) -> Result<(ImageFile, Install), Failure> {
         let image = if image.is_empty() {
             DEFAULT_IMAGE
         } else {
@@ -224,7 +240,18 @@ impl LocalCompute {
                     .nth(3)
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| install.jars.parent().unwrap_or(Path::new("/")).to_path_buf());
-                let file = ImageFile { engine: "arcadedb".into(), home, heap_mb: None };
+                let file = ImageFile { engine: "arcadedb".into(), home, version: None, heap_mb: None };
+                create_dir_all(&dir)?;
+                write_atomic(&path, toml::to_string(&file).expect("image serialises").as_bytes(), 0o644)?;
+                file
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && image_version(image).is_some() => {
+                let version = image_version(image).expect("checked").to_owned();
+                let cwd = std::env::current_dir()
+                    .map_err(|e| io_failure("cannot read the current directory", &e))?;
+                let home = Neo4jInstall::tools_dir(&cwd)?.join(&version);
+                Neo4jInstall::from_dir(&home, &version)?;
+                let file = ImageFile { engine: "neo4j".into(), home, version: Some(version), heap_mb: None };
                 create_dir_all(&dir)?;
                 write_atomic(&path, toml::to_string(&file).expect("image serialises").as_bytes(), 0o644)?;
                 file
@@ -235,9 +262,22 @@ impl LocalCompute {
             }
             Err(e) => return Err(io_failure(&format!("cannot read {}", path.display()), &e)),
         };
+        if file.engine == "neo4j" {
+            let version = file.version.clone().ok_or_else(|| {
+                Failure::permanent(format!(
+                    "local image `{image}` ({}) has engine `neo4j` but no `version`",
+                    path.display()
+                ))
+            })?;
+            let install = Neo4jInstall::from_dir(&file.home, &version).map_err(|f| Failure {
+                message: format!("local image `{image}` ({}): {}", path.display(), f.message),
+                ..f
+            })?;
+            return Ok((file, Install::Neo4j(install)));
+        }
         if file.engine != "arcadedb" {
             return Err(Failure::permanent(format!(
-                "local image `{image}` has engine `{}`; the local provider runs only `arcadedb`",
+                "local image `{image}` has engine `{}`; the local provider runs `arcadedb` and `neo4j`",
                 file.engine
             )));
         }
@@ -249,13 +289,51 @@ impl LocalCompute {
             ))
             .with_hint(f.hint.unwrap_or_else(|| "run `make setup`".into()))
         })?;
-        Ok((file, install))
+        Ok((file, Install::Arcade(install)))
+    }
+
+    /// Whether `rec` is a Neo4j instance (its image's engine).
+    fn neo4j_home(&self, rec: &InstanceRecord) -> Option<Neo4jHome> {
+        let dir = self.instance_dir(&InstanceId::new(rec.name.clone()));
+        dir.join("cutover-systemctl")
+            .exists()
+            .then(|| Neo4jHome::new(dir))
+    }
+
+    /// The home of local Neo4j instance `id` (for the exec channel).
+    pub fn neo4j_instance_home(&self, id: &InstanceId) -> Result<Neo4jHome, Failure> {
+        let rec = self
+            .registry
+            .read()?
+            .instances
+            .get(id.as_str())
+            .cloned()
+            .ok_or_else(|| Failure::permanent(format!("no local instance `{id}`")))?;
+        self.neo4j_home(&rec).ok_or_else(|| {
+            Failure::permanent(format!(
+                "local instance `{id}` is not a Neo4j server (image `{}`); the local exec channel runs scripts on Neo4j instances only",
+                rec.image
+            ))
+        })
+    }
+
+    fn server_pid(&self, rec: &InstanceRecord) -> Option<u32> {
+        match self.neo4j_home(rec) {
+            Some(home) => home.running_pid(),
+            None => running_pid(&self.instance_dir(&InstanceId::new(rec.name.clone()))),
+        }
     }
 
     fn instance_of(&self, rec: &InstanceRecord) -> Instance {
         let id = InstanceId::new(rec.name.clone());
         let dir = self.instance_dir(&id);
-        let state = if running_pid(&dir).is_some() {
+        let neo4j = self.neo4j_home(rec);
+        // A Neo4j home that never started is a booted machine waiting for its first
+        // start (set-initial-password.sh starts it), as a new EC2 instance from the AMI.
+        let awaiting_first_start = neo4j
+            .as_ref()
+            .is_some_and(|h| !h.ever_started() && !rec.stopped);
+        let state = if awaiting_first_start || self.server_pid(rec).is_some() {
             InstanceState::Running
         } else {
             InstanceState::Stopped
@@ -265,10 +343,12 @@ impl LocalCompute {
             "bolt".to_string(),
             format!("bolt://127.0.0.1:{}", rec.bolt_port),
         );
-        endpoints.insert(
-            "http".to_string(),
-            format!("http://127.0.0.1:{}", rec.http_port),
-        );
+        if neo4j.is_none() {
+            endpoints.insert(
+                "http".to_string(),
+                format!("http://127.0.0.1:{}", rec.http_port),
+            );
+        }
         endpoints.insert("home".to_string(), dir.display().to_string());
         Instance {
             id,
@@ -316,6 +396,25 @@ impl LocalCompute {
     ) -> Result<InstanceRecord, Failure> {
         let id = InstanceId::new(rec.name.clone());
         let (_, install) = self.image(&rec.image)?;
+        let install = match install {
+            Install::Arcade(i) => i,
+            Install::Neo4j(_) => {
+                let home = self.neo4j_home(&rec).ok_or_else(|| {
+                    Failure::permanent(format!("local instance `{id}` has no Neo4j home"))
+                })?;
+                if home.ever_started() {
+                    home.service("start", SERVICE_TIMEOUT).await?;
+                }
+                rec.stopped = false;
+                let saved = rec.clone();
+                let _g = self.local_lock.lock().await;
+                self.registry.update(|file| {
+                    file.instances.insert(saved.name.clone(), saved.clone());
+                    Ok(())
+                })?;
+                return Ok(rec);
+            }
+        };
         let password = self.root_password(&id).await?;
         let mut attempt = 0;
         let pid = loop {
@@ -362,6 +461,111 @@ impl LocalCompute {
     }
 }
 
+impl LocalCompute {
+    /// A new local Neo4j instance: registry record, then its home (conf on a free
+    /// loopback Bolt port, heap from the request or image). Neo4j is not started: like
+    /// an instance from the AMI it waits for `set-initial-password.sh`, which sets the
+    /// administrator's password and starts it (`Neo4jEngine::prepare_instance`).
+    async fn provision_neo4j(
+        &self,
+        request: &ProvisionRequest,
+        settings: &Settings,
+        image: &ImageFile,
+        install: &Neo4jInstall,
+        id: &InstanceId,
+    ) -> Result<Instance, Failure> {
+        let dir = self.instance_dir(id);
+        if dir.exists() {
+            return Err(Failure::permanent(format!(
+                "{} exists but no instance `{}` is registered",
+                dir.display(),
+                request.name
+            ))
+            .with_hint("remove the directory (a leftover of an interrupted run) or choose another instance name"));
+        }
+        let rec = InstanceRecord {
+            name: request.name.clone(),
+            image: request.image.clone(),
+            tags: request.tags.clone(),
+            idempotency_token: request.idempotency_token.clone(),
+            bolt_port: settings
+                .bolt_port
+                .map(Ok)
+                .unwrap_or_else(free_loopback_port)?,
+            http_port: 0,
+            heap_mb: settings
+                .heap_mb
+                .or(image.heap_mb)
+                .unwrap_or(NEO4J_DEFAULT_HEAP_MB),
+            databases: settings.databases.clone(),
+            pid: None,
+            stopped: false,
+            created_at: chrono::Utc::now().to_rfc3339(),
+        };
+        {
+            let _g = self.local_lock.lock().await;
+            let inserted = rec.clone();
+            let taken = self.registry.update(|file| {
+                if file.instances.contains_key(&inserted.name) {
+                    return Ok(true);
+                }
+                file.instances
+                    .insert(inserted.name.clone(), inserted.clone());
+                Ok(false)
+            })?;
+            if taken {
+                return Err(Failure::transient(format!(
+                    "local instance `{}` is being provisioned concurrently; retry to adopt it",
+                    request.name
+                )));
+            }
+        }
+        if let Err(f) = Neo4jHome::new(&dir).create(install, rec.bolt_port, rec.heap_mb) {
+            self.undo_provision(id).await;
+            return Err(Failure {
+                message: format!(
+                    "cannot provision local instance `{}`: {}",
+                    request.name, f.message
+                ),
+                ..f
+            });
+        }
+        Ok(self.instance_of(&rec))
+    }
+}
+
+/// Readiness of a local Neo4j instance: before its first start it is ready for scripts
+/// (the exec channel); afterwards the server must run and its Bolt port accept a
+/// connection (the step then logs in with the administrator's password).
+async fn neo4j_readiness(
+    id: &InstanceId,
+    rec: &InstanceRecord,
+    home: &Neo4jHome,
+) -> Result<Readiness, Failure> {
+    if home.running_pid().is_none() {
+        if !home.ever_started() && !rec.stopped {
+            return Ok(Readiness::Ready);
+        }
+        let why = if rec.stopped {
+            "was stopped"
+        } else {
+            "is not running"
+        };
+        return Err(Failure::permanent(format!(
+            "the Neo4j server of local instance `{id}` {why} (log: {})",
+            home.dir.join("logs/neo4j.log").display()
+        ))
+        .with_hint("provision it again with the same idempotency token to restart it"));
+    }
+    match tokio::net::TcpStream::connect(("127.0.0.1", rec.bolt_port)).await {
+        Ok(_) => Ok(Readiness::Ready),
+        Err(e) => Ok(Readiness::NotYet(format!(
+            "Neo4j Bolt port {}: {e}",
+            rec.bolt_port
+        ))),
+    }
+}
+
 fn validate_name(name: &str) -> Result<(), Failure> {
     let ok = !name.is_empty()
         && name.len() <= 100
@@ -398,7 +602,7 @@ impl Compute for LocalCompute {
                     "choose another instance name, or terminate the old instance (`cutover gc`)",
                 ));
             }
-            let rec = if running_pid(&self.instance_dir(&id)).is_some() {
+            let rec = if self.server_pid(&rec).is_some() {
                 rec
             } else {
                 self.restart(rec, &settings).await?
@@ -408,6 +612,14 @@ impl Compute for LocalCompute {
 
         let (image, install) = self.image(&request.image)?;
         let dir = self.instance_dir(&id);
+        let install = match install {
+            Install::Arcade(i) => i,
+            Install::Neo4j(n) => {
+                return self
+                    .provision_neo4j(request, &settings, &image, &n, &id)
+                    .await
+            }
+        };
         if dir.exists() {
             return Err(Failure::permanent(format!(
                 "{} exists but no instance `{}` is registered",
@@ -537,6 +749,9 @@ impl Compute for LocalCompute {
             .cloned()
             .ok_or_else(|| Failure::permanent(format!("no local instance `{id}`")))?;
         let dir = self.instance_dir(id);
+        if let Some(home) = self.neo4j_home(&rec) {
+            return neo4j_readiness(id, &rec, &home).await;
+        }
         if running_pid(&dir).is_none() {
             let why = if rec.stopped {
                 "was stopped"
@@ -587,7 +802,13 @@ impl Compute for LocalCompute {
 
     async fn stop(&self, id: &InstanceId) -> Result<(), Failure> {
         let dir = self.instance_dir(id);
-        stop_by_pid_file(&dir, STOP_GRACE).await?;
+        if dir.join("cutover-systemctl").exists() {
+            Neo4jHome::new(&dir)
+                .service("stop", SERVICE_TIMEOUT)
+                .await?;
+        } else {
+            stop_by_pid_file(&dir, STOP_GRACE).await?;
+        }
         let _g = self.local_lock.lock().await;
         self.registry.update(|file| {
             if let Some(rec) = file.instances.get_mut(id.as_str()) {
@@ -602,7 +823,13 @@ impl Compute for LocalCompute {
         validate_name(id.as_str())?;
         let dir = self.instance_dir(id);
         if dir.exists() {
-            stop_by_pid_file(&dir, STOP_GRACE).await?;
+            if dir.join("cutover-systemctl").exists() {
+                Neo4jHome::new(&dir)
+                    .service("stop", SERVICE_TIMEOUT)
+                    .await?;
+            } else {
+                stop_by_pid_file(&dir, STOP_GRACE).await?;
+            }
             std::fs::remove_dir_all(&dir).or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     Ok(())

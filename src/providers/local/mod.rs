@@ -9,16 +9,21 @@
 //! <state_dir>/objects/<key>(.sha256)        the object store (object_store.rs)
 //! <state_dir>/secrets/<name>.json           the secret store, mode 0600 (secret_store.rs)
 //! ```
-//! There is no exec channel: the `arcadedb` engine does its work over HTTP and Bolt.
+//! An instance is an ArcadeDB server, or a real Neo4j Community server when its image is
+//! `neo4j-<version>` (neo4j_home.rs). The exec channel (exec.rs) runs the neo4j engine's
+//! scripts on Neo4j instances; the `arcadedb` engine does its work over HTTP and Bolt.
 
 pub mod compute;
+pub mod exec;
 mod files;
 pub mod gc;
+pub mod neo4j_home;
 pub mod object_store;
 pub mod registry;
 pub mod secret_store;
 
 pub use compute::{root_secret_name, LocalCompute, DEFAULT_IMAGE};
+pub use exec::LocalExec;
 pub use gc::{gc, GcCandidate};
 pub use object_store::LocalObjectStore;
 pub use secret_store::LocalSecretStore;
@@ -35,13 +40,16 @@ pub struct LocalProvider {
     pub compute: Arc<LocalCompute>,
     pub objects: Arc<LocalObjectStore>,
     pub secrets: Arc<LocalSecretStore>,
+    pub exec: Arc<LocalExec>,
 }
 
 impl LocalProvider {
     pub fn open(state_dir: &Path) -> Self {
         let secrets = Arc::new(LocalSecretStore::new(state_dir.join("secrets")));
+        let compute = Arc::new(LocalCompute::new(state_dir, secrets.clone()));
         Self {
-            compute: Arc::new(LocalCompute::new(state_dir, secrets.clone())),
+            exec: Arc::new(LocalExec::new(compute.clone(), state_dir.join("secrets"))),
+            compute,
             objects: Arc::new(LocalObjectStore::new(state_dir.join("objects"))),
             secrets,
         }
@@ -52,13 +60,13 @@ impl LocalProvider {
             compute: self.compute.clone(),
             objects: self.objects.clone(),
             secrets: self.secrets.clone(),
-            exec: None,
+            exec: Some(self.exec.clone()),
             app: None,
         }
     }
 }
 
-/// The provider services for a `local` environment (`exec` is `None`).
+/// The provider services for a `local` environment.
 pub fn provider_set(env: &crate::config::Environment) -> Result<ProviderSet, Failure> {
     if env.provider != crate::config::ProviderKind::Local {
         return Err(Failure::permanent(format!(

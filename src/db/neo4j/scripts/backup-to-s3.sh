@@ -26,8 +26,8 @@ if [[ -n ${CUTOVER_ARTIFACT_URI:-} ]]; then
   artifact="${artifacts[0]}"
   sha="$(sha256sum "$artifact" | cut -d' ' -f1)"
   size="$(stat -c %s "$artifact")"
-  cutover_s3_cp "$artifact" "$CUTOVER_ARTIFACT_URI"
-  printf '%s  %s\n' "$sha" "$(basename "$artifact")" | cutover_s3_cp - "$CUTOVER_ARTIFACT_URI.sha256"
+  cutover_store_cp "$artifact" "$CUTOVER_ARTIFACT_URI"
+  printf '%s  %s\n' "$sha" "$(basename "$artifact")" | cutover_store_cp - "$CUTOVER_ARTIFACT_URI.sha256"
   cutover_output sha256 "$sha"
   cutover_output size_bytes "$size"
   cutover_output artifact_uri "$CUTOVER_ARTIFACT_URI"
@@ -51,8 +51,8 @@ for artifact in "$CUTOVER_BACKUP_DIR"/*.backup; do
   fi
   sha="$(sha256sum "$artifact" | cut -d' ' -f1)"
   size="$(stat -c %s "$artifact")"
-  cutover_s3_cp "$artifact" "$CUTOVER_ARTIFACT_PREFIX/$name"
-  printf '%s  %s\n' "$sha" "$name" | cutover_s3_cp - "$CUTOVER_ARTIFACT_PREFIX/$name.sha256"
+  cutover_store_cp "$artifact" "$CUTOVER_ARTIFACT_PREFIX/$name"
+  printf '%s  %s\n' "$sha" "$name" | cutover_store_cp - "$CUTOVER_ARTIFACT_PREFIX/$name.sha256"
   echo "$name" >>"$uploaded"
   cutover_output "artifact.$n" "$name $sha $size"
   n=$((n + 1))

@@ -15,7 +15,7 @@ if cutover_neo4j_check; then
 fi
 cutover_output consistent false
 for report in "$CUTOVER_REPORT_DIR"/*; do
-  [[ -f $report ]] && cutover_s3_cp "$report" "$CUTOVER_REPORT_PREFIX/$(basename "$report")"
+  [[ -f $report ]] && cutover_store_cp "$report" "$CUTOVER_REPORT_PREFIX/$(basename "$report")"
 done
 cutover_output report_prefix "$CUTOVER_REPORT_PREFIX"
 rm -rf "$CUTOVER_REPORT_DIR"

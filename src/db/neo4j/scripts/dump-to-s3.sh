@@ -25,7 +25,7 @@ wc -c <"$work/size.fifo" >"$work/size" &
 size_pid=$!
 
 cutover_dbms_stop
-cutover_neo4j_dump | tee "$work/sha.fifo" "$work/size.fifo" | cutover_s3_cp - "$CUTOVER_ARTIFACT_URI"
+cutover_neo4j_dump | tee "$work/sha.fifo" "$work/size.fifo" | cutover_store_cp - "$CUTOVER_ARTIFACT_URI"
 wait "$sha_pid"
 sha_pid=""
 wait "$size_pid"
@@ -38,7 +38,7 @@ if [[ $size -eq 0 ]]; then
   echo "the dump of $NEO4J_DATABASE is empty" >&2
   exit 3
 fi
-printf '%s  %s.dump\n' "$sha" "$NEO4J_DATABASE" | cutover_s3_cp - "$CUTOVER_ARTIFACT_URI.sha256"
+printf '%s  %s.dump\n' "$sha" "$NEO4J_DATABASE" | cutover_store_cp - "$CUTOVER_ARTIFACT_URI.sha256"
 cutover_output sha256 "$sha"
 cutover_output size_bytes "$size"
 cutover_output artifact_uri "$CUTOVER_ARTIFACT_URI"

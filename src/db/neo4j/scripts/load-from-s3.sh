@@ -13,7 +13,7 @@ mkdir -p "$CUTOVER_LOAD_DIR"
 chmod 755 "$CUTOVER_LOAD_DIR"
 file="$CUTOVER_LOAD_DIR/$NEO4J_DATABASE.dump"
 
-cutover_s3_cp "$CUTOVER_ARTIFACT_URI" "$file"
+cutover_store_cp "$CUTOVER_ARTIFACT_URI" "$file"
 chmod 644 "$file"
 actual="$(sha256sum "$file" | cut -d' ' -f1)"
 cutover_output sha256 "$actual"

@@ -18,13 +18,30 @@ if ! flock -n 9; then
   exit 75
 fi
 
-# cutover_s3_cp ARGS...: `aws s3 cp` with the bucket's server-side encryption.
-cutover_s3_cp() {
-  if [[ -n ${CUTOVER_KMS_KEY_ID:-} ]]; then
-    aws s3 cp --only-show-errors --sse aws:kms --sse-kms-key-id "$CUTOVER_KMS_KEY_ID" "$@"
-  else
-    aws s3 cp --only-show-errors --sse AES256 "$@"
+# cutover_store_cp SRC DST: copies to or from the object store. `s3://` URIs go through
+# `aws s3 cp` with the bucket's server-side encryption; `file://` URIs and plain paths (the
+# local provider's object store, a directory) with cp, `-` being standard input. A local
+# upload is written to a temporary file and renamed, so a reader never sees half of it.
+cutover_store_cp() {
+  local src=$1 dst=$2 tmp
+  if [[ $src == s3://* || $dst == s3://* ]]; then
+    if [[ -n ${CUTOVER_KMS_KEY_ID:-} ]]; then
+      aws s3 cp --only-show-errors --sse aws:kms --sse-kms-key-id "$CUTOVER_KMS_KEY_ID" "$src" "$dst"
+    else
+      aws s3 cp --only-show-errors --sse AES256 "$src" "$dst"
+    fi
+    return
   fi
+  src=${src#file://}
+  dst=${dst#file://}
+  mkdir -p "$(dirname "$dst")"
+  tmp="$(dirname "$dst")/.cutover-tmp-$$-$(basename "$dst")"
+  if [[ $src == - ]]; then
+    cat >"$tmp"
+  else
+    cp "$src" "$tmp"
+  fi
+  mv -f "$tmp" "$dst"
 }
 
 # cutover_as_neo4j PROGRAM ARGS...: runs as the neo4j user when started as root (the
@@ -65,8 +82,28 @@ cutover_neo4j_dir() {
 }
 
 # cutover_secret_field SECRET_ID STAGE KEY: prints one key of a JSON secret (the whole
-# string when KEY is empty), read from Secrets Manager on this instance.
+# string when KEY is empty), read from Secrets Manager on this instance, or, when
+# CUTOVER_SECRETS_DIR is set (the local provider), from the local secret store's file for
+# SECRET_ID in that directory (stage AWSCURRENT / AWSPENDING / AWSPREVIOUS).
 cutover_secret_field() {
+  if [[ -n ${CUTOVER_SECRETS_DIR:-} ]]; then
+    python3 -c 'import json, os, sys
+name, stage, key, root = sys.argv[1:5]
+fname = "".join(chr(b) if b < 128 and (chr(b).isalnum() or chr(b) in "_-" or (chr(b) == "." and i > 0)) else "%%%02X" % b for i, b in enumerate(name.encode()))
+path = os.path.join(root, fname + ".json")
+try:
+    with open(path) as f:
+        doc = json.load(f)
+except FileNotFoundError:
+    sys.exit("no secret %s in the local secret store (%s)" % (name, path))
+want = doc.get({"AWSCURRENT": "current", "AWSPENDING": "pending", "AWSPREVIOUS": "previous"}.get(stage, stage.lower()))
+values = [v["value"] for v in doc.get("versions", []) if v["id"] == want]
+if not values:
+    sys.exit("secret %s has no %s version" % (name, stage))
+text = values[0]
+sys.stdout.write(str(json.loads(text)[key]) if key else text)' "$1" "$2" "$3" "$CUTOVER_SECRETS_DIR"
+    return
+  fi
   aws secretsmanager get-secret-value --secret-id "$1" --version-stage "$2" --query SecretString --output text |
     python3 -c 'import json, sys
 key = sys.argv[1]

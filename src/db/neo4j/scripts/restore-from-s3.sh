@@ -15,7 +15,7 @@ n=0
 while read -r uri want; do
   [[ -z $uri ]] && continue
   file="$CUTOVER_RESTORE_DIR/$(basename "$uri")"
-  cutover_s3_cp "$uri" "$file"
+  cutover_store_cp "$uri" "$file"
   chmod 644 "$file"
   actual="$(sha256sum "$file" | cut -d' ' -f1)"
   if [[ $actual != "$want" ]]; then

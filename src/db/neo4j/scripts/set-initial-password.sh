@@ -3,9 +3,8 @@
 # starts, then enables and starts the service (the AMI installs Neo4j disabled, so it
 # never serves with the default password). The password is read here from Secrets
 # Manager (NEO4J_SECRET_ID, stage NEO4J_SECRET_STAGE, JSON key NEO4J_SECRET_KEY) and never
-# appears in the command text cutover sends. neo4j-admin takes it as an argument, so it
-# is in this host's process list while the command runs; the AMI mounts /proc with
-# hidepid=2 (only root sees other users' arguments).
+# appears in the command text cutover sends. neo4j-admin reads it from a mode 0600
+# @-file, so it is in no process's arguments.
 #
 # Idempotent: when Neo4j already has users (a retry after this script succeeded, or an
 # image that started Neo4j), it only makes sure the service runs and reports
@@ -22,13 +21,25 @@ if [[ -s $NEO4J_DATA/dbms/auth.ini ]]; then
   exit 0
 fi
 
-# shellcheck disable=SC2034 # read by cutover_neo4j_set_initial_password
-neo4j_password="$(cutover_secret_field "$NEO4J_SECRET_ID" "$NEO4J_SECRET_STAGE" "$NEO4J_SECRET_KEY")"
-if [[ ${#neo4j_password} -lt 8 ]]; then
+password="$(cutover_secret_field "$NEO4J_SECRET_ID" "$NEO4J_SECRET_STAGE" "$NEO4J_SECRET_KEY")"
+if [[ ${#password} -lt 8 ]]; then
   echo "the password in $NEO4J_SECRET_ID is shorter than 8 characters" >&2
   exit 3
 fi
+# neo4j-admin reads its arguments from an @-file (picocli): the password goes through a
+# mode 0600 file, never through a process argument.
+argfile="$(mktemp)"
+trap 'rm -f "$argfile"' EXIT
+chmod 600 "$argfile"
+password=${password//\\/\\\\}
+password=${password//\"/\\\"}
+printf '"%s"\n' "$password" >"$argfile"
+unset password
+if [[ $(id -u) -eq 0 ]] && id neo4j >/dev/null 2>&1; then
+  chown neo4j: "$argfile"
+fi
+# shellcheck disable=SC2034 # read by cutover_neo4j_set_initial_password
+neo4j_password="@$argfile"
 cutover_neo4j_set_initial_password >/dev/null
-unset neo4j_password
 "$CUTOVER_SYSTEMCTL" enable --now neo4j
 cutover_output password_set true

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# cutover local Neo4j service: what `systemctl … neo4j` is on an AMI, for one local
+# instance. cutover renders the header above (NEO4J_HOME, JAVA, NEO4J_LIB, HEAP,
+# STOP_GRACE_S) into <home>/cutover-systemctl; the neo4j scripts call it as
+# CUTOVER_SYSTEMCTL (`stop neo4j`, `start neo4j`, `restart neo4j`, `enable --now neo4j`)
+# and the local provider starts and stops the server through it.
+#
+# The server is one JVM: org.neo4j.server.CommunityEntryPoint, the class bin/neo4j
+# forks, started here directly so its pid is the server's (run/neo4j.pid) and nothing
+# else holds the instance. It runs in its own session, detached from the caller, and
+# without the caller's descriptor 9 (the scripts' instance lock, which a server started
+# by a script would otherwise hold for as long as it runs).
+set -euo pipefail
+: "${NEO4J_HOME:?}" "${JAVA:?}" "${NEO4J_LIB:?}" "${HEAP:?}" "${STOP_GRACE_S:=20}"
+
+pid_file="$NEO4J_HOME/run/neo4j.pid"
+
+# The pid of this home's server, if it runs (a reused pid of another process is not it).
+server_pid() {
+  local pid
+  [[ -s $pid_file ]] || return 1
+  pid="$(tr -d ' \n' <"$pid_file")"
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "--home-dir=$NEO4J_HOME" || return 1
+  printf '%s\n' "$pid"
+}
+
+start() {
+  if server_pid >/dev/null; then
+    return 0
+  fi
+  mkdir -p "$NEO4J_HOME/run" "$NEO4J_HOME/logs"
+  setsid "$JAVA" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseSerialGC -cp "$NEO4J_HOME/conf/*:$NEO4J_LIB/*" \
+    org.neo4j.server.CommunityEntryPoint "--home-dir=$NEO4J_HOME" "--config-dir=$NEO4J_HOME/conf" \
+    </dev/null >>"$NEO4J_HOME/logs/console.log" 2>&1 9>&- &
+  printf '%s\n' "$!" >"$pid_file"
+}
+
+stop() {
+  local pid waited=0
+  if ! pid="$(server_pid)"; then
+    rm -f "$pid_file"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && ((waited < STOP_GRACE_S * 10)); do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "neo4j (pid $pid) did not stop within ${STOP_GRACE_S}s; killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    waited=0
+    while kill -0 "$pid" 2>/dev/null && ((waited < 100)); do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+  fi
+  rm -f "$pid_file"
+}
+
+args=()
+for a in "$@"; do
+  case $a in
+    --now | --quiet | -q | --no-block) ;;
+    *) args+=("$a") ;;
+  esac
+done
+action="${args[0]:-}"
+unit="${args[1]:-neo4j}"
+if [[ $unit != neo4j && $unit != neo4j.service ]]; then
+  echo "cutover-systemctl: only the neo4j unit exists here, not $unit" >&2
+  exit 5
+fi
+case $action in
+  start) start ;;
+  stop) stop ;;
+  restart) stop && start ;;
+  enable) if [[ " $* " == *" --now "* ]]; then start; fi ;;
+  is-active)
+    if server_pid >/dev/null; then echo active; else
+      echo inactive
+      exit 3
+    fi
+    ;;
+  *)
+    echo "cutover-systemctl: unsupported action ${action:-<none>}" >&2
+    exit 2
+    ;;
+esac
