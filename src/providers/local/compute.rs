@@ -207,6 +207,27 @@ impl LocalCompute {
             })
     }
 
+    /// Adds a new instance's record to the registry; a record of the same name that
+    /// appeared meanwhile (a concurrent provision) is a transient failure, so the retry
+    /// adopts it.
+    async fn register_new(&self, rec: &InstanceRecord) -> Result<(), Failure> {
+        let _g = self.local_lock.lock().await;
+        let taken = self.registry.update(|file| {
+            if file.instances.contains_key(&rec.name) {
+                return Ok(true);
+            }
+            file.instances.insert(rec.name.clone(), rec.clone());
+            Ok(false)
+        })?;
+        if taken {
+            return Err(Failure::transient(format!(
+                "local instance `{}` is being provisioned concurrently; retry to adopt it",
+                rec.name
+            )));
+        }
+        Ok(())
+    }
+
     /// All registry records (for `gc` and status).
     pub fn records(&self) -> Result<Vec<InstanceRecord>, Failure> {
         Ok(self.registry.read()?.instances.into_values().collect())
@@ -502,24 +523,7 @@ impl LocalCompute {
             stopped: false,
             created_at: chrono::Utc::now().to_rfc3339(),
         };
-        {
-            let _g = self.local_lock.lock().await;
-            let inserted = rec.clone();
-            let taken = self.registry.update(|file| {
-                if file.instances.contains_key(&inserted.name) {
-                    return Ok(true);
-                }
-                file.instances
-                    .insert(inserted.name.clone(), inserted.clone());
-                Ok(false)
-            })?;
-            if taken {
-                return Err(Failure::transient(format!(
-                    "local instance `{}` is being provisioned concurrently; retry to adopt it",
-                    request.name
-                )));
-            }
-        }
+        self.register_new(&rec).await?;
         if let Err(f) = Neo4jHome::new(&dir).create(install, rec.bolt_port, rec.heap_mb) {
             self.undo_provision(id).await;
             return Err(Failure {
@@ -655,24 +659,7 @@ impl Compute for LocalCompute {
             stopped: false,
             created_at: chrono::Utc::now().to_rfc3339(),
         };
-        {
-            let _g = self.local_lock.lock().await;
-            let inserted = rec.clone();
-            let taken = self.registry.update(|file| {
-                if file.instances.contains_key(&inserted.name) {
-                    return Ok(true);
-                }
-                file.instances
-                    .insert(inserted.name.clone(), inserted.clone());
-                Ok(false)
-            })?;
-            if taken {
-                return Err(Failure::transient(format!(
-                    "local instance `{}` is being provisioned concurrently; retry to adopt it",
-                    request.name
-                )));
-            }
-        }
+        self.register_new(&rec).await?;
         let result: Result<u32, Failure> = async {
             create_dir_all(&dir)?;
             let password = SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 32));
