@@ -207,6 +207,16 @@ impl LocalCompute {
             })
     }
 
+    /// The registry record of `id`; a missing one is permanent.
+    fn record(&self, id: &InstanceId) -> Result<InstanceRecord, Failure> {
+        self.registry
+            .read()?
+            .instances
+            .get(id.as_str())
+            .cloned()
+            .ok_or_else(|| Failure::permanent(format!("no local instance `{id}`")))
+    }
+
     /// Adds a new instance's record to the registry; a record of the same name that
     /// appeared meanwhile (a concurrent provision) is a transient failure, so the retry
     /// adopts it.
@@ -323,13 +333,7 @@ impl LocalCompute {
 
     /// The home of local Neo4j instance `id` (for the exec channel).
     pub fn neo4j_instance_home(&self, id: &InstanceId) -> Result<Neo4jHome, Failure> {
-        let rec = self
-            .registry
-            .read()?
-            .instances
-            .get(id.as_str())
-            .cloned()
-            .ok_or_else(|| Failure::permanent(format!("no local instance `{id}`")))?;
+        let rec = self.record(id)?;
         self.neo4j_home(&rec).ok_or_else(|| {
             Failure::permanent(format!(
                 "local instance `{id}` is not a Neo4j server (image `{}`); the local exec channel runs scripts on Neo4j instances only",
@@ -728,13 +732,7 @@ impl Compute for LocalCompute {
     }
 
     async fn readiness(&self, id: &InstanceId) -> Result<Readiness, Failure> {
-        let rec = self
-            .registry
-            .read()?
-            .instances
-            .get(id.as_str())
-            .cloned()
-            .ok_or_else(|| Failure::permanent(format!("no local instance `{id}`")))?;
+        let rec = self.record(id)?;
         let dir = self.instance_dir(id);
         if let Some(home) = self.neo4j_home(&rec) {
             return neo4j_readiness(id, &rec, &home).await;
