@@ -26,12 +26,26 @@ if [ ! -x "$venv/bin/python" ]; then
   fi
 fi
 
+# Neo4j comes from Maven Central, independent of the venv: assemble it at the same time
+# (network-bound either way) and wait for it before reporting.
+"$root/scripts/setup-neo4j.sh" &
+neo4j_setup=$!
+# A failure below still waits for it, so nothing outlives setup.
+trap 'wait "$neo4j_setup" 2>/dev/null || true' EXIT
+finish() {
+  if ! wait "$neo4j_setup"; then
+    echo "setup: assembling Neo4j failed (see the setup-neo4j lines above)" >&2
+    exit 1
+  fi
+}
+
 want="$(sha256sum "$requirements" | cut -d' ' -f1)"
 have="$(cat "$stamp" 2>/dev/null || true)"
 if [ "$want" = "$have" ]; then
   echo "setup: .venv is up to date"
   "$root/scripts/setup-terraform.sh"
-  exec "$root/scripts/setup-neo4j.sh"
+  finish
+  exit 0
 fi
 
 echo "setup: installing requirements.txt into .venv (this takes a minute the first time)"
@@ -57,4 +71,4 @@ echo "setup: .venv ready"
 "$root/scripts/setup-terraform.sh"
 
 # Real Neo4j Community servers, assembled from Maven Central (.tools/neo4j/<version>).
-exec "$root/scripts/setup-neo4j.sh"
+finish
