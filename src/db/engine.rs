@@ -97,6 +97,26 @@ pub trait DatabaseEngine: Send + Sync {
     /// Accept writes again. Idempotent; succeeds on a database that was never frozen.
     async fn unfreeze(&self, db: &DbHandle) -> Result<(), Failure>;
     async fn is_frozen(&self, db: &DbHandle) -> Result<bool, Failure>;
+    /// Starts freezing (`frozen = true`) or unfreezing `db`, with the guarantees of
+    /// [`freeze`](DatabaseEngine::freeze) and [`unfreeze`](DatabaseEngine::unfreeze), for
+    /// engines where that restarts a server (Neo4j Community). The default does it at
+    /// once; its first poll reports `Done`.
+    async fn start_set_frozen(&self, db: &DbHandle, frozen: bool) -> Result<DbOperation, Failure> {
+        if frozen {
+            self.freeze(db).await?;
+        } else {
+            self.unfreeze(db).await?;
+        }
+        Ok(DbOperation {
+            operation: if frozen { "freeze" } else { "unfreeze" }.into(),
+            command: None,
+            state: serde_json::Value::Null,
+        })
+    }
+    /// One bounded look at a started freeze or unfreeze.
+    async fn poll_set_frozen(&self, _db: &DbHandle, _op: &mut DbOperation) -> OpPoll<()> {
+        OpPoll::Done(())
+    }
     /// Starts a consistent backup of the database to `key` (SHA-256 computed on write)
     /// and returns at once with its handle; [`DatabaseEngine::poll_backup`] follows it.
     /// Refusals that need no command (wrong method for the edition, a bad location) are

@@ -31,7 +31,7 @@ use super::scripts::{self, Attempt, ChainArtifact};
 use super::settings::{BackupMethod, Neo4jSettings};
 use super::version::{check_restore_compatible, Edition, Neo4jVersion, ServerInfo};
 use crate::db::bolt::BoltTarget;
-use crate::db::engine::{BackupArtifact, DatabaseEngine, DbHandle, DbOperation, OpPoll};
+use crate::db::engine::{drive, BackupArtifact, DatabaseEngine, DbHandle, DbOperation, OpPoll};
 use crate::db::EngineKind;
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::{InstanceId, ObjectKey, SecretName};
@@ -100,16 +100,6 @@ impl Neo4jEngine {
             nonce: format!("{operation}-{}", uuid::Uuid::new_v4().simple()),
             timeout,
         }
-    }
-
-    async fn run(&self, db: &DbHandle, script: &Script) -> Result<ExecResult, Failure> {
-        run_script(
-            self.exec.as_ref(),
-            &db.instance.id,
-            script,
-            &self.settings.poll,
-        )
-        .await
     }
 
     /// The URI the instance writes `key` to: `s3://…` (aws), or `file://…` (the local
@@ -182,7 +172,8 @@ impl Neo4jEngine {
             info: info.clone(),
             restart_database,
             create_if_missing,
-            wait_serving: offline,
+            // Offline scripts restart the database; the freeze script restarts the server.
+            wait_serving: offline || matches!(purpose, Purpose::Freeze),
             script: run,
             phase: Phase::Script,
             purpose,
@@ -310,7 +301,9 @@ impl Neo4jEngine {
                 Ok(result) => result,
                 Err(f) => return OpPoll::Failed(f),
             };
-            if !st.wait_serving {
+            // The freeze script reports `restarted=false` when neo4j.conf already said so.
+            let restarted = result.outputs.get("restarted").map(String::as_str) != Some("false");
+            if !st.wait_serving || (matches!(st.purpose, Purpose::Freeze) && !restarted) {
                 return OpPoll::Done(result);
             }
             st.phase = Phase::Serving {
@@ -349,35 +342,6 @@ impl Neo4jEngine {
                         "waiting for Neo4j on {} to serve after script {}: {}",
                         db.instance.id, st.script.name, f.message
                     ),
-                }
-            }
-        }
-    }
-
-    /// Waits (with backoff, within `restart_timeout`) until a real query succeeds after
-    /// the server or the database was restarted.
-    async fn wait_until_serving(&self, db: &DbHandle, after: &str) -> Result<(), Failure> {
-        let target = self.admin_target(db);
-        let deadline = tokio::time::Instant::now() + self.settings.restart_timeout;
-        let mut n = 0;
-        loop {
-            match self.bolt.probe(&target).await {
-                Ok(()) => return Ok(()),
-                Err(f) if f.class == ErrorClass::Permanent => return Err(f),
-                Err(f) => {
-                    let delay = self.settings.poll.delay(n);
-                    n += 1;
-                    if tokio::time::Instant::now() + delay > deadline {
-                        return Err(Failure::transient(format!(
-                            "{} ({}) did not serve queries within {:?} after {after}: {}",
-                            db.instance.id, db.database, self.settings.restart_timeout, f.message
-                        ))
-                        .with_hint(
-                            "check the neo4j service on the instance (journalctl -u neo4j)",
-                        ));
-                    }
-                    tracing::info!(instance_id = %db.instance.id, "waiting for Neo4j to serve after {after}: {}", f.message);
-                    tokio::time::sleep(delay).await;
                 }
             }
         }
@@ -480,29 +444,6 @@ impl Neo4jEngine {
             ))),
         }
     }
-
-    async fn community_freeze(
-        &self,
-        db: &DbHandle,
-        info: &ServerInfo,
-        freeze: bool,
-    ) -> Result<(), Failure> {
-        let attempt = Self::attempt(
-            if freeze {
-                "neo4j-freeze"
-            } else {
-                "neo4j-unfreeze"
-            },
-            self.settings.command_timeout,
-        );
-        let script = scripts::community_freeze(info, &db.database, freeze, &attempt)?;
-        let result = self.run(db, &script).await?;
-        if result.outputs.get("restarted").map(String::as_str) != Some("false") {
-            self.wait_until_serving(db, "the restart that applied server.databases.read_only")
-                .await?;
-        }
-        Ok(())
-    }
 }
 
 /// What a started neo4j operation journals in [`DbOperation::state`].
@@ -541,6 +482,8 @@ enum Purpose {
     Backup { key: ObjectKey, format: String },
     /// The script's report of a verified load.
     Restore { format: String, sha256: String },
+    /// Nothing beyond the script (and the restart it caused).
+    Freeze,
 }
 
 /// SHA-256 and length of an object, streamed (bounded memory).
@@ -581,33 +524,71 @@ impl DatabaseEngine for Neo4jEngine {
     }
 
     async fn freeze(&self, db: &DbHandle) -> Result<(), Failure> {
+        let op = self.start_set_frozen(db, true).await?;
+        drive(op, |mut op| async move {
+            let status = self.poll_set_frozen(db, &mut op).await;
+            (op, status)
+        })
+        .await
+    }
+
+    async fn unfreeze(&self, db: &DbHandle) -> Result<(), Failure> {
+        let op = self.start_set_frozen(db, false).await?;
+        drive(op, |mut op| async move {
+            let status = self.poll_set_frozen(db, &mut op).await;
+            (op, status)
+        })
+        .await
+    }
+
+    /// Enterprise: `ALTER DATABASE … SET ACCESS`, done at once. Community: freezing an
+    /// already frozen database does nothing; otherwise `community-freeze.sh` is started
+    /// (unfreeze always runs it: it removes cutover's block even if an earlier freeze
+    /// wrote it but its restart failed; it restarts only when the file changes) and
+    /// polled until the restarted server serves.
+    async fn start_set_frozen(&self, db: &DbHandle, frozen: bool) -> Result<DbOperation, Failure> {
         let info = self.server(db).await?;
+        let operation = if frozen {
+            "neo4j-freeze"
+        } else {
+            "neo4j-unfreeze"
+        };
+        let done = DbOperation {
+            operation: operation.into(),
+            command: None,
+            state: serde_json::Value::Null,
+        };
         match info.edition {
             Edition::Enterprise => {
-                let stmt =
-                    cypher::set_access(&info, &db.database, Access::ReadOnly, Some(CYPHER_WAIT))?;
-                self.bolt.execute(&self.admin_target(db), &stmt).await
+                let access = if frozen {
+                    Access::ReadOnly
+                } else {
+                    Access::ReadWrite
+                };
+                let stmt = cypher::set_access(&info, &db.database, access, Some(CYPHER_WAIT))?;
+                self.bolt.execute(&self.admin_target(db), &stmt).await?;
+                Ok(done)
             }
             Edition::Community => {
-                if self.is_frozen(db).await? {
-                    return Ok(());
+                if frozen && self.is_frozen(db).await? {
+                    return Ok(done);
                 }
-                self.community_freeze(db, &info, true).await
+                let attempt = Self::attempt(operation, self.settings.command_timeout);
+                let script = scripts::community_freeze(&info, &db.database, frozen, &attempt)?;
+                self.start_op(db, &info, script, false, false, Purpose::Freeze)
+                    .await
             }
         }
     }
 
-    async fn unfreeze(&self, db: &DbHandle) -> Result<(), Failure> {
-        let info = self.server(db).await?;
-        match info.edition {
-            Edition::Enterprise => {
-                let stmt =
-                    cypher::set_access(&info, &db.database, Access::ReadWrite, Some(CYPHER_WAIT))?;
-                self.bolt.execute(&self.admin_target(db), &stmt).await
-            }
-            // Always run: removes cutover's block even if an earlier freeze wrote it but its
-            // restart failed; restarts only when the file changes.
-            Edition::Community => self.community_freeze(db, &info, false).await,
+    async fn poll_set_frozen(&self, db: &DbHandle, op: &mut DbOperation) -> OpPoll<()> {
+        if op.command.is_none() {
+            return OpPoll::Done(());
+        }
+        match self.poll_op(db, op).await {
+            OpPoll::Done(_) => OpPoll::Done(()),
+            OpPoll::Running { after, what } => OpPoll::Running { after, what },
+            OpPoll::Failed(f) => OpPoll::Failed(f),
         }
     }
 

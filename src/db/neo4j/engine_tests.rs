@@ -898,3 +898,29 @@ async fn a_command_past_its_journaled_deadline_is_cancelled_by_whoever_polls() {
     }
     assert_eq!(exec.cancels(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_community_freeze_is_started_and_polled_until_the_restarted_server_serves() {
+    let exec = FakeExec::with(vec![
+        Reply::Running,
+        ok(vec![("restarted", "true".to_owned())]),
+    ]);
+    let bolt = StandInBolt::new("5.26.3", Edition::Community);
+    let e = engine(&exec, &bolt, settings(Edition::Community));
+    let mut op = e.start_set_frozen(&handle(), true).await.unwrap();
+    assert_eq!(exec.started().len(), 1);
+    assert_eq!(exec.started()[0].name, "neo4j-freeze");
+    assert!(
+        op.command.is_some(),
+        "the restart runs as a command: {op:?}"
+    );
+    assert!(matches!(
+        e.poll_set_frozen(&handle(), &mut op).await,
+        OpPoll::Running { .. }
+    ));
+    assert_eq!(
+        e.poll_set_frozen(&handle(), &mut op).await,
+        OpPoll::Done(())
+    );
+    assert_eq!(exec.started().len(), 1, "polls never send a command");
+}
