@@ -20,6 +20,11 @@
 //! restore refuses an artifact from a newer Neo4j, or without a SHA-256, before any
 //! script is sent; the script verifies the SHA-256 of the bytes it loads.
 //!
+//! Backups, restores and Community freezes are started and then polled, one bounded look
+//! per call ([`DatabaseEngine::start_backup`] / [`DatabaseEngine::poll_backup`], …): the
+//! command, then (offline scripts and freezes) whether Neo4j serves again; the handle is
+//! serialisable so a resumed run polls the same command. See docs/engine.md.
+//!
 //! Passwords never travel in a script: the initial password is read from Secrets
 //! Manager by the script itself ([`Neo4jEngine::set_initial_password`]); user
 //! passwords go over Bolt as parameters.
