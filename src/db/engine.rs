@@ -6,9 +6,10 @@ use super::bolt::BoltTarget;
 use super::EngineKind;
 use crate::failure::Failure;
 use crate::ids::ObjectKey;
-use crate::providers::{Instance, ObjectInfo, ObjectStore};
+use crate::providers::{ExecHandle, Instance, ObjectInfo, ObjectStore};
 use async_trait::async_trait;
 use secrecy::SecretString;
+use std::time::Duration;
 
 /// One database on one instance, with the administrator's credentials.
 /// `Debug` never shows the password.
@@ -32,6 +33,58 @@ pub struct BackupArtifact {
     pub format: String,
 }
 
+/// A long database operation (a backup, a restore) that was started and is polled.
+///
+/// Serialisable on purpose: a step journals it as soon as it exists, and a *different
+/// process* (a resumed run) continues polling from the journaled copy instead of
+/// starting the operation a second time. `command` is the remote command running it, when
+/// there is one (the SSM command id and the script's nonce on aws, the exec directory's
+/// id locally); `state` is the engine's own progress (phase, counters, what to verify at
+/// the end), opaque to callers. [`DatabaseEngine`]'s poll methods update it in place:
+/// callers journal it again whenever it changed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DbOperation {
+    /// What runs, e.g. `neo4j-backup`; for messages.
+    pub operation: String,
+    #[serde(default)]
+    pub command: Option<ExecHandle>,
+    #[serde(default)]
+    pub state: serde_json::Value,
+}
+
+/// What one poll of a [`DbOperation`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpPoll<T> {
+    /// Still running: poll again after `after`. `what` is shown to the operator.
+    Running {
+        after: Duration,
+        what: String,
+    },
+    Done(T),
+    /// The operation is over and did not succeed; its handle is spent (a retry starts a
+    /// new one). The class says whether a retry can help.
+    Failed(Failure),
+}
+
+/// Drives a started operation to its end, sleeping between polls with tokio's timer.
+/// For callers outside the executor (tests, tools); steps poll themselves and return
+/// `Wait` instead. Bounded by the engine's own deadlines, which every poll enforces.
+pub async fn drive<T, F, Fut>(mut op: DbOperation, mut poll: F) -> Result<T, Failure>
+where
+    F: FnMut(DbOperation) -> Fut,
+    Fut: std::future::Future<Output = (DbOperation, OpPoll<T>)>,
+{
+    loop {
+        let (next, status) = poll(op).await;
+        op = next;
+        match status {
+            OpPoll::Done(v) => return Ok(v),
+            OpPoll::Failed(f) => return Err(f),
+            OpPoll::Running { after, .. } => tokio::time::sleep(after).await,
+        }
+    }
+}
+
 #[async_trait]
 pub trait DatabaseEngine: Send + Sync {
     fn kind(&self) -> EngineKind;
@@ -44,22 +97,93 @@ pub trait DatabaseEngine: Send + Sync {
     /// Accept writes again. Idempotent; succeeds on a database that was never frozen.
     async fn unfreeze(&self, db: &DbHandle) -> Result<(), Failure>;
     async fn is_frozen(&self, db: &DbHandle) -> Result<bool, Failure>;
-    /// Writes a consistent backup of the database to `key`; SHA-256 computed on write.
+    /// Starts freezing (`frozen = true`) or unfreezing `db`, with the guarantees of
+    /// [`freeze`](DatabaseEngine::freeze) and [`unfreeze`](DatabaseEngine::unfreeze), for
+    /// engines where that restarts a server (Neo4j Community). The default does it at
+    /// once; its first poll reports `Done`.
+    async fn start_set_frozen(&self, db: &DbHandle, frozen: bool) -> Result<DbOperation, Failure> {
+        if frozen {
+            self.freeze(db).await?;
+        } else {
+            self.unfreeze(db).await?;
+        }
+        Ok(DbOperation {
+            operation: if frozen { "freeze" } else { "unfreeze" }.into(),
+            command: None,
+            state: serde_json::Value::Null,
+        })
+    }
+    /// One bounded look at a started freeze or unfreeze.
+    async fn poll_set_frozen(&self, _db: &DbHandle, _op: &mut DbOperation) -> OpPoll<()> {
+        OpPoll::Done(())
+    }
+    /// Starts a consistent backup of the database to `key` (SHA-256 computed on write)
+    /// and returns at once with its handle; [`DatabaseEngine::poll_backup`] follows it.
+    /// Refusals that need no command (wrong method for the edition, a bad location) are
+    /// returned here, before anything runs. An engine whose backup is quick may finish
+    /// it here; its first poll then reports `Done`.
+    async fn start_backup(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        key: &ObjectKey,
+    ) -> Result<DbOperation, Failure>;
+    /// One bounded look at a started backup (never waits for it). `Done` only once the
+    /// stored object was checked against what the backup reported.
+    async fn poll_backup(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        op: &mut DbOperation,
+    ) -> OpPoll<BackupArtifact>;
+    /// Starts loading a backup into `db` on a fresh instance. The caller has verified the
+    /// artifact's SHA-256 against the manifest; implementations verify it again on the
+    /// bytes they actually load and refuse a mismatch before loading. Everything that can
+    /// be refused without a command (engine, version, format) is refused here.
+    async fn start_restore(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        artifact: &BackupArtifact,
+    ) -> Result<DbOperation, Failure>;
+    /// One bounded look at a started restore (never waits for it).
+    async fn poll_restore(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        artifact: &BackupArtifact,
+        op: &mut DbOperation,
+    ) -> OpPoll<()>;
+    /// [`start_backup`](DatabaseEngine::start_backup), then polls to the end with
+    /// [`drive`]. Not for steps (they must not wait inside a call).
     async fn backup(
         &self,
         db: &DbHandle,
         objects: &dyn ObjectStore,
         key: &ObjectKey,
-    ) -> Result<BackupArtifact, Failure>;
-    /// Loads a backup into `db` on a fresh instance. The caller has verified the
-    /// artifact's SHA-256 against the manifest; implementations verify it again on the
-    /// bytes they actually load and refuse a mismatch before loading.
+    ) -> Result<BackupArtifact, Failure> {
+        let op = self.start_backup(db, objects, key).await?;
+        drive(op, |mut op| async move {
+            let status = self.poll_backup(db, objects, &mut op).await;
+            (op, status)
+        })
+        .await
+    }
+    /// [`start_restore`](DatabaseEngine::start_restore), then polls to the end with
+    /// [`drive`]. Not for steps.
     async fn restore(
         &self,
         db: &DbHandle,
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
-    ) -> Result<(), Failure>;
+    ) -> Result<(), Failure> {
+        let op = self.start_restore(db, objects, artifact).await?;
+        drive(op, |mut op| async move {
+            let status = self.poll_restore(db, objects, artifact, &mut op).await;
+            (op, status)
+        })
+        .await
+    }
     /// Creates the application user, or changes its password. Idempotent.
     async fn set_user_password(
         &self,

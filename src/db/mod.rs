@@ -10,7 +10,7 @@ pub mod neo4j;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-pub use engine::{BackupArtifact, DatabaseEngine, DbHandle};
+pub use engine::{BackupArtifact, DatabaseEngine, DbHandle, DbOperation, OpPoll};
 
 /// Which database engine an environment's database runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -137,7 +137,7 @@ pub struct Script {
 }
 
 /// A started command.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecHandle {
     pub id: String,
     pub instance: InstanceId,

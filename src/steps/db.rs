@@ -5,11 +5,18 @@
 //! taken from. A restore reads the manifest, downloads the artifact and checks its SHA-256
 //! *before* the engine loads anything, refuses a mismatch, then gives the application
 //! user its password before anything else can connect.
+//!
+//! `db.backup` and `db.restore` are checkpointed state machines: each phase's result is
+//! journaled (through the step's checkpoint) before the next begins, and while the
+//! engine's command runs the step returns `Wait`, so the executor's deadlines, Ctrl-C and
+//! progress reach it. A resumed run (or a retry) reads the checkpoint and *polls the
+//! recorded command* instead of sending a second one; a command that ended in failure is
+//! cleared from the checkpoint, so the retry starts a new one. See docs/engine.md.
 
 use super::dbctx::{app_password_secret, app_user, current_secret, failpoint, now_rfc3339, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
-use crate::db::BackupArtifact;
+use crate::db::{BackupArtifact, DbOperation, OpPoll};
 use crate::failure::Failure;
 use crate::ids::ObjectKey;
 use crate::integrity::fingerprint::Fingerprint;
@@ -125,11 +132,9 @@ impl Step for Freeze {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: DbInputs = try_step!(ctx.inputs());
         let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
-        try_step!(ctx.record_intent(
-            "db.freeze",
-            serde_json::json!({ "database": inputs.database, "instance": inputs.instance })
-        ));
-        try_step!(db.engine.freeze(&db.handle).await);
+        if let Some(wait) = try_step!(set_frozen(ctx, &db, &inputs, true).await) {
+            return wait;
+        }
         if !try_step!(db.engine.is_frozen(&db.handle).await) {
             return Decision::Fail(Failure::transient(format!(
                 "{} on {} still accepts writes after the freeze",
@@ -166,11 +171,9 @@ impl Step for Freeze {
 async fn unfreeze(ctx: &StepContext) -> Decision {
     let inputs: DbInputs = try_step!(ctx.inputs());
     let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
-    try_step!(ctx.record_intent(
-        "db.unfreeze",
-        serde_json::json!({ "database": inputs.database, "instance": inputs.instance })
-    ));
-    try_step!(db.engine.unfreeze(&db.handle).await);
+    if let Some(wait) = try_step!(set_frozen(ctx, &db, &inputs, false).await) {
+        return wait;
+    }
     if try_step!(db.engine.is_frozen(&db.handle).await) {
         return Decision::Fail(Failure::transient(format!(
             "{} on {} still refuses writes after the unfreeze",
@@ -180,6 +183,63 @@ async fn unfreeze(ctx: &StepContext) -> Decision {
     let mut out = Outputs::new();
     out.insert("unfrozen_at".into(), now_rfc3339().into());
     Decision::Done(out)
+}
+
+/// Freezes or unfreezes `db` as a journaled operation: intent, start (its handle saved
+/// in the checkpoint under `freeze` / `unfreeze`, so a compensation never adopts the
+/// forward step's command), polls. `Some(wait)` while the engine's command runs; `None`
+/// once it is done. A resumed step polls the recorded command instead of sending another.
+async fn set_frozen(
+    ctx: &StepContext,
+    db: &DbRef,
+    inputs: &DbInputs,
+    frozen: bool,
+) -> Result<Option<Decision>, Failure> {
+    let key = if frozen { "freeze" } else { "unfreeze" };
+    let recorded = ctx
+        .checkpoint()
+        .and_then(|c| c.get(key).cloned())
+        .filter(|v| !v.is_null());
+    let mut op: DbOperation = match recorded {
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            Failure::permanent(format!(
+                "step {}: the journaled {key} command cannot be read: {e}",
+                ctx.step_id
+            ))
+        })?,
+        None => {
+            ctx.record_intent(
+                &format!("db.{key}"),
+                serde_json::json!({ "database": inputs.database, "instance": inputs.instance }),
+            )?;
+            let op = db.engine.start_set_frozen(&db.handle, frozen).await?;
+            ctx.save_checkpoint(serde_json::json!({ key: op }))?;
+            op
+        }
+    };
+    let before = op.clone();
+    match db.engine.poll_set_frozen(&db.handle, &mut op).await {
+        OpPoll::Running { after, what } => {
+            if op != before {
+                ctx.save_checkpoint(serde_json::json!({ key: op }))?;
+            }
+            Ok(Some(Decision::wait(
+                after,
+                format!(
+                    "{key} of {} on {}: {what}",
+                    inputs.database, inputs.instance
+                ),
+            )))
+        }
+        OpPoll::Done(()) => {
+            ctx.save_checkpoint(serde_json::json!({ key: null }))?;
+            Ok(None)
+        }
+        OpPoll::Failed(f) => {
+            ctx.save_checkpoint(serde_json::json!({ key: null }))?;
+            Err(f)
+        }
+    }
 }
 
 struct Unfreeze;
@@ -217,39 +277,94 @@ impl Step for Backup {
             inputs.database, inputs.database
         ));
         let manifest_key = ObjectKey::new(format!("{prefix}/{}/manifest.json", inputs.database));
-        let frozen = try_step!(db.engine.is_frozen(&db.handle).await);
-        let taken_at = now_rfc3339();
-        try_step!(ctx.record_intent(
-            "db.backup",
-            serde_json::json!({ "artifact": artifact_key, "frozen": frozen })
-        ));
-        let artifact = try_step!(
-            db.engine
-                .backup(&db.handle, providers.objects.as_ref(), &artifact_key)
+        let mut st: BackupState = try_step!(load_state(ctx));
+        // 1. Intent, then the command; its handle is journaled before the first poll.
+        if st.artifact.is_none() && st.operation.is_none() {
+            let frozen = try_step!(db.engine.is_frozen(&db.handle).await);
+            let taken_at = now_rfc3339();
+            try_step!(ctx.record_intent(
+                "db.backup",
+                serde_json::json!({ "artifact": artifact_key, "frozen": frozen })
+            ));
+            let op = try_step!(
+                db.engine
+                    .start_backup(&db.handle, providers.objects.as_ref(), &artifact_key)
+                    .await
+            );
+            st.started = Some(Started { frozen, taken_at });
+            st.operation = Some(op);
+            try_step!(save_state(ctx, &st));
+        }
+        // 2. Poll the command (this run's, or the one a crashed run recorded).
+        if let Some(mut op) = st.operation.take() {
+            let before = op.clone();
+            match db
+                .engine
+                .poll_backup(&db.handle, providers.objects.as_ref(), &mut op)
                 .await
-        );
-        ctx.note(format!(
-            "backup of {} written: {} bytes, sha256 {}",
-            inputs.database,
-            artifact.object.size,
-            artifact.object.sha256.clone().unwrap_or_default()
-        ));
+            {
+                OpPoll::Running { after, what } => {
+                    if op != before {
+                        st.operation = Some(op);
+                        try_step!(save_state(ctx, &st));
+                    }
+                    return Decision::wait(
+                        after,
+                        format!("backing up {}: {what}", inputs.database),
+                    );
+                }
+                OpPoll::Failed(f) => {
+                    // The command is over: a retry starts a new one.
+                    st.started = None;
+                    try_step!(save_state(ctx, &st));
+                    return Decision::Fail(f);
+                }
+                OpPoll::Done(artifact) => {
+                    ctx.note(format!(
+                        "backup of {} written: {} bytes, sha256 {}",
+                        inputs.database,
+                        artifact.object.size,
+                        artifact.object.sha256.clone().unwrap_or_default()
+                    ));
+                    st.artifact = Some(artifact);
+                    try_step!(save_state(ctx, &st));
+                }
+            }
+        }
+        let (Some(artifact), Some(started)) = (st.artifact.clone(), st.started.clone()) else {
+            return Decision::Fail(Failure::permanent(format!(
+                "step {}: the journaled backup state has no artifact; run the backup again",
+                ctx.step_id
+            )));
+        };
+        let Started { frozen, taken_at } = started;
         let Some(sha256) = artifact.object.sha256.clone() else {
             return Decision::Fail(Failure::permanent(format!(
                 "the object store did not report a SHA-256 for {}",
                 providers.objects.location(&artifact_key)
             )));
         };
-        // The fingerprint of the database as backed up: frozen, it is what green must equal.
-        let meter = ctx.work_meter("records");
-        let options = try_step!(db.fingerprint_options());
-        let fingerprint = try_step!(crate::integrity::fingerprint::fingerprint_target(
-            &db.admin_target(),
-            &options,
-            &meter
-        )
-        .await
-        .map_err(|e| Failure::from(e).context(format_args!("fingerprint of {}", inputs.database))));
+        // 3. The fingerprint of the database as backed up: frozen, it is what green must
+        // equal.
+        let fingerprint = match st.fingerprint.clone() {
+            Some(f) => f,
+            None => {
+                let meter = ctx.work_meter("records");
+                let options = try_step!(db.fingerprint_options());
+                let fingerprint = try_step!(crate::integrity::fingerprint::fingerprint_target(
+                    &db.admin_target(),
+                    &options,
+                    &meter
+                )
+                .await
+                .map_err(|e| Failure::from(e)
+                    .context(format_args!("fingerprint of {}", inputs.database))));
+                st.fingerprint = Some(fingerprint.clone());
+                try_step!(save_state(ctx, &st));
+                fingerprint
+            }
+        };
+        // 4. Invariants and the manifest (idempotent: the same key is written again).
         let invariants = try_step!(db.invariants());
         let outcomes = if invariants.is_empty() {
             Vec::new()
@@ -331,41 +446,83 @@ impl Step for Restore {
                 inputs.manifest
             )));
         };
-        // Bytes first: download and hash what is stored now, before anything is loaded.
-        let scratch = ctx
-            .services
-            .run_dir
-            .join(format!("verify-{}.artifact", ctx.step_id));
-        let fetched = try_step!(
-            providers
-                .objects
-                .get_file(&manifest.artifact.object.key, &scratch)
-                .await
-        );
-        let _ = std::fs::remove_file(&scratch);
-        let actual = fetched.sha256.unwrap_or_default();
-        if actual != expected {
-            return Decision::Fail(
-                Failure::permanent(format!(
-                    "checksum mismatch for {}: the manifest says sha256 {expected}, the stored artifact has {actual}; nothing was loaded",
-                    providers.objects.location(&manifest.artifact.object.key)
-                ))
-                .with_hint(format!("the backup is corrupt — take a new backup: cutover run runbooks/backup.toml --env {}", ctx.environment().name)),
+        let mut st: RestoreState = try_step!(load_state(ctx));
+        // 1. Bytes first: download and hash what is stored now, before anything is loaded.
+        if st.verified_sha256.as_deref() != Some(expected.as_str()) && !st.loaded {
+            let scratch = ctx
+                .services
+                .run_dir
+                .join(format!("verify-{}.artifact", ctx.step_id));
+            let fetched = try_step!(
+                providers
+                    .objects
+                    .get_file(&manifest.artifact.object.key, &scratch)
+                    .await
             );
+            let _ = std::fs::remove_file(&scratch);
+            let actual = fetched.sha256.unwrap_or_default();
+            if actual != expected {
+                return Decision::Fail(
+                    Failure::permanent(format!(
+                        "checksum mismatch for {}: the manifest says sha256 {expected}, the stored artifact has {actual}; nothing was loaded",
+                        providers.objects.location(&manifest.artifact.object.key)
+                    ))
+                    .with_hint(format!("the backup is corrupt — take a new backup: cutover run runbooks/backup.toml --env {}", ctx.environment().name)),
+                );
+            }
+            st.verified_sha256 = Some(expected.clone());
+            try_step!(save_state(ctx, &st));
         }
-        if failpoint(ctx, "kill-green") {
-            ctx.note("failure point: stopping the green server before the restore");
-            try_step!(providers.compute.stop(&db.handle.instance.id).await);
+        // 2. Intent, then the command; its handle is journaled before the first poll.
+        if !st.loaded && st.operation.is_none() {
+            if failpoint(ctx, "kill-green") {
+                ctx.note("failure point: stopping the green server before the restore");
+                try_step!(providers.compute.stop(&db.handle.instance.id).await);
+            }
+            try_step!(ctx.record_intent(
+                "db.restore",
+                serde_json::json!({ "manifest": inputs.manifest, "sha256": expected })
+            ));
+            let op = try_step!(
+                db.engine
+                    .start_restore(&db.handle, providers.objects.as_ref(), &manifest.artifact)
+                    .await
+            );
+            st.operation = Some(op);
+            try_step!(save_state(ctx, &st));
         }
-        try_step!(ctx.record_intent(
-            "db.restore",
-            serde_json::json!({ "manifest": inputs.manifest, "sha256": expected })
-        ));
-        try_step!(
-            db.engine
-                .restore(&db.handle, providers.objects.as_ref(), &manifest.artifact)
+        // 3. Poll the command (this run's, or the one a crashed run recorded).
+        if let Some(mut op) = st.operation.take() {
+            let before = op.clone();
+            match db
+                .engine
+                .poll_restore(
+                    &db.handle,
+                    providers.objects.as_ref(),
+                    &manifest.artifact,
+                    &mut op,
+                )
                 .await
-        );
+            {
+                OpPoll::Running { after, what } => {
+                    if op != before {
+                        st.operation = Some(op);
+                        try_step!(save_state(ctx, &st));
+                    }
+                    return Decision::wait(after, format!("restoring {}: {what}", inputs.database));
+                }
+                OpPoll::Failed(f) => {
+                    // The command is over: a retry verifies and starts a new one.
+                    st.verified_sha256 = None;
+                    try_step!(save_state(ctx, &st));
+                    return Decision::Fail(f);
+                }
+                OpPoll::Done(()) => {
+                    st.loaded = true;
+                    try_step!(save_state(ctx, &st));
+                }
+            }
+        }
         // Dumps carry no users: give the application user its current password before
         // anything can reach green.
         let user = app_user(&db.def);
@@ -381,4 +538,58 @@ impl Step for Restore {
         out.insert("bolt_uri".into(), db.bolt_uri().into());
         Decision::Done(out)
     }
+}
+
+/// What `db.backup` journals between phases (its checkpoint).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct BackupState {
+    /// Set with the intent: whether writes were refused, and when the backup began.
+    #[serde(default)]
+    started: Option<Started>,
+    /// The running command; cleared when it ends.
+    #[serde(default)]
+    operation: Option<DbOperation>,
+    #[serde(default)]
+    artifact: Option<BackupArtifact>,
+    #[serde(default)]
+    fingerprint: Option<Fingerprint>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Started {
+    frozen: bool,
+    taken_at: String,
+}
+
+/// What `db.restore` journals between phases (its checkpoint).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RestoreState {
+    /// The SHA-256 the stored artifact was verified to have, before anything was loaded.
+    #[serde(default)]
+    verified_sha256: Option<String>,
+    /// The running command; cleared when it ends.
+    #[serde(default)]
+    operation: Option<DbOperation>,
+    /// The engine reported a verified load.
+    #[serde(default)]
+    loaded: bool,
+}
+
+/// The step's journaled state; a checkpoint this version cannot read is refused (never
+/// silently restarted: a command may be running).
+fn load_state<T: Default + serde::de::DeserializeOwned>(ctx: &StepContext) -> Result<T, Failure> {
+    match ctx.checkpoint() {
+        None => Ok(T::default()),
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            Failure::permanent(format!(
+                "step {}: the journaled checkpoint cannot be read: {e}",
+                ctx.step_id
+            ))
+            .with_hint("a command of the earlier run may still be running on the instance; check it, then start a new run")
+        }),
+    }
+}
+
+fn save_state<T: Serialize>(ctx: &StepContext, state: &T) -> Result<(), Failure> {
+    ctx.save_checkpoint(serde_json::to_value(state).expect("the state serializes"))
 }

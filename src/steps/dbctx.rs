@@ -83,6 +83,10 @@ pub fn engine_for(
     ctx: &StepContext,
     def: &DatabaseDef,
 ) -> Result<Arc<dyn DatabaseEngine>, Failure> {
+    #[cfg(test)]
+    if let Some(engine) = test_engine::get() {
+        return Ok(engine);
+    }
     match def.engine {
         EngineKind::Arcadedb => Ok(Arc::new(crate::db::arcadedb::ArcadeEngine::new())),
         EngineKind::Neo4j => {
@@ -112,6 +116,27 @@ pub fn engine_for(
             }
             Ok(Arc::new(crate::db::neo4j::Neo4jEngine::new(exec, settings)))
         }
+    }
+}
+
+/// Unit tests of the steps put a fake engine here (per thread: a `#[tokio::test]` runs
+/// on its own thread); compiled into test builds only.
+#[cfg(test)]
+pub mod test_engine {
+    use crate::db::DatabaseEngine;
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    thread_local! {
+        static ENGINE: RefCell<Option<Arc<dyn DatabaseEngine>>> = const { RefCell::new(None) };
+    }
+
+    pub fn set(engine: Arc<dyn DatabaseEngine>) {
+        ENGINE.with(|e| *e.borrow_mut() = Some(engine));
+    }
+
+    pub fn get() -> Option<Arc<dyn DatabaseEngine>> {
+        ENGINE.with(|e| e.borrow().clone())
     }
 }
 

@@ -14,6 +14,8 @@ pub mod changes;
 pub mod compute;
 pub mod context;
 pub mod db;
+#[cfg(test)]
+mod db_poll_tests;
 pub mod dbctx;
 #[cfg(test)]
 mod failure_class_tests;

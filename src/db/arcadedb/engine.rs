@@ -39,7 +39,7 @@
 use super::server::DEFAULT_COMMAND_TIMEOUT;
 use super::ArcadeHttp;
 use crate::db::bolt::BoltTarget;
-use crate::db::engine::{BackupArtifact, DatabaseEngine, DbHandle};
+use crate::db::engine::{BackupArtifact, DatabaseEngine, DbHandle, DbOperation, OpPoll};
 use crate::db::EngineKind;
 use crate::failure::Failure;
 use crate::ids::ObjectKey;
@@ -303,6 +303,106 @@ async fn sha256_file(path: &std::path::Path) -> Result<String, Failure> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+impl ArcadeEngine {
+    async fn backup_now(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        key: &ObjectKey,
+    ) -> Result<BackupArtifact, Failure> {
+        let home = Self::home(db)?;
+        let version = self.version(db).await?;
+        let result = self
+            .query(db, "sql", "BACKUP DATABASE", LONG_COMMAND_TIMEOUT)
+            .await?;
+        let file = result
+            .get(0)
+            .and_then(|r| r.get("backupFile"))
+            .and_then(|f| f.as_str())
+            .filter(|f| !f.contains('/') && !f.starts_with('.'))
+            .ok_or_else(|| {
+                Failure::permanent(format!(
+                    "ArcadeDB {}: BACKUP DATABASE returned no file: {result}",
+                    db.instance.id
+                ))
+            })?;
+        let path = home.join("backups").join(&db.database).join(file);
+        let uploaded = objects.put_file(key, &path).await;
+        let _ = tokio::fs::remove_file(&path).await;
+        let object = uploaded?;
+        Ok(BackupArtifact {
+            object,
+            engine: EngineKind::Arcadedb,
+            engine_version: version,
+            format: "zip".into(),
+        })
+    }
+
+    async fn restore_now(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        artifact: &BackupArtifact,
+    ) -> Result<(), Failure> {
+        let location = objects.location(&artifact.object.key);
+        if artifact.engine != EngineKind::Arcadedb || artifact.format != "zip" {
+            return Err(Failure::permanent(format!(
+                "{location} is a {} {} backup; the arcadedb engine restores only arcadedb zip backups",
+                artifact.engine, artifact.format
+            )));
+        }
+        let expected = artifact.object.sha256.clone().ok_or_else(|| {
+            Failure::permanent(format!("{location}: the artifact has no SHA-256; refusing to restore an unverifiable backup"))
+        })?;
+        let version = self.version(db).await?;
+        if !version_at_least(&version, &artifact.engine_version) {
+            return Err(Failure::permanent(format!(
+                "{location} was written by ArcadeDB {} but instance {} runs {version}; never restore into an older version",
+                artifact.engine_version, db.instance.id
+            )));
+        }
+        let dir = Self::home(db)?.join("restore");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| Failure::permanent(format!("cannot create {}: {e}", dir.display())))?;
+        let short: String = expected.chars().take(12).collect();
+        let path = dir.join(format!("{}-{short}.zip", db.database));
+        let result = async {
+            objects.get_file(&artifact.object.key, &path).await?;
+            // Verify the bytes we are about to load, against the manifest's checksum.
+            let actual = sha256_file(&path).await?;
+            if !actual.eq_ignore_ascii_case(&expected) {
+                return Err(Failure::permanent(format!(
+                    "checksum mismatch for {location}: the manifest says sha256 {expected}, the downloaded file has {actual}; refusing to restore"
+                ))
+                .with_hint("the backup is corrupt — take a new backup (cutover run runbooks/backup.toml --env …)"));
+            }
+            let http = Self::admin(db)?;
+            if http.list_databases().await?.iter().any(|d| d == &db.database) {
+                let nodes = self.node_count(db).await?;
+                if nodes > 0 {
+                    return Err(Failure::permanent(format!(
+                        "ArcadeDB {}: database `{}` already exists with {nodes} nodes; restore needs a fresh database",
+                        db.instance.id, db.database
+                    ))
+                    .with_hint("restore into a new instance"));
+                }
+                http.server_command(&format!("drop database {}", db.database), DEFAULT_COMMAND_TIMEOUT)
+                    .await?;
+            }
+            http.server_command(
+                &format!("restore database {} file://{}", db.database, path.display()),
+                LONG_COMMAND_TIMEOUT,
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&path).await;
+        result
+    }
+}
+
 #[async_trait]
 impl DatabaseEngine for ArcadeEngine {
     fn kind(&self) -> EngineKind {
@@ -390,102 +490,72 @@ impl DatabaseEngine for ArcadeEngine {
         }
     }
 
-    async fn backup(
+    /// ArcadeDB's backup is one HTTP command: it completes here, and the handle carries
+    /// the artifact for the first poll.
+    async fn start_backup(
         &self,
         db: &DbHandle,
         objects: &dyn ObjectStore,
         key: &ObjectKey,
-    ) -> Result<BackupArtifact, Failure> {
-        let home = Self::home(db)?;
-        let version = self.version(db).await?;
-        let result = self
-            .query(db, "sql", "BACKUP DATABASE", LONG_COMMAND_TIMEOUT)
-            .await?;
-        let file = result
-            .get(0)
-            .and_then(|r| r.get("backupFile"))
-            .and_then(|f| f.as_str())
-            .filter(|f| !f.contains('/') && !f.starts_with('.'))
-            .ok_or_else(|| {
-                Failure::permanent(format!(
-                    "ArcadeDB {}: BACKUP DATABASE returned no file: {result}",
-                    db.instance.id
-                ))
-            })?;
-        let path = home.join("backups").join(&db.database).join(file);
-        let uploaded = objects.put_file(key, &path).await;
-        let _ = tokio::fs::remove_file(&path).await;
-        let object = uploaded?;
-        Ok(BackupArtifact {
-            object,
-            engine: EngineKind::Arcadedb,
-            engine_version: version,
-            format: "zip".into(),
+    ) -> Result<DbOperation, Failure> {
+        let artifact = self.backup_now(db, objects, key).await?;
+        Ok(DbOperation {
+            operation: "arcadedb-backup".into(),
+            command: None,
+            state: serde_json::json!({ "artifact": artifact }),
         })
     }
 
-    async fn restore(
+    async fn poll_backup(
+        &self,
+        _db: &DbHandle,
+        _objects: &dyn ObjectStore,
+        op: &mut DbOperation,
+    ) -> OpPoll<BackupArtifact> {
+        match op
+            .state
+            .get("artifact")
+            .cloned()
+            .map(serde_json::from_value::<BackupArtifact>)
+        {
+            Some(Ok(artifact)) => OpPoll::Done(artifact),
+            _ => OpPoll::Failed(Failure::permanent(format!(
+                "the {} handle carries no artifact; take the backup again",
+                op.operation
+            ))),
+        }
+    }
+
+    /// ArcadeDB's restore is one HTTP command: it completes here.
+    async fn start_restore(
         &self,
         db: &DbHandle,
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
-    ) -> Result<(), Failure> {
-        let location = objects.location(&artifact.object.key);
-        if artifact.engine != EngineKind::Arcadedb || artifact.format != "zip" {
-            return Err(Failure::permanent(format!(
-                "{location} is a {} {} backup; the arcadedb engine restores only arcadedb zip backups",
-                artifact.engine, artifact.format
-            )));
+    ) -> Result<DbOperation, Failure> {
+        self.restore_now(db, objects, artifact).await?;
+        Ok(DbOperation {
+            operation: "arcadedb-restore".into(),
+            command: None,
+            state: serde_json::json!({ "restored": true }),
+        })
+    }
+
+    async fn poll_restore(
+        &self,
+        _db: &DbHandle,
+        _objects: &dyn ObjectStore,
+        _artifact: &BackupArtifact,
+        op: &mut DbOperation,
+    ) -> OpPoll<()> {
+        if op.state.get("restored").and_then(|v| v.as_bool()) == Some(true) {
+            OpPoll::Done(())
+        } else {
+            OpPoll::Failed(Failure::permanent(format!(
+                "the {} handle does not record a finished restore; restore into a new instance",
+                op.operation
+            )))
         }
-        let expected = artifact.object.sha256.clone().ok_or_else(|| {
-            Failure::permanent(format!("{location}: the artifact has no SHA-256; refusing to restore an unverifiable backup"))
-        })?;
-        let version = self.version(db).await?;
-        if !version_at_least(&version, &artifact.engine_version) {
-            return Err(Failure::permanent(format!(
-                "{location} was written by ArcadeDB {} but instance {} runs {version}; never restore into an older version",
-                artifact.engine_version, db.instance.id
-            )));
-        }
-        let dir = Self::home(db)?.join("restore");
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| Failure::permanent(format!("cannot create {}: {e}", dir.display())))?;
-        let short: String = expected.chars().take(12).collect();
-        let path = dir.join(format!("{}-{short}.zip", db.database));
-        let result = async {
-            objects.get_file(&artifact.object.key, &path).await?;
-            // Verify the bytes we are about to load, against the manifest's checksum.
-            let actual = sha256_file(&path).await?;
-            if !actual.eq_ignore_ascii_case(&expected) {
-                return Err(Failure::permanent(format!(
-                    "checksum mismatch for {location}: the manifest says sha256 {expected}, the downloaded file has {actual}; refusing to restore"
-                ))
-                .with_hint("the backup is corrupt — take a new backup (cutover run runbooks/backup.toml --env …)"));
-            }
-            let http = Self::admin(db)?;
-            if http.list_databases().await?.iter().any(|d| d == &db.database) {
-                let nodes = self.node_count(db).await?;
-                if nodes > 0 {
-                    return Err(Failure::permanent(format!(
-                        "ArcadeDB {}: database `{}` already exists with {nodes} nodes; restore needs a fresh database",
-                        db.instance.id, db.database
-                    ))
-                    .with_hint("restore into a new instance"));
-                }
-                http.server_command(&format!("drop database {}", db.database), DEFAULT_COMMAND_TIMEOUT)
-                    .await?;
-            }
-            http.server_command(
-                &format!("restore database {} file://{}", db.database, path.display()),
-                LONG_COMMAND_TIMEOUT,
-            )
-            .await?;
-            Ok(())
-        }
-        .await;
-        let _ = tokio::fs::remove_file(&path).await;
-        result
     }
 
     async fn set_user_password(

@@ -410,14 +410,25 @@ impl Drop for ArcadeServer {
         let _ = std::fs::remove_file(self.instance_dir.join(ARGFILE));
         if self.kill_on_drop && !self.finished {
             let _ = self.child.start_kill();
-            // SIGKILL takes effect in milliseconds; wait (bounded) so that a caller who
-            // deletes the instance directory next does not race the dying JVM.
-            let started = Instant::now();
-            while process_alive(self.pid) && started.elapsed() < Duration::from_secs(5) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
             let _ = self.child.try_wait();
-            let _ = std::fs::remove_file(self.instance_dir.join(PID_FILE));
+            // Never block here (a drop may run on a tokio worker): SIGKILL takes effect in
+            // milliseconds, and a helper thread removes the pid file once the JVM is gone
+            // (bounded), unless a new server has written its own pid there meanwhile.
+            let pid = self.pid;
+            let pid_file = self.instance_dir.join(PID_FILE);
+            let _ = std::thread::Builder::new()
+                .name("arcadedb-reaper".into())
+                .spawn(move || {
+                    let started = Instant::now();
+                    while process_alive(pid) && started.elapsed() < Duration::from_secs(5) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let ours = std::fs::read_to_string(&pid_file)
+                        .is_ok_and(|text| text.trim() == pid.to_string());
+                    if ours {
+                        let _ = std::fs::remove_file(&pid_file);
+                    }
+                });
         }
     }
 }

@@ -20,24 +20,30 @@
 //! restore refuses an artifact from a newer Neo4j, or without a SHA-256, before any
 //! script is sent; the script verifies the SHA-256 of the bytes it loads.
 //!
+//! Backups, restores and Community freezes are started and then polled, one bounded look
+//! per call ([`DatabaseEngine::start_backup`] / [`DatabaseEngine::poll_backup`], …): the
+//! command, then (offline scripts and freezes) whether Neo4j serves again; the handle is
+//! serialisable so a resumed run polls the same command. See docs/engine.md.
+//!
 //! Passwords never travel in a script: the initial password is read from Secrets
 //! Manager by the script itself ([`Neo4jEngine::set_initial_password`]); user
 //! passwords go over Bolt as parameters.
 
 use super::bolt_admin::{BoltAdmin, Neo4jBolt};
 use super::cypher::{self, Access};
-use super::exec_driver::run_script;
+use super::exec_driver::{poll_script, run_script, start_script, ScriptPoll, ScriptRun};
 use super::scripts::{self, Attempt, ChainArtifact};
 use super::settings::{BackupMethod, Neo4jSettings};
 use super::version::{check_restore_compatible, Edition, Neo4jVersion, ServerInfo};
 use crate::db::bolt::BoltTarget;
-use crate::db::engine::{BackupArtifact, DatabaseEngine, DbHandle};
+use crate::db::engine::{drive, BackupArtifact, DatabaseEngine, DbHandle, DbOperation, OpPoll};
 use crate::db::EngineKind;
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::{InstanceId, ObjectKey, SecretName};
-use crate::providers::{Exec, ExecResult, ObjectInfo, ObjectStore, Script};
+use crate::providers::{Exec, ExecHandle, ExecResult, ObjectInfo, ObjectStore, Script};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,45 +107,6 @@ impl Neo4jEngine {
         }
     }
 
-    async fn run(&self, db: &DbHandle, script: &Script) -> Result<ExecResult, Failure> {
-        run_script(
-            self.exec.as_ref(),
-            &db.instance.id,
-            script,
-            &self.settings.poll,
-        )
-        .await
-    }
-
-    /// Waits (with backoff, within `restart_timeout`) until a real query succeeds after
-    /// the server or the database was restarted.
-    async fn wait_until_serving(&self, db: &DbHandle, after: &str) -> Result<(), Failure> {
-        let target = self.admin_target(db);
-        let deadline = tokio::time::Instant::now() + self.settings.restart_timeout;
-        let mut n = 0;
-        loop {
-            match self.bolt.probe(&target).await {
-                Ok(()) => return Ok(()),
-                Err(f) if f.class == ErrorClass::Permanent => return Err(f),
-                Err(f) => {
-                    let delay = self.settings.poll.delay(n);
-                    n += 1;
-                    if tokio::time::Instant::now() + delay > deadline {
-                        return Err(Failure::transient(format!(
-                            "{} ({}) did not serve queries within {:?} after {after}: {}",
-                            db.instance.id, db.database, self.settings.restart_timeout, f.message
-                        ))
-                        .with_hint(
-                            "check the neo4j service on the instance (journalctl -u neo4j)",
-                        ));
-                    }
-                    tracing::info!(instance_id = %db.instance.id, "waiting for Neo4j to serve after {after}: {}", f.message);
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-    }
-
     /// The URI the instance writes `key` to: `s3://…` (aws), or `file://…` (the local
     /// provider's object store, a directory on the same machine).
     fn artifact_uri(objects: &dyn ObjectStore, key: &ObjectKey) -> Result<String, Failure> {
@@ -154,44 +121,86 @@ impl Neo4jEngine {
         }
     }
 
-    /// Runs an offline `neo4j-admin` script: on Enterprise with the database stopped
-    /// (started again afterwards, also when the script failed); on Community with the
-    /// DBMS stopped by the script itself. Then waits until the database serves.
-    async fn run_offline(
+    /// Starts a `neo4j-admin` script and returns its handle. `offline`: on Enterprise the
+    /// database is stopped first (and started again by the poll that sees the script end,
+    /// also when it failed); on Community the script stops the DBMS itself and starts it
+    /// afterwards. Offline scripts end only when the database serves again.
+    async fn start_op(
         &self,
         db: &DbHandle,
         info: &ServerInfo,
         script: Script,
+        offline: bool,
         create_if_missing: bool,
+        purpose: Purpose,
+    ) -> Result<DbOperation, Failure> {
+        let mut restart_database = false;
+        let script = match (offline, info.edition) {
+            (false, _) => script,
+            (true, Edition::Community) => scripts::stopping_dbms(script),
+            (true, Edition::Enterprise) => {
+                let target = self.admin_target(db);
+                let exists = !self
+                    .bolt
+                    .show_database(&target, &db.database)
+                    .await?
+                    .is_empty();
+                if exists {
+                    self.bolt
+                        .execute(
+                            &target,
+                            &cypher::stop_database(info, &db.database, CYPHER_WAIT)?,
+                        )
+                        .await?;
+                } else if !create_if_missing {
+                    return Err(Failure::permanent(format!(
+                        "instance {}: database `{}` does not exist",
+                        db.instance.id, db.database
+                    )));
+                }
+                restart_database = true;
+                script
+            }
+        };
+        let started = start_script(self.exec.as_ref(), &db.instance.id, &script).await;
+        let (handle, run) = match started {
+            Ok(s) => s,
+            Err(f) if restart_database => {
+                return Err(self
+                    .restart_database(db, info, create_if_missing, &script.name, Err(f))
+                    .await
+                    .expect_err("a failed outcome stays failed"))
+            }
+            Err(f) => return Err(f),
+        };
+        let state = OpState {
+            info: info.clone(),
+            restart_database,
+            create_if_missing,
+            // Offline scripts restart the database; the freeze script restarts the server.
+            wait_serving: offline || matches!(purpose, Purpose::Freeze),
+            script: run,
+            phase: Phase::Script,
+            purpose,
+        };
+        Ok(DbOperation {
+            operation: script.name.clone(),
+            command: Some(handle),
+            state: serde_json::to_value(&state).expect("the state serializes"),
+        })
+    }
+
+    /// Enterprise, after an offline script ended (either way): creates the database if
+    /// asked and starts it. Combines the script's outcome with the restart's.
+    async fn restart_database(
+        &self,
+        db: &DbHandle,
+        info: &ServerInfo,
+        create_if_missing: bool,
+        script_name: &str,
+        outcome: Result<ExecResult, Failure>,
     ) -> Result<ExecResult, Failure> {
-        if info.edition == Edition::Community {
-            let result = self
-                .run(db, &scripts::stopping_dbms(script.clone()))
-                .await?;
-            self.wait_until_serving(db, &format!("script {}", script.name))
-                .await?;
-            return Ok(result);
-        }
         let target = self.admin_target(db);
-        let exists = !self
-            .bolt
-            .show_database(&target, &db.database)
-            .await?
-            .is_empty();
-        if exists {
-            self.bolt
-                .execute(
-                    &target,
-                    &cypher::stop_database(info, &db.database, CYPHER_WAIT)?,
-                )
-                .await?;
-        } else if !create_if_missing {
-            return Err(Failure::permanent(format!(
-                "instance {}: database `{}` does not exist",
-                db.instance.id, db.database
-            )));
-        }
-        let outcome = self.run(db, &script).await;
         let restart = async {
             if create_if_missing {
                 self.bolt
@@ -206,23 +215,22 @@ impl Neo4jEngine {
                     &target,
                     &cypher::start_database(info, &db.database, CYPHER_WAIT)?,
                 )
-                .await?;
-            self.wait_until_serving(db, &format!("START DATABASE {}", db.database))
                 .await
         }
         .await;
+        let hint = Some(format!(
+            "start it: START DATABASE `{}` (on system)",
+            db.database
+        ));
         match (outcome, restart) {
             (Ok(result), Ok(())) => Ok(result),
             (Err(f), Ok(())) => Err(f),
             (Ok(_), Err(r)) => Err(Failure {
                 message: format!(
-                    "script {} succeeded, but database `{}` on {} did not start again: {}",
-                    script.name, db.database, db.instance.id, r.message
+                    "script {script_name} succeeded, but database `{}` on {} did not start again: {}",
+                    db.database, db.instance.id, r.message
                 ),
-                hint: Some(format!(
-                    "start it: START DATABASE `{}` (on system)",
-                    db.database
-                )),
+                hint,
                 ..r
             }),
             (Err(f), Err(r)) => Err(Failure {
@@ -230,12 +238,117 @@ impl Neo4jEngine {
                     "{}; and database `{}` did not start again: {}",
                     f.message, db.database, r.message
                 ),
-                hint: Some(format!(
-                    "start it: START DATABASE `{}` (on system)",
-                    db.database
-                )),
+                hint,
                 ..f
             }),
+        }
+    }
+
+    /// One look at an operation started by [`Neo4jEngine::start_op`]: the script's
+    /// command, then (offline scripts) whether the database serves queries again, within
+    /// `restart_timeout`. `Done` carries the script's result.
+    async fn poll_op(&self, db: &DbHandle, op: &mut DbOperation) -> OpPoll<(OpState, ExecResult)> {
+        let mut st: OpState = match serde_json::from_value(op.state.clone()) {
+            Ok(st) => st,
+            Err(e) => {
+                return OpPoll::Failed(Failure::permanent(format!(
+                    "the journaled handle of {} is not a neo4j operation: {e}",
+                    op.operation
+                )))
+            }
+        };
+        let Some(handle) = op.command.clone() else {
+            return OpPoll::Failed(Failure::permanent(format!(
+                "the journaled handle of {} names no command",
+                op.operation
+            )));
+        };
+        let status = self.advance_op(db, &handle, &mut st).await;
+        op.state = serde_json::to_value(&st).expect("the state serializes");
+        match status {
+            OpPoll::Done(result) => OpPoll::Done((st, result)),
+            OpPoll::Running { after, what } => OpPoll::Running { after, what },
+            OpPoll::Failed(f) => OpPoll::Failed(f),
+        }
+    }
+
+    async fn advance_op(
+        &self,
+        db: &DbHandle,
+        handle: &ExecHandle,
+        st: &mut OpState,
+    ) -> OpPoll<ExecResult> {
+        let policy = &self.settings.poll;
+        let now = chrono::Utc::now().timestamp_millis();
+        if let Phase::Script = st.phase {
+            let past = st.script.past_deadline(policy, now);
+            let outcome =
+                match poll_script(self.exec.as_ref(), handle, &mut st.script, policy, past).await {
+                    ScriptPoll::Running(after) => {
+                        return OpPoll::Running {
+                            after,
+                            what: format!(
+                                "script {} running on {} (command {})",
+                                st.script.name, handle.instance, handle.id
+                            ),
+                        }
+                    }
+                    ScriptPoll::Succeeded(result) => Ok(result),
+                    ScriptPoll::Failed(f) => Err(f),
+                };
+            let outcome = if st.restart_database {
+                self.restart_database(db, &st.info, st.create_if_missing, &st.script.name, outcome)
+                    .await
+            } else {
+                outcome
+            };
+            let result = match outcome {
+                Ok(result) => result,
+                Err(f) => return OpPoll::Failed(f),
+            };
+            // The freeze script reports `restarted=false` when neo4j.conf already said so.
+            let restarted = result.outputs.get("restarted").map(String::as_str) != Some("false");
+            if !st.wait_serving || (matches!(st.purpose, Purpose::Freeze) && !restarted) {
+                return OpPoll::Done(result);
+            }
+            st.phase = Phase::Serving {
+                since_ms: now,
+                probes: 0,
+                result,
+            };
+        }
+        let Phase::Serving {
+            since_ms,
+            probes,
+            result,
+        } = &mut st.phase
+        else {
+            unreachable!("the script phase moved on above")
+        };
+        match self.bolt.probe(&self.admin_target(db)).await {
+            Ok(()) => OpPoll::Done(result.clone()),
+            Err(f) if f.class == ErrorClass::Permanent => OpPoll::Failed(f),
+            Err(f) => {
+                let timeout = self.settings.restart_timeout;
+                if now > since_ms.saturating_add(timeout.as_millis() as i64) {
+                    return OpPoll::Failed(
+                        Failure::transient(format!(
+                            "{} ({}) did not serve queries within {timeout:?} after script {}: {}",
+                            db.instance.id, db.database, st.script.name, f.message
+                        ))
+                        .with_hint("check the neo4j service on the instance (journalctl -u neo4j)"),
+                    );
+                }
+                let after = policy.delay(*probes);
+                *probes += 1;
+                OpPoll::Running {
+                    after,
+                    what: format!(
+                        "waiting for Neo4j on {} to serve after script {}: {}",
+                        db.instance.id, st.script.name, f.message
+                    ),
+                }
+            }
         }
     }
 
@@ -246,7 +359,7 @@ impl Neo4jEngine {
         &self,
         objects: &dyn ObjectStore,
         key: &ObjectKey,
-        script: &Script,
+        script: &ScriptRun,
         result: &ExecResult,
     ) -> Result<ObjectInfo, Failure> {
         let location = objects.location(key);
@@ -336,29 +449,46 @@ impl Neo4jEngine {
             ))),
         }
     }
+}
 
-    async fn community_freeze(
-        &self,
-        db: &DbHandle,
-        info: &ServerInfo,
-        freeze: bool,
-    ) -> Result<(), Failure> {
-        let attempt = Self::attempt(
-            if freeze {
-                "neo4j-freeze"
-            } else {
-                "neo4j-unfreeze"
-            },
-            self.settings.command_timeout,
-        );
-        let script = scripts::community_freeze(info, &db.database, freeze, &attempt)?;
-        let result = self.run(db, &script).await?;
-        if result.outputs.get("restarted").map(String::as_str) != Some("false") {
-            self.wait_until_serving(db, "the restart that applied server.databases.read_only")
-                .await?;
-        }
-        Ok(())
-    }
+/// What a started neo4j operation journals in [`DbOperation::state`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct OpState {
+    info: ServerInfo,
+    /// Enterprise offline scripts: the database was stopped and is started again when
+    /// the script ends.
+    restart_database: bool,
+    create_if_missing: bool,
+    /// Offline scripts end only when the database serves again.
+    wait_serving: bool,
+    script: ScriptRun,
+    phase: Phase,
+    purpose: Purpose,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Phase {
+    /// The command runs.
+    Script,
+    /// The command succeeded; the database restarts.
+    Serving {
+        since_ms: i64,
+        probes: u32,
+        result: ExecResult,
+    },
+}
+
+/// What the end of the operation checks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Purpose {
+    /// The uploaded object against the script's report.
+    Backup { key: ObjectKey, format: String },
+    /// The script's report of a verified load.
+    Restore { format: String, sha256: String },
+    /// Nothing beyond the script (and the restart it caused).
+    Freeze,
 }
 
 /// SHA-256 and length of an object, streamed (bounded memory).
@@ -399,33 +529,71 @@ impl DatabaseEngine for Neo4jEngine {
     }
 
     async fn freeze(&self, db: &DbHandle) -> Result<(), Failure> {
+        let op = self.start_set_frozen(db, true).await?;
+        drive(op, |mut op| async move {
+            let status = self.poll_set_frozen(db, &mut op).await;
+            (op, status)
+        })
+        .await
+    }
+
+    async fn unfreeze(&self, db: &DbHandle) -> Result<(), Failure> {
+        let op = self.start_set_frozen(db, false).await?;
+        drive(op, |mut op| async move {
+            let status = self.poll_set_frozen(db, &mut op).await;
+            (op, status)
+        })
+        .await
+    }
+
+    /// Enterprise: `ALTER DATABASE … SET ACCESS`, done at once. Community: freezing an
+    /// already frozen database does nothing; otherwise `community-freeze.sh` is started
+    /// (unfreeze always runs it: it removes cutover's block even if an earlier freeze
+    /// wrote it but its restart failed; it restarts only when the file changes) and
+    /// polled until the restarted server serves.
+    async fn start_set_frozen(&self, db: &DbHandle, frozen: bool) -> Result<DbOperation, Failure> {
         let info = self.server(db).await?;
+        let operation = if frozen {
+            "neo4j-freeze"
+        } else {
+            "neo4j-unfreeze"
+        };
+        let done = DbOperation {
+            operation: operation.into(),
+            command: None,
+            state: serde_json::Value::Null,
+        };
         match info.edition {
             Edition::Enterprise => {
-                let stmt =
-                    cypher::set_access(&info, &db.database, Access::ReadOnly, Some(CYPHER_WAIT))?;
-                self.bolt.execute(&self.admin_target(db), &stmt).await
+                let access = if frozen {
+                    Access::ReadOnly
+                } else {
+                    Access::ReadWrite
+                };
+                let stmt = cypher::set_access(&info, &db.database, access, Some(CYPHER_WAIT))?;
+                self.bolt.execute(&self.admin_target(db), &stmt).await?;
+                Ok(done)
             }
             Edition::Community => {
-                if self.is_frozen(db).await? {
-                    return Ok(());
+                if frozen && self.is_frozen(db).await? {
+                    return Ok(done);
                 }
-                self.community_freeze(db, &info, true).await
+                let attempt = Self::attempt(operation, self.settings.command_timeout);
+                let script = scripts::community_freeze(&info, &db.database, frozen, &attempt)?;
+                self.start_op(db, &info, script, false, false, Purpose::Freeze)
+                    .await
             }
         }
     }
 
-    async fn unfreeze(&self, db: &DbHandle) -> Result<(), Failure> {
-        let info = self.server(db).await?;
-        match info.edition {
-            Edition::Enterprise => {
-                let stmt =
-                    cypher::set_access(&info, &db.database, Access::ReadWrite, Some(CYPHER_WAIT))?;
-                self.bolt.execute(&self.admin_target(db), &stmt).await
-            }
-            // Always run: removes cutover's block even if an earlier freeze wrote it but its
-            // restart failed; restarts only when the file changes.
-            Edition::Community => self.community_freeze(db, &info, false).await,
+    async fn poll_set_frozen(&self, db: &DbHandle, op: &mut DbOperation) -> OpPoll<()> {
+        if op.command.is_none() {
+            return OpPoll::Done(());
+        }
+        match self.poll_op(db, op).await {
+            OpPoll::Done(_) => OpPoll::Done(()),
+            OpPoll::Running { after, what } => OpPoll::Running { after, what },
+            OpPoll::Failed(f) => OpPoll::Failed(f),
         }
     }
 
@@ -452,44 +620,68 @@ impl DatabaseEngine for Neo4jEngine {
         }
     }
 
-    async fn backup(
+    async fn start_backup(
         &self,
         db: &DbHandle,
         objects: &dyn ObjectStore,
         key: &ObjectKey,
-    ) -> Result<BackupArtifact, Failure> {
+    ) -> Result<DbOperation, Failure> {
         let uri = Self::artifact_uri(objects, key)?;
         let info = self.server(db).await?;
         let method = self.settings.backup;
         let attempt = Self::attempt("neo4j-backup", self.settings.backup_timeout);
-        let (script, result) = match method {
+        let purpose = Purpose::Backup {
+            key: key.clone(),
+            format: method.format().into(),
+        };
+        match method {
             BackupMethod::OnlineFull => {
                 let script =
                     scripts::online_full_backup_to_s3(&info, &db.database, &uri, &attempt)?;
-                let result = self.run(db, &script).await?;
-                (script, result)
+                self.start_op(db, &info, script, false, false, purpose)
+                    .await
             }
             BackupMethod::Dump => {
                 let script = scripts::dump_to_s3(&info, &db.database, &uri, &attempt)?;
-                let result = self.run_offline(db, &info, script.clone(), false).await?;
-                (script, result)
+                self.start_op(db, &info, script, true, false, purpose).await
             }
-        };
-        let object = self.verify_upload(objects, key, &script, &result).await?;
-        Ok(BackupArtifact {
-            object,
-            engine: EngineKind::Neo4j,
-            engine_version: info.version.to_string(),
-            format: method.format().into(),
-        })
+        }
     }
 
-    async fn restore(
+    async fn poll_backup(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        op: &mut DbOperation,
+    ) -> OpPoll<BackupArtifact> {
+        let (st, result) = match self.poll_op(db, op).await {
+            OpPoll::Done(done) => done,
+            OpPoll::Running { after, what } => return OpPoll::Running { after, what },
+            OpPoll::Failed(f) => return OpPoll::Failed(f),
+        };
+        let Purpose::Backup { key, format } = &st.purpose else {
+            return OpPoll::Failed(Failure::permanent(format!(
+                "{} is not a backup",
+                op.operation
+            )));
+        };
+        match self.verify_upload(objects, key, &st.script, &result).await {
+            Ok(object) => OpPoll::Done(BackupArtifact {
+                object,
+                engine: EngineKind::Neo4j,
+                engine_version: st.info.version.to_string(),
+                format: format.clone(),
+            }),
+            Err(f) => OpPoll::Failed(f),
+        }
+    }
+
+    async fn start_restore(
         &self,
         db: &DbHandle,
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
-    ) -> Result<(), Failure> {
+    ) -> Result<DbOperation, Failure> {
         let location = objects.location(&artifact.object.key);
         if artifact.engine != EngineKind::Neo4j {
             return Err(Failure::permanent(format!(
@@ -544,14 +736,39 @@ impl DatabaseEngine for Neo4jEngine {
             )))
             }
         };
-        let result = self.run_offline(db, &info, script.clone(), true).await?;
+        let purpose = Purpose::Restore {
+            format: artifact.format.clone(),
+            sha256: expected,
+        };
+        self.start_op(db, &info, script, true, true, purpose).await
+    }
+
+    async fn poll_restore(
+        &self,
+        db: &DbHandle,
+        objects: &dyn ObjectStore,
+        artifact: &BackupArtifact,
+        op: &mut DbOperation,
+    ) -> OpPoll<()> {
+        let (st, result) = match self.poll_op(db, op).await {
+            OpPoll::Done(done) => done,
+            OpPoll::Running { after, what } => return OpPoll::Running { after, what },
+            OpPoll::Failed(f) => return OpPoll::Failed(f),
+        };
+        let location = objects.location(&artifact.object.key);
+        let Purpose::Restore { format, sha256 } = &st.purpose else {
+            return OpPoll::Failed(Failure::permanent(format!(
+                "{} is not a restore",
+                op.operation
+            )));
+        };
         // The script verified the bytes it loaded; make sure it says so.
-        let verified = match artifact.format.as_str() {
+        let verified = match format.as_str() {
             "dump" => {
                 result
                     .outputs
                     .get("sha256")
-                    .is_some_and(|s| s.eq_ignore_ascii_case(&expected))
+                    .is_some_and(|s| s.eq_ignore_ascii_case(sha256))
                     && result.outputs.get("loaded").map(String::as_str) == Some("true")
             }
             _ => {
@@ -560,13 +777,13 @@ impl DatabaseEngine for Neo4jEngine {
             }
         };
         if !verified {
-            return Err(Failure::permanent(format!(
+            return OpPoll::Failed(Failure::permanent(format!(
                 "script {} on {} exited 0 but did not report a verified load of {location} (outputs: {:?})",
-                script.name, db.instance.id, result.outputs
+                st.script.name, db.instance.id, result.outputs
             ))
             .with_hint("treat the restored database as untrusted; restore into a new instance"));
         }
-        Ok(())
+        OpPoll::Done(())
     }
 
     async fn set_user_password(

@@ -9,7 +9,7 @@ use super::exec_driver::{run_script, PollPolicy};
 use super::settings::{BackupMethod, Neo4jSettings};
 use super::version::{Edition, ServerInfo};
 use crate::db::bolt::BoltTarget;
-use crate::db::engine::{BackupArtifact, DatabaseEngine, DbHandle};
+use crate::db::engine::{BackupArtifact, DatabaseEngine, DbHandle, DbOperation, OpPoll};
 use crate::db::EngineKind;
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::{InstanceId, ObjectKey, SecretName};
@@ -761,4 +761,166 @@ fn the_bolt_target_never_falls_back_to_a_reachable_host() {
     db.instance.address = None;
     let t = e.bolt_target(&db, "app", SecretString::from("x".to_owned()));
     assert!(t.uri.ends_with(".no-address.invalid:7687"), "{}", t.uri);
+}
+
+const DUMP_KEY: &str = "backups/prod/run-1/ledger/ledger.backup";
+
+/// A Community dump started through `exec` (polls answer `replies`), and its engine.
+async fn started_dump(
+    store: &MemoryStore,
+    replies: Vec<Reply>,
+) -> (Neo4jEngine, Arc<FakeExec>, DbOperation) {
+    let exec = FakeExec::with(replies);
+    let bolt = StandInBolt::new("5.26.3", Edition::Community);
+    let e = engine(&exec, &bolt, settings(Edition::Community));
+    let op = e
+        .start_backup(&handle(), store, &ObjectKey::new(DUMP_KEY))
+        .await
+        .unwrap();
+    (e, exec, op)
+}
+
+/// The script's report of a dump of `bytes`, which the store then holds.
+fn stored_dump(store: &MemoryStore, bytes: &[u8]) -> Reply {
+    store.put(DUMP_KEY, bytes.to_vec());
+    ok(dump_outputs(
+        bytes,
+        &store.location(&ObjectKey::new(DUMP_KEY)),
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_started_backup_reports_running_per_poll_and_finishes_on_a_later_poll() {
+    let bytes = b"a neo4j dump".repeat(100);
+    let store = MemoryStore::default();
+    let finished = stored_dump(&store, &bytes);
+    let (e, exec, mut op) =
+        started_dump(&store, vec![Reply::Running, Reply::Running, finished]).await;
+    assert_eq!(exec.started().len(), 1, "start sends the command once");
+    assert_eq!(op.command.as_ref().unwrap().id, "cmd-1");
+    for _ in 0..2 {
+        match e.poll_backup(&handle(), &store, &mut op).await {
+            OpPoll::Running { what, .. } => assert!(what.contains("cmd-1"), "{what}"),
+            other => panic!("expected Running, got {other:?}"),
+        }
+    }
+    match e.poll_backup(&handle(), &store, &mut op).await {
+        OpPoll::Done(artifact) => {
+            assert_eq!(
+                artifact.object.sha256.as_deref(),
+                Some(sha(&bytes).as_str())
+            )
+        }
+        other => panic!("expected Done, got {other:?}"),
+    }
+    assert_eq!(exec.started().len(), 1, "polls never send a command");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journaled_handle_is_polled_by_another_process_without_a_second_command() {
+    let bytes = b"a neo4j dump".repeat(100);
+    let store = MemoryStore::default();
+    let finished = stored_dump(&store, &bytes);
+    let (first, exec, mut op) = started_dump(&store, vec![Reply::Running, finished]).await;
+    assert!(matches!(
+        first.poll_backup(&handle(), &store, &mut op).await,
+        OpPoll::Running { .. }
+    ));
+    // The crash: only the journaled JSON survives; a new engine adopts it.
+    let journaled = serde_json::to_string(&op).unwrap();
+    drop(first);
+    let mut adopted: DbOperation = serde_json::from_str(&journaled).unwrap();
+    let bolt = StandInBolt::new("5.26.3", Edition::Community);
+    let second = engine(&exec, &bolt, settings(Edition::Community));
+    match second.poll_backup(&handle(), &store, &mut adopted).await {
+        OpPoll::Done(artifact) => assert_eq!(artifact.object.size, bytes.len() as u64),
+        other => panic!("expected Done, got {other:?}"),
+    }
+    assert_eq!(
+        exec.started().len(),
+        1,
+        "the adopted command is not sent again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_command_ends_the_operation_with_its_class() {
+    let refused = Reply::Finished {
+        exit_code: 3,
+        outputs: vec![],
+        tail: "checksum mismatch",
+    };
+    let crashed = Reply::Finished {
+        exit_code: 1,
+        outputs: vec![],
+        tail: "neo4j-admin: disk full",
+    };
+    for (reply, class) in [
+        (refused, ErrorClass::Permanent),
+        (crashed, ErrorClass::Transient),
+        (Reply::Inconclusive, ErrorClass::Inconclusive),
+    ] {
+        let store = MemoryStore::default();
+        let (e, exec, mut op) = started_dump(&store, vec![reply]).await;
+        let mut status = e.poll_backup(&handle(), &store, &mut op).await;
+        for _ in 0..10 {
+            if !matches!(status, OpPoll::Running { .. }) {
+                break;
+            }
+            status = e.poll_backup(&handle(), &store, &mut op).await;
+        }
+        match status {
+            OpPoll::Failed(f) => {
+                assert_eq!(f.class, class, "{}", f.message);
+                assert!(f.message.contains("neo4j-dump"), "{}", f.message);
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        if class == ErrorClass::Inconclusive {
+            assert_eq!(exec.cancels(), 1, "an unknown outcome cancels the command");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_past_its_journaled_deadline_is_cancelled_by_whoever_polls() {
+    let store = MemoryStore::default();
+    let (e, exec, mut op) = started_dump(&store, vec![Reply::Running]).await;
+    // As if the command was sent a day ago by a process that crashed.
+    let day_ago = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    op.state["script"]["started_at_ms"] = day_ago.into();
+    match e.poll_backup(&handle(), &store, &mut op).await {
+        OpPoll::Failed(f) => {
+            assert_eq!(f.class, ErrorClass::Inconclusive, "{}", f.message);
+            assert!(f.message.contains("did not report within"), "{}", f.message);
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_eq!(exec.cancels(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_community_freeze_is_started_and_polled_until_the_restarted_server_serves() {
+    let exec = FakeExec::with(vec![
+        Reply::Running,
+        ok(vec![("restarted", "true".to_owned())]),
+    ]);
+    let bolt = StandInBolt::new("5.26.3", Edition::Community);
+    let e = engine(&exec, &bolt, settings(Edition::Community));
+    let mut op = e.start_set_frozen(&handle(), true).await.unwrap();
+    assert_eq!(exec.started().len(), 1);
+    assert_eq!(exec.started()[0].name, "neo4j-freeze");
+    assert!(
+        op.command.is_some(),
+        "the restart runs as a command: {op:?}"
+    );
+    assert!(matches!(
+        e.poll_set_frozen(&handle(), &mut op).await,
+        OpPoll::Running { .. }
+    ));
+    assert_eq!(
+        e.poll_set_frozen(&handle(), &mut op).await,
+        OpPoll::Done(())
+    );
+    assert_eq!(exec.started().len(), 1, "polls never send a command");
 }

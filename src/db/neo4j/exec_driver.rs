@@ -13,12 +13,16 @@
 //!   the failure says the outcome is unknown and what to check.
 //! - Past the deadline the command is cancelled and the outcome is unknown, too.
 //!
-//! The engine trait is a plain async call, so the waiting happens here, with tokio's
-//! timer (tests run it on paused time).
+//! Two ways to drive a script: [`start_script`] + [`poll_script`] look once and return
+//! (steps journal the [`ExecHandle`] and the [`ScriptRun`] and return `Wait`, so a resumed
+//! run polls the same command instead of sending it again); [`run_script`] waits for the
+//! end with tokio's timer (callers outside the executor; tests run it on paused time).
+//! Both decide every poll the same way.
 
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::InstanceId;
 use crate::providers::{Exec, ExecHandle, ExecResult, ExecStatus, Script};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// How patiently a script is waited for.
@@ -68,7 +72,7 @@ impl PollPolicy {
 }
 
 /// Classifies a finished script's exit code. See the module documentation.
-pub fn classify_exit(script: &Script, instance: &InstanceId, result: &ExecResult) -> Failure {
+pub fn classify_exit(script: &ScriptRun, instance: &InstanceId, result: &ExecResult) -> Failure {
     let tail = tail(&result.output_tail, 1500);
     let message = format!(
         "script {} on {instance} exited with code {} (attempt {}); last output:\n{tail}",
@@ -99,15 +103,48 @@ fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-/// Runs `script` on `instance` and returns its result when it exited 0. See the module
-/// documentation for every other outcome.
-pub async fn run_script(
+/// A started script as a step journals it, beside its [`ExecHandle`]: enough for another
+/// process to go on polling it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptRun {
+    pub name: String,
+    pub nonce: String,
+    pub timeout_ms: u64,
+    /// Unix milliseconds when it was sent (wall clock: a resumed process shares it).
+    pub started_at_ms: i64,
+    #[serde(default)]
+    pub polls: u32,
+    #[serde(default)]
+    pub inconclusive: u32,
+    #[serde(default)]
+    pub poll_errors: u32,
+}
+
+impl ScriptRun {
+    /// Whether `now_ms` is past the script's timeout plus the policy's grace.
+    pub fn past_deadline(&self, policy: &PollPolicy, now_ms: i64) -> bool {
+        let limit = self.timeout_ms as i64 + policy.grace.as_millis() as i64;
+        now_ms > self.started_at_ms.saturating_add(limit)
+    }
+}
+
+/// What one poll of a script found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptPoll {
+    /// Poll again after this delay.
+    Running(Duration),
+    /// Exit code 0 with this attempt's nonce.
+    Succeeded(ExecResult),
+    /// Over: a classified exit, or an unknown outcome after the command was cancelled.
+    Failed(Failure),
+}
+
+/// Sends `script` to `instance` and returns at once.
+pub async fn start_script(
     exec: &dyn Exec,
     instance: &InstanceId,
     script: &Script,
-    policy: &PollPolicy,
-) -> Result<ExecResult, Failure> {
-    let deadline = tokio::time::Instant::now() + script.timeout + policy.grace;
+) -> Result<(ExecHandle, ScriptRun), Failure> {
     let handle = exec.start(instance, script).await.map_err(|f| Failure {
         message: format!(
             "starting script {} on {instance} (attempt {}): {}",
@@ -116,17 +153,100 @@ pub async fn run_script(
         ..f
     })?;
     tracing::info!(instance_id = %instance, script = %script.name, nonce = %script.nonce, command_id = %handle.id, "script started");
-    let mut polls: u32 = 0;
-    let mut inconclusive: u32 = 0;
-    let mut poll_errors: u32 = 0;
+    let run = ScriptRun {
+        name: script.name.clone(),
+        nonce: script.nonce.clone(),
+        timeout_ms: script.timeout.as_millis() as u64,
+        started_at_ms: chrono::Utc::now().timestamp_millis(),
+        polls: 0,
+        inconclusive: 0,
+        poll_errors: 0,
+    };
+    Ok((handle, run))
+}
+
+/// Looks at a started script once (never waits). `past_deadline`: the caller's clock
+/// says the script's time is up; a script still running is then cancelled and the
+/// outcome is unknown. Updates the counters in `run`: journal it again afterwards.
+pub async fn poll_script(
+    exec: &dyn Exec,
+    handle: &ExecHandle,
+    run: &mut ScriptRun,
+    policy: &PollPolicy,
+    past_deadline: bool,
+) -> ScriptPoll {
+    let instance = &handle.instance;
+    run.polls = run.polls.saturating_add(1);
+    let next = policy.delay(run.polls);
+    let why = match exec.poll(handle).await {
+        Ok(ExecStatus::Running) if past_deadline => {
+            return ScriptPoll::Failed(
+                give_up(
+                    exec,
+                    handle,
+                    run,
+                    format!(
+                        "script {} on {instance} did not report within {:?} (its timeout plus {:?} grace)",
+                        run.name,
+                        Duration::from_millis(run.timeout_ms),
+                        policy.grace
+                    ),
+                )
+                .await,
+            )
+        }
+        Ok(ExecStatus::Running) => {
+            run.inconclusive = 0;
+            run.poll_errors = 0;
+            return ScriptPoll::Running(next);
+        }
+        Ok(ExecStatus::Finished(result)) if result.nonce == run.nonce => {
+            if result.exit_code == 0 {
+                return ScriptPoll::Succeeded(result);
+            }
+            return ScriptPoll::Failed(classify_exit(run, instance, &result));
+        }
+        // Another attempt's result is no evidence about this one.
+        Ok(ExecStatus::Finished(other)) => format!(
+            "the result object carries nonce {} instead of {}",
+            other.nonce, run.nonce
+        ),
+        Ok(ExecStatus::Inconclusive(why)) => why,
+        Err(f) if f.class == ErrorClass::Transient => {
+            run.poll_errors += 1;
+            tracing::warn!(script = %run.name, "polling failed, retrying: {}", f.message);
+            if run.poll_errors > policy.poll_error_tolerance {
+                return ScriptPoll::Failed(give_up(exec, handle, run, f.message).await);
+            }
+            return ScriptPoll::Running(next);
+        }
+        Err(f) => return ScriptPoll::Failed(give_up(exec, handle, run, f.message).await),
+    };
+    run.inconclusive += 1;
+    tracing::warn!(script = %run.name, nonce = %run.nonce, repoll = run.inconclusive, "inconclusive, polling again: {why}");
+    if run.inconclusive > policy.inconclusive_repolls {
+        return ScriptPoll::Failed(give_up(exec, handle, run, why).await);
+    }
+    ScriptPoll::Running(next)
+}
+
+/// Runs `script` on `instance` and returns its result when it exited 0, waiting with
+/// tokio's timer. See the module documentation for every other outcome.
+pub async fn run_script(
+    exec: &dyn Exec,
+    instance: &InstanceId,
+    script: &Script,
+    policy: &PollPolicy,
+) -> Result<ExecResult, Failure> {
+    let deadline = tokio::time::Instant::now() + script.timeout + policy.grace;
+    let (handle, mut run) = start_script(exec, instance, script).await?;
+    let mut delay = policy.delay(0);
     loop {
-        let delay = policy.delay(polls);
-        polls = polls.saturating_add(1);
         if tokio::time::Instant::now() + delay > deadline {
             return Err(give_up(
                 exec,
                 &handle,
-                script,
+                &run,
                 format!(
                     "script {} on {instance} did not report within {:?} (its timeout plus {:?} grace)",
                     script.name, script.timeout, policy.grace
@@ -135,44 +255,16 @@ pub async fn run_script(
             .await);
         }
         tokio::time::sleep(delay).await;
-        let why = match exec.poll(&handle).await {
-            Ok(ExecStatus::Running) => {
-                inconclusive = 0;
-                poll_errors = 0;
-                continue;
-            }
-            Ok(ExecStatus::Finished(result)) if result.nonce == script.nonce => {
-                if result.exit_code == 0 {
-                    return Ok(result);
-                }
-                return Err(classify_exit(script, instance, &result));
-            }
-            // Another attempt's result is no evidence about this one.
-            Ok(ExecStatus::Finished(other)) => format!(
-                "the result object carries nonce {} instead of {}",
-                other.nonce, script.nonce
-            ),
-            Ok(ExecStatus::Inconclusive(why)) => why,
-            Err(f) if f.class == ErrorClass::Transient => {
-                poll_errors += 1;
-                tracing::warn!(script = %script.name, "polling failed, retrying: {}", f.message);
-                if poll_errors > policy.poll_error_tolerance {
-                    return Err(give_up(exec, &handle, script, f.message).await);
-                }
-                continue;
-            }
-            Err(f) => return Err(give_up(exec, &handle, script, f.message).await),
-        };
-        inconclusive += 1;
-        tracing::warn!(script = %script.name, nonce = %script.nonce, repoll = inconclusive, "inconclusive, polling again: {why}");
-        if inconclusive > policy.inconclusive_repolls {
-            return Err(give_up(exec, &handle, script, why).await);
+        match poll_script(exec, &handle, &mut run, policy, false).await {
+            ScriptPoll::Running(next) => delay = next,
+            ScriptPoll::Succeeded(result) => return Ok(result),
+            ScriptPoll::Failed(f) => return Err(f),
         }
     }
 }
 
 /// Cancels the command (best effort) and says the outcome is unknown.
-async fn give_up(exec: &dyn Exec, handle: &ExecHandle, script: &Script, why: String) -> Failure {
+async fn give_up(exec: &dyn Exec, handle: &ExecHandle, script: &ScriptRun, why: String) -> Failure {
     let cancelled = match exec.cancel(handle).await {
         Ok(()) => "cutover cancelled the command".to_owned(),
         Err(f) => format!("cancelling the command failed too ({})", f.message),

@@ -1,0 +1,380 @@
+//! `db.backup` as a checkpointed state machine, against a fake engine whose command runs
+//! for a given number of polls: it returns `Wait` while the command runs, journals the
+//! command's handle, and a step rebuilt from the journal after a crash polls the recorded
+//! handle instead of starting a second command. Paused tokio time: the fingerprint phase
+//! (which fails here: no Bolt server listens) backs off for free.
+
+use super::context::{Services, StepContext, StepRecorder};
+use super::dbctx::test_engine;
+use super::{Decision, Step};
+use crate::config::source::SourceFile;
+use crate::config::Environment;
+use crate::db::bolt::BoltTarget;
+use crate::db::{BackupArtifact, DatabaseEngine, DbHandle, DbOperation, EngineKind, OpPoll};
+use crate::engine::progress::no_progress;
+use crate::failure::{ErrorClass, Failure};
+use crate::ids::{InstanceId, ObjectKey, RunId, StepId};
+use crate::providers::local::object_store::LocalObjectStore;
+use crate::providers::local::root_secret_name;
+use crate::providers::local::secret_store::LocalSecretStore;
+use crate::providers::{
+    Compute, ExecHandle, Instance, InstanceState, ObjectInfo, ObjectStore, ProviderSet,
+    ProvisionRequest, Readiness, SecretStore, Tags,
+};
+use async_trait::async_trait;
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the fake's command ends.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Succeeds,
+    Fails(ErrorClass),
+}
+
+/// A database engine whose backup command runs for `running_polls` polls.
+struct FakeEngine {
+    running_polls: u32,
+    outcome: Outcome,
+    starts: AtomicU32,
+    polls: AtomicU32,
+}
+
+impl FakeEngine {
+    fn new(running_polls: u32, outcome: Outcome) -> Arc<Self> {
+        Arc::new(Self {
+            running_polls,
+            outcome,
+            starts: AtomicU32::new(0),
+            polls: AtomicU32::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl DatabaseEngine for FakeEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Neo4j
+    }
+    async fn version(&self, _db: &DbHandle) -> Result<String, Failure> {
+        Ok("5.26.3".into())
+    }
+    async fn health(&self, _db: &DbHandle) -> Result<(), Failure> {
+        Ok(())
+    }
+    async fn freeze(&self, _db: &DbHandle) -> Result<(), Failure> {
+        Ok(())
+    }
+    async fn unfreeze(&self, _db: &DbHandle) -> Result<(), Failure> {
+        Ok(())
+    }
+    async fn is_frozen(&self, _db: &DbHandle) -> Result<bool, Failure> {
+        Ok(true)
+    }
+    async fn start_backup(
+        &self,
+        db: &DbHandle,
+        _objects: &dyn ObjectStore,
+        key: &ObjectKey,
+    ) -> Result<DbOperation, Failure> {
+        let n = self.starts.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(DbOperation {
+            operation: "fake-backup".into(),
+            command: Some(ExecHandle {
+                id: format!("cmd-{n}"),
+                instance: db.instance.id.clone(),
+                nonce: format!("nonce-{n}"),
+            }),
+            state: serde_json::json!({ "key": key }),
+        })
+    }
+    async fn poll_backup(
+        &self,
+        _db: &DbHandle,
+        _objects: &dyn ObjectStore,
+        op: &mut DbOperation,
+    ) -> OpPoll<BackupArtifact> {
+        let n = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= self.running_polls {
+            return OpPoll::Running {
+                after: Duration::from_secs(5),
+                what: format!("dump running (poll {n})"),
+            };
+        }
+        match self.outcome {
+            Outcome::Succeeds => OpPoll::Done(BackupArtifact {
+                object: ObjectInfo {
+                    key: serde_json::from_value(op.state["key"].clone()).unwrap(),
+                    size: 12,
+                    sha256: Some("ab".repeat(32)),
+                    last_modified: None,
+                },
+                engine: EngineKind::Neo4j,
+                engine_version: "5.26.3".into(),
+                format: "dump".into(),
+            }),
+            Outcome::Fails(class) => OpPoll::Failed(Failure {
+                class,
+                ..Failure::permanent("script neo4j-dump exited with code 3")
+            }),
+        }
+    }
+    async fn start_restore(
+        &self,
+        _db: &DbHandle,
+        _objects: &dyn ObjectStore,
+        _artifact: &BackupArtifact,
+    ) -> Result<DbOperation, Failure> {
+        Err(Failure::permanent("not used here"))
+    }
+    async fn poll_restore(
+        &self,
+        _db: &DbHandle,
+        _objects: &dyn ObjectStore,
+        _artifact: &BackupArtifact,
+        _op: &mut DbOperation,
+    ) -> OpPoll<()> {
+        OpPoll::Failed(Failure::permanent("not used here"))
+    }
+    async fn set_user_password(
+        &self,
+        _db: &DbHandle,
+        _user: &str,
+        _password: &SecretString,
+    ) -> Result<(), Failure> {
+        Ok(())
+    }
+    fn bolt_target(&self, _db: &DbHandle, user: &str, password: SecretString) -> BoltTarget {
+        // Port 1 on loopback: nothing listens, so a fingerprint fails fast.
+        BoltTarget {
+            uri: "bolt://127.0.0.1:1".into(),
+            user: user.to_owned(),
+            password,
+            database: Some("neo4j".into()),
+        }
+    }
+}
+
+/// An instance that exists.
+struct OneInstance;
+
+#[async_trait]
+impl Compute for OneInstance {
+    async fn provision(&self, _r: &ProvisionRequest) -> Result<Instance, Failure> {
+        Err(Failure::permanent("not used here"))
+    }
+    async fn describe(&self, id: &InstanceId) -> Result<Option<Instance>, Failure> {
+        Ok(Some(Instance {
+            id: id.clone(),
+            state: InstanceState::Running,
+            tags: Tags::new(),
+            address: Some("127.0.0.1".into()),
+            endpoints: BTreeMap::new(),
+        }))
+    }
+    async fn readiness(&self, _id: &InstanceId) -> Result<Readiness, Failure> {
+        Ok(Readiness::Ready)
+    }
+    async fn stop(&self, _id: &InstanceId) -> Result<(), Failure> {
+        Ok(())
+    }
+    async fn terminate(&self, _id: &InstanceId) -> Result<(), Failure> {
+        Ok(())
+    }
+    async fn find_by_tags(&self, _tags: &Tags) -> Result<Vec<Instance>, Failure> {
+        Ok(Vec::new())
+    }
+}
+
+/// The journal, as far as a step writes it: intents and checkpoints, in order.
+#[derive(Default)]
+struct Journal {
+    intents: Mutex<Vec<String>>,
+    checkpoints: Mutex<Vec<serde_json::Value>>,
+}
+
+impl StepRecorder for Journal {
+    fn intent(
+        &self,
+        _: &StepId,
+        action: &str,
+        _: &str,
+        _: serde_json::Value,
+    ) -> Result<(), Failure> {
+        self.intents.lock().unwrap().push(action.to_owned());
+        Ok(())
+    }
+    fn checkpoint(&self, _: &StepId, state: serde_json::Value) -> Result<(), Failure> {
+        self.checkpoints.lock().unwrap().push(state);
+        Ok(())
+    }
+}
+
+impl Journal {
+    fn last_checkpoint(&self) -> Option<serde_json::Value> {
+        self.checkpoints.lock().unwrap().last().cloned()
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    services: Arc<Services>,
+}
+
+const ENV: &str = "name = \"unit\"\nprovider = \"local\"\nstate_dir = \"state\"\n\
+[databases.ledger]\nengine = \"arcadedb\"\nedition = \"community\"\nversion = \"26.10\"\n";
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let environment = Environment::parse(SourceFile::new(dir.path().join("unit.toml"), ENV))
+        .unwrap_or_else(|p| panic!("{p:?}"));
+    let secrets = LocalSecretStore::new(dir.path().join("secrets"));
+    let name = root_secret_name(&InstanceId::new("blue"));
+    let v = secrets
+        .put_pending(&name, &SecretString::from("root-pass".to_owned()), "t1")
+        .await
+        .unwrap();
+    secrets.promote(&name, &v).await.unwrap();
+    let providers = ProviderSet {
+        compute: Arc::new(OneInstance),
+        objects: Arc::new(LocalObjectStore::new(dir.path().join("objects"))),
+        secrets: Arc::new(secrets),
+        exec: None,
+        app: None,
+    };
+    let services = Arc::new(Services {
+        environment: Arc::new(environment),
+        run_dir: dir.path().to_path_buf(),
+        progress: no_progress(),
+        providers: Some(providers),
+    });
+    Fixture {
+        _dir: dir,
+        services,
+    }
+}
+
+impl Fixture {
+    /// The step's context as the executor builds it: in a resumed run, with the last
+    /// journaled checkpoint.
+    fn ctx(&self, journal: &Arc<Journal>, attempt: u32) -> StepContext {
+        let serde_json::Value::Object(inputs) =
+            serde_json::json!({ "database": "ledger", "instance": "blue" })
+        else {
+            unreachable!()
+        };
+        StepContext::new(
+            RunId::new("run-1"),
+            StepId::new("backup"),
+            attempt,
+            inputs,
+            self.services.clone(),
+            journal.clone(),
+            journal.last_checkpoint(),
+        )
+    }
+}
+
+fn backup_step() -> Box<dyn Step> {
+    (crate::steps::find_kind("db.backup").unwrap().build)()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_waits_while_its_command_runs_and_moves_on_when_it_ends() {
+    let f = fixture().await;
+    let engine = FakeEngine::new(2, Outcome::Succeeds);
+    test_engine::set(engine.clone());
+    let journal = Arc::new(Journal::default());
+    let ctx = f.ctx(&journal, 1);
+    let mut step = backup_step();
+    for poll in 1..=2 {
+        match step.advance(&ctx).await {
+            Decision::Wait { after, reason } => {
+                assert_eq!(after, Duration::from_secs(5));
+                assert!(reason.contains(&format!("poll {poll}")), "{reason}");
+            }
+            other => panic!("expected Wait, got {other:?}"),
+        }
+    }
+    assert_eq!(engine.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *journal.intents.lock().unwrap(),
+        vec!["db.backup".to_owned()]
+    );
+    // The third advance sees the command end: the artifact is journaled and the step
+    // goes on to the fingerprint (which fails here: no Bolt server listens).
+    let decision = step.advance(&ctx).await;
+    let cp = journal.last_checkpoint().unwrap();
+    assert_eq!(cp["artifact"]["format"], "dump", "{cp}");
+    assert!(
+        cp["operation"].is_null(),
+        "the spent handle is cleared: {cp}"
+    );
+    match decision {
+        Decision::Fail(f) => assert!(f.message.contains("fingerprint of ledger"), "{}", f.message),
+        other => panic!("expected the fingerprint phase, got {other:?}"),
+    }
+    assert_eq!(engine.starts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_rebuilt_from_the_journal_polls_the_recorded_command_instead_of_starting_another() {
+    let f = fixture().await;
+    let engine = FakeEngine::new(3, Outcome::Succeeds);
+    test_engine::set(engine.clone());
+    let journal = Arc::new(Journal::default());
+    {
+        let ctx = f.ctx(&journal, 1);
+        let mut step = backup_step();
+        assert!(matches!(step.advance(&ctx).await, Decision::Wait { .. }));
+        // The process dies here, the command still running.
+    }
+    let cp = journal.last_checkpoint().unwrap();
+    assert_eq!(cp["operation"]["command"]["id"], "cmd-1", "{cp}");
+    // A new process: a new step instance and context from the journal.
+    let ctx = f.ctx(&journal, 1);
+    let mut step = backup_step();
+    assert!(matches!(step.advance(&ctx).await, Decision::Wait { .. }));
+    assert!(matches!(step.advance(&ctx).await, Decision::Wait { .. }));
+    let _ = step.advance(&ctx).await;
+    assert_eq!(
+        engine.starts.load(Ordering::SeqCst),
+        1,
+        "resume adopts the command; it never sends a second one"
+    );
+    assert_eq!(journal.intents.lock().unwrap().len(), 1);
+    assert_eq!(
+        journal.last_checkpoint().unwrap()["artifact"]["format"],
+        "dump"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_command_fails_the_step_with_its_class_and_a_retry_starts_afresh() {
+    for class in [
+        ErrorClass::Permanent,
+        ErrorClass::Transient,
+        ErrorClass::Inconclusive,
+    ] {
+        let f = fixture().await;
+        let engine = FakeEngine::new(1, Outcome::Fails(class));
+        test_engine::set(engine.clone());
+        let journal = Arc::new(Journal::default());
+        let ctx = f.ctx(&journal, 1);
+        let mut step = backup_step();
+        assert!(matches!(step.advance(&ctx).await, Decision::Wait { .. }));
+        match step.advance(&ctx).await {
+            Decision::Fail(f) => assert_eq!(f.class, class, "{}", f.message),
+            other => panic!("expected Fail, got {other:?}"),
+        }
+        let cp = journal.last_checkpoint().unwrap();
+        assert!(cp["operation"].is_null(), "{cp}");
+        // The executor's retry: a new instance, the same checkpoint; a new command.
+        let retry = f.ctx(&journal, 2);
+        let _ = backup_step().advance(&retry).await;
+        assert_eq!(engine.starts.load(Ordering::SeqCst), 2);
+    }
+}
