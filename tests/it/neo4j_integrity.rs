@@ -7,6 +7,7 @@
 
 use crate::harness::neo4j::{shared, Neo4jServer, LTS, NEXT};
 use cutover::db::bolt::BoltTarget;
+use cutover::db::neo4j::admin::{self, CheckSource};
 use cutover::engine::progress::WorkMeter;
 use cutover::integrity::canonical::node_hash;
 use cutover::integrity::{
@@ -483,6 +484,78 @@ async fn negotiated_bolt(port: u16) -> (u8, u8) {
     (answer[3], answer[2])
 }
 
+/// The check `db.restore` runs on a downloaded dump before loading it
+/// ([`admin::check`] of the artifact, the command `load-from-s3.sh` renders), with the
+/// real `neo4j-admin`: it passes `good` (a directory holding this stopped server's
+/// `neo4j.dump`), then the server's store is damaged (one node record made to point at a
+/// relationship that does not exist), dumped again, and the check must refuse that dump
+/// with a report.
+async fn artifact_checks(server: &mut Neo4jServer, good: &std::path::Path) {
+    let run_check = |dir: &std::path::Path| {
+        let (temp, reports) = (dir.join("check-temp"), dir.join("check-reports"));
+        std::fs::create_dir_all(&temp).unwrap();
+        let argv = admin::check(
+            "neo4j",
+            CheckSource::Artifact {
+                dir: dir.to_str().unwrap(),
+                temp: temp.to_str().unwrap(),
+            },
+            reports.to_str().unwrap(),
+        )
+        .unwrap()
+        .argv();
+        (argv, reports)
+    };
+    let (argv, _) = run_check(good);
+    let out = server
+        .admin(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert!(
+        out.status.success(),
+        "the check refused a sound dump: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    break_a_node_record(server.home());
+    let bad = good.join("inconsistent");
+    server.dump(&bad).await;
+    let (argv, reports) = run_check(&bad);
+    let out = server
+        .admin(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert!(
+        !out.status.success(),
+        "the check passed an inconsistent dump: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let written: Vec<_> = std::fs::read_dir(&reports)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        written
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("inconsistencies-")),
+        "no inconsistency report in {}: {written:?}",
+        reports.display()
+    );
+}
+
+/// Makes node 1 of the stopped server's `neo4j` store point at relationship 0x7ffffff0,
+/// which is not in use. Node records are 15 bytes in the record format 5.26 Community
+/// writes: an in-use/high-bits header byte, then the first relationship's id.
+fn break_a_node_record(home: &std::path::Path) {
+    let path = home.join("data/databases/neo4j/neostore.nodestore.db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let record = 15;
+    assert!(bytes.len() >= 2 * record, "{} is too short", path.display());
+    let header = bytes[record];
+    assert_eq!(header & 1, 1, "node 1 is not in use in {}", path.display());
+    bytes[record] = header & 0xf1;
+    bytes[record + 1..record + 5].copy_from_slice(&0x7fff_fff0u32.to_be_bytes());
+    std::fs::write(&path, bytes).unwrap();
+}
+
 /// Loads `dumps` (holding `neo4j.dump`) into a new server of `version` and starts it.
 async fn loaded(version: &str, dumps: &std::path::Path) -> Neo4jServer {
     let mut server = Neo4jServer::create(version).await;
@@ -512,8 +585,12 @@ async fn dump_and_load_and_the_upgrade_to_2026_keep_the_fingerprint() {
     let dump = blue.dump(&dumps).await;
     assert!(dump.is_file());
 
-    // 5.26 → 5.26 and 5.26 → 2026.08, in parallel.
-    let (same, next) = tokio::join!(loaded(LTS, &dumps), loaded(NEXT, &dumps));
+    // 5.26 → 5.26 and 5.26 → 2026.08, in parallel with the artifact checks.
+    let (same, next, ()) = tokio::join!(
+        loaded(LTS, &dumps),
+        loaded(NEXT, &dumps),
+        artifact_checks(&mut blue, &dumps)
+    );
     assert_same(
         &before,
         &fp(&same.bolt_target()).await,

@@ -195,7 +195,7 @@ fn sha(path: &Path) -> String {
 }
 
 #[tokio::test]
-async fn dump_streams_to_s3_with_sha256_and_load_verifies_before_loading() {
+async fn dump_streams_to_s3_with_sha256_and_load_verifies_and_checks_before_loading() {
     let b = bench().await;
     let info = ServerInfo {
         version: "5.26.3".parse().unwrap(),
@@ -231,38 +231,70 @@ async fn dump_streams_to_s3_with_sha256_and_load_verifies_before_loading() {
 
     // Load: a wrong expected checksum stops before neo4j-admin load runs.
     let wrong = "0".repeat(64);
-    let load = scripts::load_from_s3(
-        &info,
-        "5.26.3".parse().unwrap(),
-        "neo4j",
-        &uri,
-        &wrong,
-        &attempt("load1"),
-    )
-    .unwrap();
+    let reports = b
+        .store
+        .location(&ObjectKey::new("backups/ledger/run-1/check-reports"));
+    let load_script = |sha256: &str, name: &str| {
+        scripts::load_from_s3(
+            &info,
+            "5.26.3".parse().unwrap(),
+            "neo4j",
+            &uri,
+            sha256,
+            &reports,
+            &attempt(name),
+        )
+        .unwrap()
+    };
+    let load = load_script(&wrong, "load1");
     let (code, result) = b.run(&load).await;
     assert_eq!(code, 3);
     assert_eq!(result.outputs["loaded"], "false");
     assert!(result.output_tail.contains("checksum mismatch"));
     assert!(
-        !b.argv_log().contains("database load"),
-        "load must not run on a mismatch"
+        !b.argv_log().contains("database load") && !b.argv_log().contains("database check"),
+        "neither check nor load may run on a mismatch"
     );
     assert!(!b.path("store.dump").exists());
 
-    let load = scripts::load_from_s3(
-        &info,
-        "5.26.3".parse().unwrap(),
-        "neo4j",
-        &uri,
-        &want,
-        &attempt("load2"),
-    )
-    .unwrap();
+    // The right bytes but an inconsistent store: the check's report goes to the object
+    // store, exit 4, and nothing is loaded.
+    let load = load_script(&want, "load-inconsistent");
+    let (code, result) = b.run_with(&load, &[("FAKE_CHECK_FAIL", "1")]).await;
+    assert_eq!(code, 4, "{}", result.output_tail);
+    assert_eq!(result.outputs["consistent"], "false");
+    assert_eq!(result.outputs["loaded"], "false");
+    assert_eq!(result.outputs["report_prefix"], reports);
+    assert!(result.output_tail.contains("nothing was loaded"));
+    let report = b
+        .store
+        .get_bytes(&ObjectKey::new(
+            "backups/ledger/run-1/check-reports/inconsistencies-fake.report",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&report).trim(), "inconsistency");
+    assert!(
+        b.argv_log().contains("database check --report-path=/var/tmp/cutover-load-attempt-load-inconsistent/check-reports --from-path=/var/tmp/cutover-load-attempt-load-inconsistent --temp-path=/var/tmp/cutover-load-attempt-load-inconsistent/check-temp neo4j"),
+        "{}",
+        b.argv_log()
+    );
+    assert!(!b.argv_log().contains("database load"), "{}", b.argv_log());
+    assert!(!b.path("store.dump").exists());
+
+    let load = load_script(&want, "load2");
     let (code, result) = b.run(&load).await;
     assert_eq!(code, 0, "{}", result.output_tail);
+    assert_eq!(result.outputs["consistent"], "true");
     assert_eq!(result.outputs["loaded"], "true");
-    assert!(b.argv_log().contains("database load --from-path=/var/tmp/cutover-load-attempt-load2 --overwrite-destination=true neo4j"));
+    let log = b.argv_log();
+    let checked = log
+        .find("database check --report-path=/var/tmp/cutover-load-attempt-load2/check-reports")
+        .expect("the artifact is checked");
+    let loaded = log
+        .find("database load --from-path=/var/tmp/cutover-load-attempt-load2 --overwrite-destination=true neo4j")
+        .expect("then loaded");
+    assert!(checked < loaded, "checked before loading: {log}");
     assert_eq!(sha(&b.path("store.dump")), want);
     assert!(
         !Path::new("/var/tmp/cutover-load-attempt-load2").exists(),

@@ -214,18 +214,31 @@ pub fn restore(
         .push(database))
 }
 
-/// `neo4j-admin database check`: against the stopped database, or an artifact
-/// (`--from-path`, a directory holding a dump or backup). Reports go to `report_dir`.
+/// Which store `neo4j-admin database check` reads.
+pub enum CheckSource<'a> {
+    /// The database itself, which must be stopped ("cannot be used with a database that
+    /// is currently in use").
+    StoppedDatabase,
+    /// An artifact: `dir` holds `<database>.dump` (or a full backup); it is extracted into
+    /// `temp`, which must exist. The running DBMS is not touched, so this works while the
+    /// server serves (checked on 5.26.30).
+    Artifact { dir: &'a str, temp: &'a str },
+}
+
+/// `neo4j-admin database check` of `source`; reports go to `report_dir`. Exit code 0 is
+/// consistent; inconsistencies exit non-zero with a report in `report_dir`.
 pub fn check(
     database: &str,
-    from_path: Option<&str>,
+    source: CheckSource<'_>,
     report_dir: &str,
 ) -> Result<AdminCommand, Failure> {
     validate_database_name(database)?;
     let mut cmd =
         AdminCommand::new(&["database", "check"]).push(format!("--report-path={report_dir}"));
-    if let Some(p) = from_path {
-        cmd = cmd.push(format!("--from-path={p}"));
+    if let CheckSource::Artifact { dir, temp } = source {
+        cmd = cmd
+            .push(format!("--from-path={dir}"))
+            .push(format!("--temp-path={temp}"));
     }
     Ok(cmd.push(database))
 }
@@ -367,7 +380,11 @@ mod tests {
 
     #[test]
     fn check_and_password_render_without_secrets() {
-        let c = check("neo4j", Some("/var/tmp/in"), "/var/tmp/report").unwrap();
+        let artifact = CheckSource::Artifact {
+            dir: "/var/tmp/in",
+            temp: "/var/tmp/in/tmp",
+        };
+        let c = check("neo4j", artifact, "/var/tmp/report").unwrap();
         assert_eq!(
             c.argv(),
             [
@@ -375,9 +392,12 @@ mod tests {
                 "check",
                 "--report-path=/var/tmp/report",
                 "--from-path=/var/tmp/in",
+                "--temp-path=/var/tmp/in/tmp",
                 "neo4j"
             ]
         );
+        let c = check("neo4j", CheckSource::StoppedDatabase, "/r").unwrap();
+        assert_eq!(c.argv(), ["database", "check", "--report-path=/r", "neo4j"]);
         let p = set_initial_password("neo4j_password");
         assert_eq!(
             p.shell_line("neo4j-admin"),

@@ -718,6 +718,7 @@ impl DatabaseEngine for Neo4jEngine {
                 &db.database,
                 &uri,
                 &expected,
+                &Self::artifact_uri(objects, &check_report_key(&artifact.object.key, &attempt))?,
                 &attempt,
             )?,
             "online-full" => scripts::restore_from_s3(
@@ -762,13 +763,14 @@ impl DatabaseEngine for Neo4jEngine {
                 op.operation
             )));
         };
-        // The script verified the bytes it loaded; make sure it says so.
+        // The script verified the bytes it loaded and checked them; make sure it says so.
         let verified = match format.as_str() {
             "dump" => {
                 result
                     .outputs
                     .get("sha256")
                     .is_some_and(|s| s.eq_ignore_ascii_case(sha256))
+                    && result.outputs.get("consistent").map(String::as_str) == Some("true")
                     && result.outputs.get("loaded").map(String::as_str) == Some("true")
             }
             _ => {
@@ -870,4 +872,15 @@ impl DatabaseEngine for Neo4jEngine {
             database: Some(db.database.clone()),
         }
     }
+}
+
+/// Where the consistency check of a restore attempt puts its reports: beside the artifact,
+/// `…/<database>/check-reports/<attempt nonce>/` (never `manifest.json`, so backup
+/// selection ignores it).
+fn check_report_key(artifact: &ObjectKey, attempt: &Attempt) -> ObjectKey {
+    let dir = artifact
+        .as_str()
+        .rsplit_once('/')
+        .map_or("", |(dir, _)| dir);
+    ObjectKey::new(format!("{dir}/check-reports/{}", attempt.nonce))
 }

@@ -552,6 +552,7 @@ async fn an_enterprise_restore_stops_loads_creates_and_starts_the_database() {
     let sha256 = "b".repeat(64);
     let exec = FakeExec::with(vec![ok(vec![
         ("sha256", sha256.clone()),
+        ("consistent", "true".into()),
         ("loaded", "true".into()),
     ])]);
     let bolt = StandInBolt::new("5.26.3", Edition::Enterprise);
@@ -714,6 +715,7 @@ async fn no_secret_appears_in_any_script_or_statement_text() {
     let uri = store.location(&key);
     let mut outputs = dump_outputs(&bytes, &uri);
     outputs.extend([
+        ("consistent", "true".to_owned()),
         ("loaded", "true".to_owned()),
         ("password_set", "true".to_owned()),
         ("restarted", "true".to_owned()),

@@ -6,7 +6,7 @@
 //! shellcheck-clean and runs under `set -euo pipefail`; declared outputs go through
 //! `cutover_output` (provided by the exec wrapper) into the result object.
 
-use super::admin::{self, AdminCommand, BackupType, DumpTarget, LoadSource};
+use super::admin::{self, AdminCommand, BackupType, CheckSource, DumpTarget, LoadSource};
 use super::version::{Edition, ServerInfo};
 use crate::failure::Failure;
 use crate::providers::Script;
@@ -110,14 +110,17 @@ pub fn dump_to_s3(
     ))
 }
 
-/// Download, verify `expected_sha256`, then load. Refuses an artifact from a newer
-/// version before anything is sent.
+/// Download, verify `expected_sha256`, check the artifact's consistency with
+/// `neo4j-admin database check --from-path` (reports to `report_prefix` when it is not
+/// consistent, exit 4), then load. Nothing is loaded unless both pass. Refuses an
+/// artifact from a newer version before anything is sent.
 pub fn load_from_s3(
     info: &ServerInfo,
     artifact_version: super::Neo4jVersion,
     database: &str,
     artifact_uri: &str,
     expected_sha256: &str,
+    report_prefix: &str,
     attempt: &Attempt,
 ) -> Result<Script, Failure> {
     admin::guard_restore(artifact_version, info)?;
@@ -127,11 +130,24 @@ pub fn load_from_s3(
         )));
     }
     let dir = format!("/var/tmp/cutover-load-{}", attempt.nonce);
-    let cmd = admin::load(info, database, &LoadSource::Directory(dir.clone()))?;
+    let check_temp = format!("{dir}/check-temp");
+    let check_reports = format!("{dir}/check-reports");
+    let check = admin::check(
+        database,
+        CheckSource::Artifact {
+            dir: &dir,
+            temp: &check_temp,
+        },
+        &check_reports,
+    )?;
+    let load = admin::load(info, database, &LoadSource::Directory(dir.clone()))?;
     Ok(script(
         "neo4j-load",
         assemble(
-            &[function("cutover_neo4j_load", &cmd.shell_line(PROGRAM))],
+            &[
+                function("cutover_neo4j_check_artifact", &check.shell_line(PROGRAM)),
+                function("cutover_neo4j_load", &load.shell_line(PROGRAM)),
+            ],
             LOAD_FROM_S3,
         ),
         env(&[
@@ -142,6 +158,9 @@ pub fn load_from_s3(
             ),
             ("NEO4J_DATABASE", database),
             ("CUTOVER_LOAD_DIR", &dir),
+            ("CUTOVER_CHECK_TEMP", &check_temp),
+            ("CUTOVER_REPORT_DIR", &check_reports),
+            ("CUTOVER_REPORT_PREFIX", report_prefix),
         ]),
         attempt,
     ))
@@ -333,7 +352,7 @@ pub fn check_database(
     attempt: &Attempt,
 ) -> Result<Script, Failure> {
     let dir = format!("/var/tmp/cutover-check-{}", attempt.nonce);
-    let cmd = admin::check(database, None, &dir)?;
+    let cmd = admin::check(database, CheckSource::StoppedDatabase, &dir)?;
     Ok(script(
         "neo4j-check",
         assemble(
@@ -407,6 +426,7 @@ mod tests {
             "neo4j",
             "s3://b/x",
             &sha,
+            "s3://b/reports",
             &attempt()
         )
         .is_err());
@@ -416,6 +436,7 @@ mod tests {
             "neo4j",
             "s3://b/x",
             &sha,
+            "s3://b/reports",
             &attempt(),
         )
         .unwrap();
@@ -423,12 +444,18 @@ mod tests {
             s.env["CUTOVER_LOAD_DIR"],
             "/var/tmp/cutover-load-n-0001-abcd"
         );
+        // The artifact is checked where it was downloaded, before the load.
+        assert!(s.body.contains(
+            "database check --report-path=/var/tmp/cutover-load-n-0001-abcd/check-reports --from-path=/var/tmp/cutover-load-n-0001-abcd --temp-path=/var/tmp/cutover-load-n-0001-abcd/check-temp neo4j"
+        ));
+        assert_eq!(s.env["CUTOVER_REPORT_PREFIX"], "s3://b/reports");
         assert!(load_from_s3(
             &older_target,
             "5.21.0".parse().unwrap(),
             "neo4j",
             "s3://b/x",
             "nope",
+            "s3://b/reports",
             &attempt()
         )
         .is_err());

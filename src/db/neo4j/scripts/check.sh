@@ -14,9 +14,6 @@ if cutover_neo4j_check; then
   exit 0
 fi
 cutover_output consistent false
-for report in "$CUTOVER_REPORT_DIR"/*; do
-  [[ -f $report ]] && cutover_store_cp "$report" "$CUTOVER_REPORT_PREFIX/$(basename "$report")"
-done
-cutover_output report_prefix "$CUTOVER_REPORT_PREFIX"
+cutover_upload_reports "$CUTOVER_REPORT_DIR" "$CUTOVER_REPORT_PREFIX"
 rm -rf "$CUTOVER_REPORT_DIR"
 exit 4

@@ -81,6 +81,16 @@ cutover_neo4j_dir() {
   fi
 }
 
+# cutover_upload_reports DIR PREFIX: copies every file neo4j-admin database check wrote
+# into DIR to the object store under PREFIX/ and sets the `report_prefix` output.
+cutover_upload_reports() {
+  local report
+  for report in "$1"/*; do
+    [[ -f $report ]] && cutover_store_cp "$report" "$2/$(basename "$report")"
+  done
+  cutover_output report_prefix "$2"
+}
+
 # cutover_secret_field SECRET_ID STAGE KEY: prints one key of a JSON secret (the whole
 # string when KEY is empty), read from Secrets Manager on this instance, or, when
 # CUTOVER_SECRETS_DIR is set (the local provider), from the local secret store's file for
