@@ -57,11 +57,98 @@ find_java() {
   [[ -n $best ]] && echo "$best"
 }
 
+# write_launchers VERSION JAVA_HOME HOME: bin/neo4j and bin/neo4j-admin, which want
+# NEO4J_HOME (a server home with this lib/ or a link to it) and NEO4J_CONF like the
+# tarball's. Written on every run, so a change here needs no new download.
+#   bin/neo4j runs the real bootloader, org.neo4j.server.startup.Neo4jCommand, which forks
+#   the server JVM (org.neo4j.server.CommunityEntryPoint) with the JVM options it derives
+#   from neo4j.conf.
+#   bin/neo4j-admin runs org.neo4j.cli.AdminTool (the implementation of every neo4j-admin
+#   command) directly, in one JVM. The tarball's neo4j-admin runs the bootloader
+#   Neo4jAdminCommand, which only computes JVM options and forks AdminTool: a second JVM
+#   (measured under load: a dump took 14-15 s through the bootloader, 6 s direct, with a
+#   third of the CPU). The options are the ones that bootloader passes, read off its
+#   `--verbose` "Executing command line" for both pinned versions: the classpath
+#   `$NEO4J_CONF/*:lib/*`, -Dfile.encoding=UTF-8, -Xmx from server.memory.heap.max_size,
+#   and --sun-misc-unsafe-memory-access=allow on Java 24 and newer. Added for short runs
+#   on small local stores: C1 only and the serial collector (NEO4J_ADMIN_JAVA_OPTS
+#   replaces those two).
+write_launchers() {
+  local version=$1 java_home=$2 home=$3 unsafe=""
+  if (($(java_major "$java_home") >= 24)); then
+    unsafe="--sun-misc-unsafe-memory-access=allow "
+  fi
+  mkdir -p "$home/bin"
+  cat >"$home/bin/neo4j" <<EOF
+#!/usr/bin/env bash
+# bin/neo4j of Neo4j Community $version, assembled by scripts/setup-neo4j.sh: the real
+# bootloader (org.neo4j.server.startup.Neo4jCommand). Needs NEO4J_HOME and NEO4J_CONF.
+set -euo pipefail
+: "\${NEO4J_HOME:?set NEO4J_HOME to the server home}" "\${NEO4J_CONF:=\$NEO4J_HOME/conf}"
+export NEO4J_HOME NEO4J_CONF JAVA_HOME="$java_home"
+exec "$java_home/bin/java" -cp "$home/lib/*" org.neo4j.server.startup.Neo4jCommand "\$@"
+EOF
+  cat >"$home/bin/neo4j-admin" <<EOF
+#!/usr/bin/env bash
+# bin/neo4j-admin of Neo4j Community $version, assembled by scripts/setup-neo4j.sh:
+# org.neo4j.cli.AdminTool in one JVM, with the options the bootloader would pass (see
+# write_launchers in scripts/setup-neo4j.sh). Needs NEO4J_HOME and NEO4J_CONF.
+set -euo pipefail
+: "\${NEO4J_HOME:?set NEO4J_HOME to the server home}" "\${NEO4J_CONF:=\$NEO4J_HOME/conf}"
+export NEO4J_HOME NEO4J_CONF JAVA_HOME="$java_home"
+heap=()
+max="\$(sed -n 's/^server\.memory\.heap\.max_size=\([0-9]*[kKmMgG]\{0,1\}\)[[:space:]]*\$/\1/p' "\$NEO4J_CONF/neo4j.conf" 2>/dev/null | tail -1)"
+if [[ -n \$max ]]; then heap=("-Xmx\$max"); fi
+read -ra opts <<<"\${NEO4J_ADMIN_JAVA_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}"
+exec "$java_home/bin/java" -cp "\$NEO4J_CONF/*:$home/lib/*" ${unsafe}-Dfile.encoding=UTF-8 "\${heap[@]}" "\${opts[@]}" org.neo4j.cli.AdminTool "\$@"
+EOF
+  chmod 755 "$home/bin/neo4j" "$home/bin/neo4j-admin"
+}
+
+# record_server_command HOME: reads the server's command line off the real bootloader
+# (`bin/neo4j console --dry-run`, in a scratch home) and records its main class and JVM
+# options (without the heap, which each instance sets) in HOME/server-main-class and
+# HOME/server-java-options, one option a line. The local provider starts the server JVM
+# with them directly. They differ by version: 5.26 runs
+# org.neo4j.server.CommunityEntryPoint, 2026.08 org.neo4j.server.Neo4jCommunity with
+# --sun-misc-unsafe-memory-access=allow on Java 25.
+record_server_command() {
+  local home=$1 scratch line main="" skip=false word i
+  local -a words opts=()
+  scratch="$(mktemp -d)"
+  mkdir -p "$scratch/conf"
+  ln -s "$home/lib" "$scratch/lib"
+  : >"$scratch/conf/neo4j.conf"
+  line="$(NEO4J_HOME="$scratch" NEO4J_CONF="$scratch/conf" "$home/bin/neo4j" console --dry-run 2>/dev/null | tail -1)" || true
+  rm -rf "$scratch"
+  read -ra words <<<"$line"
+  for ((i = 1; i < ${#words[@]}; i++)); do
+    word=${words[i]}
+    if $skip; then
+      skip=false
+      continue
+    fi
+    case $word in
+    -cp | -classpath) skip=true ;;
+    -Xms* | -Xmx*) ;;
+    --home-dir=*) break ;;
+    -*) opts+=("$word") ;;
+    *) main=$word ;;
+    esac
+  done
+  [[ $main == org.neo4j.* ]] ||
+    fail "could not read the server's main class off '$home/bin/neo4j console --dry-run' (it printed: ${line:-nothing})"
+  printf '%s\n' "$main" >"$home/server-main-class"
+  printf '%s\n' "${opts[@]}" >"$home/server-java-options"
+}
+
 # assemble VERSION JAVA_HOME
 assemble() {
   local version=$1 java_home=$2 home="$tools/neo4j/$1" stamp work
-  stamp="$version $(sha256sum "$root/scripts/setup-neo4j.sh" | cut -c1-16) $java_home"
+  # The stamp covers this function (how lib/ is assembled), not the launchers.
+  stamp="$version $(declare -f assemble | sha256sum | cut -c1-16) $java_home"
   if [[ -f $home/.complete && $(cat "$home/.complete") == "$stamp" ]]; then
+    write_launchers "$version" "$java_home" "$home"
     echo "setup-neo4j: Neo4j $version is assembled ($home)"
     return
   fi
@@ -94,19 +181,8 @@ EOF
     [[ -f $home/lib/$jar ]] || fail "Neo4j $version: $jar is missing from the assembled lib/ (an incomplete dependency tree)"
   done
   echo "$java_home" >"$home/java-home"
-  local entry
-  for entry in neo4j:Neo4jCommand neo4j-admin:Neo4jAdminCommand; do
-    cat >"$home/bin/${entry%%:*}" <<EOF
-#!/usr/bin/env bash
-# bin/${entry%%:*} of Neo4j Community $version, assembled by scripts/setup-neo4j.sh.
-# Needs NEO4J_HOME (a server home with this lib/ or a link to it) and NEO4J_CONF.
-set -euo pipefail
-: "\${NEO4J_HOME:?set NEO4J_HOME to the server home}" "\${NEO4J_CONF:=\$NEO4J_HOME/conf}"
-export NEO4J_HOME NEO4J_CONF JAVA_HOME="$java_home"
-exec "$java_home/bin/java" -cp "$home/lib/*" org.neo4j.server.startup.${entry##*:} "\$@"
-EOF
-    chmod 755 "$home/bin/${entry%%:*}"
-  done
+  write_launchers "$version" "$java_home" "$home"
+  record_server_command "$home"
   echo "$stamp" >"$home/.complete"
   echo "setup-neo4j: Neo4j $version ready in $home ($(find "$home/lib" -name '*.jar' | wc -l) jars)"
 }

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # cutover local Neo4j service: what `systemctl … neo4j` is on an AMI, for one local
 # instance. cutover renders the header above (NEO4J_HOME, JAVA, NEO4J_LIB, HEAP,
-# STOP_GRACE_S) into <home>/cutover-systemctl; the neo4j scripts call it as
+# STOP_GRACE_S, SERVER_MAIN_CLASS, the array SERVER_JAVA_OPTIONS) into <home>/cutover-systemctl; the neo4j scripts call it as
 # CUTOVER_SYSTEMCTL (`stop neo4j`, `start neo4j`, `restart neo4j`, `enable --now neo4j`)
 # and the local provider starts and stops the server through it.
 #
-# The server is one JVM: org.neo4j.server.CommunityEntryPoint, the class bin/neo4j
-# forks, started here directly so its pid is the server's (run/neo4j.pid) and nothing
+# The server is one JVM: SERVER_MAIN_CLASS with SERVER_JAVA_OPTIONS, the class and
+# options bin/neo4j of that version forks (org.neo4j.server.CommunityEntryPoint on 5.26,
+# org.neo4j.server.Neo4jCommunity on 2026.x; see record_server_command in
+# scripts/setup-neo4j.sh), started here directly so its pid is the server's (run/neo4j.pid) and nothing
 # else holds the instance. It runs in its own session, detached from the caller, and
 # without the caller's descriptor 9 (the scripts' instance lock, which a server started
 # by a script would otherwise hold for as long as it runs).
 set -euo pipefail
-: "${NEO4J_HOME:?}" "${JAVA:?}" "${NEO4J_LIB:?}" "${HEAP:?}" "${STOP_GRACE_S:=20}"
+: "${NEO4J_HOME:?}" "${JAVA:?}" "${NEO4J_LIB:?}" "${HEAP:?}" "${STOP_GRACE_S:=20}" "${SERVER_MAIN_CLASS:?}"
+# SERVER_JAVA_OPTIONS is an array the header sets (possibly empty).
+if ! declare -p SERVER_JAVA_OPTIONS >/dev/null 2>&1; then SERVER_JAVA_OPTIONS=(); fi
 
 pid_file="$NEO4J_HOME/run/neo4j.pid"
 
@@ -31,8 +35,9 @@ start() {
     return 0
   fi
   mkdir -p "$NEO4J_HOME/run" "$NEO4J_HOME/logs"
-  setsid "$JAVA" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseSerialGC -cp "$NEO4J_HOME/conf/*:$NEO4J_LIB/*" \
-    org.neo4j.server.CommunityEntryPoint "--home-dir=$NEO4J_HOME" "--config-dir=$NEO4J_HOME/conf" \
+  setsid "$JAVA" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseSerialGC "${SERVER_JAVA_OPTIONS[@]}" \
+    -cp "$NEO4J_HOME/conf/*:$NEO4J_LIB/*" \
+    "$SERVER_MAIN_CLASS" "--home-dir=$NEO4J_HOME" "--config-dir=$NEO4J_HOME/conf" \
     </dev/null >>"$NEO4J_HOME/logs/console.log" 2>&1 9>&- &
   printf '%s\n' "$!" >"$pid_file"
 }

@@ -39,6 +39,12 @@ pub struct Neo4jInstall {
     /// `.tools/neo4j/<version>`
     pub dir: PathBuf,
     pub java: PathBuf,
+    /// The server JVM's main class and options (without the heap), as the version's own
+    /// bootloader would start it (`server-main-class`, `server-java-options`, read off
+    /// `bin/neo4j console --dry-run` by the setup): `CommunityEntryPoint` on 5.26,
+    /// `Neo4jCommunity` on 2026.x.
+    pub server_main_class: String,
+    pub server_java_options: Vec<String>,
 }
 
 impl Neo4jInstall {
@@ -56,7 +62,12 @@ impl Neo4jInstall {
                 dir.display()
             )));
         }
-        for p in ["lib", "bin/neo4j-admin"] {
+        for p in [
+            "lib",
+            "bin/neo4j-admin",
+            "server-main-class",
+            "server-java-options",
+        ] {
             if !dir.join(p).exists() {
                 return Err(missing(format!("{} is missing", dir.join(p).display())));
             }
@@ -70,10 +81,39 @@ impl Neo4jInstall {
                 java.display()
             )));
         }
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .map_err(|e| missing(format!("{}: {e}", dir.join(name).display())))
+        };
+        let server_main_class = read("server-main-class")?.trim().to_owned();
+        if !server_main_class.starts_with("org.neo4j.")
+            || !server_main_class
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.')
+        {
+            return Err(missing(format!(
+                "{} names no Neo4j class: {server_main_class:?}",
+                dir.join("server-main-class").display()
+            )));
+        }
+        let server_java_options: Vec<String> = read("server-java-options")?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = server_java_options.iter().find(|o| !o.starts_with('-')) {
+            return Err(missing(format!(
+                "{} holds {bad:?}, not a JVM option",
+                dir.join("server-java-options").display()
+            )));
+        }
         Ok(Self {
             version: version.to_owned(),
             dir: dir.to_path_buf(),
             java,
+            server_main_class,
+            server_java_options,
         })
     }
 
@@ -173,10 +213,17 @@ impl Neo4jHome {
         write_atomic(&self.conf_file(), conf.as_bytes(), 0o644)?;
         let q = |p: &Path| shell_quote(&p.display().to_string());
         let service = format!(
-            "#!/usr/bin/env bash\nNEO4J_HOME={home}\nJAVA={java}\nNEO4J_LIB={lib}\nHEAP={heap_mb}m\nSTOP_GRACE_S={STOP_GRACE_S}\nexport NEO4J_HOME JAVA NEO4J_LIB HEAP STOP_GRACE_S\n{SERVICE_SCRIPT}",
+            "#!/usr/bin/env bash\nNEO4J_HOME={home}\nJAVA={java}\nNEO4J_LIB={lib}\nHEAP={heap_mb}m\nSTOP_GRACE_S={STOP_GRACE_S}\nSERVER_MAIN_CLASS={main}\nSERVER_JAVA_OPTIONS=({options})\nexport NEO4J_HOME JAVA NEO4J_LIB HEAP STOP_GRACE_S SERVER_MAIN_CLASS\n{SERVICE_SCRIPT}",
             home = q(&self.dir),
             java = q(&install.java),
             lib = q(&install.lib()),
+            main = shell_quote(&install.server_main_class),
+            options = install
+                .server_java_options
+                .iter()
+                .map(|o| shell_quote(o))
+                .collect::<Vec<_>>()
+                .join(" "),
         );
         write_atomic(&self.systemctl(), service.as_bytes(), 0o755)?;
         let admin = format!(
