@@ -1068,6 +1068,57 @@ pub async fn commit_credex(graph: &Graph, tx: &CredexTransaction) -> Result<(), 
     })
 }
 
+/// The SearchSpace side of a committed credex, as the app writes it after the ledger
+/// commit: a `:Credex {credexID, outstandingAmount, Denomination, dueDate}` linked from the
+/// `UNSECURED` anchor. Safe to call again for the same credex: it first asks whether the
+/// credex is indexed already (a commit whose answer was lost), so a retry never trips the
+/// `credexID` uniqueness constraint. Works on Neo4j and ArcadeDB (no `MERGE`).
+pub async fn index_credex(graph: &Graph, tx: &CredexTransaction) -> Result<(), LedgerError> {
+    let bolt = |stage: &str| {
+        let stage = format!("{stage} {}", tx.credex_id);
+        move |source| LedgerError::Bolt { stage, source }
+    };
+    let mut rows = graph
+        .execute(
+            neo4rs::query("MATCH (c:Credex {credexID: $id}) RETURN count(c) AS n")
+                .param("id", tx.credex_id.as_str()),
+        )
+        .await
+        .map_err(bolt("look up search credex"))?;
+    let mut present = 0i64;
+    while let Some(row) = rows.next().await.map_err(bolt("look up search credex"))? {
+        present = row.get("n").unwrap_or(0);
+    }
+    // The stream holds its connection until dropped; the app's pool may have only one.
+    drop(rows);
+    if present > 0 {
+        return Ok(());
+    }
+    let q = neo4rs::query(
+        "MATCH (n:SearchAnchor {anchorType: 'UNSECURED'}) \
+         CREATE (c:Credex {credexID: $id, outstandingAmount: $amount, Denomination: $denom, dueDate: $due}) \
+         CREATE (n)-[:UNSECURED]->(c) RETURN count(c) AS created",
+    )
+    .param("id", tx.credex_id.as_str())
+    .param("amount", tx.amount)
+    .param("denom", tx.denomination.as_str())
+    .param("due", day_date(30));
+    let mut rows = graph.execute(q).await.map_err(bolt("index credex"))?;
+    let mut created = 0i64;
+    while let Some(row) = rows.next().await.map_err(bolt("index credex"))? {
+        created = row.get("created").unwrap_or(0);
+    }
+    if created != 1 {
+        return Err(LedgerError::Bolt {
+            stage: format!("index credex {}", tx.credex_id),
+            source: neo4rs::Error::UnexpectedMessage(format!(
+                "expected to index 1 credex, indexed {created} (missing UNSECURED anchor)"
+            )),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,18 +56,24 @@ async fn main() -> Result<(), support::BoxError> {
             let env = load(&arg(1)?)?;
             let log: serde_json::Value = serde_json::from_slice(&std::fs::read(arg(2)?)?)?;
             let ids: Vec<String> = serde_json::from_value(log["acknowledged"].clone())?;
-            let target = support::app_target(&env, "ledger").await?;
-            let present = support::count_present(&target, &ids).await?;
+            let mut lost_anywhere = false;
+            for db in ["ledger", "search"] {
+                let target = support::app_target(&env, db).await?;
+                let present = support::count_present(&target, &ids).await?;
+                println!(
+                    "{db}: writes acknowledged: {}  present on {}: {}  lost: {}",
+                    ids.len(),
+                    target.uri,
+                    present,
+                    ids.len() as u64 - present,
+                );
+                lost_anywhere |= present != ids.len() as u64;
+            }
             println!(
-                "writes acknowledged: {}  present on {}: {}  lost: {}  refused-and-retried: {}  longest refused stretch: {} ms",
-                ids.len(),
-                target.uri,
-                present,
-                ids.len() as u64 - present,
-                log["refused"],
-                log["longest_gap_ms"]
+                "refused-and-retried: {}  longest refused stretch: {} ms",
+                log["refused"], log["longest_gap_ms"]
             );
-            if present != ids.len() as u64 {
+            if lost_anywhere {
                 std::process::exit(1);
             }
         }

@@ -14,7 +14,7 @@ use cutover::db::{DatabaseEngine, DbHandle};
 use cutover::engine::progress::WorkMeter;
 use cutover::failure::Failure;
 use cutover::ids::{InstanceId, SecretName};
-use cutover::ledger::{commit_credex, load_ledger, load_search_space, LedgerSpec};
+use cutover::ledger::{commit_credex, index_credex, load_ledger, load_search_space, LedgerSpec};
 use cutover::providers::local::LocalProvider;
 use cutover::providers::{
     tag, Compute, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,
@@ -262,19 +262,49 @@ pub async fn app_target(env: &Environment, db: &str) -> Result<BoltTarget, BoxEr
 /// What the writer saw.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct WriterLog {
-    /// Credex ids whose commit was acknowledged.
+    /// Credex ids acknowledged: committed on `ledger`, then indexed on `search`.
     pub acknowledged: Vec<String>,
     /// Attempts refused or failed (then retried).
     pub refused: u64,
     /// First refused write → first acknowledged write after it, in ms (the app's view
     /// of the freeze window), for the longest such gap.
     pub longest_gap_ms: u64,
+    /// Reconnections to `ledger` after the first write (re-reading the app secret).
     pub switches: u64,
+    /// Why the last refused write was refused (for a test's failure message).
+    pub last_refusal: Option<String>,
+    /// Acknowledged writes per ledger Bolt URL the app connection pointed at (blue's,
+    /// green's).
+    pub per_target: std::collections::BTreeMap<String, u64>,
 }
 
-/// Commits ledger transactions one after another to whatever the app connection secret
-/// points at, until `stop` is set. A refused or failed write is retried (after re-reading
-/// the secret) until it is acknowledged; only acknowledged writes are recorded.
+/// One database connection of the writer, reconnected (re-reading the app connection
+/// secret) whenever a write through it fails.
+struct AppConnection {
+    db: &'static str,
+    /// The Bolt URL and the connection.
+    current: Option<(String, neo4rs::Graph)>,
+}
+
+impl AppConnection {
+    /// The connection, reconnecting when needed; `None` when the target does not answer.
+    async fn get(&mut self, env: &Environment) -> Option<(&neo4rs::Graph, bool)> {
+        let mut reconnected = false;
+        if self.current.is_none() {
+            let target = app_target(env, self.db).await.ok()?;
+            let graph = target.connect(1).await.ok()?;
+            self.current = Some((target.uri, graph));
+            reconnected = true;
+        }
+        self.current.as_ref().map(|(_, g)| (g, reconnected))
+    }
+}
+
+/// Writes as the app does, to whatever the app connection secret points at, until `stop`
+/// is set: each transaction is committed on `ledger`, then indexed on `search`, and is
+/// acknowledged only when both are done. A refused or failed write is retried (after
+/// re-reading the secret) until it succeeds, so a credex on ledger is always on search
+/// too once acknowledged; the one in flight when `stop` comes is not acknowledged.
 pub async fn run_writer(env: Environment, members: u64, stop: Arc<AtomicBool>) -> WriterLog {
     let spec = LedgerSpec::new(members, 1);
     let mut log = WriterLog::default();
@@ -287,50 +317,68 @@ pub async fn run_writer(env: Environment, members: u64, stop: Arc<AtomicBool>) -
         % 1_000_000_000)
         * 1_000;
     let mut n: u64 = first;
-    let mut current: Option<(String, neo4rs::Graph)> = None;
+    let mut ledger = AppConnection {
+        db: "ledger",
+        current: None,
+    };
+    let mut search = AppConnection {
+        db: "search",
+        current: None,
+    };
+    // Committed on ledger (at this Bolt URL), not yet indexed on search.
+    let mut to_index: Option<(cutover::ledger::CredexTransaction, String)> = None;
     let mut refused_since: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
-        if current.is_none() {
-            match app_target(&env, "ledger").await {
-                Ok(t) => match t.connect(1).await {
-                    Ok(g) => {
-                        if n > first {
-                            log.switches += 1;
-                        }
-                        current = Some((t.uri.clone(), g));
-                    }
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                Err(_) => {
+        // Each arm `continue`s on success; what falls through is a refused write.
+        match &to_index {
+            None => {
+                let Some((graph, reconnected)) = ledger.get(&env).await else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
+                };
+                if reconnected && n > first {
+                    log.switches += 1;
                 }
+                let tx = spec.live_transaction(n);
+                match tokio::time::timeout(Duration::from_secs(10), commit_credex(graph, &tx)).await
+                {
+                    Ok(Ok(())) => {
+                        let uri = ledger.current.as_ref().map(|(u, _)| u.clone());
+                        to_index = Some((tx, uri.unwrap_or_default()));
+                        n += 1;
+                        continue;
+                    }
+                    Ok(Err(e)) => log.last_refusal = Some(format!("ledger: {e}")),
+                    Err(_) => log.last_refusal = Some("ledger: no answer in 10 s".into()),
+                }
+                ledger.current = None;
+            }
+            Some((tx, ledger_uri)) => {
+                let Some((graph, _)) = search.get(&env).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                match tokio::time::timeout(Duration::from_secs(10), index_credex(graph, tx)).await {
+                    Ok(Ok(())) => {
+                        log.acknowledged.push(tx.credex_id.clone());
+                        *log.per_target.entry(ledger_uri.clone()).or_default() += 1;
+                        to_index = None;
+                        if let Some(t) = refused_since.take() {
+                            log.longest_gap_ms =
+                                log.longest_gap_ms.max(t.elapsed().as_millis() as u64);
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    Ok(Err(e)) => log.last_refusal = Some(format!("search: {e}")),
+                    Err(_) => log.last_refusal = Some("search: no answer in 10 s".into()),
+                }
+                search.current = None;
             }
         }
-        let tx = spec.live_transaction(n);
-        let graph = &current.as_ref().expect("connected").1;
-        let attempt =
-            tokio::time::timeout(Duration::from_secs(10), commit_credex(graph, &tx)).await;
-        match attempt {
-            Ok(Ok(())) => {
-                log.acknowledged.push(tx.credex_id.clone());
-                if let Some(t) = refused_since.take() {
-                    log.longest_gap_ms = log.longest_gap_ms.max(t.elapsed().as_millis() as u64);
-                }
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            _ => {
-                log.refused += 1;
-                refused_since.get_or_insert_with(Instant::now);
-                // Re-read where the app should connect; reconnect whatever it says.
-                current = None;
-                tokio::time::sleep(Duration::from_millis(150)).await;
-            }
-        }
+        log.refused += 1;
+        refused_since.get_or_insert_with(Instant::now);
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
     log
 }
