@@ -6,6 +6,7 @@
 #[path = "../../examples/local_env/support.rs"]
 mod support;
 
+use crate::harness::neo4j::{LTS, NEXT};
 use cutover::config::Environment;
 use std::path::Path;
 use std::process::Output;
@@ -44,6 +45,38 @@ fn environment_from(file: &str, dir: &Path, name: &str) -> Environment {
     Environment::load(path.to_str().unwrap()).unwrap_or_else(|p| panic!("test environment: {p:?}"))
 }
 
+/// The same environment (name, state) with every database on Neo4j `version`, as an AMI
+/// update would set it: green is provisioned from `neo4j-<version>`.
+fn on_version(env: &Environment, version: &str) -> Environment {
+    let text = std::fs::read_to_string(&env.source.path).unwrap();
+    let text = text
+        .replace("\"5.26.30\"", &format!("\"{version}\""))
+        .replace("\"neo4j-5.26.30\"", &format!("\"neo4j-{version}\""));
+    assert!(text.contains(&format!("version = \"{version}\"")), "{text}");
+    let path = std::path::Path::new(&env.source.path).with_file_name(format!("env-{version}.toml"));
+    std::fs::write(&path, text).unwrap();
+    Environment::load(path.to_str().unwrap())
+        .unwrap_or_else(|p| panic!("{version} environment: {p:?}"))
+}
+
+/// The Neo4j version the app's `db` answers with (`dbms.components()`).
+async fn serving_version(env: &Environment, db: &str) -> String {
+    let graph = support::app_target(env, db)
+        .await
+        .unwrap()
+        .connect(1)
+        .await
+        .unwrap();
+    let mut rows = graph
+        .execute(neo4rs::query(
+            "CALL dbms.components() YIELD versions RETURN versions[0] AS v",
+        ))
+        .await
+        .unwrap();
+    let row = rows.next().await.unwrap().expect("a component row");
+    row.get::<String>("v").unwrap()
+}
+
 async fn cutover_run(env: &Environment, failpoint: Option<&str>) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
     cmd.current_dir(repo())
@@ -56,11 +89,11 @@ async fn cutover_run(env: &Environment, failpoint: Option<&str>) -> Output {
     if let Some(f) = failpoint {
         cmd.env("CUTOVER_FAILPOINTS", f);
     }
-    // Bounded: 15 minutes (four Neo4j JVMs, their restarts and neo4j-admin JVMs share
-    // two cores with other builds here).
-    tokio::time::timeout(Duration::from_secs(900), cmd.output())
+    // Bounded: 25 minutes (four Neo4j JVMs, their restarts and neo4j-admin JVMs share
+    // two cores with other builds here; at a load average of 25 a run took over 15).
+    tokio::time::timeout(Duration::from_secs(1500), cmd.output())
         .await
-        .expect("cutover run finished within 15 minutes")
+        .expect("cutover run finished within 25 minutes")
         .unwrap()
 }
 
@@ -103,21 +136,25 @@ async fn writes_flow(env: &Environment) {
     }
 }
 
+/// Every acknowledged write is on both databases the app points at now: committed on
+/// ledger and indexed on search, one point in time for both.
 async fn assert_no_write_lost(env: &Environment, log: &support::WriterLog) {
     assert!(
         !log.acknowledged.is_empty(),
-        "the writer never got a write acknowledged"
+        "the writer never got a write acknowledged: {log:?}"
     );
-    let target = support::app_target(env, "ledger").await.unwrap();
-    let present = support::count_present(&target, &log.acknowledged)
-        .await
-        .unwrap();
-    assert_eq!(
-        present,
-        log.acknowledged.len() as u64,
-        "acknowledged writes missing on {}",
-        target.uri
-    );
+    for db in ["ledger", "search"] {
+        let target = support::app_target(env, db).await.unwrap();
+        let present = support::count_present(&target, &log.acknowledged)
+            .await
+            .unwrap();
+        assert_eq!(
+            present,
+            log.acknowledged.len() as u64,
+            "acknowledged writes missing on {db} ({})",
+            target.uri
+        );
+    }
 }
 
 /// Blue ledger and search with the app user and connection secret; on failure removes
@@ -253,12 +290,26 @@ async fn after_switch(env: Environment) {
 // Real Neo4j Community 5.26.30 (environments/local.toml): blue and green are Neo4j servers,
 // the neo4j engine's scripts run on them through the local exec channel.
 
+/// The upgrade path, as an AMI update runs it: blue on 5.26.30, green provisioned from the
+/// 2026.08.1 image (Java 25), the dump of 5.26 loaded and store-upgraded by 2026.08.1,
+/// under the live writer; green's fingerprint must equal frozen blue's (compare).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn neo4j_blue_green_under_a_live_writer_loses_no_write_and_green_matches_frozen_blue() {
+async fn neo4j_blue_green_onto_2026_under_a_live_writer_loses_no_write_and_green_matches_frozen_blue(
+) {
     let dir = tempfile::tempdir().unwrap();
     let env = environment_from("local", dir.path(), "n4ok");
     set_up(&env).await;
-    with_teardown(&env, happy(env.clone())).await;
+    let upgraded = on_version(&env, NEXT);
+    with_teardown(&env, async move {
+        for db in ["ledger", "search"] {
+            assert_eq!(serving_version(&upgraded, db).await, LTS, "{db}: blue");
+        }
+        happy(upgraded.clone()).await;
+        for db in ["ledger", "search"] {
+            assert_eq!(serving_version(&upgraded, db).await, NEXT, "{db}: green");
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +317,31 @@ async fn neo4j_a_failure_at_any_step_leaves_blue_serving_green_removed_and_no_wr
     let dir = tempfile::tempdir().unwrap();
     let env = environment_from("local", dir.path(), "n4fail");
     set_up(&env).await;
-    with_teardown(&env, failures(env.clone(), &NEO4J_FAILURES)).await;
+    let run = env.clone();
+    with_teardown(&env, async move {
+        refuses_an_older_green(&run).await;
+        failures(run, &NEO4J_FAILURES).await;
+    })
+    .await;
+}
+
+/// Green on an older Neo4j than blue (5.25.1 < 5.26.30, as blue itself reports over Bolt)
+/// is refused by the first step, before anything is provisioned or frozen.
+async fn refuses_an_older_green(env: &Environment) {
+    let older = on_version(env, "5.25.1");
+    let out = cutover_run(&older, None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("older than blue's 5.26.30") && all.contains("refused"),
+        "{all}"
+    );
+    for db in ["ledger", "search"] {
+        let left = support::instances(env, db).await.unwrap();
+        assert_eq!(left.len(), 1, "{db}: {left:?}");
+        assert_eq!(left[0].1, "blue", "{db}: {left:?}");
+        assert!(support::accepts_writes(&support::app_target(env, db).await.unwrap()).await);
+    }
 }
 
 /// On Neo4j every `cutover run` up to the injected failure costs minutes of JVM restarts
