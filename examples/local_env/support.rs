@@ -270,6 +270,8 @@ pub struct WriterLog {
     /// of the freeze window), for the longest such gap.
     pub longest_gap_ms: u64,
     pub switches: u64,
+    /// Acknowledged writes per Bolt URL the app connection pointed at (blue's, green's).
+    pub per_target: std::collections::BTreeMap<String, u64>,
 }
 
 /// Commits ledger transactions one after another to whatever the app connection secret
@@ -317,6 +319,8 @@ pub async fn run_writer(env: Environment, members: u64, stop: Arc<AtomicBool>) -
         match attempt {
             Ok(Ok(())) => {
                 log.acknowledged.push(tx.credex_id.clone());
+                let uri = current.as_ref().expect("connected").0.clone();
+                *log.per_target.entry(uri).or_default() += 1;
                 if let Some(t) = refused_since.take() {
                     log.longest_gap_ms = log.longest_gap_ms.max(t.elapsed().as_millis() as u64);
                 }

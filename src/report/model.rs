@@ -56,6 +56,9 @@ pub struct Report {
     pub rpo_seconds: Option<f64>,
     pub writes_acknowledged: Option<u64>,
     pub writes_lost: Option<u64>,
+    /// Runs linked to this one: the run a rollback undoes, or the rollback of this run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::engine::state::RunLink>,
     /// Anything the caller adds. The keys `rto_seconds`, `rpo_seconds`,
     /// `writes_acknowledged` and `writes_lost` override the values found in step outputs.
     pub extra: BTreeMap<String, Value>,
@@ -431,6 +434,7 @@ impl Report {
                     }
                 }
                 Event::LeaseTakenOver { .. }
+                | Event::RunLinked { .. }
                 | Event::StepIntent { .. }
                 | Event::StepCheckpoint { .. } => {}
             }
@@ -518,6 +522,7 @@ impl Report {
                 rows,
             },
             extra: BTreeMap::new(),
+            links: view.links.clone(),
         };
         report.gather_well_known();
         report.freeze_window = report.find_freeze_window(origin, freeze_step, writable_journal);
