@@ -114,7 +114,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
     },
-    /// Move the application back from green to blue after a blue-green run switched.
+    /// Move the application back from green to blue after a blue-green run switched
+    /// (by reverse migration when green took writes).
     ///
     /// A run of its own (journaled, resumable with `cutover resume`, reported), linked to
     /// RUN_ID in both journals; it takes over RUN_ID's lease when that run has stopped.

@@ -232,6 +232,17 @@ async fn a_bake_failure_after_green_took_writes_rolls_back_to_blue_with_every_wr
     with_teardown(&env, bake_failure(env.clone())).await;
 }
 
+/// Each step of the rollback run `view` ended as listed.
+fn assert_steps(view: &cutover::engine::state::RunView, expected: &[(&str, StepStatus)]) {
+    for (step, status) in expected {
+        assert_eq!(
+            view.steps.get(&StepId::new(*step)).map(|s| s.status),
+            Some(*status),
+            "{step}"
+        );
+    }
+}
+
 /// The run ids `cutover` printed (`run ID: OUTCOME: …` lines), in order.
 fn printed_runs(out: &Output) -> Vec<(String, String)> {
     String::from_utf8_lossy(&out.stdout)
@@ -310,21 +321,18 @@ async fn bake_failure(env: Environment) {
         .expect("the undone run names its rollback");
     assert_eq!(link.run_id.as_str(), rollback);
     // The reverse migration ran, the straight switch back was skipped.
-    for (step, status) in [
-        ("assess", StepStatus::Succeeded),
-        ("backup-green-ledger", StepStatus::Succeeded),
-        ("restore-blue-search", StepStatus::Succeeded),
-        ("compare-blue-ledger", StepStatus::Succeeded),
-        ("switch-back-migrated", StepStatus::Succeeded),
-        ("remove-migrated-green-search", StepStatus::Succeeded),
-        ("switch-back", StepStatus::Skipped),
-    ] {
-        assert_eq!(
-            view.steps.get(&StepId::new(step)).map(|s| s.status),
-            Some(status),
-            "{step}"
-        );
-    }
+    assert_steps(
+        &view,
+        &[
+            ("assess", StepStatus::Succeeded),
+            ("backup-green-ledger", StepStatus::Succeeded),
+            ("restore-blue-search", StepStatus::Succeeded),
+            ("compare-blue-ledger", StepStatus::Succeeded),
+            ("switch-back-migrated", StepStatus::Succeeded),
+            ("remove-migrated-green-search", StepStatus::Succeeded),
+            ("switch-back", StepStatus::Skipped),
+        ],
+    );
     let took = &view.steps[&StepId::new("assess")]
         .outputs
         .clone()
@@ -360,6 +368,122 @@ async fn bake_failure(env: Environment) {
     eprintln!(
         "rollback {rollback}: {seconds:.1} s, {carried} writes green acknowledged carried back to blue, {} acknowledged in all",
         log.acknowledged.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_of_a_run_killed_during_its_bake_switches_straight_back_when_green_took_no_write(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(dir.path(), "bgkill");
+    set_up(&env).await;
+    with_teardown(&env, killed_in_bake(env.clone())).await;
+}
+
+/// `cutover` with `args` in the test environment, bounded like [`cutover_run`].
+async fn cutover_cmd(env: &Environment, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.current_dir(repo())
+        .args(args)
+        .arg("--env")
+        .arg(&env.source.path)
+        .env("CUTOVER_STATE_DIR", &env.state_dir)
+        .env_remove("CUTOVER_FAILPOINTS")
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(900), cmd.output())
+        .await
+        .expect("cutover finished within 15 minutes")
+        .unwrap()
+}
+
+async fn killed_in_bake(env: Environment) {
+    let blue = support::app_target(&env, "ledger").await.unwrap().uri;
+    let mut blue_ids = Vec::new();
+    for db in ["ledger", "search"] {
+        blue_ids.extend(support::instances(&env, db).await.unwrap());
+    }
+    // No writer: green takes no write while it bakes.
+    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .current_dir(repo())
+        .args(["run", "runbooks/blue-green.toml", "--env"])
+        .arg(&env.source.path)
+        .args(["--set", "bake=30m", "--set", "health_successes=2"])
+        .args(["--yes", "--run-id", "bake-killed"])
+        .env("CUTOVER_STATE_DIR", &env.state_dir)
+        .env_remove("CUTOVER_FAILPOINTS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let id = RunId::new("bake-killed");
+    let bake = StepId::new("bake");
+    // Bounded: 10 minutes for the migration up to the bake.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let view = cutover::engine::run::load_view(&env.state_dir, &id).ok();
+        let baking = view
+            .as_ref()
+            .and_then(|v| v.steps.get(&bake))
+            .is_some_and(|s| {
+                s.status == StepStatus::Running
+                    && s.checkpoint
+                        .as_ref()
+                        .is_some_and(|c| c.get("deadline").is_some())
+            });
+        if baking {
+            break;
+        }
+        assert!(
+            view.as_ref().and_then(|v| v.outcome).is_none(),
+            "the run ended before its bake: {view:?}"
+        );
+        assert!(Instant::now() < deadline, "the run never reached its bake");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The operator's process dies mid-bake (SIGKILL): the lease goes stale, blue stays
+    // frozen and alive, the app is on green.
+    run.start_kill().unwrap();
+    let _ = run.wait().await;
+    assert_ne!(support::app_target(&env, "ledger").await.unwrap().uri, blue);
+
+    let out = cutover_cmd(&env, &["rollback", "bake-killed"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        support::app_target(&env, "ledger").await.unwrap().uri,
+        blue,
+        "the app is not back on blue"
+    );
+    writes_flow(&env).await;
+    let mut left = Vec::new();
+    for db in ["ledger", "search"] {
+        left.extend(support::instances(&env, db).await.unwrap());
+    }
+    assert_eq!(left, blue_ids, "green left behind, or blue replaced");
+    let runs = printed_runs(&out);
+    let [(rollback, outcome)] = runs.as_slice() else {
+        panic!("expected the rollback run: {runs:?}");
+    };
+    assert_eq!(outcome, "Succeeded");
+    let view =
+        cutover::engine::run::load_view(&env.state_dir, &RunId::new(rollback.as_str())).unwrap();
+    // Green took no write: the straight switch back ran, the reverse migration did not.
+    assert_steps(
+        &view,
+        &[
+            ("switch-back", StepStatus::Succeeded),
+            ("remove-green-ledger", StepStatus::Succeeded),
+            ("backup-green-ledger", StepStatus::Skipped),
+            ("switch-back-migrated", StepStatus::Skipped),
+        ],
+    );
+    // The undone run is linked to its rollback and can no longer be resumed.
+    let resumed = cutover_cmd(&env, &["resume", "bake-killed"]).await;
+    assert_eq!(resumed.status.code(), Some(2), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains(&format!("rolled back by run {rollback}")),
+        "{}",
+        text(&resumed)
     );
 }
 
