@@ -3,7 +3,7 @@
 //! Built only from journal records (plus what the caller adds to [`Report::extra`]), so a
 //! report can be regenerated at any time, by any machine that has the journal.
 
-use crate::engine::journal::{Event, Outcome, Record};
+use crate::engine::journal::{Event, Outcome, Record, RunRelation};
 use crate::engine::state::{replay, CompensationStatus, StepStatus};
 use crate::ids::{RunId, StepId};
 use chrono::{DateTime, Utc};
@@ -652,6 +652,19 @@ impl Report {
             &self.environment_name
         };
         let resume = format!("`cutover resume {run} --env {env}`");
+        if let Some(link) = self
+            .links
+            .iter()
+            .rev()
+            .find(|l| l.relation == RunRelation::RolledBackBy)
+        {
+            let by = &link.run_id;
+            return vec![match link.outcome {
+                Some(Outcome::Succeeded) => format!("Run {by} rolled this run back: the application is on blue with every write green took, and green is removed. Nothing is left to undo; fix the cause before migrating again."),
+                Some(Outcome::Failed | Outcome::RolledBack) => format!("Run {by} tried to roll this run back and was undone: the application is on green, which holds every write. Fix the cause, then `cutover rollback {run} --env {env}`."),
+                Some(Outcome::NeedsAttention) | None => format!("Run {by} is rolling this run back and has not finished: `cutover resume {by} --env {env}`."),
+            }];
+        }
         let cause = self.failed_step().map(|s| {
             let mut c = format!(
                 "step `{}` failed: {}",
