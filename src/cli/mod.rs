@@ -10,6 +10,7 @@ mod status;
 use crate::config::Runbook;
 use crate::engine::executor::SessionEnd;
 use crate::engine::progress::ProgressHandle;
+use crate::engine::rollback;
 use crate::engine::run::{self, RunError, RunOptions, RunSummary};
 use crate::ids::RunId;
 use crate::plan::render;
@@ -108,6 +109,35 @@ pub enum Command {
         force: bool,
         /// Where the runbook is on this machine, when the run started elsewhere (aws runs
         /// resume from the journal mirror on any machine). Its plan must not have changed.
+        #[arg(long)]
+        runbook: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
+    /// Move the application back from green to blue after a blue-green run switched
+    /// (by reverse migration when green took writes).
+    ///
+    /// A run of its own (journaled, resumable with `cutover resume`, reported), linked to
+    /// RUN_ID in both journals; it takes over RUN_ID's lease when that run has stopped.
+    /// Green is frozen, then its fingerprint is compared with the one journaled at the
+    /// switch: unchanged, blue is unfrozen and traffic switched straight back; changed
+    /// (green took writes), green is backed up and restored onto blue (blue's store is
+    /// replaced; it must still hold exactly what it was frozen with), compared, unfrozen,
+    /// rotated, health-checked and switched back. Then green is removed. A failure undoes
+    /// the rollback: the application stays on green, which accepts writes again.
+    /// A blue-green run whose bake fails after green took writes starts this by itself.
+    #[command(
+        after_help = "Exit codes: 0 rolled back (the application is on blue with every write green took); \
+1 the rollback failed and was undone (the application is on green); 2 bad input or nothing to roll back, nothing was done; \
+3 needs attention (partly applied, or the environment is locked: stop RUN_ID first); 130 interrupted (resumable).\n\
+See runbooks/rollback.md."
+    )]
+    Rollback {
+        /// The blue-green run to undo.
+        run_id: String,
+        #[arg(long, env = "CUTOVER_ENV")]
+        env: String,
+        /// The rollback runbook (default: rollback.toml beside RUN_ID's runbook).
         #[arg(long)]
         runbook: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
@@ -291,6 +321,23 @@ async fn dispatch_simple(command: Command) -> u8 {
                 &env,
                 options,
                 progress_for(output),
+                stop.clone(),
+            )
+            .await;
+            report_and_chain(result, &env, output, stop).await
+        }
+        Command::Rollback {
+            run_id,
+            env,
+            runbook,
+            output,
+        } => {
+            let stop = install_signal_handlers();
+            let result = rollback::start(
+                RunId::new(run_id),
+                &env,
+                runbook,
+                progress_for(output),
                 stop,
             )
             .await;
@@ -453,12 +500,44 @@ async fn run_command(
         sets: args.sets.clone(),
         run_id: run_id.map(RunId::new),
         take_over_lease,
+        rollback_of: None,
     };
-    let result = run::start(plan, options, progress_for(args.output), stop).await;
-    report_run(result, args.output)
+    let result = run::start(plan, options, progress_for(args.output), stop.clone()).await;
+    report_and_chain(result, &args.env, args.output, stop).await
 }
 
-fn report_run(result: Result<RunSummary, RunError>, output: OutputFormat) -> u8 {
+/// Reports a run; when its bake failed after green took writes, starts its rollback
+/// (`cutover rollback`) and reports that too. The exit code then tells the pair's story
+/// (see [`rollback::chained_exit_code`]).
+async fn report_and_chain(
+    result: Result<RunSummary, RunError>,
+    env: &str,
+    output: OutputFormat,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> u8 {
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => return report_run::<RunSummary>(Err(e), output),
+    };
+    let code = report_run(Ok(&summary), output);
+    if !rollback::wanted_after(&summary) || *stop.borrow() {
+        return code;
+    }
+    let undone = summary.run_id;
+    if output == OutputFormat::Human {
+        println!("run {undone}: the bake failed after green took writes; rolling back (`cutover rollback {undone}`)");
+    }
+    let rollback = rollback::start(undone, env, None, progress_for(output), stop).await;
+    let chained = rollback::chained_exit_code(&rollback);
+    report_run(rollback, output);
+    chained
+}
+
+fn report_run<S: std::borrow::Borrow<RunSummary>>(
+    result: Result<S, RunError>,
+    output: OutputFormat,
+) -> u8 {
+    let result = result.as_ref().map(|s| s.borrow());
     match result {
         Ok(summary) => {
             let code = summary.exit_code();

@@ -103,6 +103,7 @@ fn list(
                         "runbook": v.as_ref().map(|v| v.runbook.clone()),
                         "started_at": v.as_ref().and_then(|v| v.started_at),
                         "outcome": v.as_ref().map(outcome_text),
+                        "links": v.as_ref().map(|v| v.links.clone()).unwrap_or_default(),
                     })
                 })
                 .collect();
@@ -125,12 +126,13 @@ fn list(
             for (id, view) in &runs {
                 match view {
                     Some(v) => println!(
-                        "{id}  {}  {}  {}",
+                        "{id}  {}  {}  {}{}",
                         v.started_at
                             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                             .unwrap_or_default(),
                         outcome_text(v),
-                        v.runbook
+                        v.runbook,
+                        links_text(v)
                     ),
                     None => println!("{id}  (unreadable journal)"),
                 }
@@ -138,6 +140,11 @@ fn list(
         }
     }
     0
+}
+
+/// `  [rolled back by run R2 (Succeeded)]`, or empty when the run has no linked run.
+fn links_text(v: &RunView) -> String {
+    v.links.iter().map(|l| format!("  [{l}]")).collect()
 }
 
 fn outcome_text(v: &RunView) -> String {
@@ -178,6 +185,9 @@ fn show(view: &RunView, output: OutputFormat) {
             .unwrap_or_default()
     );
     println!("plan hash: {}", view.plan_hash);
+    for link in &view.links {
+        println!("{link}");
+    }
     for (id, step) in &view.steps {
         let duration = match (step.first_started_at, step.finished_at) {
             (Some(a), Some(b)) => format!("{:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),

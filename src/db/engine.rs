@@ -146,6 +146,13 @@ pub trait DatabaseEngine: Send + Sync {
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
     ) -> Result<DbOperation, Failure>;
+    /// Empties `db` so that a restore can replace it; called only after the caller proved
+    /// its content is already in the backup (a rollback onto blue). The default does
+    /// nothing: engines whose restore overwrites the store (Neo4j loads with
+    /// `--overwrite-destination`) need no clearing.
+    async fn clear_for_restore(&self, _db: &DbHandle) -> Result<(), Failure> {
+        Ok(())
+    }
     /// One bounded look at a started restore (never waits for it).
     async fn poll_restore(
         &self,

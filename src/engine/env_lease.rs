@@ -80,7 +80,7 @@ async fn acquire_s3(
         LeaseOutcome::HeldBy { holder, .. } => holder,
     };
     let shown = from_s3(&holder.info);
-    let Some(reason) = shown.staleness() else {
+    let Some(reason) = shown.staleness().or_else(|| take_over.handover(&shown)) else {
         return Ok((Acquire::Held(shown), None));
     };
     if !take_over.allows(&shown.run_id, run_id) {

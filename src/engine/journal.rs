@@ -119,6 +119,34 @@ pub enum Event {
         outcome: Outcome,
         message: String,
     },
+    /// This run is linked to another run: a rollback names the run it undoes
+    /// (`rollback_of`), and the undone run records its rollback (`rolled_back_by`), again
+    /// with the rollback's outcome once it ended.
+    RunLinked {
+        relation: RunRelation,
+        run_id: RunId,
+        #[serde(default)]
+        outcome: Option<Outcome>,
+    },
+}
+
+/// How a [`Event::RunLinked`] run relates to the journal's own run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunRelation {
+    /// The journal's run is a rollback of the linked run.
+    RollbackOf,
+    /// The linked run is a rollback of the journal's run.
+    RolledBackBy,
+}
+
+impl std::fmt::Display for RunRelation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunRelation::RollbackOf => "rollback of",
+            RunRelation::RolledBackBy => "rolled back by",
+        })
+    }
 }
 
 /// How a run ended.

@@ -87,6 +87,10 @@ pub enum TakeOver {
     SameRun,
     /// Any stale lease (`--take-over-lease`).
     AnyStale,
+    /// A rollback of this run: its lease when stale, and also when this very process
+    /// holds it (a blue-green run whose bake failed hands its lease to the rollback it
+    /// starts, so no other run can slip in between).
+    RollbackOf(RunId),
 }
 
 impl TakeOver {
@@ -96,6 +100,22 @@ impl TakeOver {
             TakeOver::Never => false,
             TakeOver::SameRun => holder == run_id,
             TakeOver::AnyStale => true,
+            TakeOver::RollbackOf(of) => holder == of,
+        }
+    }
+
+    /// Why a *live* lease may be taken anyway: only a [`TakeOver::RollbackOf`] handover
+    /// from the undone run within this same process.
+    pub fn handover(&self, current: &LeaseInfo) -> Option<String> {
+        match self {
+            TakeOver::RollbackOf(of)
+                if current.run_id == *of
+                    && current.pid == std::process::id()
+                    && current.host == hostname() =>
+            {
+                Some(format!("run {of} handed its lease to its rollback"))
+            }
+            _ => None,
         }
     }
 }
@@ -162,7 +182,8 @@ impl LocalLease {
                     let Some(current) = Self::holder(state_dir)? else {
                         continue;
                     };
-                    let Some(reason) = current.staleness() else {
+                    let Some(reason) = current.staleness().or_else(|| take_over.handover(&current))
+                    else {
                         return Ok((Acquire::Held(current), None));
                     };
                     if !take_over.allows(&current.run_id, run_id) {

@@ -8,5 +8,6 @@ pub mod journal;
 pub mod lease;
 pub mod progress;
 pub mod retry;
+pub mod rollback;
 pub mod run;
 pub mod state;

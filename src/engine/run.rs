@@ -17,7 +17,7 @@
 
 use super::env_lease::{EnvLease, LeaseBackend};
 use super::executor::{Executor, SessionEnd, SharedJournal};
-use super::journal::{Event, Journal, Outcome};
+use super::journal::{Event, Journal, Outcome, RunRelation};
 use super::lease::{hostname, Acquire, LeaseInfo, TakeOver, LEASE_TTL};
 use super::progress::{ProgressEvent, ProgressHandle};
 use super::state::{replay, RunView};
@@ -83,6 +83,8 @@ pub struct RunSummary {
     pub view: RunView,
     /// The Markdown report, when it was written (JSON and SVG sit beside it).
     pub report: Option<PathBuf>,
+    /// A `health.bake` step of the run failed (the rollback acts on this).
+    pub bake_failed: bool,
 }
 
 impl RunSummary {
@@ -101,6 +103,9 @@ pub struct RunOptions {
     /// Use this run id instead of a generated one (must be new).
     pub run_id: Option<RunId>,
     pub take_over_lease: bool,
+    /// This run is a rollback of that run: it is linked to it both ways in the journals,
+    /// and may take over its lease (see [`TakeOver::RollbackOf`]).
+    pub rollback_of: Option<RunId>,
 }
 
 pub fn runs_dir(state_dir: &Path) -> PathBuf {
@@ -364,10 +369,10 @@ pub async fn start(
             env.state_dir.display()
         )));
     }
-    let take_over = if options.take_over_lease {
-        TakeOver::AnyStale
-    } else {
-        TakeOver::Never
+    let take_over = match (&options.rollback_of, options.take_over_lease) {
+        (Some(of), _) => TakeOver::RollbackOf(of.clone()),
+        (None, true) => TakeOver::AnyStale,
+        (None, false) => TakeOver::Never,
     };
     let backend = Backend::open(&env).await?;
     if let Some(mirror) = &backend.mirror {
@@ -405,6 +410,14 @@ pub async fn start(
                 previous_pid: previous.pid,
                 reason: reason.clone(),
             })?;
+        }
+        if let Some(of) = &options.rollback_of {
+            journal.append(Event::RunLinked {
+                relation: RunRelation::RollbackOf,
+                run_id: of.clone(),
+                outcome: None,
+            })?;
+            link_undone_run(&env.state_dir, &backend, of, &run_id, None).await?;
         }
         session(
             plan,
@@ -489,6 +502,14 @@ async fn session(
     }
     let end = end?;
     let (records, _) = super::journal::read_records(&journal_file)?;
+    let view = replay(&records);
+    if let (SessionEnd::Finished(outcome, _), Some(of)) = (&end, view.rollback_of()) {
+        link_undone_run(&env.state_dir, backend, of, &run_id, Some(*outcome)).await?;
+    }
+    let bake_failed = executor.plan.steps.iter().any(|s| {
+        s.kind.name == "health.bake"
+            && view.steps.get(&s.id).map(|v| v.status) == Some(super::state::StepStatus::Failed)
+    });
     // A report that cannot be written does not change what the run did; say so.
     let report = match crate::report::write_reports(&dir, &records) {
         Ok(paths) => Some(paths.markdown),
@@ -504,9 +525,40 @@ async fn session(
         run_id,
         end,
         run_dir: dir,
-        view: replay(&records),
+        view,
         report,
+        bake_failed,
     })
+}
+
+/// Records in the journal of `undone` that `rollback` rolls it back (with the rollback's
+/// outcome once it ended), rewrites its report, and on aws uploads its journal to the
+/// mirror. Called under the environment's lease.
+async fn link_undone_run(
+    state_dir: &Path,
+    backend: &Backend,
+    undone: &RunId,
+    rollback: &RunId,
+    outcome: Option<Outcome>,
+) -> Result<(), Failure> {
+    let path = journal_path(state_dir, undone);
+    let (mut journal, _) = Journal::open(&path)?;
+    journal.append(Event::RunLinked {
+        relation: RunRelation::RolledBackBy,
+        run_id: rollback.clone(),
+        outcome,
+    })?;
+    drop(journal);
+    if let Some(mirror) = &backend.mirror {
+        mirror.upload(undone, &path).await?;
+    }
+    let (records, _) = super::journal::read_records(&path)?;
+    // The journal holds the link either way; a report that cannot be rewritten is shown
+    // again by `cutover report`.
+    if let Err(f) = crate::report::write_reports(&run_dir(state_dir, undone), &records) {
+        tracing::warn!(run_id = %undone, error = %f, "the report of the rolled-back run was not rewritten");
+    }
+    Ok(())
 }
 
 /// Reads a run's journal into a view.
@@ -563,6 +615,16 @@ pub async fn resume(
     let backend = Backend::open(&env).await?;
     backend.reconcile_journal(&run_id, &path).await?;
     let prior = load_view(&env.state_dir, &run_id)?;
+    if let Some(link) = prior.rolled_back_by() {
+        return Err(RunError::NotResumable(format!(
+            "run {run_id} is rolled back by run {} ({}); resume that one if it is unfinished (`cutover resume {} --env {}`), or roll back again with `cutover rollback {run_id} --env {}`",
+            link.run_id,
+            link.outcome.map_or_else(|| "unfinished".to_string(), |o| o.to_string()),
+            link.run_id,
+            env.name,
+            env.name
+        )));
+    }
     if let Some(outcome) = prior.outcome {
         if outcome != Outcome::NeedsAttention {
             return Err(RunError::NotResumable(format!(

@@ -1,7 +1,7 @@
 //! Replaying a journal into the state of a run: what `status` shows and what `resume`
 //! continues from. Pure: no I/O, so every crash point can be tested cheaply.
 
-use super::journal::{Event, Outcome, Record};
+use super::journal::{Event, Outcome, Record, RunRelation};
 use crate::ids::{RunId, StepId};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -80,12 +80,50 @@ pub struct RunView {
     pub interrupted: bool,
     pub sessions: u32,
     pub events: u64,
+    /// Runs linked to this one (a rollback and the run it undoes), latest outcome each.
+    pub links: Vec<RunLink>,
+}
+
+/// Another run this one is linked to (see [`Event::RunLinked`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunLink {
+    pub relation: RunRelation,
+    pub run_id: RunId,
+    pub outcome: Option<Outcome>,
+}
+
+impl std::fmt::Display for RunLink {
+    /// `rollback of run R1`, `rolled back by run R2 (Succeeded)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} run {}", self.relation, self.run_id)?;
+        match (self.relation, self.outcome) {
+            (RunRelation::RollbackOf, _) => Ok(()),
+            (RunRelation::RolledBackBy, Some(o)) => write!(f, " ({o})"),
+            (RunRelation::RolledBackBy, None) => f.write_str(" (unfinished)"),
+        }
+    }
 }
 
 impl RunView {
     /// Whether any step failed (so the run is, or was, rolling back).
     pub fn failing(&self) -> bool {
         self.steps.values().any(|s| s.status == StepStatus::Failed)
+    }
+
+    /// The run this one is a rollback of.
+    pub fn rollback_of(&self) -> Option<&RunId> {
+        self.links
+            .iter()
+            .find(|l| l.relation == RunRelation::RollbackOf)
+            .map(|l| &l.run_id)
+    }
+
+    /// The latest rollback of this run, with its outcome once it ended.
+    pub fn rolled_back_by(&self) -> Option<&RunLink> {
+        self.links
+            .iter()
+            .rev()
+            .find(|l| l.relation == RunRelation::RolledBackBy)
     }
 }
 
@@ -191,6 +229,25 @@ pub fn replay(records: &[Record]) -> RunView {
                 view.outcome = Some(*outcome);
                 view.message = Some(message.clone());
                 view.finished_at = Some(at);
+            }
+            Event::RunLinked {
+                relation,
+                run_id,
+                outcome,
+            } => {
+                let link = RunLink {
+                    relation: *relation,
+                    run_id: run_id.clone(),
+                    outcome: *outcome,
+                };
+                match view
+                    .links
+                    .iter_mut()
+                    .find(|l| l.relation == *relation && l.run_id == *run_id)
+                {
+                    Some(existing) => *existing = link,
+                    None => view.links.push(link),
+                }
             }
         }
     }

@@ -128,6 +128,9 @@ pub fn render(report: &Report) -> String {
     if let Some(v) = &r.cutover_version {
         let _ = writeln!(out, "| cutover | {} |", code(v));
     }
+    for link in &r.links {
+        let _ = writeln!(out, "| Linked run | {} |", cell(&link.to_string()));
+    }
     let _ = writeln!(out, "| Plan hash | {} |\n", code(&r.plan_hash));
 
     if !r.next_steps.is_empty() {

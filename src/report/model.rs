@@ -3,7 +3,7 @@
 //! Built only from journal records (plus what the caller adds to [`Report::extra`]), so a
 //! report can be regenerated at any time, by any machine that has the journal.
 
-use crate::engine::journal::{Event, Outcome, Record};
+use crate::engine::journal::{Event, Outcome, Record, RunRelation};
 use crate::engine::state::{replay, CompensationStatus, StepStatus};
 use crate::ids::{RunId, StepId};
 use chrono::{DateTime, Utc};
@@ -56,6 +56,9 @@ pub struct Report {
     pub rpo_seconds: Option<f64>,
     pub writes_acknowledged: Option<u64>,
     pub writes_lost: Option<u64>,
+    /// Runs linked to this one: the run a rollback undoes, or the rollback of this run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::engine::state::RunLink>,
     /// Anything the caller adds. The keys `rto_seconds`, `rpo_seconds`,
     /// `writes_acknowledged` and `writes_lost` override the values found in step outputs.
     pub extra: BTreeMap<String, Value>,
@@ -431,6 +434,7 @@ impl Report {
                     }
                 }
                 Event::LeaseTakenOver { .. }
+                | Event::RunLinked { .. }
                 | Event::StepIntent { .. }
                 | Event::StepCheckpoint { .. } => {}
             }
@@ -518,6 +522,7 @@ impl Report {
                 rows,
             },
             extra: BTreeMap::new(),
+            links: view.links.clone(),
         };
         report.gather_well_known();
         report.freeze_window = report.find_freeze_window(origin, freeze_step, writable_journal);
@@ -647,6 +652,19 @@ impl Report {
             &self.environment_name
         };
         let resume = format!("`cutover resume {run} --env {env}`");
+        if let Some(link) = self
+            .links
+            .iter()
+            .rev()
+            .find(|l| l.relation == RunRelation::RolledBackBy)
+        {
+            let by = &link.run_id;
+            return vec![match link.outcome {
+                Some(Outcome::Succeeded) => format!("Run {by} rolled this run back: the application is on blue with every write green took, and green is removed. Nothing is left to undo; fix the cause before migrating again."),
+                Some(Outcome::Failed | Outcome::RolledBack) => format!("Run {by} tried to roll this run back and was undone: the application is on green, which holds every write. Fix the cause, then `cutover rollback {run} --env {env}`."),
+                Some(Outcome::NeedsAttention) | None => format!("Run {by} is rolling this run back and has not finished: `cutover resume {by} --env {env}`."),
+            }];
+        }
         let cause = self.failed_step().map(|s| {
             let mut c = format!(
                 "step `{}` failed: {}",

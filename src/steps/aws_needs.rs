@@ -28,6 +28,7 @@ pub fn aws_capabilities(kind: &str) -> Option<&'static [Capability]> {
         "db.freeze" | "db.unfreeze" => &[FindInstances, ReadDatabaseSecrets, RunCommands],
         "db.backup" | "db.restore" => &[FindInstances, ReadDatabaseSecrets, RunCommands, Backups],
         "integrity.compare" => &[FindInstances, ReadDatabaseSecrets, Backups],
+        "rollback.assess" => &[FindInstances, ReadDatabaseSecrets, RunCommands],
         "secret.rotate" => &[FindInstances, ReadDatabaseSecrets, RotateAppSecrets],
         "traffic.switch" => &[
             FindInstances,
@@ -36,7 +37,7 @@ pub fn aws_capabilities(kind: &str) -> Option<&'static [Capability]> {
             SwitchTraffic,
             RestartApp,
         ],
-        "health.check" => OPEN_DATABASE,
+        "health.check" | "health.bake" => OPEN_DATABASE,
         "backup.select" => &[Backups],
         "ami.build" => &[
             FindInstances,

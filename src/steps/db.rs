@@ -79,6 +79,7 @@ pub static KINDS: &[StepKind] = &[
             InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
             InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "the fresh instance to restore into" },
             InputSpec { name: "manifest", ty: ValueType::String, required: true, doc: "manifest object key" },
+            InputSpec { name: "replace", ty: ValueType::String, required: false, doc: "the content fingerprint the instance's database must have (or be empty) to be replaced by the backup (a rollback restores onto blue); without it the instance must be fresh" },
         ],
         outputs: OutputSpec::Fixed(&["sha256", "restored_at", "bolt_uri"]),
         changes: "loads data into the instance and sets the application user's password",
@@ -423,6 +424,35 @@ struct RestoreInputs {
     database: String,
     instance: String,
     manifest: String,
+    replace: Option<String>,
+}
+
+/// Before a restore replaces a database that holds data (`replace`): proves the data is
+/// what the caller expects — the content the backup already contains, e.g. frozen blue
+/// that green started from — or nothing at all, then empties it. Anything else is refused:
+/// replacing it could drop writes.
+async fn clear_for_replace(
+    ctx: &StepContext,
+    db: &DbRef,
+    inputs: &RestoreInputs,
+    expected: &str,
+) -> Result<(), Failure> {
+    let fp = db
+        .fingerprint(ctx, &format!("{} on {}", inputs.database, inputs.instance))
+        .await?;
+    let empty = fp.nodes.count == 0 && fp.relationships.count == 0;
+    if fp.content != expected && !empty {
+        return Err(Failure::permanent(format!(
+            "refusing to replace {} on {}: it holds {} nodes with fingerprint {}, not the expected {expected}; replacing it could drop writes it holds",
+            inputs.database, inputs.instance, fp.nodes.count, fp.content
+        ))
+        .with_hint("find out what wrote to it since it was frozen; nothing was changed"));
+    }
+    ctx.record_intent(
+        "db.clear_for_restore",
+        serde_json::json!({ "database": inputs.database, "instance": inputs.instance, "fingerprint": fp.content }),
+    )?;
+    db.engine.clear_for_restore(&db.handle).await
 }
 
 struct Restore;
@@ -478,6 +508,9 @@ impl Step for Restore {
             if failpoint(ctx, "kill-green") {
                 ctx.note("failure point: stopping the green server before the restore");
                 try_step!(providers.compute.stop(&db.handle.instance.id).await);
+            }
+            if let Some(replace) = &inputs.replace {
+                try_step!(clear_for_replace(ctx, &db, &inputs, replace).await);
             }
             try_step!(ctx.record_intent(
                 "db.restore",

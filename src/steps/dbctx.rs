@@ -298,6 +298,20 @@ impl DbRef {
         self.admin_target().uri
     }
 
+    /// The graph fingerprint of this database as the administrator reads it now, with
+    /// the environment's identity keys; `what` names it in errors ("green ledger").
+    pub async fn fingerprint(
+        &self,
+        ctx: &StepContext,
+        what: &str,
+    ) -> Result<crate::integrity::fingerprint::Fingerprint, Failure> {
+        let meter = ctx.work_meter("records");
+        let options = self.fingerprint_options()?;
+        crate::integrity::fingerprint::fingerprint_target(&self.admin_target(), &options, &meter)
+            .await
+            .map_err(|e| Failure::from(e).context(format_args!("fingerprint of {what}")))
+    }
+
     pub fn fingerprint_options(&self) -> Result<FingerprintOptions, Failure> {
         let mut options = FingerprintOptions {
             parallelism: 2,

@@ -74,15 +74,23 @@ struct Health {
     rounds: u32,
 }
 
-/// One health round; `number` is 1-based within this attempt.
-async fn round(ctx: &StepContext, inputs: &HealthInputs, number: u32) -> Result<(), Failure> {
-    let db = DbRef::open(ctx, &inputs.database, &inputs.instance).await?;
+/// One health round on `database` at `instance`: a login as the application user, the
+/// `queries`, then the database's invariants. `number` is 1-based within this attempt
+/// (the failure points count on it). Also the round of `health.bake`.
+pub(crate) async fn round(
+    ctx: &StepContext,
+    database: &str,
+    instance: &str,
+    extra: &[String],
+    number: u32,
+) -> Result<(), Failure> {
+    let db = DbRef::open(ctx, database, instance).await?;
     let user = app_user(&db.def);
     let password = current_secret(ctx, &app_password_secret(ctx, &db.def)).await?;
     let target = db.engine.bolt_target(&db.handle, &user, password);
     let graph = target.connect(1).await?;
     let mut queries = vec!["MATCH (n) RETURN count(n) AS nodes".to_owned()];
-    queries.extend(inputs.queries.iter().cloned());
+    queries.extend(extra.iter().cloned());
     // `fail-health-late` fails from the second round on, so whatever was switched to has
     // served real traffic for an interval before the failure.
     if failpoint(ctx, "fail-health") || (failpoint(ctx, "fail-health-late") && number >= 2) {
@@ -94,7 +102,7 @@ async fn round(ctx: &StepContext, inputs: &HealthInputs, number: u32) -> Result<
     let invariants = db.invariants()?;
     let outcomes = run_invariants(&graph, &invariants)
         .await
-        .map_err(|e| Failure::from(e).context(&inputs.database))?;
+        .map_err(|e| Failure::from(e).context(database))?;
     let broken: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.holds())
@@ -102,9 +110,7 @@ async fn round(ctx: &StepContext, inputs: &HealthInputs, number: u32) -> Result<
         .collect();
     if !broken.is_empty() {
         return Err(Failure::permanent(format!(
-            "{} on {}: invariants broken: {}",
-            inputs.database,
-            inputs.instance,
+            "{database} on {instance}: invariants broken: {}",
             broken.join("; ")
         )));
     }
@@ -118,7 +124,15 @@ impl Step for Health {
         let needed = inputs.successes.unwrap_or(3).max(1);
         let interval = try_step!(parse_duration(inputs.interval.as_deref().unwrap_or("1s")));
         self.rounds += 1;
-        match round(ctx, &inputs, self.rounds).await {
+        match round(
+            ctx,
+            &inputs.database,
+            &inputs.instance,
+            &inputs.queries,
+            self.rounds,
+        )
+        .await
+        {
             Ok(()) => self.streak += 1,
             Err(f) if f.class == ErrorClass::Transient => {
                 self.streak = 0;

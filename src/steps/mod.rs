@@ -9,7 +9,9 @@
 //! earlier attempt created when the same token shows up again.
 
 pub mod ami;
+pub mod assess;
 pub mod aws_needs;
+pub mod bake;
 pub mod changes;
 pub mod compute;
 pub mod context;

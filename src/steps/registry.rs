@@ -110,6 +110,8 @@ pub fn kinds() -> impl Iterator<Item = &'static StepKind> {
         .chain(super::secret::KINDS)
         .chain(super::traffic::KINDS)
         .chain(super::health::KINDS)
+        .chain(super::bake::KINDS)
+        .chain(super::assess::KINDS)
         .chain(super::ami::KINDS)
         .chain(super::changes::KINDS)
         .chain(super::terraform::KINDS)

@@ -9,8 +9,9 @@
 //!
 //! Switching back is only safe while green has taken no write: the compensation freezes
 //! green, re-reads its fingerprint and switches back only if it still equals frozen
-//! blue's. Otherwise the run needs attention (a reverse migration, never a silent revert
-//! that drops green's writes).
+//! blue's. Otherwise the run needs attention and `cutover rollback` moves the writes back
+//! by reverse migration (never a silent revert that drops green's writes). The step's
+//! outputs (`from`, `to`, `fingerprints`) are what that rollback reads from the journal.
 
 use super::dbctx::{app_password_secret, app_user, current_secret, now_rfc3339, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
@@ -35,8 +36,14 @@ pub static KINDS: &[StepKind] = &[StepKind {
             required: false,
             doc: "database name → frozen blue's fingerprint; switching back is refused once green differs",
         },
+        InputSpec {
+            name: "from",
+            ty: ValueType::Map,
+            required: false,
+            doc: "database name → the instance the application used before (blue), recorded for `cutover rollback`",
+        },
     ],
-    outputs: OutputSpec::Fixed(&["switched_at", "version_id", "target"]),
+    outputs: OutputSpec::Fixed(&["switched_at", "version_id", "target", "from", "to", "fingerprints"]),
     changes: "changes where the application connects",
     compensation: Some("switches back to blue if green has taken no write; otherwise stops for attention"),
     build: || Box::new(Switch),
@@ -211,6 +218,8 @@ struct SwitchInputs {
     databases: BTreeMap<String, String>,
     #[serde(default)]
     fingerprints: BTreeMap<String, String>,
+    #[serde(default)]
+    from: BTreeMap<String, String>,
 }
 
 struct Switch;
@@ -279,6 +288,14 @@ impl Step for Switch {
         out.insert("switched_at".into(), now_rfc3339().into());
         out.insert("version_id".into(), version.into());
         out.insert("target".into(), target.describe().into());
+        // What `cutover rollback` needs to move back: where the app was, where it is now,
+        // and what green held at the switch (frozen blue's content).
+        out.insert("from".into(), serde_json::json!(inputs.from));
+        out.insert("to".into(), serde_json::json!(inputs.databases));
+        out.insert(
+            "fingerprints".into(),
+            serde_json::json!(inputs.fingerprints),
+        );
         Decision::Done(out)
     }
 
@@ -297,17 +314,7 @@ impl Step for Switch {
             let db = try_step!(DbRef::open(ctx, database, instance).await);
             try_step!(db.engine.freeze(&db.handle).await);
             if let Some(expected) = inputs.fingerprints.get(database) {
-                let meter = ctx.work_meter("records");
-                let options = try_step!(db.fingerprint_options());
-                let fp = try_step!(crate::integrity::fingerprint::fingerprint_target(
-                    &db.admin_target(),
-                    &options,
-                    &meter
-                )
-                .await
-                .map_err(
-                    |e| Failure::from(e).context(format_args!("fingerprint of green {database}"))
-                ));
+                let fp = try_step!(db.fingerprint(ctx, &format!("green {database}")).await);
                 if &fp.content != expected {
                     changed.push(format!(
                         "{database} (fingerprint {} ≠ frozen blue's {expected})",
@@ -329,7 +336,7 @@ impl Step for Switch {
                     "green has taken writes since the switch: {}; switching back would drop them, so the application stays on green",
                     changed.join(", ")
                 ))
-                .with_hint("green serves and holds every write; blue is frozen and stale. Fix what failed, or migrate green back to blue with the blue-green runbook"),
+                .with_hint(format!("green serves and holds every write; blue is frozen and alive. Move back by reverse migration: `cutover rollback {} --env {}`", ctx.run_id, ctx.environment().source.path.display())),
             );
         }
         try_step!(ctx.record_intent(

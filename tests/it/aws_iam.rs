@@ -26,6 +26,7 @@ const SHIPPED: &[&str] = &[
     "dr-drill",
     "ami-update",
     "deploy",
+    "rollback",
 ];
 
 fn repo() -> &'static Path {

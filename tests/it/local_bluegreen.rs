@@ -8,6 +8,8 @@ mod support;
 
 use crate::harness::neo4j::{LTS, NEXT};
 use cutover::config::Environment;
+use cutover::engine::state::StepStatus;
+use cutover::ids::{RunId, StepId};
 use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,7 +84,8 @@ async fn cutover_run(env: &Environment, failpoint: Option<&str>) -> Output {
     cmd.current_dir(repo())
         .args(["run", "runbooks/blue-green.toml", "--env"])
         .arg(&env.source.path)
-        .args(["--set", "bake=1s", "--set", "health_successes=2", "--yes"])
+        .args(["--set", "bake=1s", "--set", "bake_interval=500ms"])
+        .args(["--set", "health_successes=2", "--yes"])
         .env("CUTOVER_STATE_DIR", &env.state_dir)
         .env_remove("CUTOVER_FAILPOINTS")
         .kill_on_drop(true);
@@ -258,33 +261,270 @@ async fn failures(env: Environment, failpoints: &'static [&'static str]) {
     assert_no_write_lost(&env, &log).await;
 }
 
+/// Both rollbacks on one blue (one set of servers, to keep CI lean): first a run killed
+/// during its bake, rolled back by hand with no write on green (straight switch back),
+/// then a bake that fails under the live writer after green took writes, rolled back by
+/// the run itself (reverse migration).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_after_the_switch_keeps_the_app_on_green_rather_than_drop_its_writes() {
+async fn rollback_moves_the_app_back_to_blue_straight_or_by_reverse_migration_losing_no_write() {
     let dir = tempfile::tempdir().unwrap();
-    let env = environment(dir.path(), "bgafter");
+    let env = environment(dir.path(), "bgback");
     set_up(&env).await;
-    with_teardown(&env, after_switch(env.clone())).await;
+    let body = {
+        let env = env.clone();
+        async move {
+            killed_in_bake(env.clone()).await;
+            bake_failure(env).await;
+        }
+    };
+    with_teardown(&env, body).await;
 }
 
-async fn after_switch(env: Environment) {
+/// Each step of the rollback run `view` ended as listed.
+fn assert_steps(view: &cutover::engine::state::RunView, expected: &[(&str, StepStatus)]) {
+    for (step, status) in expected {
+        assert_eq!(
+            view.steps.get(&StepId::new(*step)).map(|s| s.status),
+            Some(*status),
+            "{step}"
+        );
+    }
+}
+
+/// The run ids `cutover` printed (`run ID: OUTCOME: …` lines), in order.
+fn printed_runs(out: &Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("run "))
+        .filter_map(|l| {
+            let (id, rest) = l.split_once(": ")?;
+            let (outcome, _) = rest.split_once(": ")?;
+            Some((id.to_string(), outcome.to_string()))
+        })
+        .collect()
+}
+
+async fn bake_failure(env: Environment) {
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
+    let blue_ids: Vec<_> = {
+        let mut ids = Vec::new();
+        for db in ["ledger", "search"] {
+            ids.extend(support::instances(&env, db).await.unwrap());
+        }
+        ids
+    };
     let writer = Writer::start(&env);
     writes_flow(&env).await;
-    // Fails from the second health round on (one 500 ms interval after the switch): the
-    // writer (a write every ~20 ms) has moved to green by then, so green holds writes
-    // blue does not have.
-    let out = cutover_run(&env, Some("fail-health-late@health-after-switch")).await;
-    // Needs attention: partly applied, on purpose.
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // The bake fails from its second round on (one 500 ms interval into the bake, after
+    // health-after-switch's rounds): the writer (a write every ~20 ms) has moved to green
+    // by then, so green holds writes blue does not have. The run's own compensation
+    // refuses to switch back over them; the rollback run it chains migrates them back.
+    let out = cutover_run(&env, Some("fail-health-late@bake")).await;
+    // 1: the run failed and the environment is back on blue (with green's writes).
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let now = support::app_target(&env, "ledger").await.unwrap().uri;
-    assert_ne!(
-        now, blue,
-        "the app was switched back to blue, dropping green's writes"
-    );
+    assert_eq!(now, blue, "the app is not back on blue: {}", text(&out));
     writes_flow(&env).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = writer.finish().await;
+    // Every acknowledged write — before the switch (blue), on green, after the switch
+    // back (blue) — is on blue now.
     assert_no_write_lost(&env, &log).await;
+    let carried: u64 = log
+        .per_target
+        .iter()
+        .filter(|(uri, _)| **uri != blue)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        carried > 0,
+        "green took no write before the bake failed, so the reverse migration was not exercised: {log:?}"
+    );
+    // Green removed; blue's instances are the ones it had before.
+    let mut left = Vec::new();
+    for db in ["ledger", "search"] {
+        left.extend(support::instances(&env, db).await.unwrap());
+    }
+    assert_eq!(left, blue_ids, "green left behind, or blue replaced");
+    // Two runs: the blue-green (needs attention: green took writes) and its rollback.
+    let runs = printed_runs(&out);
+    let [(bluegreen, first), (rollback, second)] = runs.as_slice() else {
+        panic!(
+            "expected the run and its rollback: {runs:?}\n{}",
+            text(&out)
+        );
+    };
+    assert_eq!(first, "NeedsAttention", "{}", text(&out));
+    assert_eq!(second, "Succeeded", "{}", text(&out));
+    let undone =
+        cutover::engine::run::load_view(&env.state_dir, &RunId::new(bluegreen.as_str())).unwrap();
+    let view =
+        cutover::engine::run::load_view(&env.state_dir, &RunId::new(rollback.as_str())).unwrap();
+    assert_eq!(
+        view.rollback_of().map(|r| r.as_str()),
+        Some(bluegreen.as_str())
+    );
+    let link = undone
+        .rolled_back_by()
+        .expect("the undone run names its rollback");
+    assert_eq!(link.run_id.as_str(), rollback);
+    // The reverse migration ran, the straight switch back was skipped.
+    assert_steps(
+        &view,
+        &[
+            ("assess", StepStatus::Succeeded),
+            ("backup-green-ledger", StepStatus::Succeeded),
+            ("restore-blue-search", StepStatus::Succeeded),
+            ("compare-blue-ledger", StepStatus::Succeeded),
+            ("switch-back-migrated", StepStatus::Succeeded),
+            ("remove-migrated-green-search", StepStatus::Succeeded),
+            ("switch-back", StepStatus::Skipped),
+        ],
+    );
+    let took = &view.steps[&StepId::new("assess")]
+        .outputs
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(took.get("took_writes"), Some(&serde_json::json!(true)));
+    // The reports tell the story, and `cutover status` shows the pair.
+    let report = std::fs::read_to_string(
+        cutover::engine::run::run_dir(&env.state_dir, &RunId::new(bluegreen.as_str()))
+            .join("report.md"),
+    )
+    .unwrap();
+    assert!(
+        report.contains(&format!("rolled back by run {rollback} (Succeeded)"))
+            && report.contains(&format!("Run {rollback} rolled this run back")),
+        "{report}"
+    );
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["status", "--env"])
+        .arg(&env.source.path)
+        .env("CUTOVER_STATE_DIR", &env.state_dir)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        listed.contains(&format!("[rolled back by run {rollback} (Succeeded)]"))
+            && listed.contains(&format!("[rollback of run {bluegreen}]")),
+        "{listed}"
+    );
+    let seconds = view
+        .finished_at
+        .zip(view.started_at)
+        .map(|(b, a)| (b - a).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or_default();
+    eprintln!(
+        "rollback {rollback}: {seconds:.1} s, {carried} writes green acknowledged carried back to blue, {} acknowledged in all",
+        log.acknowledged.len()
+    );
+}
+
+/// `cutover` with `args` in the test environment, bounded like [`cutover_run`].
+async fn cutover_cmd(env: &Environment, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.current_dir(repo())
+        .args(args)
+        .arg("--env")
+        .arg(&env.source.path)
+        .env("CUTOVER_STATE_DIR", &env.state_dir)
+        .env_remove("CUTOVER_FAILPOINTS")
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(900), cmd.output())
+        .await
+        .expect("cutover finished within 15 minutes")
+        .unwrap()
+}
+
+async fn killed_in_bake(env: Environment) {
+    let blue = support::app_target(&env, "ledger").await.unwrap().uri;
+    let mut blue_ids = Vec::new();
+    for db in ["ledger", "search"] {
+        blue_ids.extend(support::instances(&env, db).await.unwrap());
+    }
+    // No writer: green takes no write while it bakes.
+    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .current_dir(repo())
+        .args(["run", "runbooks/blue-green.toml", "--env"])
+        .arg(&env.source.path)
+        .args(["--set", "bake=30m", "--set", "health_successes=2"])
+        .args(["--yes", "--run-id", "bake-killed"])
+        .env("CUTOVER_STATE_DIR", &env.state_dir)
+        .env_remove("CUTOVER_FAILPOINTS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let id = RunId::new("bake-killed");
+    let bake = StepId::new("bake");
+    // Bounded: 10 minutes for the migration up to the bake.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let view = cutover::engine::run::load_view(&env.state_dir, &id).ok();
+        let baking = view
+            .as_ref()
+            .and_then(|v| v.steps.get(&bake))
+            .is_some_and(|s| {
+                s.status == StepStatus::Running
+                    && s.checkpoint
+                        .as_ref()
+                        .is_some_and(|c| c.get("deadline").is_some())
+            });
+        if baking {
+            break;
+        }
+        assert!(
+            view.as_ref().and_then(|v| v.outcome).is_none(),
+            "the run ended before its bake: {view:?}"
+        );
+        assert!(Instant::now() < deadline, "the run never reached its bake");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The operator's process dies mid-bake (SIGKILL): the lease goes stale, blue stays
+    // frozen and alive, the app is on green.
+    run.start_kill().unwrap();
+    let _ = run.wait().await;
+    assert_ne!(support::app_target(&env, "ledger").await.unwrap().uri, blue);
+
+    let out = cutover_cmd(&env, &["rollback", "bake-killed"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        support::app_target(&env, "ledger").await.unwrap().uri,
+        blue,
+        "the app is not back on blue"
+    );
+    writes_flow(&env).await;
+    let mut left = Vec::new();
+    for db in ["ledger", "search"] {
+        left.extend(support::instances(&env, db).await.unwrap());
+    }
+    assert_eq!(left, blue_ids, "green left behind, or blue replaced");
+    let runs = printed_runs(&out);
+    let [(rollback, outcome)] = runs.as_slice() else {
+        panic!("expected the rollback run: {runs:?}");
+    };
+    assert_eq!(outcome, "Succeeded");
+    let view =
+        cutover::engine::run::load_view(&env.state_dir, &RunId::new(rollback.as_str())).unwrap();
+    // Green took no write: the straight switch back ran, the reverse migration did not.
+    assert_steps(
+        &view,
+        &[
+            ("switch-back", StepStatus::Succeeded),
+            ("remove-green-ledger", StepStatus::Succeeded),
+            ("backup-green-ledger", StepStatus::Skipped),
+            ("switch-back-migrated", StepStatus::Skipped),
+        ],
+    );
+    // The undone run is linked to its rollback and can no longer be resumed.
+    let resumed = cutover_cmd(&env, &["resume", "bake-killed"]).await;
+    assert_eq!(resumed.status.code(), Some(2), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains(&format!("rolled back by run {rollback}")),
+        "{}",
+        text(&resumed)
+    );
 }
 
 // Real Neo4j Community 5.26.30 (environments/local.toml): blue and green are Neo4j servers,

@@ -13,6 +13,7 @@ mod aws_traffic;
 mod engine_cli;
 mod engine_crash_resume;
 mod engine_lock;
+mod engine_rollback;
 mod engine_validation;
 mod harness;
 mod harness_smoke;

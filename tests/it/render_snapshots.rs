@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-const RUNBOOKS: &[&str] = &["backup", "blue-green", "dr-drill", "restore"];
+const RUNBOOKS: &[&str] = &["backup", "blue-green", "dr-drill", "restore", "rollback"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

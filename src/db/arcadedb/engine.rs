@@ -25,7 +25,8 @@
 //!   removed), then `restore database X file://…` (needs the server started with
 //!   `arcadedb.server.restoreImportAllowLocalUrls=true`, which the local provider does).
 //!   ArcadeDB refuses to restore over an existing database: an existing *empty* database
-//!   is dropped first, one with data is refused. A zip that is not a backup fails in
+//!   is dropped first, one with data is refused (a rollback's restore onto blue drops it
+//!   through `clear_for_restore`, after proving its content is in the backup). A zip that is not a backup fails in
 //!   ArcadeDB with "zip END header not found".
 //! - **Users**: `PUT /api/v1/server/users?name=U` changes a password (404 if the user is
 //!   missing), `POST /api/v1/server/users` creates one. The user gets ArcadeDB's `admin`
@@ -524,6 +525,28 @@ impl DatabaseEngine for ArcadeEngine {
                 op.operation
             ))),
         }
+    }
+
+    /// Drops the database (ArcadeDB refuses to restore over one that holds data). The
+    /// step proved its content is in the backup before calling this. A frozen
+    /// (read-only) database cannot be dropped ("Cannot drop database"), so it is opened
+    /// read-write first; it is the instance the application does not use.
+    async fn clear_for_restore(&self, db: &DbHandle) -> Result<(), Failure> {
+        let http = Self::admin(db)?;
+        if http
+            .list_databases()
+            .await?
+            .iter()
+            .any(|d| d == &db.database)
+        {
+            self.unfreeze(db).await?;
+            http.server_command(
+                &format!("drop database {}", db.database),
+                DEFAULT_COMMAND_TIMEOUT,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// ArcadeDB's restore is one HTTP command: it completes here.
