@@ -56,6 +56,19 @@ impl MotoServer {
             .unwrap_or_else(|| panic!("the rig made no host for {instance_id}"))
     }
 
+    /// The ECS deployments the rig rolled out (`GET /rig/ecs`), oldest first: `service`,
+    /// `deployment`, `task_definition`, `started` and `settled` (epoch seconds or null).
+    pub async fn rig_ecs_rollouts(&self) -> Vec<serde_json::Value> {
+        client()
+            .get(format!("{}/rig/ecs", self.endpoint_url()))
+            .send()
+            .await
+            .expect("GET /rig/ecs")
+            .json()
+            .await
+            .expect("the rig's ECS rollouts")
+    }
+
     /// Makes the host of `instance_id` reachable for the agent again (`true`) or not.
     pub async fn set_reachable(&self, instance_id: &str, up: bool) {
         let action = if up { "up" } else { "down" };
