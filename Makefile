@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint lint-build unit unit-linted workflows terraform-check bench bench-digest bench-engine demo
+.PHONY: help setup test fmt fmt-check lint lint-build unit unit-linted workflows terraform-check bench bench-digest bench-engine demo rehearse-aws
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
@@ -11,6 +11,7 @@ help:
 	@echo "make bench  setup, then the digest and engine benchmarks"
 	@echo "make bench-engine  the engine benchmark alone (run, status, resume, plan)"
 	@echo "make demo   setup, then the local blue-green demo"
+	@echo "make rehearse-aws  blue-green on an aws environment against the rehearsal rig (docs/rehearsal.md)"
 	@echo "make fmt    format the code;  make lint  clippy with warnings as errors"
 
 setup:
@@ -82,6 +83,12 @@ test:
 	$(MAKE) --no-print-directory -k workflows terraform-check unit-linted || failed=1; \
 	if [ $$failed -ne 0 ]; then echo "== make test FAILED: see the gates above" >&2; exit 1; fi
 	@echo "== all checks passed"
+
+# The AWS rehearsal (docs/rehearsal.md): runbooks/blue-green.toml through the real cutover
+# binary on environments/rehearsal-aws.toml, against moto with the stand-in SSM agent and
+# real Neo4j on rehearsal hosts, under a live writer. Minutes: four Neo4j servers.
+rehearse-aws: setup
+	$(LINTED) $(CARGO) test --test it aws_rehearsal -- --nocapture
 
 bench: bench-digest bench-engine
 

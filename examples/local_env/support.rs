@@ -1,8 +1,11 @@
-//! A local credex-like environment for rehearsals, the demo and the no-write-lost test:
+//! A credex-like environment for rehearsals, the demo and the no-write-lost tests:
 //! blue `ledger` and `search` seeded by the ledger generator, the application's
 //! passwords and its connection secret; and a writer that behaves like the app.
+//! Local environments use the local provider; aws environments the aws provider (in the
+//! tests: against the rehearsal rig, `tests/rig/`).
 //!
-//! Shared by `examples/local_env` (the demo) and `tests/it/local_bluegreen.rs`.
+//! Shared by `examples/local_env` (the demo), `tests/it/local_bluegreen.rs` and
+//! `tests/it/aws_rehearsal.rs`.
 #![allow(dead_code)]
 
 use cutover::config::Environment;
@@ -13,11 +16,11 @@ use cutover::db::neo4j::{Edition, Neo4jEngine, Neo4jSettings};
 use cutover::db::{DatabaseEngine, DbHandle};
 use cutover::engine::progress::WorkMeter;
 use cutover::failure::Failure;
-use cutover::ids::{InstanceId, SecretName};
+use cutover::ids::{InstanceId, RunId, SecretName};
 use cutover::ledger::{commit_credex, index_credex, load_ledger, load_search_space, LedgerSpec};
 use cutover::providers::local::LocalProvider;
 use cutover::providers::{
-    tag, Compute, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,
+    tag, Compute, Exec, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,
 };
 use cutover::steps::dbctx::ADMIN_SECRET_TAG;
 use secrecy::{ExposeSecret, SecretString};
@@ -52,6 +55,63 @@ pub fn traffic_secret(env: &Environment) -> SecretName {
     )
 }
 
+/// The services setup, the writer and teardown use, from the environment's provider.
+pub struct Services {
+    pub compute: Arc<dyn Compute>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub exec: Arc<dyn Exec>,
+    /// The local provider, for what only it has (ArcadeDB's root password).
+    local: Option<LocalProvider>,
+}
+
+/// The services of `env`'s provider. On aws they act as the run `setup` would.
+pub async fn services(env: &Environment) -> Result<Services, BoxError> {
+    if env.provider == cutover::config::ProviderKind::Aws {
+        let mut aws = cutover::providers::aws::AwsProvider::open(env).await?;
+        aws.clients = rehearsal_clients(&aws.environment.settings).await?;
+        let set = aws.provider_set(&RunId::new(format!("setup-{}", env.name)));
+        return Ok(Services {
+            compute: set.compute,
+            secrets: set.secrets,
+            exec: set.exec.ok_or("the aws provider has no exec channel")?,
+            local: None,
+        });
+    }
+    let provider = LocalProvider::open(&env.state_dir);
+    Ok(Services {
+        compute: provider.compute.clone(),
+        secrets: provider.secrets.clone(),
+        exec: provider.exec.clone(),
+        local: Some(provider),
+    })
+}
+
+/// Clients for an aws environment on the rehearsal rig: its loopback endpoint and the
+/// emulator's dummy credentials, so nothing here looks for real credentials (no profile,
+/// no instance metadata) or reaches real AWS. Refuses any other endpoint.
+async fn rehearsal_clients(
+    settings: &cutover::providers::aws::AwsSettings,
+) -> Result<cutover::providers::aws::AwsClients, BoxError> {
+    let endpoint = settings
+        .endpoint_url
+        .clone()
+        .filter(|e| e.starts_with("http://127."))
+        .ok_or("this support code drives aws environments only on the rehearsal rig: set [aws] endpoint_url to its loopback address")?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(settings.region.clone()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "rehearsal",
+        ))
+        .load()
+        .await;
+    Ok(cutover::providers::aws::AwsClients::new(&sdk, settings))
+}
+
 fn prefix(db: &str) -> String {
     format!("{db}space")
 }
@@ -75,7 +135,8 @@ async fn put_current(
 /// user with its password, and the app's connection secret pointing at blue.
 /// Idempotent for an environment where it already ran.
 pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), BoxError> {
-    let provider = LocalProvider::open(&env.state_dir);
+    let provider = services(env).await?;
+    let aws = env.provider == cutover::config::ProviderKind::Aws;
     let mut doc = serde_json::Map::new();
     for db in ["ledger", "search"] {
         let neo4j = env
@@ -126,7 +187,12 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
             name: format!("{}-{db}-blue", env.name),
             tags,
             idempotency_token: format!("setup-{}-{db}", env.name),
-            settings: serde_json::json!({ "heap_mb": heap_mb, "databases": [inner] }),
+            // aws: the database's `instance` table (the rig gives every host its heap).
+            settings: if aws {
+                setting(env, db, "instance").cloned().unwrap_or_default()
+            } else {
+                serde_json::json!({ "heap_mb": heap_mb, "databases": [inner] })
+            },
         };
         let instance = provider.compute.provision(&request).await?;
         let started = Instant::now();
@@ -153,7 +219,11 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
                 .value;
             ("neo4j", pw)
         } else {
-            ("root", provider.compute.root_password(&instance.id).await?)
+            let local = provider
+                .local
+                .as_ref()
+                .ok_or("ArcadeDB runs on the local provider only")?;
+            ("root", local.compute.root_password(&instance.id).await?)
         };
         let handle = DbHandle {
             instance: instance.clone(),
@@ -237,7 +307,7 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
 
 /// Where the application currently connects for `db`, as the app reads it.
 pub async fn app_target(env: &Environment, db: &str) -> Result<BoltTarget, BoxError> {
-    let provider = LocalProvider::open(&env.state_dir);
+    let provider = services(env).await?;
     let v = provider
         .secrets
         .get(&traffic_secret(env), SecretStage::Current)
@@ -402,7 +472,7 @@ pub async fn count_present(target: &BoltTarget, ids: &[String]) -> Result<u64, B
 
 /// Stops and removes every instance of the environment (and nothing else).
 pub async fn teardown(env: &Environment) -> Result<usize, BoxError> {
-    let provider = LocalProvider::open(&env.state_dir);
+    let provider = services(env).await?;
     let mut tags = Tags::new();
     tags.insert(tag::ENV.into(), env.name.clone());
     let found = provider.compute.find_by_tags(&tags).await?;
@@ -414,7 +484,7 @@ pub async fn teardown(env: &Environment) -> Result<usize, BoxError> {
 
 /// Instances of `db` still present, with their colors.
 pub async fn instances(env: &Environment, db: &str) -> Result<Vec<(InstanceId, String)>, BoxError> {
-    let provider = LocalProvider::open(&env.state_dir);
+    let provider = services(env).await?;
     let mut tags = Tags::new();
     tags.insert(tag::ENV.into(), env.name.clone());
     tags.insert(tag::DATABASE.into(), db.into());

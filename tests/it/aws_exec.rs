@@ -4,7 +4,7 @@
 //! result object that poll then believes. Failure statuses moto cannot produce
 //! (DeliveryTimedOut, throttling, 5xx) come from aws-smithy-mocks.
 
-use crate::aws_support::{setup, tool};
+use crate::aws_support::{launch_instance, setup, tool};
 use aws_sdk_ssm::operation::get_command_invocation::{
     GetCommandInvocationError, GetCommandInvocationOutput,
 };
@@ -27,20 +27,7 @@ fn script(nonce: &str, body: &str) -> Script {
 }
 
 async fn instance(clients: &cutover::providers::aws::AwsClients) -> InstanceId {
-    let ami = clients.ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_owned();
-    let out = clients
-        .ec2
-        .run_instances()
-        .image_id(ami)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .unwrap();
-    InstanceId::new(out.instances()[0].instance_id().unwrap())
+    InstanceId::new(launch_instance(clients).await.instance_id().unwrap())
 }
 
 #[tokio::test]

@@ -56,9 +56,12 @@ pub fn aws_env_toml(settings: &AwsSettings, extra: &str) -> String {
 
 /// Starts moto, creates the bucket, returns everything a test needs.
 pub async fn setup(bucket: &str) -> (Moto, AwsSettings, AwsClients) {
-    let moto = Moto {
-        server: MotoServer::start().await,
-    };
+    setup_on(MotoServer::start().await, bucket).await
+}
+
+/// [`setup`] on a server already started (e.g. [`MotoServer::start_rig`]).
+pub async fn setup_on(server: MotoServer, bucket: &str) -> (Moto, AwsSettings, AwsClients) {
+    let moto = Moto { server };
     let settings = moto.settings(bucket);
     let clients = moto.clients(&settings).await;
     clients
@@ -74,6 +77,24 @@ pub async fn setup(bucket: &str) -> (Moto, AwsSettings, AwsClients) {
         .await
         .expect("create bucket");
     (moto, settings, clients)
+}
+
+/// Launches one instance of the emulator's first image, as RunInstances reports it.
+pub async fn launch_instance(clients: &AwsClients) -> aws_sdk_ec2::types::Instance {
+    let ami = clients.ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let out = clients
+        .ec2
+        .run_instances()
+        .image_id(ami)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    out.instances()[0].clone()
 }
 
 /// A client of `$sdk` whose responses come from aws-smithy-mocks `rules` (no network at

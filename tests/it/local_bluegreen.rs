@@ -4,7 +4,7 @@
 //! app connection secret points, and the real `cutover` binary migrating underneath it.
 
 #[path = "../../examples/local_env/support.rs"]
-mod support;
+pub(crate) mod support;
 
 use crate::harness::neo4j::{LTS, NEXT};
 use cutover::config::Environment;
@@ -80,7 +80,18 @@ async fn serving_version(env: &Environment, db: &str) -> String {
 }
 
 async fn cutover_run(env: &Environment, failpoint: Option<&str>) -> Output {
+    cutover_run_with(env, failpoint, &[]).await
+}
+
+/// `cutover run runbooks/blue-green.toml` on `env` (bake 1 s, 2 health rounds), with
+/// `vars` added to its environment.
+async fn cutover_run_with(
+    env: &Environment,
+    failpoint: Option<&str>,
+    vars: &[(&str, String)],
+) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
     cmd.current_dir(repo())
         .args(["run", "runbooks/blue-green.toml", "--env"])
         .arg(&env.source.path)
@@ -162,7 +173,7 @@ async fn assert_no_write_lost(env: &Environment, log: &support::WriterLog) {
 
 /// Blue ledger and search with the app user and connection secret; on failure removes
 /// what it started.
-async fn set_up(env: &Environment) {
+pub(crate) async fn set_up(env: &Environment) {
     if let Err(e) = support::setup(env, MEMBERS, 256).await {
         let _ = support::teardown(env).await;
         panic!("setting up blue: {e}");
@@ -171,7 +182,7 @@ async fn set_up(env: &Environment) {
 
 /// Runs `body`, then removes every instance of the environment whatever happened, then
 /// re-raises a failure: a failed test leaves no server running.
-async fn with_teardown<F: std::future::Future<Output = ()> + Send + 'static>(
+pub(crate) async fn with_teardown<F: std::future::Future<Output = ()> + Send + 'static>(
     env: &Environment,
     body: F,
 ) {
@@ -191,10 +202,20 @@ async fn blue_green_under_a_live_writer_loses_no_write_and_green_matches_frozen_
 }
 
 async fn happy(env: Environment) {
+    happy_path(env, &[]).await;
+}
+
+/// `cutover run` of blue-green under a live writer, `vars` in its environment: exit 0,
+/// the app moved to green, no acknowledged write lost, blue decommissioned, no password
+/// in the output. Returns green's app URI and what the writer saw.
+pub(crate) async fn happy_path(
+    env: Environment,
+    vars: &[(&str, String)],
+) -> (String, support::WriterLog) {
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
     let writer = Writer::start(&env);
     writes_flow(&env).await;
-    let out = cutover_run(&env, None).await;
+    let out = cutover_run_with(&env, None, vars).await;
     writes_flow(&env).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log = writer.finish().await;
@@ -219,6 +240,7 @@ async fn happy(env: Environment) {
         !stdout.contains("pass\":") && !stderr.contains("pass\":"),
         "a password reached the output"
     );
+    (green, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

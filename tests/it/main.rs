@@ -5,6 +5,8 @@ mod aws_exec;
 mod aws_iam;
 mod aws_lease;
 mod aws_parameters;
+mod aws_rehearsal;
+mod aws_rig_ssm;
 mod aws_run;
 mod aws_s3;
 mod aws_secrets;

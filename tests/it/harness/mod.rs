@@ -1,4 +1,5 @@
-//! Real services for integration tests: the moto AWS emulator and ArcadeDB servers, both
+//! Real services for integration tests: the moto AWS emulator (alone, or as the AWS
+//! rehearsal rig with a stand-in SSM agent and rehearsal hosts) and ArcadeDB servers, all
 //! run from the project's virtualenv (`make setup`), and Neo4j Community servers from
 //! `.tools/neo4j` (`make setup`). A missing service is a test failure
 //! that says how to install it, never a skip.
@@ -7,6 +8,7 @@
 pub mod arcade;
 pub mod moto;
 pub mod neo4j;
+pub mod rig;
 
 #[allow(unused_imports)]
 pub use arcade::ArcadeHarness;

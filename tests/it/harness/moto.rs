@@ -1,5 +1,7 @@
 //! The moto AWS emulator (`.venv/bin/moto_server`, from `moto[server]`) on a free
 //! loopback port, one per test, killed on drop (also when the test panics).
+//! [`MotoServer::start_rig`] starts the AWS rehearsal rig instead (`tests/rig/`: moto with
+//! a stand-in SSM agent and rehearsal hosts); see `harness/rig.rs`.
 //!
 //! Nothing here may reach the real AWS: the endpoint is always set explicitly, the
 //! credentials are dummies, and no shared config/credentials file is read.
@@ -23,14 +25,50 @@ pub const SECRET_ACCESS_KEY: &str = "testing";
 pub struct MotoServer {
     child: Child,
     port: u16,
-    _log_dir: tempfile::TempDir,
+    /// The rig stops its hosts' Neo4j on SIGTERM; plain moto is simply killed.
+    graceful: bool,
+    log_dir: tempfile::TempDir,
+    /// The rig's rehearsal hosts (removed after the rig has stopped).
+    hosts_dir: Option<tempfile::TempDir>,
 }
 
 impl MotoServer {
     /// Starts `moto_server -H 127.0.0.1 -p <free port>` and waits (bounded) until
     /// `GET /moto-api/` answers 200. Panics with the server's output if it does not.
     pub async fn start() -> Self {
-        let program = venv_bin("moto_server");
+        Self::start_program(venv_bin("moto_server"), Vec::new(), false).await
+    }
+
+    /// Starts the rehearsal rig (`tests/rig/aws_rig.py` under the project's Python) with
+    /// its hosts in a temporary directory, and `extra` arguments. It exits by itself if
+    /// this process dies; on drop it gets SIGTERM and stops every host's Neo4j first.
+    pub async fn start_rig(extra: &[&str]) -> Self {
+        let hosts_dir = tempfile::Builder::new()
+            .prefix("cutover-rig-hosts-")
+            .tempdir()
+            .expect("temp dir");
+        let hosts = hosts_dir.path();
+        let script =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/rig/aws_rig.py");
+        let mut args = vec![
+            script.display().to_string(),
+            "--hosts".to_owned(),
+            hosts.display().to_string(),
+            "--parent-pid".to_owned(),
+            std::process::id().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut server = Self::start_program(venv_bin("python"), args, true).await;
+        server.hosts_dir = Some(hosts_dir);
+        server
+    }
+
+    /// The rig's hosts directory; `None` for plain moto.
+    pub fn hosts_dir(&self) -> Option<&std::path::Path> {
+        self.hosts_dir.as_ref().map(|d| d.path())
+    }
+
+    async fn start_program(program: std::path::PathBuf, args: Vec<String>, graceful: bool) -> Self {
         let log_dir = tempfile::Builder::new()
             .prefix("cutover-moto-")
             .tempdir()
@@ -40,6 +78,7 @@ impl MotoServer {
             let port = free_loopback_port().expect("free port");
             let log = std::fs::File::create(&log_path).expect("moto log file");
             let mut child = Command::new(&program)
+                .args(&args)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("moto log file"))
@@ -53,7 +92,9 @@ impl MotoServer {
                     return MotoServer {
                         child,
                         port,
-                        _log_dir: log_dir,
+                        graceful,
+                        log_dir,
+                        hosts_dir: None,
                     }
                 }
                 Err(exited) => {
@@ -64,7 +105,8 @@ impl MotoServer {
                         continue;
                     }
                     panic!(
-                        "moto_server on port {port} did not become ready within {READY_TIMEOUT:?}; its output:\n{}",
+                        "{} on port {port} did not become ready within {READY_TIMEOUT:?}; its output:\n{}",
+                        program.display(),
                         log_tail(&log_path, 30)
                     );
                 }
@@ -76,6 +118,11 @@ impl MotoServer {
     /// `http://127.0.0.1:<port>`.
     pub fn endpoint_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's log (moto's request lines; the rig's too).
+    pub fn log_path(&self) -> std::path::PathBuf {
+        self.log_dir.path().join("moto.log")
     }
 
     pub fn region(&self) -> &'static str {
@@ -150,8 +197,22 @@ async fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(
     }
 }
 
+/// How long the rig may take to stop its hosts' Neo4j servers after SIGTERM.
+const RIG_STOP_GRACE: Duration = Duration::from_secs(90);
+
 impl Drop for MotoServer {
     fn drop(&mut self) {
+        if self.graceful {
+            // SAFETY: signalling a child process we own.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let started = Instant::now();
+            while started.elapsed() < RIG_STOP_GRACE {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
