@@ -193,13 +193,9 @@ pub(crate) async fn with_teardown<F: std::future::Future<Output = ()> + Send + '
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blue_green_under_a_live_writer_loses_no_write_and_green_matches_frozen_blue() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = environment(dir.path(), "bgok");
-    set_up(&env).await;
-    with_teardown(&env, happy(env.clone())).await;
-}
+// The happy path runs on Neo4j (the main engine, with the upgrade to 2026.08.1) below; on
+// ArcadeDB the rollback test's runs go forward through the same steps to the bake, so a
+// separate ArcadeDB happy-path run (about 100 s of CI) is not repeated here.
 
 async fn happy(env: Environment) {
     happy_path(env, &[]).await;
