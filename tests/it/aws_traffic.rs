@@ -34,10 +34,10 @@ async fn ecs_env_is_replaced_by_name_even_with_duplicates_and_switches_back() {
                 .image("credex/core:1")
                 .memory(512)
                 .environment(kv("NODE_ENV", "staging"))
-                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://10.0.0.1:7687"))
-                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://10.0.0.9:7687"))
+                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://127.0.0.1:7687"))
+                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://127.0.0.9:7687"))
                 .environment(kv("NEO_4J_LEDGER_SPACE_USER", "neo4j"))
-                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://10.0.0.1:7687"))
+                .environment(kv("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://127.0.0.1:7687"))
                 .build(),
         )
         .send()
@@ -69,7 +69,7 @@ async fn ecs_env_is_replaced_by_name_even_with_duplicates_and_switches_back() {
         ],
     );
     let green =
-        TrafficValues::from_plain([("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://10.0.1.5:7687")]);
+        TrafficValues::from_plain([("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://127.0.1.5:7687")]);
     let record = target.switch_to(&green, "run-1/switch").await.unwrap();
     let again = target.switch_to(&green, "run-1/switch").await.unwrap();
     assert_eq!(
@@ -104,7 +104,7 @@ async fn ecs_env_is_replaced_by_name_even_with_duplicates_and_switches_back() {
             ("NODE_ENV".to_owned(), "staging".to_owned()),
             (
                 "NEO_4J_LEDGER_SPACE_BOLT_URL".to_owned(),
-                "bolt://10.0.1.5:7687".to_owned()
+                "bolt://127.0.1.5:7687".to_owned()
             ),
             ("NEO_4J_LEDGER_SPACE_USER".to_owned(), "neo4j".to_owned()),
         ],
