@@ -313,15 +313,10 @@ impl Neo4jEngine {
             }
             st.phase = Phase::Serving {
                 since_ms: now,
-                probes: 0,
                 result,
             };
         }
-        let Phase::Serving {
-            since_ms,
-            probes,
-            result,
-        } = &mut st.phase
+        let Phase::Serving { since_ms, result } = &mut st.phase
         else {
             unreachable!("the script phase moved on above")
         };
@@ -339,8 +334,9 @@ impl Neo4jEngine {
                         .with_hint("check the neo4j service on the instance (journalctl -u neo4j)"),
                     );
                 }
-                let after = policy.delay(*probes);
-                *probes += 1;
+                let after = policy.delay_after(Duration::from_millis(
+                    now.saturating_sub(*since_ms).max(0) as u64,
+                ));
                 OpPoll::Running {
                     after,
                     what: format!(
@@ -472,11 +468,9 @@ enum Phase {
     /// The command runs.
     Script,
     /// The command succeeded; the database restarts.
-    Serving {
-        since_ms: i64,
-        probes: u32,
-        result: ExecResult,
-    },
+    /// (No probe count: the delay follows the time since `since_ms`, so a probe that
+    /// finds the server still starting changes nothing the step must journal.)
+    Serving { since_ms: i64, result: ExecResult },
 }
 
 /// What the end of the operation checks.

@@ -818,6 +818,22 @@ async fn a_started_backup_reports_running_per_poll_and_finishes_on_a_later_poll(
     assert_eq!(exec.started().len(), 1, "polls never send a command");
 }
 
+/// A step journals the operation again only when a poll changed it; a healthy poll of a
+/// running command must not, or a dump of an hour writes a checkpoint every few seconds.
+#[tokio::test(start_paused = true)]
+async fn a_poll_that_finds_the_command_still_running_leaves_the_operation_unchanged() {
+    let store = MemoryStore::default();
+    let (e, _exec, mut op) = started_dump(&store, vec![Reply::Running]).await;
+    let journaled = serde_json::to_value(&op).unwrap();
+    for _ in 0..5 {
+        assert!(matches!(
+            e.poll_backup(&handle(), &store, &mut op).await,
+            OpPoll::Running { .. }
+        ));
+        assert_eq!(serde_json::to_value(&op).unwrap(), journaled);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_journaled_handle_is_polled_by_another_process_without_a_second_command() {
     let bytes = b"a neo4j dump".repeat(100);

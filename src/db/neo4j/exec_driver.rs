@@ -69,6 +69,14 @@ impl PollPolicy {
             .saturating_mul(1u32 << n.min(16))
             .min(self.max_delay)
     }
+
+    /// The delay before the next poll of an operation that has run for `elapsed`: as long
+    /// as it has run so far, within `first_delay..=max_delay`. That is the doubling of
+    /// [`delay`](Self::delay) measured on the clock instead of counted, so nothing about the
+    /// schedule needs journaling on each poll (a resumed run keeps the same pace).
+    pub fn delay_after(&self, elapsed: Duration) -> Duration {
+        elapsed.clamp(self.first_delay, self.max_delay.max(self.first_delay))
+    }
 }
 
 /// Classifies a finished script's exit code. See the module documentation.
@@ -112,8 +120,10 @@ pub struct ScriptRun {
     pub timeout_ms: u64,
     /// Unix milliseconds when it was sent (wall clock: a resumed process shares it).
     pub started_at_ms: i64,
-    #[serde(default)]
-    pub polls: u32,
+    /// Inconclusive answers in a row. With `poll_errors`, the only state a poll changes,
+    /// and only on trouble: a healthy poll leaves the journaled run as it was, so a
+    /// step checkpoints once per change, not once per poll. (Journals written before
+    /// this carry a `polls` count too; it is ignored.)
     #[serde(default)]
     pub inconclusive: u32,
     #[serde(default)]
@@ -158,7 +168,6 @@ pub async fn start_script(
         nonce: script.nonce.clone(),
         timeout_ms: script.timeout.as_millis() as u64,
         started_at_ms: chrono::Utc::now().timestamp_millis(),
-        polls: 0,
         inconclusive: 0,
         poll_errors: 0,
     };
@@ -176,8 +185,8 @@ pub async fn poll_script(
     past_deadline: bool,
 ) -> ScriptPoll {
     let instance = &handle.instance;
-    run.polls = run.polls.saturating_add(1);
-    let next = policy.delay(run.polls);
+    let elapsed_ms = chrono::Utc::now().timestamp_millis() - run.started_at_ms;
+    let next = policy.delay_after(Duration::from_millis(elapsed_ms.max(0) as u64));
     let why = match exec.poll(handle).await {
         Ok(ExecStatus::Running) if past_deadline => {
             return ScriptPoll::Failed(
@@ -290,6 +299,14 @@ mod tests {
         assert_eq!(p.delay(0), Duration::from_secs(2));
         assert_eq!(p.delay(1), Duration::from_secs(4));
         assert_eq!(p.delay(40), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn delays_after_follow_the_elapsed_time_within_bounds() {
+        let p = PollPolicy::default();
+        assert_eq!(p.delay_after(Duration::ZERO), Duration::from_secs(2));
+        assert_eq!(p.delay_after(Duration::from_secs(9)), Duration::from_secs(9));
+        assert_eq!(p.delay_after(Duration::from_secs(3600)), Duration::from_secs(30));
     }
 
     #[test]
