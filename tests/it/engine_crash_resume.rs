@@ -8,13 +8,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Each step records every execution in `executions`, and applies its effect once,
-/// guarded by the effect's existence: the effect is one appended line (a single write),
-/// so the number of lines in `effect-STEP` is the number of times it happened.
+/// guarded by the effect's existence: the effect is a file renamed into place whole
+/// (written beside it first, then `mv`: a kill between the shell creating a file and
+/// writing to it once left an empty effect that the guard then took as done), so
+/// `effect-STEP` exists only with its content, and its number of lines is the number of
+/// times the effect happened.
 fn runbook() -> String {
     let script = r#"run = '''
 echo "$CUTOVER_STEP_ID" >> ../../../effects/executions
-if [ ! -e "../../../effects/effect-$CUTOVER_STEP_ID" ]; then
-  echo "$CUTOVER_IDEMPOTENCY_TOKEN" >> "../../../effects/effect-$CUTOVER_STEP_ID"
+effect="../../../effects/effect-$CUTOVER_STEP_ID"
+if [ ! -e "$effect" ]; then
+  echo "$CUTOVER_IDEMPOTENCY_TOKEN" > "../../../effects/partial.$CUTOVER_STEP_ID.$$"
+  mv "../../../effects/partial.$CUTOVER_STEP_ID.$$" "$effect"
 fi
 echo "value=$CUTOVER_STEP_ID" >> "$CUTOVER_OUTPUTS"
 '''"#;
