@@ -57,11 +57,20 @@ kill -TERM "$WRITER_PID"; wait "$WRITER_PID" || true
 WRITER_PID=""
 
 echo
+echo "== the writer's view: is every acknowledged write where the app now connects?"
+VERIFIED="$CUTOVER_STATE_DIR/verify.txt"
+"$LOCAL_ENV" verify "$ENV_FILE" "$WRITES" | tee "$VERIFIED" || CODE=1
+# `measures: writes_acknowledged=N writes_lost=M` → --measure arguments for the report.
+MEASURES=()
+read -ra FIGURES <<<"$(sed -n 's/^measures: //p' "$VERIFIED")"
+for m in "${FIGURES[@]}"; do MEASURES+=(--measure "$m"); done
+
+echo
 echo "== report"
 # The demo state directory holds exactly this one run.
 RUN_ID="$(basename "$(find "$CUTOVER_STATE_DIR/runs" -mindepth 1 -maxdepth 1 -type d | head -1)")"
 "$BIN" status "$RUN_ID" --env "$ENV_FILE" || true
-"$BIN" report "$RUN_ID" --env "$ENV_FILE" || true
+"$BIN" report "$RUN_ID" --env "$ENV_FILE" "${MEASURES[@]}" || true
 "$BIN" status "$RUN_ID" --env "$ENV_FILE" --output json > "$CUTOVER_STATE_DIR/status.json" 2>/dev/null || true
 python3 - "$CUTOVER_STATE_DIR/runs/$RUN_ID/journal.jsonl" <<'PY' || true
 import json, sys, datetime
@@ -85,6 +94,5 @@ for db in ("ledger", "search"):
     c = out.get(f"compare-{db}", {})
     if c: print(f"{db}: frozen blue {c.get('source_fingerprint','?')[:16]}… = green {c.get('target_fingerprint','?')[:16]}… ({c.get('nodes')} nodes, {c.get('relationships')} relationships)")
 PY
-"$LOCAL_ENV" verify "$ENV_FILE" "$WRITES" || CODE=1
 echo "outcome: exit $CODE (state, journal and report under $CUTOVER_STATE_DIR)"
 exit "$CODE"

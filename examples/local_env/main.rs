@@ -4,7 +4,8 @@
 //! ```text
 //! local_env setup    ENV MEMBERS      blue ledger + search, app users, app connection secret
 //! local_env writer   ENV MEMBERS LOG  commit ledger transactions until SIGTERM; LOG gets JSON
-//! local_env verify   ENV LOG          every acknowledged write is where the app now connects
+//! local_env verify   ENV LOG          every acknowledged write is where the app now connects;
+//!                                     prints a `measures:` line for `cutover report --measure`
 //! local_env teardown ENV              stop and remove every instance of ENV
 //! ```
 
@@ -56,7 +57,7 @@ async fn main() -> Result<(), support::BoxError> {
             let env = load(&arg(1)?)?;
             let log: serde_json::Value = serde_json::from_slice(&std::fs::read(arg(2)?)?)?;
             let ids: Vec<String> = serde_json::from_value(log["acknowledged"].clone())?;
-            let mut lost_anywhere = false;
+            let mut most_missing = 0;
             for db in ["ledger", "search"] {
                 let target = support::app_target(&env, db).await?;
                 let present = support::count_present(&target, &ids).await?;
@@ -67,13 +68,18 @@ async fn main() -> Result<(), support::BoxError> {
                     present,
                     ids.len() as u64 - present,
                 );
-                lost_anywhere |= present != ids.len() as u64;
+                most_missing = most_missing.max(ids.len() as u64 - present);
             }
             println!(
                 "refused-and-retried: {}  longest refused stretch: {} ms",
                 log["refused"], log["longest_gap_ms"]
             );
-            if lost_anywhere {
+            // For `cutover report RUN --measure …` (scripts/demo.sh attaches them).
+            println!(
+                "measures: writes_acknowledged={} writes_lost={most_missing}",
+                ids.len()
+            );
+            if most_missing > 0 {
                 std::process::exit(1);
             }
         }

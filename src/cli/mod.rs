@@ -158,6 +158,11 @@ See runbooks/rollback.md."
         env: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
+        /// Attach a figure measured outside cutover, NAME=VALUE (repeatable):
+        /// writes_acknowledged, writes_lost (from the load generator that ran during the
+        /// run), rto_seconds, rpo_seconds. Kept with the run; every later report shows it.
+        #[arg(long = "measure", value_name = "NAME=VALUE")]
+        measures: Vec<String>,
     },
     /// List instances left by runs that no longer own them; remove them with --yes.
     Gc {
@@ -352,7 +357,8 @@ async fn dispatch_simple(command: Command) -> u8 {
             run_id,
             env,
             output,
-        } => status::report_command(&run_id, &env, output),
+            measures,
+        } => status::report_command(&run_id, &env, output, &measures),
         Command::Gc { env, yes } => status::gc_command(&env, yes).await,
         Command::Iam {
             runbook,

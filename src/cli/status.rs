@@ -220,7 +220,16 @@ fn show(view: &RunView, output: OutputFormat) {
 }
 
 /// `cutover report RUN_ID`: (re)writes the run's report files and prints one.
-pub fn report_command(run_id: &str, env: &str, output: OutputFormat) -> u8 {
+/// `cutover report`: the report from the journal and the attached measures, after
+/// attaching `measures` (all checked first: a bad one changes nothing, exit 2).
+pub fn report_command(run_id: &str, env: &str, output: OutputFormat, measures: &[String]) -> u8 {
+    let new_measures = match crate::report::measures::Measures::parse_args(measures) {
+        Ok(m) => m,
+        Err(problems) => {
+            eprintln!("error: {problems}\nnothing was recorded; `cutover report --help` lists the measures");
+            return 2;
+        }
+    };
     let env = match Environment::load(env) {
         Ok(e) => e,
         Err(problems) => {
@@ -237,8 +246,21 @@ pub fn report_command(run_id: &str, env: &str, output: OutputFormat) -> u8 {
             return 2;
         }
     };
-    let report = crate::report::Report::from_journal(&records);
-    if let Err(f) = report.write(&run::run_dir(&env.state_dir, &run_id)) {
+    let dir = run::run_dir(&env.state_dir, &run_id);
+    let measures = if new_measures.0.is_empty() {
+        crate::report::measures::Measures::load(&dir)
+    } else {
+        crate::report::measures::Measures::record(&dir, &new_measures)
+    };
+    let measures = match measures {
+        Ok(m) => m,
+        Err(f) => {
+            eprintln!("error: {f}");
+            return 2;
+        }
+    };
+    let report = crate::report::Report::from_journal(&records).with_measures(&measures);
+    if let Err(f) = report.write(&dir) {
         eprintln!("warning: could not write the report files: {f}");
     }
     match output {

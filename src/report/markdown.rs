@@ -201,12 +201,15 @@ pub fn render(report: &Report) -> String {
         ),
         ("Writes lost", r.writes_lost.map(|v| v.to_string())),
     ];
-    if measures.iter().any(|(_, v)| v.is_some()) {
+    if measures.iter().any(|(_, v)| v.is_some()) || r.writes_note.is_some() {
         let _ = writeln!(out, "## Measures\n\n| | |\n|---|---|");
         for (name, v) in measures {
             if let Some(v) = v {
                 let _ = writeln!(out, "| {name} | {v} |");
             }
+        }
+        if let Some(note) = &r.writes_note {
+            let _ = writeln!(out, "| Writes | {} |", cell(note));
         }
         out.push('\n');
     }

@@ -7,6 +7,7 @@
 
 mod json;
 mod markdown;
+pub mod measures;
 pub mod model;
 #[cfg(test)]
 mod tests;
@@ -63,9 +64,13 @@ impl Report {
     }
 }
 
-/// Builds the report from the journal and writes it into the run directory.
+/// Builds the report from the journal and the measures attached to the run, and writes
+/// it into the run directory.
 pub fn write_reports(run_dir: &Path, records: &[Record]) -> Result<ReportPaths, Failure> {
-    Report::from_journal(records).write(run_dir)
+    let measures = measures::Measures::load(run_dir)?;
+    Report::from_journal(records)
+        .with_measures(&measures)
+        .write(run_dir)
 }
 
 fn write_failure(path: &Path, e: std::io::Error) -> Failure {

@@ -23,6 +23,9 @@ pub const EXTRA_RPO: &str = "rpo_seconds";
 pub const EXTRA_WRITES_ACKNOWLEDGED: &str = "writes_acknowledged";
 pub const EXTRA_WRITES_LOST: &str = "writes_lost";
 
+/// What a report says when no writer's figures reached it.
+pub const NO_WRITE_FIGURES: &str = "no figure: cutover does not see the application's writes, and no load generator attached its count to this run (`cutover report RUN_ID --measure writes_acknowledged=N --measure writes_lost=M`)";
+
 /// A run, as its report tells it. Field names are part of the JSON contract.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -56,6 +59,10 @@ pub struct Report {
     pub rpo_seconds: Option<f64>,
     pub writes_acknowledged: Option<u64>,
     pub writes_lost: Option<u64>,
+    /// Why there are no write figures, when there are none (set by [`Report::resolved`]):
+    /// cutover does not see the application's writes; a load generator attaches them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_note: Option<String>,
     /// Runs linked to this one: the run a rollback undoes, or the rollback of this run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<crate::engine::state::RunLink>,
@@ -514,6 +521,7 @@ impl Report {
             rpo_seconds: None,
             writes_acknowledged: None,
             writes_lost: None,
+            writes_note: None,
             freeze_window: None,
             steps,
             timeline: Timeline {
@@ -536,6 +544,15 @@ impl Report {
         self
     }
 
+    /// Adds the figures attached with `cutover report --measure` (see
+    /// [`super::measures`]).
+    pub fn with_measures(mut self, measures: &super::measures::Measures) -> Report {
+        for (k, v) in &measures.0 {
+            self.extra.insert(k.clone(), Value::from(*v));
+        }
+        self
+    }
+
     /// The report with [`Report::extra`] applied over the well-known measures; what the
     /// renderers show.
     pub fn resolved(&self) -> Report {
@@ -546,6 +563,9 @@ impl Report {
         r.rpo_seconds = num(EXTRA_RPO).or(r.rpo_seconds);
         r.writes_acknowledged = int(EXTRA_WRITES_ACKNOWLEDGED).or(r.writes_acknowledged);
         r.writes_lost = int(EXTRA_WRITES_LOST).or(r.writes_lost);
+        if r.writes_acknowledged.is_none() && r.writes_lost.is_none() {
+            r.writes_note = Some(NO_WRITE_FIGURES.to_owned());
+        }
         r.extra = r
             .extra
             .iter()

@@ -390,3 +390,70 @@ fn every_hostile_input_exits_2_through_the_cli_and_leaves_nothing_behind() {
     }
     assert!(tried >= 25, "{tried}");
 }
+
+/// `cutover report --measure`: a bad figure is refused with what is wrong and what exists,
+/// and records nothing; good ones are kept with the run and shown by every later report.
+#[test]
+fn report_measures_are_checked_then_kept_with_the_run() {
+    use crate::engine_cli::{run_args, text, Workspace};
+    let ws = Workspace::new(
+        "name = \"book\"\n[[step]]\nid = \"a\"\nuses = \"util.shell\"\nwith = { run = \"true\" }\n",
+    );
+    let ran = ws.run(&run_args("measured"));
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran));
+    let measures = ws.state().join("runs/measured/measures.json");
+    let report = |extra: &[&str]| {
+        let mut args = vec![
+            "report", "measured", "--env", "env.toml", "--output", "json",
+        ];
+        args.extend_from_slice(extra);
+        ws.run(&args)
+    };
+    let before = report(&[]);
+    let json: serde_json::Value = serde_json::from_slice(&before.stdout).unwrap();
+    assert!(json["writes_acknowledged"].is_null());
+    assert!(
+        json["writes_note"]
+            .as_str()
+            .unwrap()
+            .contains("no load generator"),
+        "{json}"
+    );
+
+    let bad_cases: [&[&str]; 3] = [
+        &["--measure", "writes=3"],
+        &["--measure", "writes_lost=-1"],
+        &[
+            "--measure",
+            "writes_acknowledged=3",
+            "--measure",
+            "writes_lost=5",
+        ],
+    ];
+    for bad in bad_cases {
+        let out = report(bad);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+        assert!(stderr.contains("nothing was recorded"), "{stderr}");
+        assert!(!measures.exists(), "{bad:?} recorded something");
+    }
+    let out = report(&[
+        "--measure",
+        "writes_acknowledged=7",
+        "--measure",
+        "writes_lost=0",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A later plain report (and the Markdown file) still carries them.
+    let later: serde_json::Value = serde_json::from_slice(&report(&[]).stdout).unwrap();
+    assert_eq!(
+        (
+            later["writes_acknowledged"].as_u64(),
+            later["writes_lost"].as_u64()
+        ),
+        (Some(7), Some(0))
+    );
+    assert!(later.get("writes_note").is_none(), "{later}");
+    let md = std::fs::read_to_string(ws.state().join("runs/measured/report.md")).unwrap();
+    assert!(md.contains("| Writes acknowledged | 7 |"), "{md}");
+}

@@ -316,8 +316,7 @@ impl Neo4jEngine {
                 result,
             };
         }
-        let Phase::Serving { since_ms, result } = &mut st.phase
-        else {
+        let Phase::Serving { since_ms, result } = &mut st.phase else {
             unreachable!("the script phase moved on above")
         };
         match self.bolt.probe(&self.admin_target(db)).await {

@@ -305,8 +305,14 @@ mod tests {
     fn delays_after_follow_the_elapsed_time_within_bounds() {
         let p = PollPolicy::default();
         assert_eq!(p.delay_after(Duration::ZERO), Duration::from_secs(2));
-        assert_eq!(p.delay_after(Duration::from_secs(9)), Duration::from_secs(9));
-        assert_eq!(p.delay_after(Duration::from_secs(3600)), Duration::from_secs(30));
+        assert_eq!(
+            p.delay_after(Duration::from_secs(9)),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            p.delay_after(Duration::from_secs(3600)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
