@@ -219,9 +219,8 @@ fn show(view: &RunView, output: OutputFormat) {
     }
 }
 
-/// `cutover report RUN_ID`: (re)writes the run's report files and prints one.
-/// `cutover report`: the report from the journal and the attached measures, after
-/// attaching `measures` (all checked first: a bad one changes nothing, exit 2).
+/// `cutover report RUN_ID`: attaches `measures` (all checked first: a bad one changes
+/// nothing, exit 2), then (re)writes the run's report files and prints one.
 pub fn report_command(run_id: &str, env: &str, output: OutputFormat, measures: &[String]) -> u8 {
     let new_measures = match crate::report::measures::Measures::parse_args(measures) {
         Ok(m) => m,
@@ -247,19 +246,19 @@ pub fn report_command(run_id: &str, env: &str, output: OutputFormat, measures: &
         }
     };
     let dir = run::run_dir(&env.state_dir, &run_id);
-    let measures = if new_measures.0.is_empty() {
-        crate::report::measures::Measures::load(&dir)
+    let report = if new_measures.0.is_empty() {
+        Ok(())
     } else {
-        crate::report::measures::Measures::record(&dir, &new_measures)
-    };
-    let measures = match measures {
-        Ok(m) => m,
+        crate::report::measures::Measures::record(&dir, &new_measures).map(|_| ())
+    }
+    .and_then(|()| crate::report::Report::for_run(&dir, &records));
+    let report = match report {
+        Ok(r) => r,
         Err(f) => {
             eprintln!("error: {f}");
             return 2;
         }
     };
-    let report = crate::report::Report::from_journal(&records).with_measures(&measures);
     if let Err(f) = report.write(&dir) {
         eprintln!("warning: could not write the report files: {f}");
     }

@@ -45,21 +45,21 @@ impl Measures {
             }
         }
         let m = Measures(out);
-        if let (Some(ack), Some(lost)) = (
-            m.0.get(super::model::EXTRA_WRITES_ACKNOWLEDGED),
-            m.0.get(super::model::EXTRA_WRITES_LOST),
-        ) {
-            if lost > ack {
-                problems.push(format!(
-                    "--measure writes_lost={lost} is more than writes_acknowledged={ack}: a lost write is an acknowledged one that is missing"
-                ));
-            }
-        }
+        problems.extend(m.inconsistency());
         if problems.is_empty() {
             Ok(m)
         } else {
             Err(problems.join("\n"))
         }
+    }
+
+    /// What makes these figures contradict each other, if anything.
+    fn inconsistency(&self) -> Option<String> {
+        let ack = self.0.get(super::model::EXTRA_WRITES_ACKNOWLEDGED)?;
+        let lost = self.0.get(super::model::EXTRA_WRITES_LOST)?;
+        (lost > ack).then(|| format!(
+            "writes_lost={lost} is more than writes_acknowledged={ack}: a lost write is an acknowledged one that is missing"
+        ))
     }
 
     /// The measures attached to the run in `run_dir`; empty when there are none.
@@ -80,16 +80,18 @@ impl Measures {
     }
 
     /// Adds `new` to the measures of the run in `run_dir` (a name given again replaces
-    /// its value) and writes the file atomically.
+    /// its value) and writes the file atomically. Figures that would contradict the ones
+    /// already recorded are refused and nothing is written.
     pub fn record(run_dir: &Path, new: &Measures) -> Result<Measures, Failure> {
         let mut all = Measures::load(run_dir)?;
         all.0.extend(new.0.iter().map(|(k, v)| (k.clone(), *v)));
-        let path = run_dir.join(MEASURES_FILE);
-        let tmp = path.with_extension("tmp");
+        if let Some(problem) = all.inconsistency() {
+            return Err(Failure::permanent(format!(
+                "{problem} (with the figures already attached); nothing was recorded"
+            )));
+        }
         let text = serde_json::to_string_pretty(&all).expect("a map of numbers serialises");
-        std::fs::write(&tmp, text + "\n")
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| Failure::permanent(format!("cannot write {}: {e}", path.display())))?;
+        super::write_atomic(&run_dir.join(MEASURES_FILE), &(text + "\n"))?;
         Ok(all)
     }
 }
@@ -154,6 +156,23 @@ mod tests {
         let err =
             Measures::parse_args(&args(&["writes_acknowledged=3", "writes_lost=4"])).unwrap_err();
         assert!(err.contains("more than writes_acknowledged=3"), "{err}");
+    }
+
+    #[test]
+    fn a_figure_contradicting_the_recorded_ones_is_refused_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = |a: &[&str]| Measures::parse_args(&args(a)).unwrap();
+        Measures::record(dir.path(), &given(&["writes_acknowledged=3"])).unwrap();
+        let err = Measures::record(dir.path(), &given(&["writes_lost=5"])).unwrap_err();
+        assert!(
+            err.message.contains("nothing was recorded"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            Measures::load(dir.path()).unwrap(),
+            given(&["writes_acknowledged=3"])
+        );
     }
 
     #[test]

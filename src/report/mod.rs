@@ -67,10 +67,16 @@ impl Report {
 /// Builds the report from the journal and the measures attached to the run, and writes
 /// it into the run directory.
 pub fn write_reports(run_dir: &Path, records: &[Record]) -> Result<ReportPaths, Failure> {
-    let measures = measures::Measures::load(run_dir)?;
-    Report::from_journal(records)
-        .with_measures(&measures)
-        .write(run_dir)
+    Report::for_run(run_dir, records)?.write(run_dir)
+}
+
+impl Report {
+    /// The report of the run in `run_dir`: its journal `records` and the figures
+    /// attached to it (`measures.json`).
+    pub fn for_run(run_dir: &Path, records: &[Record]) -> Result<Report, Failure> {
+        let measures = measures::Measures::load(run_dir)?;
+        Ok(Report::from_journal(records).with_measures(&measures))
+    }
 }
 
 fn write_failure(path: &Path, e: std::io::Error) -> Failure {

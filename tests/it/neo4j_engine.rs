@@ -202,7 +202,7 @@ fn handle() -> DbHandle {
             id: InstanceId::new("i-0123456789abcdef0"),
             state: InstanceState::Running,
             tags: BTreeMap::new(),
-            address: Some("10.0.1.20".into()),
+            address: Some("127.0.0.20".into()),
             endpoints: BTreeMap::new(),
         },
         database: "neo4j".into(),

@@ -333,9 +333,7 @@ impl Neo4jEngine {
                         .with_hint("check the neo4j service on the instance (journalctl -u neo4j)"),
                     );
                 }
-                let after = policy.delay_after(Duration::from_millis(
-                    now.saturating_sub(*since_ms).max(0) as u64,
-                ));
+                let after = policy.delay_since(*since_ms, now);
                 OpPoll::Running {
                     after,
                     what: format!(

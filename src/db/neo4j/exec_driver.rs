@@ -63,18 +63,12 @@ impl PollPolicy {
         }
     }
 
-    /// The delay before poll `n` (0-based).
-    pub fn delay(&self, n: u32) -> Duration {
-        self.first_delay
-            .saturating_mul(1u32 << n.min(16))
-            .min(self.max_delay)
-    }
-
-    /// The delay before the next poll of an operation that has run for `elapsed`: as long
-    /// as it has run so far, within `first_delay..=max_delay`. That is the doubling of
-    /// [`delay`](Self::delay) measured on the clock instead of counted, so nothing about the
-    /// schedule needs journaling on each poll (a resumed run keeps the same pace).
-    pub fn delay_after(&self, elapsed: Duration) -> Duration {
+    /// The delay before the next poll of an operation started at `since_ms` (Unix ms),
+    /// at `now_ms`: as long as it has run so far, within `first_delay..=max_delay`. A
+    /// doubling schedule read off the clock instead of counted, so nothing about it needs
+    /// journaling on each poll, and a resumed run keeps the same pace.
+    pub fn delay_since(&self, since_ms: i64, now_ms: i64) -> Duration {
+        let elapsed = Duration::from_millis(now_ms.saturating_sub(since_ms).max(0) as u64);
         elapsed.clamp(self.first_delay, self.max_delay.max(self.first_delay))
     }
 }
@@ -185,8 +179,7 @@ pub async fn poll_script(
     past_deadline: bool,
 ) -> ScriptPoll {
     let instance = &handle.instance;
-    let elapsed_ms = chrono::Utc::now().timestamp_millis() - run.started_at_ms;
-    let next = policy.delay_after(Duration::from_millis(elapsed_ms.max(0) as u64));
+    let next = policy.delay_since(run.started_at_ms, chrono::Utc::now().timestamp_millis());
     let why = match exec.poll(handle).await {
         Ok(ExecStatus::Running) if past_deadline => {
             return ScriptPoll::Failed(
@@ -249,7 +242,7 @@ pub async fn run_script(
 ) -> Result<ExecResult, Failure> {
     let deadline = tokio::time::Instant::now() + script.timeout + policy.grace;
     let (handle, mut run) = start_script(exec, instance, script).await?;
-    let mut delay = policy.delay(0);
+    let mut delay = policy.first_delay;
     loop {
         if tokio::time::Instant::now() + delay > deadline {
             return Err(give_up(
@@ -296,23 +289,14 @@ mod tests {
     #[test]
     fn delays_double_and_cap() {
         let p = PollPolicy::default();
-        assert_eq!(p.delay(0), Duration::from_secs(2));
-        assert_eq!(p.delay(1), Duration::from_secs(4));
-        assert_eq!(p.delay(40), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn delays_after_follow_the_elapsed_time_within_bounds() {
-        let p = PollPolicy::default();
-        assert_eq!(p.delay_after(Duration::ZERO), Duration::from_secs(2));
-        assert_eq!(
-            p.delay_after(Duration::from_secs(9)),
-            Duration::from_secs(9)
-        );
-        assert_eq!(
-            p.delay_after(Duration::from_secs(3600)),
-            Duration::from_secs(30)
-        );
+        let at = |secs: i64| p.delay_since(1_000_000, 1_000_000 + secs * 1000);
+        assert_eq!(at(0), Duration::from_secs(2));
+        assert_eq!(at(2), Duration::from_secs(2));
+        assert_eq!(at(4), Duration::from_secs(4));
+        assert_eq!(at(9), Duration::from_secs(9));
+        assert_eq!(at(3600), Duration::from_secs(30));
+        // A clock that went backwards waits the first delay, never less.
+        assert_eq!(at(-5), Duration::from_secs(2));
     }
 
     #[test]
