@@ -152,6 +152,12 @@ class Hosts:
         self._lock = threading.Lock()
         with open(os.path.join(neo4j_install, "java-home")) as f:
             self.java = os.path.join(f.read().strip(), "bin/java")
+        # The server JVM's class and options as the version's bootloader starts it
+        # (recorded by scripts/setup-neo4j.sh), which the service script needs.
+        with open(os.path.join(neo4j_install, "server-main-class")) as f:
+            self.server_main_class = f.read().strip()
+        with open(os.path.join(neo4j_install, "server-java-options")) as f:
+            self.server_java_options = [o.strip() for o in f if o.strip()]
         here = os.path.dirname(os.path.abspath(__file__))
         with open(os.path.join(here, "../../src/providers/local/neo4j-service.sh")) as f:
             self.service_script = f.read()
@@ -207,12 +213,17 @@ class Hosts:
             "server.directories.logs=logs\n"
             "db.shutdown_transaction_end_timeout=2s\n"
             "dbms.usage_report.enabled=false\n"
+            # As FAST_BOLT_SHUTDOWN in src/providers/local/neo4j_home.rs: a stop in 0.3 s, not 10 s.
+            "internal.dbms.bolt.netty_server_shutdown_quiet_period=0\n"
+            "internal.dbms.bolt.netty_server_shutdown_timeout=2\n"
         ))
         _write(host.path("usr/bin/systemctl"), (
             "#!/usr/bin/env bash\n"
             f"# systemctl of rehearsal host {instance_id}: only the neo4j unit.\n"
             f"NEO4J_HOME={_q(home)}\nJAVA={_q(self.java)}\nNEO4J_LIB={_q(os.path.join(self.install, 'lib'))}\n"
-            f"HEAP={_q(self.heap)}\nSTOP_GRACE_S=30\nexport NEO4J_HOME JAVA NEO4J_LIB HEAP STOP_GRACE_S\n"
+            f"HEAP={_q(self.heap)}\nSTOP_GRACE_S=30\nSERVER_MAIN_CLASS={_q(self.server_main_class)}\n"
+            f"SERVER_JAVA_OPTIONS=({' '.join(_q(o) for o in self.server_java_options)})\n"
+            "export NEO4J_HOME JAVA NEO4J_LIB HEAP STOP_GRACE_S SERVER_MAIN_CLASS\n"
             + self.service_script
         ), 0o755)
         _write(host.path("usr/bin/neo4j-admin"), (

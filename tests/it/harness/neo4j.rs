@@ -2,7 +2,9 @@
 //!
 //! [`Neo4jServer::start`] gives a test its own server: a temporary home (`conf/`,
 //! `data/`, `logs/`, `run/`) with an explicit heap (256 MiB) and page cache (64 MiB) on a
-//! free loopback Bolt port, HTTP off, a random password set with `neo4j-admin dbms
+//! free loopback Bolt port, HTTP off, tuned like the local provider's servers to start and
+//! stop quickly (the client compiler, the setup's class archive, Bolt's shutdown without
+//! idle waits; see `neo4j-service.sh`), a random password set with `neo4j-admin dbms
 //! set-initial-password @FILE` (picocli reads the argument from a 0600 file, so the
 //! password is never in any process's argv; the file is removed right after), started
 //! with the real `bin/neo4j start` and ready when a Bolt login succeeds. It is stopped with
@@ -18,6 +20,7 @@
 use super::{log_tail, READY_TIMEOUT};
 use cutover::db::arcadedb::free_loopback_port;
 use cutover::db::bolt::BoltTarget;
+use cutover::providers::local::neo4j_home::FAST_BOLT_SHUTDOWN;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
 use std::io::Write;
@@ -124,7 +127,7 @@ impl Neo4jServer {
 
     fn write_conf(&mut self, port: u16) {
         self.port = port;
-        let conf = format!(
+        let mut conf = format!(
             "server.default_listen_address=127.0.0.1\n\
              server.bolt.listen_address=127.0.0.1:{port}\n\
              server.bolt.advertised_address=127.0.0.1:{port}\n\
@@ -135,8 +138,18 @@ impl Neo4jServer {
              server.memory.pagecache.size={PAGECACHE}\n\
              server.directories.logs=logs\n\
              dbms.usage_report.enabled=false\n\
-             db.logs.query.enabled=OFF\n"
+             db.logs.query.enabled=OFF\n\
+             {FAST_BOLT_SHUTDOWN}\
+             server.jvm.additional=-XX:TieredStopAtLevel=1\n"
         );
+        // The class archive the local provider's servers use (see neo4j-service.sh).
+        let archive = self.install.join("server-classes.jsa");
+        if archive.is_file() {
+            conf.push_str(&format!(
+                "server.jvm.additional=-XX:SharedArchiveFile={}\n",
+                archive.display()
+            ));
+        }
         std::fs::write(self.home().join("conf/neo4j.conf"), conf).expect("neo4j.conf");
     }
 
