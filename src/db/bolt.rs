@@ -2,6 +2,38 @@
 
 use crate::failure::Failure;
 use secrecy::{ExposeSecret, SecretString};
+use std::future::Future;
+use std::time::Duration;
+
+/// How long one short Bolt call may take: a login check, a probe, a health query, an
+/// administration query such as `SHOW DATABASE` or the server's version. `neo4rs` 0.8
+/// retries a query whose connection fails, with a backoff, for up to 60 s and invisibly
+/// (a step on a stopped server sat 37-56 s in one call, three times over its retries). The
+/// engine owns retrying and pacing (the step's retry policy, the poll delays), so a short
+/// call gives up here and its failure is transient; a server that is merely restarting is
+/// asked again by the step or poll that called.
+pub const SHORT_CALL_LIMIT: Duration = Duration::from_secs(20);
+
+/// `call` bounded by [`SHORT_CALL_LIMIT`].
+pub async fn short_call<T>(
+    uri: &str,
+    call: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    bounded_call(SHORT_CALL_LIMIT, uri, call).await
+}
+
+/// `call` bounded by `limit`: past it, a transient failure that names `uri` and the limit.
+pub async fn bounded_call<T>(
+    limit: Duration,
+    uri: &str,
+    call: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Failure::transient(format!(
+            "{uri}: server unavailable: no answer within {limit:?}"
+        )))
+    })
+}
 
 /// Where and how to reach a database over Bolt. `Debug` never shows the password.
 #[derive(Clone, Debug)]
@@ -42,14 +74,26 @@ impl BoltTarget {
     /// Connects and runs `cypher` (e.g. `SHOW CURRENT USER` on Neo4j's `system` database,
     /// which refuses `RETURN 1`).
     pub async fn check_login_with(&self, cypher: &str) -> Result<(), Failure> {
-        let graph = self.connect(1).await?;
-        run_and_discard(&graph, &self.uri, cypher).await
+        short_call(&self.uri, async {
+            let graph = self.connect(1).await?;
+            run_and_discard(&graph, &self.uri, cypher).await
+        })
+        .await
     }
 }
 
-/// Runs one statement and reads every row, discarding them. Errors are classified and
-/// name `uri`. Used for probes, health queries and administration statements.
+/// Runs one statement and reads every row, discarding them, within [`SHORT_CALL_LIMIT`].
+/// Errors are classified and name `uri`. Used for probes, health queries and
+/// administration statements.
 pub async fn run_and_discard(
+    graph: &neo4rs::Graph,
+    uri: &str,
+    cypher: &str,
+) -> Result<(), Failure> {
+    short_call(uri, run_and_discard_unbounded(graph, uri, cypher)).await
+}
+
+async fn run_and_discard_unbounded(
     graph: &neo4rs::Graph,
     uri: &str,
     cypher: &str,
@@ -96,5 +140,42 @@ pub fn classify_bolt_error(uri: &str, error: &neo4rs::Error) -> Failure {
         Failure::transient(format!("{uri}: server unavailable: {text}"))
     } else {
         Failure::permanent(format!("{uri}: {text}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::ErrorClass;
+
+    #[tokio::test]
+    async fn a_call_that_never_answers_is_a_transient_failure_naming_the_server() {
+        let f = bounded_call(
+            Duration::from_millis(20),
+            "bolt://127.0.0.1:7687",
+            std::future::pending::<Result<(), Failure>>(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(f.class, ErrorClass::Transient);
+        assert!(
+            f.message
+                .starts_with("bolt://127.0.0.1:7687: server unavailable"),
+            "{}",
+            f.message
+        );
+        assert!(f.message.contains("20ms"), "{}", f.message);
+    }
+
+    #[tokio::test]
+    async fn a_call_within_the_limit_keeps_its_own_result() {
+        let ok = bounded_call(Duration::from_secs(5), "bolt://x", async { Ok(7) }).await;
+        assert_eq!(ok.unwrap(), 7);
+        let err = bounded_call(Duration::from_secs(5), "bolt://x", async {
+            Err::<(), _>(Failure::permanent("bolt://x: authentication failed"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.class, ErrorClass::Permanent);
     }
 }

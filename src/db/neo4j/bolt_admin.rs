@@ -5,7 +5,7 @@
 
 use super::cypher::{self, CypherStatement};
 use super::version::{self, ServerInfo};
-use crate::db::bolt::{classify_bolt_error, run_and_discard, BoltTarget};
+use crate::db::bolt::{classify_bolt_error, run_and_discard, short_call, BoltTarget};
 use crate::failure::Failure;
 use async_trait::async_trait;
 
@@ -53,8 +53,11 @@ fn row_string(row: &neo4rs::Row, column: &str, uri: &str) -> Result<String, Fail
 #[async_trait]
 impl Neo4jBolt for BoltAdmin {
     async fn server_info(&self, target: &BoltTarget) -> Result<ServerInfo, Failure> {
-        let graph = target.connect(1).await?;
-        version::detect(&graph, &target.uri).await
+        short_call(&target.uri, async {
+            let graph = target.connect(1).await?;
+            version::detect(&graph, &target.uri).await
+        })
+        .await
     }
 
     async fn execute(
@@ -72,48 +75,54 @@ impl Neo4jBolt for BoltAdmin {
         database: &str,
     ) -> Result<Vec<DatabaseStatus>, Failure> {
         let statement = cypher::show_database(database)?;
-        let graph = target.connect(1).await?;
         let uri = &target.uri;
-        let mut rows = graph
-            .execute_on(statement.database, statement.query())
-            .await
-            .map_err(|e| classify_bolt_error(uri, &e))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows
-            .next()
-            .await
-            .map_err(|e| classify_bolt_error(uri, &e))?
-        {
-            out.push(DatabaseStatus {
-                access: row_string(&row, "access", uri)?,
-                current_status: row_string(&row, "currentStatus", uri)?,
-            });
-        }
-        Ok(out)
+        short_call(uri, async {
+            let graph = target.connect(1).await?;
+            let mut rows = graph
+                .execute_on(statement.database, statement.query())
+                .await
+                .map_err(|e| classify_bolt_error(uri, &e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows
+                .next()
+                .await
+                .map_err(|e| classify_bolt_error(uri, &e))?
+            {
+                out.push(DatabaseStatus {
+                    access: row_string(&row, "access", uri)?,
+                    current_status: row_string(&row, "currentStatus", uri)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn read_only_setting(&self, target: &BoltTarget) -> Result<Option<String>, Failure> {
-        let graph = target.connect(1).await?;
         let uri = &target.uri;
-        let mut rows = graph
-            .execute_on("system", neo4rs::query(cypher::READ_ONLY_SETTING_QUERY))
-            .await
-            .map_err(|e| classify_bolt_error(uri, &e))?;
-        let mut found = None;
-        while let Some(row) = rows
-            .next()
-            .await
-            .map_err(|e| classify_bolt_error(uri, &e))?
-        {
-            if row_string(&row, "name", uri)? == cypher::READ_ONLY_SETTING {
-                found = Some(row_string(&row, "value", uri)?);
+        short_call(uri, async {
+            let graph = target.connect(1).await?;
+            let mut rows = graph
+                .execute_on("system", neo4rs::query(cypher::READ_ONLY_SETTING_QUERY))
+                .await
+                .map_err(|e| classify_bolt_error(uri, &e))?;
+            let mut found = None;
+            while let Some(row) = rows
+                .next()
+                .await
+                .map_err(|e| classify_bolt_error(uri, &e))?
+            {
+                if row_string(&row, "name", uri)? == cypher::READ_ONLY_SETTING {
+                    found = Some(row_string(&row, "value", uri)?);
+                }
             }
-        }
-        Ok(found)
+            Ok(found)
+        })
+        .await
     }
 
     async fn probe(&self, target: &BoltTarget) -> Result<(), Failure> {
-        let graph = target.connect(1).await?;
+        let graph = short_call(&target.uri, target.connect(1)).await?;
         run_and_discard(
             &graph,
             &target.uri,
