@@ -236,7 +236,47 @@ pub(crate) async fn happy_path(
         !stdout.contains("pass\":") && !stderr.contains("pass\":"),
         "a password reached the output"
     );
+    attach_writer_figures(&env, &out, &log).await;
     (green, log)
+}
+
+/// What the demo does after its run: the writer's figures (every acknowledged write was
+/// found on green above, so none lost) attached with `cutover report --measure`, and the
+/// report then states them instead of saying why it has none.
+async fn attach_writer_figures(env: &Environment, out: &Output, log: &support::WriterLog) {
+    let runs = printed_runs(out);
+    let [(run, outcome)] = runs.as_slice() else {
+        panic!(
+            "expected one `run ID: OUTCOME` line: {runs:?}\n{}",
+            text(out)
+        );
+    };
+    assert_eq!(outcome, "Succeeded", "{}", text(out));
+    let acknowledged = format!("writes_acknowledged={}", log.acknowledged.len());
+    let report = cutover_cmd(
+        env,
+        &[
+            "report",
+            run,
+            "--output",
+            "json",
+            "--measure",
+            &acknowledged,
+            "--measure",
+            "writes_lost=0",
+        ],
+    )
+    .await;
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout)
+        .unwrap_or_else(|e| panic!("report JSON: {e}\n{}", text(&report)));
+    assert_eq!(
+        json["writes_acknowledged"],
+        log.acknowledged.len() as u64,
+        "{json}"
+    );
+    assert_eq!(json["writes_lost"], 0, "{json}");
+    assert!(json["writes_note"].is_null(), "{json}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
