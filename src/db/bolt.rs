@@ -116,6 +116,23 @@ async fn run_and_discard_unbounded(
 pub fn classify_bolt_error(uri: &str, error: &neo4rs::Error) -> Failure {
     let text = error.to_string();
     let lower = text.to_lowercase();
+    // What the server itself calls transient (`Neo.TransientError.*`: a database still
+    // starting, a deadlock, exhausted resources) or an expired session: worth asking
+    // again. (neo4rs retried these itself; cutover's engine does, see PATCHED.md.)
+    if let neo4rs::Error::Neo4j(e) = error {
+        if matches!(
+            e.kind(),
+            neo4rs::Neo4jErrorKind::Transient
+                | neo4rs::Neo4jErrorKind::Client(
+                    neo4rs::Neo4jClientErrorKind::SessionExpired
+                        | neo4rs::Neo4jClientErrorKind::Security(
+                            neo4rs::Neo4jSecurityErrorKind::AuthorizationExpired
+                        )
+                )
+        ) {
+            return Failure::transient(format!("{uri}: {text}"));
+        }
+    }
     if lower.contains("authentication")
         || lower.contains("unauthorized")
         || lower.contains("credentials")

@@ -30,7 +30,8 @@ impl ConnectionManager {
             .with_initial_interval(Duration::from_millis(1))
             .with_randomization_factor(0.42)
             .with_multiplier(2.0)
-            .with_max_elapsed_time(Some(Duration::from_secs(60)))
+            // cutover: no retries hidden in the driver (PATCHED.md).
+            .with_max_elapsed_time(Some(Duration::ZERO))
             .build();
         Ok(ConnectionManager { info, backoff })
     }
