@@ -224,17 +224,11 @@ pub async fn connect_for_reading(
     let graph = Graph::connect(config)
         .await
         .map_err(|e| IntegrityError::Bolt(crate::db::bolt::classify_bolt_error(&target.uri, &e)))?;
-    // neo4rs connects lazily in some versions; prove the login and the database now.
-    let mut s = graph
-        .execute(neo4rs::query("RETURN 1 AS one"))
+    // neo4rs connects lazily; prove the login and the database now, within the short-call
+    // limit (a refused port would otherwise be retried by neo4rs for up to 60 s).
+    crate::db::bolt::run_and_discard(&graph, &target.uri, "RETURN 1 AS one")
         .await
-        .map_err(|e| IntegrityError::Bolt(crate::db::bolt::classify_bolt_error(&target.uri, &e)))?;
-    while s
-        .next()
-        .await
-        .map_err(|e| IntegrityError::Bolt(crate::db::bolt::classify_bolt_error(&target.uri, &e)))?
-        .is_some()
-    {}
+        .map_err(IntegrityError::Bolt)?;
     Ok(graph)
 }
 
