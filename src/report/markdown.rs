@@ -1,7 +1,9 @@
 //! The report as a Markdown page: headline, what to do next, steps, freeze window,
 //! checksums and fingerprints, and the timeline picture by file name.
 
-use super::model::{Finding, Report, StepRow};
+use super::model::{
+    Finding, Report, StepRow, EXTRA_RPO, EXTRA_RTO, EXTRA_WRITES_ACKNOWLEDGED, EXTRA_WRITES_LOST,
+};
 use super::TIMELINE_FILE;
 use crate::engine::state::{CompensationStatus, StepStatus};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -235,9 +237,21 @@ pub fn render(report: &Report) -> String {
         out.push('\n');
     }
 
-    if !r.extra.is_empty() {
+    // The well-known measures are in the Measures table already; the rest here.
+    let well_known = [
+        EXTRA_RTO,
+        EXTRA_RPO,
+        EXTRA_WRITES_ACKNOWLEDGED,
+        EXTRA_WRITES_LOST,
+    ];
+    let other: Vec<_> = r
+        .extra
+        .iter()
+        .filter(|(k, _)| !well_known.contains(&k.as_str()))
+        .collect();
+    if !other.is_empty() {
         let _ = writeln!(out, "## Extra\n\n| Key | Value |\n|---|---|");
-        for (k, v) in &r.extra {
+        for (k, v) in other {
             let _ = writeln!(out, "| {} | {} |", code(k), code(&v.to_string()));
         }
         out.push('\n');

@@ -653,6 +653,20 @@ fn step_outputs_and_extra_override_what_the_journal_says() {
             && md.contains("| RTO | 40 s |"),
         "{md}"
     );
+    // Shown once, in the Measures table, not again as extra values.
+    assert!(
+        !md.contains("## Extra") && !md.contains("`writes_acknowledged`"),
+        "{md}"
+    );
+    let md = report
+        .clone()
+        .with_extra("operator", json!("night shift"))
+        .to_markdown();
+    assert!(
+        md.contains("## Extra") && md.contains("| `operator` |"),
+        "{md}"
+    );
+    assert!(!md.contains("`writes_lost`"), "{md}");
     let json: Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["writes_acknowledged"], json!(1200));
 }
