@@ -86,8 +86,9 @@ test:
 
 # The AWS rehearsal (docs/rehearsal.md): runbooks/blue-green.toml through the real cutover
 # binary on environments/rehearsal-aws.toml, against moto with the stand-in SSM agent and
-# real Neo4j on rehearsal hosts, under a live writer. 12-20 minutes (four Neo4j servers),
-# so it is not part of `make test`: the feature `rehearsal` compiles it in (and lints it).
+# real Neo4j on rehearsal hosts, under a live writer. About 3 minutes (four Neo4j servers),
+# not part of `make test` (at its 20-minute budget): the feature `rehearsal` compiles it
+# in (and lints it).
 rehearse-aws: setup
 	$(LINTED) $(CARGO) test --features rehearsal --test it aws_rehearsal -- --nocapture
 
