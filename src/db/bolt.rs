@@ -6,12 +6,12 @@ use std::future::Future;
 use std::time::Duration;
 
 /// How long one short Bolt call may take: a login check, a probe, a health query, an
-/// administration query such as `SHOW DATABASE` or the server's version. `neo4rs` 0.8
-/// retries a query whose connection fails, with a backoff, for up to 60 s and invisibly
-/// (a step on a stopped server sat 37-56 s in one call, three times over its retries). The
-/// engine owns retrying and pacing (the step's retry policy, the poll delays), so a short
-/// call gives up here and its failure is transient; a server that is merely restarting is
-/// asked again by the step or poll that called.
+/// administration query such as `SHOW DATABASE` or the server's version. The vendored
+/// neo4rs no longer retries by itself (PATCHED.md), so this bounds a server that accepts
+/// the connection but does not answer. The engine owns retrying and pacing (the step's
+/// retry policy, the poll delays), so a short call gives up here and its failure is
+/// transient; a server that is merely restarting is asked again by the step or poll that
+/// called.
 pub const SHORT_CALL_LIMIT: Duration = Duration::from_secs(20);
 
 /// `call` bounded by [`SHORT_CALL_LIMIT`].
@@ -74,11 +74,9 @@ impl BoltTarget {
     /// Connects and runs `cypher` (e.g. `SHOW CURRENT USER` on Neo4j's `system` database,
     /// which refuses `RETURN 1`).
     pub async fn check_login_with(&self, cypher: &str) -> Result<(), Failure> {
-        short_call(&self.uri, async {
-            let graph = self.connect(1).await?;
-            run_and_discard(&graph, &self.uri, cypher).await
-        })
-        .await
+        // `connect` opens no connection (neo4rs connects lazily); the query is bounded.
+        let graph = self.connect(1).await?;
+        run_and_discard(&graph, &self.uri, cypher).await
     }
 }
 

@@ -122,7 +122,7 @@ impl Neo4jBolt for BoltAdmin {
     }
 
     async fn probe(&self, target: &BoltTarget) -> Result<(), Failure> {
-        let graph = short_call(&target.uri, target.connect(1)).await?;
+        let graph = target.connect(1).await?;
         run_and_discard(
             &graph,
             &target.uri,
