@@ -97,8 +97,7 @@ async fn rehearsal_clients(
         .clone()
         .filter(|e| e.starts_with("http://127."))
         .ok_or("this support code drives aws environments only on the rehearsal rig: set [aws] endpoint_url to its loopback address")?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(settings.region.clone()))
+    let sdk = cutover::providers::aws::config::sdk_defaults(&settings.region)
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_ec2::config::Credentials::new(
             "testing",

@@ -6,7 +6,9 @@
 //! endpoint) S3 uses path-style addressing.
 
 use crate::failure::Failure;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_smithy_http_client::{proxy::ProxyConfig, tls};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use serde::{Deserialize, Serialize};
 
 /// The `aws` provider's settings, as the environment file gives them.
@@ -166,10 +168,37 @@ impl AwsEnvironment {
     }
 }
 
+/// The HTTPS client of every AWS SDK client cutover builds: hyper 1 with rustls on the
+/// `ring` crypto provider, honouring `HTTPS_PROXY`/`NO_PROXY` as the SDK's default client
+/// does (behaviour version 2025-08-07 on). It replaces the SDK's `default-https-client`
+/// (the same client on aws-lc-rs), so a build compiles one crypto library, the one neo4rs
+/// already needs, instead of two. Caveat: an SDK configuration loaded without
+/// [`sdk_defaults`] has no HTTP client, and its first call fails saying so.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = aws_smithy_http_client::ConnectorBuilder::default().tls_provider(
+            tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring),
+        );
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
+/// `aws_config::defaults` for `region`, with [`https_client`]: the start of every SDK
+/// configuration (the provider's, the test harness's, the rehearsal's).
+pub fn sdk_defaults(region: &str) -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .http_client(https_client())
+}
+
 /// Loads the SDK configuration from the standard chain with the settings applied.
 pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(settings.region.clone()));
+    let mut loader = sdk_defaults(&settings.region);
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
@@ -225,6 +254,38 @@ mod tests {
             prefix: prefix.into(),
             kms_key_id: None,
         }
+    }
+
+    /// The SDK's clients speak TLS through [`https_client`]: the first bytes an `https://`
+    /// endpoint (a loopback listener) receives are a TLS handshake record.
+    #[tokio::test]
+    async fn sdk_clients_open_tls_through_the_ring_client() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let first_bytes = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 3];
+            conn.read_exact(&mut head).await.unwrap();
+            head
+        });
+        let sdk = sdk_defaults("af-south-1")
+            .endpoint_url(format!("https://127.0.0.1:{port}"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "id", "secret", None, None, "test",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::new(&sdk);
+        let call = tokio::spawn(async move { s3.list_buckets().send().await });
+        let head = tokio::time::timeout(std::time::Duration::from_secs(10), first_bytes)
+            .await
+            .expect("the client connected")
+            .unwrap();
+        // 0x16: a TLS handshake record; 0x03 0x01: the record version of a ClientHello.
+        assert_eq!(head, [0x16, 0x03, 0x01]);
+        assert!(call.await.unwrap().is_err(), "no TLS server answered");
     }
 
     #[test]

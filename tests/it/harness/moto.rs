@@ -12,7 +12,7 @@
 //! `aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(true).build()`.
 
 use super::{log_tail, venv_bin, READY_TIMEOUT};
-use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::config::Credentials;
 use cutover::db::arcadedb::free_loopback_port;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -147,9 +147,8 @@ impl MotoServer {
     /// SDK configuration for this emulator: explicit endpoint, region and static dummy
     /// credentials (so the default chain never looks for real ones).
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+        cutover::providers::aws::config::sdk_defaults(REGION)
             .endpoint_url(self.endpoint_url())
-            .region(Region::new(REGION))
             .credentials_provider(Credentials::new(
                 ACCESS_KEY_ID,
                 SECRET_ACCESS_KEY,
