@@ -12,7 +12,7 @@
 //! ```
 
 use super::source::{Problems, SourceFile};
-use super::toml_read::{table_to_json, type_name, Spanned, TomlReader};
+use super::toml_read::{table_to_json, type_name, value_type_name, Spanned, TomlReader};
 use crate::db::EngineKind;
 use crate::ids::DatabaseName;
 use std::collections::BTreeMap;
@@ -81,6 +81,7 @@ const DB_KEYS: &[&str] = &[
     "instance",
     "identity_keys",
     "invariants",
+    "same_answers",
     "image",
     "bolt_uri",
     "seed",
@@ -359,6 +360,103 @@ fn check_aws_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) 
     }
 }
 
+/// `[[databases.NAME.KEY]]` (or `KEY = [{…}, …]`): a list of tables with `required`
+/// keys (strings, but `expect`, which may be any value), `optional` ones (`ordered` a
+/// boolean, the others strings) and no other, each `name` once. Checked at load, so a
+/// malformed query list is reported by `cutover plan`, not by a step after the freeze.
+fn check_query_list(
+    r: &mut TomlReader<'_>,
+    db: &dyn toml_edit::TableLike,
+    key: &str,
+    db_context: &str,
+    required: &[&str],
+    optional: &[&str],
+) {
+    let Some(item) = db.get(key) else {
+        return;
+    };
+    let entries: Vec<(&dyn toml_edit::TableLike, Option<std::ops::Range<usize>>)> = match item {
+        toml_edit::Item::ArrayOfTables(a) => a
+            .iter()
+            .map(|t| (t as &dyn toml_edit::TableLike, t.span()))
+            .collect(),
+        toml_edit::Item::Value(toml_edit::Value::Array(a)) => {
+            let mut out = Vec::new();
+            for v in a.iter() {
+                match v.as_inline_table() {
+                    Some(t) => out.push((t as &dyn toml_edit::TableLike, v.span())),
+                    None => r.problem(
+                        v.span(),
+                        format!(
+                            "each entry of `{key}` in {db_context} must be a table {{ {} }}, found {}",
+                            required.join(", "),
+                            value_type_name(v)
+                        ),
+                    ),
+                }
+            }
+            out
+        }
+        other => {
+            r.problem_with_hint(
+                other.span(),
+                format!(
+                    "`{key}` in {db_context} must be a list of tables, found {}",
+                    type_name(other)
+                ),
+                format!(
+                    "write [[databases.NAME.{key}]] tables, each with {}",
+                    required.join(", ")
+                ),
+            );
+            return;
+        }
+    };
+    let allowed: Vec<&str> = required.iter().chain(optional).copied().collect();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, (entry, span)) in entries.into_iter().enumerate() {
+        let context = format!("{key} entry {} of {db_context}", i + 1);
+        r.check_keys(entry, &allowed, &context);
+        for &k in &allowed {
+            let is_required = required.contains(&k);
+            match k {
+                "expect" => {
+                    if entry.get(k).is_none() {
+                        r.problem(
+                            span.clone(),
+                            format!("{context} is missing required key `expect`"),
+                        );
+                    }
+                }
+                "ordered" => {
+                    if let Some(v) = entry.get(k) {
+                        if v.as_bool().is_none() {
+                            r.problem(
+                                v.span(),
+                                format!(
+                                    "`ordered` in {context} must be true or false, found {}",
+                                    type_name(v)
+                                ),
+                            );
+                        }
+                    }
+                }
+                _ => {
+                    let value = r.string(entry, k, is_required, &context, span.clone());
+                    if let Some(name) = value.filter(|_| k == "name") {
+                        if !names.insert(name.value.clone()) {
+                            r.problem(
+                                name.span,
+                                format!("{context}: `{}` is listed twice in `{key}`", name.value),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn read_databases(
     r: &mut TomlReader<'_>,
     root: &dyn toml_edit::TableLike,
@@ -382,6 +480,22 @@ fn read_databases(
             continue;
         };
         r.check_keys(t, DB_KEYS, &context);
+        check_query_list(
+            r,
+            t,
+            "invariants",
+            &context,
+            &["name", "cypher", "expect"],
+            &[],
+        );
+        check_query_list(
+            r,
+            t,
+            "same_answers",
+            &context,
+            &["name", "cypher"],
+            &["params", "ordered"],
+        );
         let engine = r
             .string(t, "engine", true, &context, span.clone())
             .and_then(|e| match e.value.as_str() {

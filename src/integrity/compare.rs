@@ -1,5 +1,6 @@
 //! Comparing two fingerprints: every difference, named by label set, type or schema item.
 
+use super::answers::AnswerDifference;
 use super::fingerprint::{Fingerprint, SchemaInfo};
 use super::invariants::InvariantOutcome;
 use super::multiset::MultisetDigest;
@@ -25,6 +26,8 @@ pub enum FindingKind {
     /// A side could not list its schema; the comparison cannot vouch for it.
     SchemaUnverified,
     Invariant,
+    /// An application query answered differently (`same_answers`).
+    Answer,
     /// Something noticed while reading one side (e.g. the graph changed during the read).
     ReadWarning,
 }
@@ -149,6 +152,21 @@ impl Findings {
             if !ok(a) || !ok(b) || !same {
                 self.push(FindingKind::Invariant, name.clone(), render(a), render(b));
             }
+        }
+    }
+}
+
+impl Findings {
+    /// Adds every difference between blue's and green's answers to the application's
+    /// queries (`same_answers`), each blocking.
+    pub fn add_answer_differences(&mut self, differences: &[AnswerDifference]) {
+        for d in differences {
+            self.push(
+                FindingKind::Answer,
+                d.subject(),
+                d.blue.clone(),
+                d.green.clone(),
+            );
         }
     }
 }

@@ -5,8 +5,10 @@
 //! - [`fingerprint`]: reading a graph's fingerprint over Bolt, in parallel, read-only;
 //! - [`compare`]: every difference between two fingerprints;
 //! - [`invariants`]: app invariants (Cypher checks with expected results);
+//! - [`answers`]: the application's own queries, same answers on blue and green;
 //! - [`diff`]: the records behind a small mismatch;
 //! - [`properties`]: reading property values exactly (points and durations on Neo4j).
+pub mod answers;
 pub mod canonical;
 pub mod compare;
 pub mod diff;
@@ -16,6 +18,7 @@ pub mod invariants;
 pub mod multiset;
 pub mod properties;
 
+pub use answers::{AnswerDifference, QueryAnswers, SameAnswersQuery};
 pub use compare::{compare, Finding, FindingKind, Findings};
 pub use diff::{diff, DiffOptions, DiffReport, RecordDiff, Side};
 pub use error::IntegrityError;

@@ -19,6 +19,7 @@ use super::{Decision, Outputs, Step, StepContext};
 use crate::db::{BackupArtifact, DbOperation, OpPoll};
 use crate::failure::Failure;
 use crate::ids::ObjectKey;
+use crate::integrity::answers::{record_answers, QueryAnswers};
 use crate::integrity::fingerprint::Fingerprint;
 use crate::integrity::invariants::{run_invariants, InvariantOutcome};
 use crate::try_step;
@@ -109,6 +110,10 @@ pub struct Manifest {
     pub fingerprint: Fingerprint,
     #[serde(default)]
     pub invariants: Vec<InvariantOutcome>,
+    /// Frozen blue's answers to the application's own queries (`same_answers`), with the
+    /// parameters sampled from its data; `integrity.compare` asks green the same.
+    #[serde(default)]
+    pub answers: Vec<QueryAnswers>,
 }
 
 pub const MANIFEST_FORMAT: &str = "cutover-backup-manifest/v1";
@@ -375,6 +380,17 @@ impl Step for Backup {
                 |e| Failure::from(e).context(format_args!("invariants of {}", inputs.database))
             ))
         };
+        let queries = try_step!(db.same_answers());
+        let answers = if queries.is_empty() {
+            Vec::new()
+        } else {
+            let target = db.admin_target();
+            let graph = try_step!(target.connect(1).await);
+            try_step!(record_answers(&graph, &target.uri, &queries)
+                .await
+                .map_err(|e| Failure::from(e)
+                    .context(format_args!("same answers of {}", inputs.database))))
+        };
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
             environment: ctx.environment().name.clone(),
@@ -385,6 +401,7 @@ impl Step for Backup {
             artifact: artifact.clone(),
             fingerprint: fingerprint.clone(),
             invariants: outcomes,
+            answers,
         };
         let bytes = try_step!(serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Failure::permanent(format!("cannot encode the manifest: {e}"))));

@@ -8,6 +8,7 @@ use crate::db::bolt::BoltTarget;
 use crate::db::{DatabaseEngine, DbHandle, EngineKind};
 use crate::failure::Failure;
 use crate::ids::{DatabaseName, InstanceId, SecretName};
+use crate::integrity::answers::SameAnswersQuery;
 use crate::integrity::fingerprint::{FingerprintOptions, IdentityKey};
 use crate::integrity::invariants::Invariant;
 use crate::providers::{Instance, SecretStage};
@@ -338,11 +339,27 @@ impl DbRef {
     /// expect}]`); the credex ledger invariants when the database has `Daynode`s is a
     /// runbook decision, not a default.
     pub fn invariants(&self) -> Result<Vec<Invariant>, Failure> {
-        match self.def.settings.get("invariants") {
+        self.query_list("invariants", "[{name, cypher, expect}]")
+    }
+
+    /// The application's queries whose answers must be the same on blue and green
+    /// (`same_answers`).
+    pub fn same_answers(&self) -> Result<Vec<SameAnswersQuery>, Failure> {
+        self.query_list("same_answers", "[{name, cypher, params?, ordered?}]")
+    }
+
+    /// The list `key` of this database's table (empty when absent). The environment
+    /// loader has checked its shape, so an error here means the two disagree.
+    fn query_list<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        shape: &str,
+    ) -> Result<Vec<T>, Failure> {
+        match self.def.settings.get(key) {
             None => Ok(Vec::new()),
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
                 Failure::permanent(format!(
-                    "database {}: invariants must be [{{name, cypher, expect}}]: {e}",
+                    "database {}: {key} must be {shape}: {e}",
                     self.def.name
                 ))
             }),

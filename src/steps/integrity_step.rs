@@ -1,11 +1,13 @@
 //! `integrity.compare`: green's fingerprint must equal the one recorded in the backup's
-//! manifest (frozen blue's), and the app invariants must hold on green as they did on blue.
+//! manifest (frozen blue's), the app invariants must hold on green as they did on blue, and
+//! the application's own queries (`same_answers`) must answer on green as on frozen blue.
 
 use super::db::read_manifest;
 use super::dbctx::DbRef;
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
+use crate::integrity::answers::{answer_differences, replay_answers};
 use crate::integrity::compare::compare;
 use crate::integrity::invariants::run_invariants;
 use crate::try_step;
@@ -14,13 +16,13 @@ use serde::Deserialize;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "integrity.compare",
-    summary: "fingerprint an instance and compare it with the backup manifest's (frozen blue's); check app invariants",
+    summary: "fingerprint an instance and compare it with the backup manifest's (frozen blue's); check app invariants and the app's queries' answers",
     inputs: &[
         InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
         InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "the instance to check (green)" },
         InputSpec { name: "manifest", ty: ValueType::String, required: true, doc: "manifest object key of the backup it was restored from" },
     ],
-    outputs: OutputSpec::Fixed(&["match", "source_fingerprint", "target_fingerprint", "nodes", "relationships", "findings"]),
+    outputs: OutputSpec::Fixed(&["match", "source_fingerprint", "target_fingerprint", "nodes", "relationships", "findings", "answers_compared"]),
     changes: "",
     compensation: None,
     build: || Box::new(Compare),
@@ -64,6 +66,16 @@ impl Step for Compare {
             }));
             findings.add_invariants(&manifest.invariants, &outcomes);
         }
+        let answers_asked: usize = manifest.answers.iter().map(|q| q.answers.len()).sum();
+        if !manifest.answers.is_empty() {
+            let target = db.admin_target();
+            let graph = try_step!(target.connect(1).await);
+            let green_answers = try_step!(replay_answers(&graph, &target.uri, &manifest.answers)
+                .await
+                .map_err(|e| Failure::from(e)
+                    .context(format_args!("same answers of {}", inputs.database))));
+            findings.add_answer_differences(&answer_differences(&manifest.answers, &green_answers));
+        }
         if !findings.is_match() {
             let shown: Vec<String> = findings
                 .findings
@@ -89,6 +101,13 @@ impl Step for Compare {
             "{}: fingerprint {} equals frozen blue's",
             inputs.database, green.content
         ));
+        if answers_asked > 0 {
+            ctx.note(format!(
+                "{}: {answers_asked} answer(s) to {} application quer(ies) are the same as frozen blue's",
+                inputs.database,
+                manifest.answers.len()
+            ));
+        }
         let nodes: u64 = green.node_groups.values().map(|g| g.count).sum();
         let rels: u64 = green.relationship_groups.values().map(|g| g.count).sum();
         let mut out = Outputs::new();
@@ -101,6 +120,7 @@ impl Step for Compare {
         out.insert("nodes".into(), nodes.into());
         out.insert("relationships".into(), rels.into());
         out.insert("findings".into(), findings.findings.len().into());
+        out.insert("answers_compared".into(), answers_asked.into());
         Decision::Done(out)
     }
 }

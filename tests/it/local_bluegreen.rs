@@ -237,7 +237,32 @@ pub(crate) async fn happy_path(
         "a password reached the output"
     );
     attach_writer_figures(&env, &out, &log).await;
+    same_answers_were_compared(&env, &out);
     (green, log)
+}
+
+/// Each compare step asked green the environment's application queries (`same_answers`)
+/// and found blue's answers: it succeeded and counted them (none where none are listed).
+fn same_answers_were_compared(env: &Environment, out: &Output) {
+    let runs = printed_runs(out);
+    let view =
+        cutover::engine::run::load_view(&env.state_dir, &RunId::new(runs[0].0.as_str())).unwrap();
+    for (name, def) in &env.databases {
+        let listed = def.settings.get("same_answers").is_some();
+        let step = view
+            .steps
+            .get(&StepId::new(format!("compare-{name}")))
+            .unwrap_or_else(|| panic!("no compare-{name}"));
+        assert_eq!(step.status, StepStatus::Succeeded, "compare-{name}");
+        let compared = step.outputs.as_ref().unwrap()["answers_compared"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            compared > 0,
+            listed,
+            "compare-{name}: {compared} answers compared"
+        );
+    }
 }
 
 /// What the demo does after its run: the writer's figures (every acknowledged write was

@@ -629,3 +629,117 @@ async fn dump_and_load_and_the_upgrade_to_2026_keep_the_fingerprint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The shipped environment's own application queries (environments/local.toml,
+/// `same_answers` of ledger) on a real Neo4j: recorded on one load of the ledger, replayed
+/// on a second load in the reverse storage order (same answers: unordered queries compare
+/// as multisets), then one credex's outstanding amount changes and exactly one answer
+/// differs: the balance of that account, named with its parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_queries_answer_the_same_whatever_the_storage_order_and_one_changed_balance_is_caught(
+) {
+    use cutover::integrity::answers::{answer_differences, record_answers, replay_answers};
+    let env = cutover::config::environment::Environment::load(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("environments/local.toml")
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let ledger = &env.databases[&cutover::ids::DatabaseName::new("ledger")];
+    let queries: Vec<cutover::integrity::SameAnswersQuery> =
+        serde_json::from_value(ledger.settings["same_answers"].clone()).unwrap();
+    assert_eq!(queries.len(), 4, "{queries:?}");
+
+    let neo = shared(LTS).await;
+    let target = neo.bolt_target();
+    let load = |reverse: bool| {
+        let target = target.clone();
+        async move {
+            let graph = connect(&target).await;
+            let spec = cutover::ledger::LedgerSpec {
+                reverse,
+                ..cutover::ledger::LedgerSpec::new(40, 7)
+            };
+            cutover::ledger::load_ledger(&graph, &spec, &WorkMeter::silent())
+                .await
+                .unwrap();
+            graph
+        }
+    };
+    let blue_graph = load(false).await;
+    let blue = record_answers(&blue_graph, &target.uri, &queries)
+        .await
+        .unwrap();
+    for q in &blue {
+        assert_eq!(q.error, None, "{}", q.name);
+        for a in &q.answers {
+            let rows = a
+                .rows
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{}: {e}", q.name));
+            if q.name != "MTQ queue" {
+                assert!(!rows.is_empty(), "{}: no rows", q.name);
+            }
+        }
+    }
+    let balances = blue
+        .iter()
+        .find(|q| q.name == "balances per account")
+        .unwrap();
+    assert_eq!(balances.answers.len(), 5, "one answer per sampled account");
+
+    neo.clear().await;
+    let green_graph = load(true).await;
+    let green = replay_answers(&green_graph, &target.uri, &blue)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer_differences(&blue, &green),
+        [],
+        "reverse storage order"
+    );
+
+    let account = balances.answers[0].params["account"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    green_graph
+        .run(
+            neo4rs::query(
+                "MATCH (:Account {accountID: $account})-[]-(c:Credex) WITH c LIMIT 1 \
+                 SET c.OutstandingAmount = c.OutstandingAmount + 1.0",
+            )
+            .param("account", account.as_str()),
+        )
+        .await
+        .unwrap();
+    let changed = replay_answers(&green_graph, &target.uri, &blue)
+        .await
+        .unwrap();
+    let differences = answer_differences(&blue, &changed);
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    let d = &differences[0];
+    assert_eq!(d.query, "balances per account");
+    assert_eq!(d.params["account"], account.as_str());
+    // The changed credex is on each of its relationships to the account (OWES, SECURES…):
+    // as many rows only on blue as only on green, each with `outstanding` one more.
+    let rows = |side: &str| -> Vec<serde_json::Value> {
+        let list = side.split_once(" only here ").unwrap().1;
+        serde_json::from_str(list).unwrap_or_else(|e| panic!("{side}: {e}"))
+    };
+    let by_side = |mut v: Vec<serde_json::Value>| {
+        v.sort_by_key(|r| r["side"].to_string());
+        v
+    };
+    let (only_blue, only_green) = (by_side(rows(&d.blue)), by_side(rows(&d.green)));
+    assert!(
+        !only_blue.is_empty() && only_blue.len() == only_green.len(),
+        "{d}"
+    );
+    for (b, g) in only_blue.iter().zip(&only_green) {
+        let outstanding = |r: &serde_json::Value| r["outstanding"].as_f64().unwrap();
+        assert!((outstanding(g) - outstanding(b) - 1.0).abs() < 1e-6, "{d}");
+        assert_eq!(b["side"], g["side"], "{d}");
+    }
+}
