@@ -13,9 +13,13 @@
 //! recorded command* instead of sending a second one; a command that ended in failure is
 //! cleared from the checkpoint, so the retry starts a new one. See docs/engine.md.
 
-use super::dbctx::{app_password_secret, app_user, current_secret, failpoint, now_rfc3339, DbRef};
+use super::dbctx::{
+    app_password_secret, app_user, current_secret, failpoint, now_rfc3339, parse_duration,
+    running_job, DbRef,
+};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
+use crate::config::toml_read::format_duration;
 use crate::db::{BackupArtifact, DbOperation, OpPoll};
 use crate::failure::Failure;
 use crate::ids::ObjectKey;
@@ -41,11 +45,28 @@ const DB_INPUTS: &[InputSpec] = &[
     },
 ];
 
+const FREEZE_INPUTS: &[InputSpec] = &[
+    DB_INPUTS[0],
+    DB_INPUTS[1],
+    InputSpec {
+        name: "wait_for_jobs",
+        ty: ValueType::Bool,
+        required: false,
+        doc: "before freezing, wait while the app's DCO/MTQ jobs run (default true)",
+    },
+    InputSpec {
+        name: "jobs_timeout",
+        ty: ValueType::Duration,
+        required: false,
+        doc: "how long to wait for the jobs before failing, blue unfrozen (default 30m)",
+    },
+];
+
 pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "db.freeze",
-        summary: "refuse writes (reads still served)",
-        inputs: DB_INPUTS,
+        summary: "wait until the app's DCO/MTQ jobs are idle, then refuse writes (reads still served)",
+        inputs: FREEZE_INPUTS,
         outputs: OutputSpec::Fixed(&["frozen_at"]),
         changes: "the database refuses writes",
         compensation: Some("unfreezes the database (guaranteed: also after a partial freeze)"),
@@ -131,13 +152,97 @@ pub async fn read_manifest(ctx: &StepContext, key: &str) -> Result<Manifest, Fai
     })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeInputs {
+    database: String,
+    instance: String,
+    wait_for_jobs: Option<bool>,
+    jobs_timeout: Option<String>,
+}
+
+impl From<FreezeInputs> for DbInputs {
+    fn from(f: FreezeInputs) -> Self {
+        DbInputs {
+            database: f.database,
+            instance: f.instance,
+        }
+    }
+}
+
+/// How long `db.freeze` waits for the app's jobs by default.
+const JOBS_TIMEOUT: &str = "30m";
+
 struct Freeze;
+
+/// Before anything is frozen: the app's DCO/MTQ jobs must be idle (checked again here
+/// because provisioning sits between the preflight's check and the freeze). While one
+/// runs, a wait; the time waiting began is journaled, so the timeout holds across a
+/// resume. Past it, a permanent failure with blue untouched.
+async fn wait_for_idle_jobs(
+    ctx: &StepContext,
+    db: &DbRef,
+    inputs: &FreezeInputs,
+) -> Result<Option<Decision>, Failure> {
+    if !inputs.wait_for_jobs.unwrap_or(true) {
+        return Ok(None);
+    }
+    let timeout = parse_duration(inputs.jobs_timeout.as_deref().unwrap_or(JOBS_TIMEOUT))?;
+    let Some(job) = running_job(db).await? else {
+        return Ok(None);
+    };
+    let since = match ctx.checkpoint_str("jobs_waiting_since") {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                Failure::permanent(format!(
+                    "step {}: the journaled jobs_waiting_since `{text}` cannot be read: {e}",
+                    ctx.step_id
+                ))
+            })?,
+        None => {
+            let now = chrono::Utc::now();
+            ctx.save_checkpoint(serde_json::json!({
+                "jobs_waiting_since": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            }))?;
+            now
+        }
+    };
+    let waited = (chrono::Utc::now() - since).to_std().unwrap_or_default();
+    if waited >= timeout {
+        return Ok(Some(Decision::Fail(
+            Failure::permanent(format!(
+                "{}: the {job} job has been running for {} (jobs_timeout {}); {} was not frozen",
+                inputs.database,
+                format_duration(waited),
+                format_duration(timeout),
+                inputs.instance
+            ))
+            .with_hint("run again when the job has finished, or set a longer `jobs_timeout` on the freeze step"),
+        )));
+    }
+    Ok(Some(Decision::wait(
+        std::time::Duration::from_secs(2),
+        format!(
+            "{}: the {job} job is running (active Daynode flag set); waiting before the freeze, {} left",
+            inputs.database,
+            format_duration(timeout - waited)
+        ),
+    )))
+}
 
 #[async_trait]
 impl Step for Freeze {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
-        let inputs: DbInputs = try_step!(ctx.inputs());
+        let inputs: FreezeInputs = try_step!(ctx.inputs());
         let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
+        let freeze_started = ctx.checkpoint().is_some_and(|c| c.get("freeze").is_some());
+        if !freeze_started {
+            if let Some(wait) = try_step!(wait_for_idle_jobs(ctx, &db, &inputs).await) {
+                return wait;
+            }
+        }
+        let inputs = DbInputs::from(inputs);
         if let Some(wait) = try_step!(set_frozen(ctx, &db, &inputs, true).await) {
             return wait;
         }
@@ -157,7 +262,7 @@ impl Step for Freeze {
         ctx: &StepContext,
         _outputs: &Outputs,
     ) -> Result<(), Failure> {
-        let inputs: DbInputs = ctx.inputs()?;
+        let inputs = DbInputs::from(ctx.inputs::<FreezeInputs>()?);
         let db = DbRef::open(ctx, &inputs.database, &inputs.instance).await?;
         if db.engine.is_frozen(&db.handle).await? {
             Ok(())
@@ -170,12 +275,12 @@ impl Step for Freeze {
     }
 
     async fn compensate(&mut self, ctx: &StepContext, _outputs: Option<&Outputs>) -> Decision {
-        unfreeze(ctx).await
+        let inputs = DbInputs::from(try_step!(ctx.inputs::<FreezeInputs>()));
+        unfreeze(ctx, inputs).await
     }
 }
 
-async fn unfreeze(ctx: &StepContext) -> Decision {
-    let inputs: DbInputs = try_step!(ctx.inputs());
+async fn unfreeze(ctx: &StepContext, inputs: DbInputs) -> Decision {
     let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
     if let Some(wait) = try_step!(set_frozen(ctx, &db, &inputs, false).await) {
         return wait;
@@ -253,7 +358,7 @@ struct Unfreeze;
 #[async_trait]
 impl Step for Unfreeze {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
-        unfreeze(ctx).await
+        unfreeze(ctx, try_step!(ctx.inputs())).await
     }
 }
 

@@ -367,6 +367,31 @@ impl DbRef {
     }
 }
 
+/// The app's job running on `db` now, if any: `"DCO"` or `"MTQ"`, from the flags on the
+/// active Daynode (credex's daily jobs; CREDEX-MODEL.md). A database without Daynodes has
+/// no such jobs.
+pub async fn running_job(db: &DbRef) -> Result<Option<&'static str>, Failure> {
+    let uri = db.bolt_uri();
+    let graph = db.admin_target().connect(1).await?;
+    crate::db::bolt::short_call(&uri, async {
+        let q = neo4rs::query(
+            "MATCH (d:Daynode) WHERE d.Active = true RETURN coalesce(d.DCOrunningNow, false) AS dco, coalesce(d.MTQrunningNow, false) AS mtq",
+        );
+        let classify = |e: neo4rs::Error| crate::db::bolt::classify_bolt_error(&uri, &e);
+        let mut rows = graph.execute(q).await.map_err(classify)?;
+        while let Some(row) = rows.next().await.map_err(classify)? {
+            if row.get("dco").unwrap_or(false) {
+                return Ok(Some("DCO"));
+            }
+            if row.get("mtq").unwrap_or(false) {
+                return Ok(Some("MTQ"));
+            }
+        }
+        Ok(None)
+    })
+    .await
+}
+
 /// Test failure points: `CUTOVER_FAILPOINTS=name@step-id,…`. Only the named step of a
 /// run that was started with the variable is affected; the injected failure says so.
 pub fn failpoint(ctx: &StepContext, name: &str) -> bool {

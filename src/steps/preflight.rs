@@ -3,7 +3,7 @@
 //! one point in time) and `drill.measure` (RTO/RPO of a drill).
 
 use super::db::read_manifest;
-use super::dbctx::{database_def, now_rfc3339, setting_str, DbRef};
+use super::dbctx::{database_def, now_rfc3339, running_job, setting_str, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::traffic::{LocalSecretTarget, TrafficTarget};
 use super::{Decision, Outputs, Step, StepContext};
@@ -142,25 +142,8 @@ impl Step for Preflight {
             );
         }
         if inputs.wait_for_jobs.unwrap_or(true) {
-            let graph = try_step!(db.admin_target().connect(1).await);
-            let q = neo4rs::query(
-                "MATCH (d:Daynode) WHERE d.Active = true RETURN coalesce(d.DCOrunningNow, false) AS dco, coalesce(d.MTQrunningNow, false) AS mtq",
-            );
-            let mut rows = try_step!(graph
-                .execute(q)
-                .await
-                .map_err(|e| crate::db::bolt::classify_bolt_error(&db.bolt_uri(), &e)));
-            while let Some(row) = try_step!(rows
-                .next()
-                .await
-                .map_err(|e| crate::db::bolt::classify_bolt_error(&db.bolt_uri(), &e)))
-            {
-                let dco: bool = row.get("dco").unwrap_or(false);
-                let mtq: bool = row.get("mtq").unwrap_or(false);
-                if dco || mtq {
-                    let job = if dco { "DCO" } else { "MTQ" };
-                    return Decision::wait(Duration::from_secs(2), format!("{}: the {job} job is running (active Daynode flag set); waiting for it to finish", inputs.database));
-                }
+            if let Some(job) = try_step!(running_job(&db).await) {
+                return Decision::wait(Duration::from_secs(2), format!("{}: the {job} job is running (active Daynode flag set); waiting for it to finish", inputs.database));
             }
         }
         let providers = try_step!(ctx.providers());

@@ -526,19 +526,20 @@ async fn killed_in_bake(env: Environment) {
         blue_ids.extend(support::instances(&env, db).await.unwrap());
     }
     // No writer: green takes no write while it bakes.
-    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .current_dir(repo())
-        .args(["run", "runbooks/blue-green.toml", "--env"])
-        .arg(&env.source.path)
-        .args(["--set", "bake=30m", "--set", "health_successes=2"])
-        .args(["--yes", "--run-id", "bake-killed"])
-        .env("CUTOVER_STATE_DIR", &env.state_dir)
-        .env_remove("CUTOVER_FAILPOINTS")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut run = cutover_child(
+        &env,
+        &[
+            "run",
+            "runbooks/blue-green.toml",
+            "--set",
+            "bake=30m",
+            "--set",
+            "health_successes=2",
+            "--yes",
+            "--run-id",
+            "bake-killed",
+        ],
+    );
     let id = RunId::new("bake-killed");
     let bake = StepId::new("bake");
     // Bounded: 10 minutes for the migration up to the bake.
@@ -676,3 +677,130 @@ const NEO4J_FAILURES: [&str; 2] = [
     "kill-green@restore-ledger",
     "corrupt-artifact@backup-search",
 ];
+
+/// The freeze checks credex's DCO/MTQ flags again right before freezing (provisioning
+/// sits between the preflight's check and the freeze): with the DCO flag set on blue's
+/// active Daynode it waits, blue still taking writes, and proceeds once the flag clears;
+/// held past `jobs_timeout`, the run fails naming the job, blue never frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_freeze_waits_while_the_dco_job_runs_then_proceeds_or_gives_up_with_blue_unfrozen() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(dir.path(), "bgjobs");
+    set_up(&env).await;
+    let root = dir.path().to_owned();
+    let run = env.clone();
+    with_teardown(&env, async move {
+        let env = run;
+        let blue = support::app_target(&env, "ledger").await.unwrap();
+        set_dco_flag(&blue, true).await;
+        // 1. The job finishes while the freeze waits: the run goes on and freezes.
+        let book = freeze_runbook(&root, "10m");
+        let mut child = cutover_child(&env, &["run", book.to_str().unwrap(), "--yes"]);
+        let waiting_since = wait_for_journal(&env, "jobs_waiting_since").await;
+        assert!(
+            support::accepts_writes(&blue).await,
+            "blue frozen while the job ran"
+        );
+        set_dco_flag(&blue, false).await;
+        let out = tokio::time::timeout(Duration::from_secs(180), child.wait())
+            .await
+            .expect("the run went on within 3 minutes once the job had finished")
+            .unwrap();
+        assert!(out.success(), "the run failed after the job finished");
+        let journal = std::fs::read_to_string(&waiting_since).unwrap();
+        assert!(
+            journal.contains("\"step_succeeded\",\"step\":\"freeze\""),
+            "{journal}"
+        );
+        assert!(support::accepts_writes(&blue).await, "unfreeze at the end");
+
+        // 2. The job never finishes: the freeze gives up after jobs_timeout.
+        set_dco_flag(&blue, true).await;
+        let out = cutover_cmd(
+            &env,
+            &[
+                "run",
+                freeze_runbook(&root, "3s").to_str().unwrap(),
+                "--yes",
+            ],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let all = text(&out);
+        assert!(
+            all.contains("ledger: the DCO job has been running for")
+                && all.contains("was not frozen"),
+            "{all}"
+        );
+        assert!(
+            support::accepts_writes(&blue).await,
+            "blue frozen after the timeout"
+        );
+        set_dco_flag(&blue, false).await;
+    })
+    .await;
+}
+
+/// A runbook of preflight (not waiting for jobs itself) → freeze → unfreeze of ledger.
+fn freeze_runbook(dir: &Path, jobs_timeout: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("freeze-{jobs_timeout}.toml"));
+    let blue = "${{ steps.preflight.outputs.instance_id }}";
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"freeze-when-idle\"\n\
+             [[step]]\nid = \"preflight\"\nuses = \"db.preflight\"\nwith = {{ database = \"ledger\", wait_for_jobs = false }}\n\
+             [[step]]\nid = \"freeze\"\nuses = \"db.freeze\"\nneeds = [\"preflight\"]\nwith = {{ database = \"ledger\", instance = \"{blue}\", jobs_timeout = \"{jobs_timeout}\" }}\n\
+             [[step]]\nid = \"unfreeze\"\nuses = \"db.unfreeze\"\nneeds = [\"freeze\"]\nwith = {{ database = \"ledger\", instance = \"{blue}\" }}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `cutover ARGS --env ENV` started in the background, its output discarded.
+fn cutover_child(env: &Environment, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .current_dir(repo())
+        .args(args)
+        .arg("--env")
+        .arg(&env.source.path)
+        .env("CUTOVER_STATE_DIR", &env.state_dir)
+        .env_remove("CUTOVER_FAILPOINTS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The journal (of the one run in `env`) once it contains `needle`; at most 60 s.
+async fn wait_for_journal(env: &Environment, needle: &str) -> std::path::PathBuf {
+    let runs = env.state_dir.join("runs");
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        for entry in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
+            let journal = entry.path().join("journal.jsonl");
+            if std::fs::read_to_string(&journal).is_ok_and(|j| j.contains(needle)) {
+                return journal;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "no journal mentioned {needle} within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sets or clears `DCOrunningNow` on the active Daynode, as credex's DCO job does.
+async fn set_dco_flag(blue: &cutover::db::bolt::BoltTarget, running: bool) {
+    let graph = blue.connect(1).await.unwrap();
+    graph
+        .run(
+            neo4rs::query("MATCH (d:Daynode) WHERE d.Active = true SET d.DCOrunningNow = $running")
+                .param("running", running),
+        )
+        .await
+        .unwrap();
+}
