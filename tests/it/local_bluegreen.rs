@@ -309,13 +309,14 @@ async fn a_failure_at_any_step_leaves_blue_serving_green_removed_and_no_write_lo
     let dir = tempfile::tempdir().unwrap();
     let env = environment(dir.path(), "bgfail");
     set_up(&env).await;
-    with_teardown(&env, failures(env.clone(), &EVERY_FAILURE)).await;
+    with_teardown(&env, failures(env.clone(), &ARCADEDB_FAILURES)).await;
 }
 
-/// The injected failures, one `cutover run` each, in order, on the same blue.
-const EVERY_FAILURE: [&str; 4] = [
-    "kill-green@restore-ledger",
-    "corrupt-artifact@backup-search",
+/// The injected failures run on ArcadeDB, one `cutover run` each, in order, on the same
+/// blue: the two that come after the load and compare. The other two
+/// (`kill-green@restore-ledger`, `corrupt-artifact@backup-search`) run on Neo4j, the main
+/// engine ([`NEO4J_FAILURES`]); repeating them here cost about 50 s of CI.
+const ARCADEDB_FAILURES: [&str; 2] = [
     "fail-health@health-ledger",
     "fail-secret-test@rotate-search",
 ];
