@@ -805,3 +805,116 @@ async fn set_dco_flag(blue: &cutover::db::bolt::BoltTarget, running: bool) {
         .await
         .unwrap();
 }
+
+/// The other shipped runbooks, end to end on one blue (ArcadeDB): two backups with a
+/// credex written between them; `restore --set backup=FIRST` rebuilds the first point in
+/// time in new instances (backup.select took the named run: one node fewer than blue);
+/// `dr-drill` restores the latest into throw-away instances, verifies them against the
+/// manifests, measures RTO/RPO from real timestamps and removes them. Blue serves
+/// throughout and is never changed by a restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_restore_and_dr_drill_run_end_to_end_and_leave_blue_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(dir.path(), "bgdrill");
+    set_up(&env).await;
+    let run = env.clone();
+    with_teardown(&env, async move {
+        let env = run;
+        let blue = support::app_target(&env, "ledger").await.unwrap();
+        let runbook = |name: &str, id: &str, extra: &[&str]| {
+            let mut args = vec!["run".to_owned(), format!("runbooks/{name}.toml")];
+            args.extend(["--yes", "--run-id", id].map(String::from));
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        };
+        let run_ok = |args: Vec<String>| {
+            let env = env.clone();
+            async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let out = cutover_cmd(&env, &args).await;
+                assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+                cutover::engine::run::load_view(&env.state_dir, &RunId::new(args[4])).unwrap()
+            }
+        };
+        let output = |view: &cutover::engine::state::RunView, step: &str, key: &str| {
+            view.steps[&StepId::new(step)].outputs.as_ref().unwrap()[key].clone()
+        };
+
+        run_ok(runbook("backup", "backup-1", &[])).await;
+        assert!(
+            support::accepts_writes(&blue).await,
+            "blue frozen after the backup"
+        );
+        blue.connect(1)
+            .await
+            .unwrap()
+            .run(neo4rs::query(
+                "CREATE (:Credex {credexID: 'after-the-first-backup'})",
+            ))
+            .await
+            .unwrap();
+        let second = run_ok(runbook("backup", "backup-2", &[])).await;
+        // The point in time of a backup run: its earliest database backup.
+        let taken_at = ["backup-ledger", "backup-search"]
+            .map(|step| {
+                output(&second, step, "taken_at")
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .into_iter()
+            .min()
+            .unwrap();
+
+        let restored = run_ok(runbook(
+            "restore",
+            "restore-1",
+            &["--set", "backup=backup-1"],
+        ))
+        .await;
+        let drill = run_ok(runbook("dr-drill", "drill-1", &[])).await;
+        let nodes = |view, step| output(view, step, "nodes").as_u64().unwrap();
+        assert_eq!(
+            nodes(&restored, "compare-ledger") + 1,
+            nodes(&drill, "verify-ledger"),
+            "restore took backup-1, the drill the latest (backup-2)"
+        );
+        assert_eq!(
+            output(&drill, "select", "taken_at"),
+            taken_at.as_str(),
+            "the drill's backup"
+        );
+        for (view, run) in [(&restored, "backup-1"), (&drill, "backup-2")] {
+            let manifest = output(view, "select", "ledger_manifest");
+            assert!(
+                manifest.as_str().unwrap().contains(&format!("/{run}/")),
+                "{manifest}"
+            );
+        }
+        let rto = output(&drill, "measure", "rto_seconds").as_f64().unwrap();
+        let rpo = output(&drill, "measure", "rpo_seconds").as_f64().unwrap();
+        eprintln!("dr-drill on ArcadeDB: RTO {rto:.1} s, RPO {rpo:.1} s");
+        assert!(rto > 0.0 && rto < 600.0, "RTO {rto} s");
+        assert!(rpo > 0.0 && rpo < 600.0, "RPO {rpo} s");
+        // The drill's instances are gone; the restore's stay (they are the point of it).
+        for db in ["ledger", "search"] {
+            let mut colors: Vec<String> = support::instances(&env, db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, color)| color)
+                .collect();
+            colors.sort();
+            assert_eq!(colors, ["blue", "restore"], "{db}");
+        }
+        assert_eq!(
+            support::app_target(&env, "ledger").await.unwrap().uri,
+            blue.uri
+        );
+        assert!(
+            support::accepts_writes(&blue).await,
+            "blue no longer serving"
+        );
+    })
+    .await;
+}
