@@ -208,9 +208,22 @@ fn check_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) {
             "ecs_cluster",
             "ecs_service",
             "task_family",
+            "health_url",
         ],
         context,
     );
+    if let Some(url) = r.string(t, "health_url", false, context, None) {
+        if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+            r.problem_with_hint(
+                url.span,
+                format!(
+                    "[traffic] health_url `{}` is not an http:// or https:// URL",
+                    url.value
+                ),
+                "name the application's health endpoint, e.g. \"https://app.internal/health\"",
+            );
+        }
+    }
     if let Some(kind) = r.string(t, "kind", false, context, None) {
         if kind.value != "secret" {
             r.problem_with_hint(

@@ -3,7 +3,8 @@
 //! Blue stays frozen and alive while green serves; this step health-checks every listed
 //! green database with the application's own login, the runbook's queries and the
 //! database's invariants (the same round as `health.check`), once per `interval`, until
-//! the bake `duration` has passed.
+//! the bake `duration` has passed. When the environment names the application's own
+//! health endpoint (`[traffic] health_url`), each round asks it too (`app_health`).
 //!
 //! # Guarantees
 //! - It never sleeps: each call runs one round and returns `Wait` until the next.
@@ -163,6 +164,21 @@ impl Step for Bake {
                     return Decision::Fail(
                         Failure::permanent(format!(
                             "bake failed in round {}: {database} on {instance}: {}",
+                            self.rounds, f.message
+                        ))
+                        .with_hint(rollback_hint(ctx)),
+                    )
+                }
+            }
+        }
+        if let Some(url) = super::app_health::health_url(ctx.environment()) {
+            match super::app_health::check(url).await {
+                Ok(()) => {}
+                Err(f) if f.class == ErrorClass::Transient => unanswered.push(f.message),
+                Err(f) => {
+                    return Decision::Fail(
+                        Failure::permanent(format!(
+                            "bake failed in round {}: {}",
                             self.rounds, f.message
                         ))
                         .with_hint(rollback_hint(ctx)),

@@ -9,6 +9,7 @@
 //! earlier attempt created when the same token shows up again.
 
 pub mod ami;
+pub mod app_health;
 pub mod assess;
 pub mod aws_needs;
 pub mod bake;

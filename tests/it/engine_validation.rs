@@ -127,6 +127,7 @@ fn cases() -> Vec<Case> {
         ("environment: same_answers misspelt key", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nsame_answers = [{ name = \"q\", cypher = \"RETURN 1\", param = \"RETURN 1 AS x\" }]\n", "unknown key `param` in same_answers entry 1 of database `ledger`", "param ="),
         ("environment: same_answers name twice", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nsame_answers = [{ name = \"q\", cypher = \"RETURN 1\" }, { name = \"q\", cypher = \"RETURN 2\" }]\n", "`q` is listed twice in `same_answers`", "\"q\", cypher = \"RETURN 2"),
         ("environment: invariant without expect", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\ninvariants = [{ name = \"one\", cypher = \"RETURN 1\" }]\n", "invariants entry 1 of database `ledger` is missing required key `expect`", "{ name = \"one\""),
+        ("environment: traffic health_url not a URL", "name = \"t\"\nprovider = \"local\"\n[traffic]\nsecret = \"s\"\nhealth_url = \"app.internal/health\"\n", "[traffic] health_url `app.internal/health` is not an http:// or https:// URL", "\"app.internal"),
         ("environment: aws heap", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\nheap = \"1g\"\n", "database `ledger`: `heap` is a local-provider setting", "heap ="),
     ];
     let env_cases = env_cases

@@ -348,20 +348,89 @@ async fn failures(env: Environment, failpoints: &'static [&'static str]) {
 /// Both rollbacks on one blue (one set of servers, to keep CI lean): first a run killed
 /// during its bake, rolled back by hand with no write on green (straight switch back),
 /// then a bake that fails under the live writer after green took writes, rolled back by
-/// the run itself (reverse migration).
+/// the run itself (reverse migration) because the application's own health endpoint
+/// (`[traffic] health_url`, a loopback stand-in) turned unhealthy during the bake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_moves_the_app_back_to_blue_straight_or_by_reverse_migration_losing_no_write() {
     let dir = tempfile::tempdir().unwrap();
+    let app = AppHealth::start().await;
     let env = environment(dir.path(), "bgback");
+    let env = with_health_url(&env, &app.url);
     set_up(&env).await;
     let body = {
         let env = env.clone();
         async move {
             killed_in_bake(env.clone()).await;
+            // Healthy for the bake's first round, unhealthy from its second on.
+            app.healthy_answers.store(1, Ordering::SeqCst);
             bake_failure(env).await;
+            assert!(
+                app.unhealthy_answered.load(Ordering::SeqCst) > 0,
+                "the app was never unhealthy"
+            );
         }
     };
     with_teardown(&env, body).await;
+}
+
+/// The application's health endpoint, on loopback: `200 OK` while `healthy_answers` is
+/// above zero (each answer takes one), `503` after. Stops with the test.
+struct AppHealth {
+    url: String,
+    healthy_answers: Arc<std::sync::atomic::AtomicU64>,
+    unhealthy_answered: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AppHealth {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let healthy_answers = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let unhealthy_answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (healthy, unhealthy) = (healthy_answers.clone(), unhealthy_answered.clone());
+        tokio::spawn(async move {
+            // Bounded: a bake round every 500 ms for the test's few minutes.
+            for _ in 0..100_000 {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 2048];
+                let _ = conn.read(&mut buf).await;
+                let ok = healthy
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if !ok {
+                    unhealthy.fetch_add(1, Ordering::SeqCst);
+                }
+                let status = if ok {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let reply =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+        Self {
+            url,
+            healthy_answers,
+            unhealthy_answered,
+        }
+    }
+}
+
+/// `env` with `[traffic] health_url = url`.
+fn with_health_url(env: &Environment, url: &str) -> Environment {
+    let text = std::fs::read_to_string(&env.source.path).unwrap();
+    let text = text.replacen(
+        "[traffic]\n",
+        &format!("[traffic]\nhealth_url = \"{url}\"\n"),
+        1,
+    );
+    std::fs::write(&env.source.path, text).unwrap();
+    Environment::load(env.source.path.to_str().unwrap()).unwrap()
 }
 
 /// Each step of the rollback run `view` ended as listed.
@@ -400,10 +469,10 @@ async fn bake_failure(env: Environment) {
     let writer = Writer::start(&env);
     writes_flow(&env).await;
     // The bake fails from its second round on (one 500 ms interval into the bake, after
-    // health-after-switch's rounds): the writer (a write every ~20 ms) has moved to green
+    // health-after-switch's rounds: the app's health endpoint answers 503): the writer (a write every ~20 ms) has moved to green
     // by then, so green holds writes blue does not have. The run's own compensation
     // refuses to switch back over them; the rollback run it chains migrates them back.
-    let out = cutover_run(&env, Some("fail-health-late@bake")).await;
+    let out = cutover_run(&env, None).await;
     // 1: the run failed and the environment is back on blue (with green's writes).
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let now = support::app_target(&env, "ledger").await.unwrap().uri;
