@@ -21,7 +21,7 @@
 //! answer (more is an error naming the query: add a `LIMIT`), each query within
 //! [`ANSWER_LIMIT`].
 
-use super::error::IntegrityError;
+use super::error::{bolt_failure, IntegrityError};
 use super::invariants::bolt_to_json;
 use crate::db::bolt::bounded_call;
 use crate::failure::Failure;
@@ -405,14 +405,9 @@ fn answer_or_failure(
     cypher: &str,
     e: neo4rs::Error,
 ) -> Result<Result<Vec<neo4rs::BoltMap>, String>, Failure> {
-    match IntegrityError::bolt(uri, cypher, &e) {
-        IntegrityError::Bolt(f)
-            if matches!(
-                e,
-                neo4rs::Error::IOError { .. } | neo4rs::Error::ConnectionError
-            ) =>
-        {
-            Err(f)
+    match e {
+        neo4rs::Error::IOError { .. } | neo4rs::Error::ConnectionError => {
+            Err(bolt_failure(uri, cypher, &e))
         }
         _ => Ok(Err(e.to_string())),
     }

@@ -27,10 +27,15 @@ pub enum IntegrityError {
 
 impl IntegrityError {
     pub(crate) fn bolt(uri: &str, query: &str, e: &neo4rs::Error) -> Self {
-        let mut f = classify_bolt_error(uri, e);
-        f.message = format!("{} (while running `{}`)", f.message, short(query));
-        IntegrityError::Bolt(f)
+        IntegrityError::Bolt(bolt_failure(uri, query, e))
     }
+}
+
+/// `e` classified, its message naming the query that was running.
+pub(crate) fn bolt_failure(uri: &str, query: &str, e: &neo4rs::Error) -> Failure {
+    let mut f = classify_bolt_error(uri, e);
+    f.message = format!("{} (while running `{}`)", f.message, short(query));
+    f
 }
 
 fn short(query: &str) -> String {

@@ -23,28 +23,45 @@ pub fn health_url(env: &Environment) -> Option<&str> {
         .and_then(|u| u.as_str())
 }
 
-/// Asks `url` once.
-pub async fn check(url: &str) -> Result<(), Failure> {
-    let client = reqwest::Client::builder()
-        .timeout(APP_HEALTH_LIMIT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Failure::permanent(format!("cannot build an HTTP client: {e}")))?;
-    match client.get(url).send().await {
-        Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => Err(Failure::permanent(format!(
-            "the application's health check {url} answered {}",
-            resp.status()
-        ))),
-        Err(e) => Err(Failure::transient(format!(
-            "the application's health check {url} did not answer: {e}"
-        ))),
+/// One application health endpoint and the HTTP client that asks it (built once, so a
+/// long bake reuses its connection pool instead of building a client every round).
+pub struct AppHealth {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl AppHealth {
+    pub fn new(url: &str) -> Result<Self, Failure> {
+        let client = reqwest::Client::builder()
+            .timeout(APP_HEALTH_LIMIT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Failure::permanent(format!("cannot build an HTTP client: {e}")))?;
+        Ok(AppHealth {
+            client,
+            url: url.to_owned(),
+        })
+    }
+
+    /// Asks the endpoint once.
+    pub async fn check(&self) -> Result<(), Failure> {
+        let url = &self.url;
+        match self.client.get(url).send().await {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) => Err(Failure::permanent(format!(
+                "the application's health check {url} answered {}",
+                resp.status()
+            ))),
+            Err(e) => Err(Failure::transient(format!(
+                "the application's health check {url} did not answer: {e}"
+            ))),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::AppHealth;
     use crate::failure::ErrorClass;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -68,22 +85,23 @@ mod tests {
     #[tokio::test]
     async fn a_2xx_is_healthy_another_status_permanent_and_no_answer_transient() {
         let url = server(&["200 OK", "503 Service Unavailable", "302 Found"]).await;
-        check(&url).await.unwrap();
-        let unhealthy = check(&url).await.unwrap_err();
+        let health = AppHealth::new(&url).unwrap();
+        health.check().await.unwrap();
+        let unhealthy = health.check().await.unwrap_err();
         assert_eq!(unhealthy.class, ErrorClass::Permanent);
         assert!(
             unhealthy.message.contains("answered 503"),
             "{}",
             unhealthy.message
         );
-        let redirect = check(&url).await.unwrap_err();
+        let redirect = health.check().await.unwrap_err();
         assert!(
             redirect.message.contains("answered 302"),
             "{}",
             redirect.message
         );
         // The server has stopped listening: refused, so unanswered.
-        let refused = check(&url).await.unwrap_err();
+        let refused = health.check().await.unwrap_err();
         assert_eq!(refused.class, ErrorClass::Transient, "{}", refused.message);
     }
 }

@@ -74,6 +74,7 @@ pub static KINDS: &[StepKind] = &[StepKind {
         Box::new(Bake {
             rounds: 0,
             unanswered: 0,
+            app_health: None,
         })
     },
 }];
@@ -94,30 +95,19 @@ struct Bake {
     rounds: u32,
     /// Transient failures in a row.
     unanswered: u32,
+    /// The application's health endpoint, built on the first round that needs it.
+    app_health: Option<super::app_health::AppHealth>,
 }
 
 /// The bake's deadline: the journaled one, or now + `duration` (journaled first).
 fn deadline(ctx: &StepContext, duration: Duration) -> Result<DateTime<Utc>, Failure> {
-    if let Some(text) = ctx.checkpoint_str("deadline") {
-        return DateTime::parse_from_rfc3339(&text)
-            .map(|d| d.with_timezone(&Utc))
-            .map_err(|e| {
-                Failure::permanent(format!(
-                    "step {}: the journaled bake deadline `{text}` cannot be read: {e}",
-                    ctx.step_id
-                ))
-            });
-    }
     let chrono_duration = chrono::Duration::from_std(duration).map_err(|_| {
         Failure::permanent(format!(
             "step {}: the bake duration is too long",
             ctx.step_id
         ))
     })?;
-    let text = (Utc::now() + chrono_duration).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    ctx.save_checkpoint(serde_json::json!({ "deadline": text }))?;
-    // The journaled text is the deadline (milliseconds), in this session as after a resume.
-    deadline(ctx, duration)
+    ctx.checkpointed_time("deadline", || Utc::now() + chrono_duration)
 }
 
 /// "1m 05s"-style remaining time for progress lines.
@@ -135,6 +125,14 @@ fn rollback_hint(ctx: &StepContext) -> String {
         "green failed its bake; roll back with `cutover rollback {} --env {}` (blue is frozen and alive; a rollback carries every write green took back to blue)",
         ctx.run_id,
         ctx.environment().source.path.display()
+    )
+}
+
+/// A permanent failure of round `round` (what failed, and why), with the rollback hint.
+fn failed_round(ctx: &StepContext, round: u32, what: &str) -> Decision {
+    Decision::Fail(
+        Failure::permanent(format!("bake failed in round {round}: {what}"))
+            .with_hint(rollback_hint(ctx)),
     )
 }
 
@@ -161,29 +159,25 @@ impl Step for Bake {
                     unanswered.push(format!("{database}: {}", f.message))
                 }
                 Err(f) => {
-                    return Decision::Fail(
-                        Failure::permanent(format!(
-                            "bake failed in round {}: {database} on {instance}: {}",
-                            self.rounds, f.message
-                        ))
-                        .with_hint(rollback_hint(ctx)),
+                    return failed_round(
+                        ctx,
+                        self.rounds,
+                        &format!("{database} on {instance}: {}", f.message),
                     )
                 }
             }
         }
         if let Some(url) = super::app_health::health_url(ctx.environment()) {
-            match super::app_health::check(url).await {
+            let health = match self.app_health.take() {
+                Some(health) => health,
+                None => try_step!(super::app_health::AppHealth::new(url)),
+            };
+            let answer = health.check().await;
+            self.app_health = Some(health);
+            match answer {
                 Ok(()) => {}
                 Err(f) if f.class == ErrorClass::Transient => unanswered.push(f.message),
-                Err(f) => {
-                    return Decision::Fail(
-                        Failure::permanent(format!(
-                            "bake failed in round {}: {}",
-                            self.rounds, f.message
-                        ))
-                        .with_hint(rollback_hint(ctx)),
-                    )
-                }
+                Err(f) => return failed_round(ctx, self.rounds, &f.message),
             }
         }
         let remaining = deadline - Utc::now();

@@ -107,6 +107,34 @@ impl StepContext {
             .and_then(|v| v.as_str().map(str::to_owned))
     }
 
+    /// A moment journaled under `key` (RFC 3339, milliseconds): the one an earlier attempt
+    /// or process recorded, else `first()` journaled now. A deadline or a waiting start
+    /// read this way holds across a resume. Caveat: it replaces the step's checkpoint, so
+    /// use it in a step whose checkpoint holds nothing else at that point.
+    pub fn checkpointed_time(
+        &self,
+        key: &str,
+        first: impl FnOnce() -> chrono::DateTime<chrono::Utc>,
+    ) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
+        // The journaled text (milliseconds) is the moment, in this session as after a resume.
+        let text = match self.checkpoint_str(key) {
+            Some(text) => text,
+            None => {
+                let text = first().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                self.save_checkpoint(serde_json::json!({ key: text }))?;
+                text
+            }
+        };
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                Failure::permanent(format!(
+                    "step {}: the journaled {key} `{text}` cannot be read: {e}",
+                    self.step_id
+                ))
+            })
+    }
+
     fn checkpoint_field(&self, key: &str) -> Option<serde_json::Value> {
         self.checkpoint
             .lock()

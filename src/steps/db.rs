@@ -191,23 +191,7 @@ async fn wait_for_idle_jobs(
     let Some(job) = running_job(db).await? else {
         return Ok(None);
     };
-    let since = match ctx.checkpoint_str("jobs_waiting_since") {
-        Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
-            .map(|d| d.with_timezone(&chrono::Utc))
-            .map_err(|e| {
-                Failure::permanent(format!(
-                    "step {}: the journaled jobs_waiting_since `{text}` cannot be read: {e}",
-                    ctx.step_id
-                ))
-            })?,
-        None => {
-            let now = chrono::Utc::now();
-            ctx.save_checkpoint(serde_json::json!({
-                "jobs_waiting_since": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            }))?;
-            now
-        }
-    };
+    let since = ctx.checkpointed_time("jobs_waiting_since", chrono::Utc::now)?;
     let waited = (chrono::Utc::now() - since).to_std().unwrap_or_default();
     if waited >= timeout {
         return Ok(Some(Decision::Fail(
