@@ -9,15 +9,20 @@
 //! - Transient and inconclusive failures are retried with exponential backoff and
 //!   jitter within the step's attempts and deadline; permanent ones never are.
 //! - When a step fails, running steps stop after their current poll and every step that
-//!   started gets its compensation, in reverse order (unfinished steps first, then
-//!   finished ones, latest first). The first compensation that fails stops the rollback
-//!   and leaves the run `NeedsAttention`: undoing further could make things worse.
+//!   started gets its compensation. A step is undone only after every started step that
+//!   (transitively) needs it was undone; steps neither of which needs the other are
+//!   undone concurrently, at most `plan.concurrency` at once, in reverse order of start
+//!   (unfinished steps first, then finished ones, latest first) where there is a choice
+//!   ([`super::undo_order`]). The first compensation that fails stops new ones from
+//!   starting (those running finish) and leaves the run `NeedsAttention`: undoing
+//!   further could make things worse.
 //! - An interruption (first Ctrl-C) lets running polls finish, journals the state and
 //!   ends the session; `resume` continues where it stopped.
 
 use super::journal::{Event, Journal, Outcome};
 use super::progress::{ProgressEvent, ProgressHandle};
 use super::state::{CompensationStatus, RunView, StepStatus};
+use super::undo_order::undo_waits;
 use crate::config::expr::{resolve_value, Condition, Ref};
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::{RunId, StepId};
@@ -501,7 +506,10 @@ impl Executor {
             .cloned()
             .collect();
         order.extend(completion_order.iter().rev().cloned());
+        // What still needs undoing, in that order; what an earlier session undid counts.
         let mut compensated = 0;
+        let mut to_undo: Vec<StepId> = Vec::new();
+        let mut listed = std::collections::HashSet::new();
         for step_id in order {
             let Some(step) = self.plan.step(&step_id) else {
                 continue;
@@ -519,17 +527,50 @@ impl Executor {
                 compensated += 1;
                 continue;
             }
-            self.journal(Event::CompensationStarted {
-                step: step_id.clone(),
-            })?;
-            self.progress.report(ProgressEvent::CompensationStarted {
-                step: step_id.clone(),
-            });
-            let own = outputs.get(&step_id);
-            let result = self.compensate_one(step, own, outputs).await;
+            if listed.insert(step_id.clone()) {
+                to_undo.push(step_id);
+            }
+        }
+        let needs: HashMap<&StepId, &[StepId]> = self
+            .plan
+            .steps
+            .iter()
+            .map(|s| (&s.id, s.needs.as_slice()))
+            .collect();
+        let mut waits = undo_waits(&to_undo, |s| needs.get(s).copied().unwrap_or(&[]));
+        // Independent undos run side by side (at most `concurrency`); one whose
+        // dependents are still being undone waits. After the first failure nothing new
+        // starts; the undos already running finish.
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut undo_failed: Option<(StepId, Failure)> = None;
+        loop {
+            while undo_failed.is_none() && running.len() < self.plan.concurrency.max(1) {
+                let Some(at) = to_undo.iter().position(|s| waits[s].is_empty()) else {
+                    break;
+                };
+                let step_id = to_undo.remove(at);
+                let Some(step) = self.plan.step(&step_id) else {
+                    continue;
+                };
+                self.journal(Event::CompensationStarted {
+                    step: step_id.clone(),
+                })?;
+                self.progress.report(ProgressEvent::CompensationStarted {
+                    step: step_id.clone(),
+                });
+                let own = outputs.get(&step_id);
+                running
+                    .push(async move { (step_id, self.compensate_one(step, own, outputs).await) });
+            }
+            let Some((step_id, result)) = futures::StreamExt::next(&mut running).await else {
+                break;
+            };
             match result {
                 Ok(()) => {
                     compensated += 1;
+                    for w in waits.values_mut() {
+                        w.remove(&step_id);
+                    }
                     self.journal(Event::CompensationSucceeded {
                         step: step_id.clone(),
                     })?;
@@ -546,13 +587,16 @@ impl Executor {
                         step: step_id.clone(),
                         error: f.message.clone(),
                     });
-                    let message = format!(
-                        "step {failed_step} failed ({}); undoing step {step_id} then failed: {}. The environment is partly changed: fix the cause, then `cutover resume {}` to finish the rollback",
-                        failure.message, f.message, self.run_id
-                    );
-                    return self.finish(Outcome::NeedsAttention, message).await;
+                    undo_failed.get_or_insert((step_id, f));
                 }
             }
+        }
+        if let Some((step_id, f)) = undo_failed {
+            let message = format!(
+                "step {failed_step} failed ({}); undoing step {step_id} then failed: {}. The environment is partly changed: fix the cause, then `cutover resume {}` to finish the rollback",
+                failure.message, f.message, self.run_id
+            );
+            return self.finish(Outcome::NeedsAttention, message).await;
         }
         let hint = failure
             .hint

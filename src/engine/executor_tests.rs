@@ -17,9 +17,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// What scripted steps did, per run: `"start:a"`, `"done:a"`, `"undo:a"`, with the
-/// paused-clock time in milliseconds.
-type EventLog = Mutex<HashMap<String, Vec<(u64, String)>>>;
+/// What scripted steps did, per run: `"start:a"`, `"done:a"`, `"undo:a"`, `"undone:a"`,
+/// with the time in milliseconds since that run's first event (each test has its own
+/// paused clock, so times are only comparable within one run).
+type EventLog = Mutex<HashMap<String, (tokio::time::Instant, Vec<(u64, String)>)>>;
 
 fn log() -> &'static EventLog {
     static LOG: OnceLock<EventLog> = OnceLock::new();
@@ -27,34 +28,39 @@ fn log() -> &'static EventLog {
 }
 
 fn record(ctx: &StepContext, what: &str) {
-    let origin = ORIGIN.get_or_init(tokio::time::Instant::now);
-    let at = tokio::time::Instant::now()
-        .saturating_duration_since(*origin)
-        .as_millis() as u64;
+    let now = tokio::time::Instant::now();
+    let mut log = log().lock().unwrap();
+    let (origin, events) = log
+        .entry(ctx.run_id.to_string())
+        .or_insert_with(|| (now, Vec::new()));
+    let at = now.saturating_duration_since(*origin).as_millis() as u64;
+    events.push((at, format!("{what}:{}", ctx.step_id)));
+}
+
+fn timed_events(run: &RunId) -> Vec<(u64, String)> {
     log()
         .lock()
         .unwrap()
-        .entry(ctx.run_id.to_string())
-        .or_default()
-        .push((at, format!("{what}:{}", ctx.step_id)));
+        .get(run.as_str())
+        .map(|(_, events)| events.clone())
+        .unwrap_or_default()
 }
-
-static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
 
 fn events(run: &RunId) -> Vec<String> {
     log()
         .lock()
         .unwrap()
         .get(run.as_str())
-        .map(|v| v.iter().map(|(_, e)| e.clone()).collect())
+        .map(|(_, v)| v.iter().map(|(_, e)| e.clone()).collect())
         .unwrap_or_default()
 }
 
 /// Behaviour from inputs: `fail_times` (fail the first N attempts), `class`
 /// (`transient`|`permanent`), `polls` (wait this many times before done),
-/// `poll_ms`, `undo_fails`.
+/// `poll_ms`, `undo_fails`, `undo_ms` (the undo waits this long once, then is done).
 struct Scripted {
     polls_left: Option<u64>,
+    undo_waited: bool,
 }
 
 fn input_u64(ctx: &StepContext, name: &str) -> u64 {
@@ -91,10 +97,18 @@ impl Step for Scripted {
     }
 
     async fn compensate(&mut self, ctx: &StepContext, _outputs: Option<&Outputs>) -> Decision {
-        record(ctx, "undo");
-        if ctx.inputs.get("undo_fails").and_then(|v| v.as_bool()) == Some(true) {
-            return Decision::Fail(Failure::permanent("undo scripted to fail"));
+        let undo_ms = input_u64(ctx, "undo_ms");
+        if !self.undo_waited {
+            record(ctx, "undo");
+            if ctx.inputs.get("undo_fails").and_then(|v| v.as_bool()) == Some(true) {
+                return Decision::Fail(Failure::permanent("undo scripted to fail"));
+            }
+            if undo_ms > 0 {
+                self.undo_waited = true;
+                return Decision::wait(Duration::from_millis(undo_ms), "undoing");
+            }
         }
+        record(ctx, "undone");
         Decision::done()
     }
 }
@@ -106,7 +120,12 @@ static SCRIPTED: StepKind = StepKind {
     outputs: OutputSpec::Dynamic,
     changes: "test effects",
     compensation: Some("test undo"),
-    build: || Box::new(Scripted { polls_left: None }),
+    build: || {
+        Box::new(Scripted {
+            polls_left: None,
+            undo_waited: false,
+        })
+    },
 };
 
 fn step(id: &str, needs: &[&str], inputs: serde_json::Value) -> PlannedStep {
@@ -346,6 +365,68 @@ async fn compensation_runs_in_reverse_completion_order_with_unfinished_steps_fir
     assert_eq!(undo, vec!["undo:c", "undo:d", "undo:b", "undo:a"]);
 }
 
+/// p → a, p → b, (a, b) → c, concurrency 2; c fails permanently. a's undo takes 1 s;
+/// b behaves as `b_inputs` say.
+fn diamond(name: &str, b_inputs: serde_json::Value) -> Harness {
+    harness(
+        name,
+        vec![
+            step("p", &[], serde_json::json!({})),
+            step("a", &["p"], serde_json::json!({ "undo_ms": 1000 })),
+            step("b", &["p"], b_inputs),
+            step(
+                "c",
+                &["a", "b"],
+                serde_json::json!({ "fail_times": 1, "class": "permanent" }),
+            ),
+        ],
+        2,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn independent_undos_run_side_by_side_and_a_shared_need_is_undone_after_both() {
+    // a's and b's undos take 1 s each.
+    let h = diamond("undo-parallel", serde_json::json!({ "undo_ms": 1000 }));
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    assert!(
+        matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)),
+        "{end:?}"
+    );
+    let at = |what: &str| -> u64 {
+        let all = timed_events(&h.run_id);
+        all.iter()
+            .find(|(_, e)| e == what)
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("no {what} in {all:?}"))
+    };
+    assert_eq!(at("undo:a"), at("undo:b"), "a and b are undone together");
+    assert!(at("undone:a") >= at("undo:a") + 1000);
+    assert!(at("undo:a") >= at("undone:c"), "c first: it needs a and b");
+    assert!(
+        at("undo:p") >= at("undone:a").max(at("undone:b")),
+        "p waits for both: {:?}",
+        timed_events(&h.run_id)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failed_undo_the_running_ones_finish_and_nothing_new_starts() {
+    // b's undo fails at once while a's takes 1 s.
+    let h = diamond(
+        "undo-parallel-fails",
+        serde_json::json!({ "undo_fails": true }),
+    );
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    let SessionEnd::Finished(Outcome::NeedsAttention, message) = end else {
+        panic!("{end:?}")
+    };
+    assert!(message.contains("undoing step b then failed"), "{message}");
+    let all = events(&h.run_id);
+    assert!(all.contains(&"undone:a".to_string()), "{all:?}");
+    assert!(!all.contains(&"undo:p".to_string()), "{all:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_compensation_stops_the_rollback_and_needs_attention() {
     let h = harness(
@@ -439,7 +520,7 @@ proptest! {
             let h = harness("prop", steps.clone(), concurrency);
             let end = h.executor.run(&RunView::default()).await.unwrap();
             prop_assert!(matches!(end, SessionEnd::Finished(Outcome::Succeeded, _)));
-            let log = log().lock().unwrap().get(h.run_id.as_str()).cloned().unwrap_or_default();
+            let log = timed_events(&h.run_id);
             for s in &steps {
                 let starts: Vec<u64> = log.iter().filter(|(_, e)| *e == format!("start:{}", s.id)).map(|(t, _)| *t).collect();
                 prop_assert_eq!(starts.len(), 1, "step {} started once", s.id);

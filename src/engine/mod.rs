@@ -11,3 +11,4 @@ pub mod retry;
 pub mod rollback;
 pub mod run;
 pub mod state;
+pub mod undo_order;
