@@ -433,6 +433,16 @@ impl Step for Backup {
             )));
         };
         let Started { frozen, taken_at } = started;
+        let artifact = if failpoint(ctx, "inconsistent-artifact") && st.fingerprint.is_none() {
+            let damaged = try_step!(
+                damage_before_the_manifest(ctx, providers.objects.as_ref(), artifact).await
+            );
+            st.artifact = Some(damaged.clone());
+            try_step!(save_state(ctx, &st));
+            damaged
+        } else {
+            artifact
+        };
         let Some(sha256) = artifact.object.sha256.clone() else {
             return Decision::Fail(Failure::permanent(format!(
                 "the object store did not report a SHA-256 for {}",
@@ -692,6 +702,29 @@ struct BackupState {
     artifact: Option<BackupArtifact>,
     #[serde(default)]
     fingerprint: Option<Fingerprint>,
+}
+
+/// Test failure point `inconsistent-artifact`: damages the stored artifact before the
+/// manifest is written and records the damaged bytes' own SHA-256 and size, as a dump that
+/// was bad when it was written would be. The checksum then matches; only the engine's
+/// store check (`neo4j-admin database check` before the load) can refuse it.
+async fn damage_before_the_manifest(
+    ctx: &StepContext,
+    objects: &dyn crate::providers::ObjectStore,
+    mut artifact: BackupArtifact,
+) -> Result<BackupArtifact, Failure> {
+    use sha2::Digest;
+    let key = artifact.object.key.clone();
+    let mut data = objects.get_bytes(&key).await?;
+    // 4 KiB from the middle zeroed: enough to break any compressed block it touches.
+    let start = data.len() / 2;
+    let end = (start + 4096).min(data.len());
+    data[start..end].fill(0);
+    artifact.object.sha256 = Some(hex::encode(sha2::Sha256::digest(&data)));
+    artifact.object.size = data.len() as u64;
+    objects.put_bytes(&key, data).await?;
+    ctx.note("failure point: the artifact was damaged before its manifest recorded its SHA-256");
+    Ok(artifact)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

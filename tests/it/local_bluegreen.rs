@@ -313,21 +313,53 @@ async fn a_failure_at_any_step_leaves_blue_serving_green_removed_and_no_write_lo
 }
 
 /// The injected failures run on ArcadeDB, one `cutover run` each, in order, on the same
-/// blue: the two that come after the load and compare. The other two
-/// (`kill-green@restore-ledger`, `corrupt-artifact@backup-search`) run on Neo4j, the main
-/// engine ([`NEO4J_FAILURES`]); repeating them here cost about 50 s of CI.
-const ARCADEDB_FAILURES: [&str; 2] = [
-    "fail-health@health-ledger",
-    "fail-secret-test@rotate-search",
+/// blue: green's ledger server stopped before its load, the artifact corrupted after its
+/// manifest (refused by its SHA-256 before any engine touches it), and the two that come
+/// after the load and compare. The one failure only a real Neo4j can show (an artifact
+/// whose checksum is right but whose store is not) runs on Neo4j ([`NEO4J_FAILURES`]).
+/// Each pairs the failure point with what the outcome line must name.
+const ARCADEDB_FAILURES: [Injected; 4] = [
+    (
+        "kill-green@restore-ledger",
+        "restore-ledger",
+        "Connection refused",
+    ),
+    (
+        "corrupt-artifact@backup-search",
+        "restore-search",
+        "checksum mismatch",
+    ),
+    (
+        "fail-health@health-ledger",
+        "health-ledger",
+        "Neo.ClientError.Statement.SyntaxError",
+    ),
+    (
+        "fail-secret-test@rotate-search",
+        "rotate-search",
+        "authentication failed",
+    ),
 ];
 
-async fn failures(env: Environment, failpoints: &'static [&'static str]) {
+/// A failure point, the step the outcome line must name as failed, and a phrase of its
+/// reason.
+type Injected = (&'static str, &'static str, &'static str);
+
+async fn failures(env: Environment, failpoints: &'static [Injected]) {
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
     let writer = Writer::start(&env);
     writes_flow(&env).await;
-    for &failpoint in failpoints {
+    for &(failpoint, step, reason) in failpoints {
         let out = cutover_run(&env, Some(failpoint)).await;
         assert_eq!(out.status.code(), Some(1), "{failpoint}: {}", text(&out));
+        let outcome = String::from_utf8_lossy(&out.stdout);
+        let outcome = outcome.split("\njournal:").next().unwrap_or_default();
+        assert!(
+            outcome.contains(&format!(": RolledBack: step {step} failed: "))
+                && outcome.contains(reason),
+            "{failpoint}: the outcome does not name {step} and `{reason}`: {}",
+            text(&out)
+        );
         // Blue is unfrozen and the app still points at it.
         let now = support::app_target(&env, "ledger").await.unwrap().uri;
         assert_eq!(now, blue, "{failpoint}: the app no longer points at blue");
@@ -738,15 +770,17 @@ async fn refuses_an_older_green(env: &Environment) {
     }
 }
 
-/// On Neo4j every `cutover run` up to the injected failure costs minutes of JVM restarts
-/// (provision, the Community freeze, the dump with the DBMS stopped, the load), so this
-/// test runs the failures that end before or at the load; `fail-health@health-ledger` and
-/// `fail-secret-test@rotate-search` (after the load and compare) run on ArcadeDB only, see
-/// docs/neo4j.md.
-const NEO4J_FAILURES: [&str; 2] = [
-    "kill-green@restore-ledger",
-    "corrupt-artifact@backup-search",
-];
+/// On Neo4j every `cutover run` up to the injected failure costs a minute of JVM restarts
+/// on CI (provision, the Community freeze, the dump with the DBMS stopped, the undo of the
+/// freeze), so this test runs the one failure that needs the real `neo4j-admin`: search's
+/// dump damaged before its manifest recorded its SHA-256, so the checksum matches and
+/// `neo4j-admin database check` refuses it before the load. The others run on ArcadeDB
+/// ([`ARCADEDB_FAILURES`]; see docs/neo4j.md).
+const NEO4J_FAILURES: [Injected; 1] = [(
+    "inconsistent-artifact@backup-search",
+    "restore-search",
+    "neo4j-admin database check found",
+)];
 
 /// The freeze checks credex's DCO/MTQ flags again right before freezing (provisioning
 /// sits between the preflight's check and the freeze): with the DCO flag set on blue's
