@@ -1,5 +1,5 @@
-//! `db.preflight` (find blue, check it is healthy, versions compatible, app jobs idle,
-//! backup location writable), `backup.select` (the latest backup of every database from
+//! `db.preflight` (find blue, check it is healthy, versions compatible, the app's
+//! queries plan on Neo4j, app jobs idle, backup location writable), `backup.select` (the latest backup of every database from
 //! one point in time) and `drill.measure` (RTO/RPO of a drill).
 
 use super::db::read_manifest;
@@ -7,6 +7,8 @@ use super::dbctx::{database_def, now_rfc3339, running_job, setting_str, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::traffic::{LocalSecretTarget, TrafficTarget};
 use super::{Decision, Outputs, Step, StepContext};
+use crate::db::bolt::run_and_discard;
+use crate::db::EngineKind;
 use crate::failure::Failure;
 use crate::ids::ObjectKey;
 use crate::providers::{tag, Tags};
@@ -25,7 +27,7 @@ pub static KINDS: &[StepKind] = &[
             InputSpec { name: "target_version", ty: ValueType::String, required: false, doc: "version green will run (default: the database's `version`)" },
             InputSpec { name: "wait_for_jobs", ty: ValueType::Bool, required: false, doc: "wait while DCO/MTQ run (default true)" },
         ],
-        outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "version", "target_version", "engine"]),
+        outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "version", "target_version", "engine", "queries_planned"]),
         changes: "",
         compensation: None,
         build: || Box::new(Preflight),
@@ -141,6 +143,7 @@ impl Step for Preflight {
                     .with_hint("set the database's `version` to blue's version or newer"),
             );
         }
+        let queries_planned = try_step!(plan_app_queries(&db).await);
         if inputs.wait_for_jobs.unwrap_or(true) {
             if let Some(job) = try_step!(running_job(&db).await) {
                 return Decision::wait(Duration::from_secs(2), format!("{}: the {job} job is running (active Daynode flag set); waiting for it to finish", inputs.database));
@@ -170,8 +173,56 @@ impl Step for Preflight {
         out.insert("version".into(), version.into());
         out.insert("target_version".into(), target_version.into());
         out.insert("engine".into(), def.engine.to_string().into());
+        out.insert("queries_planned".into(), queries_planned.into());
         Decision::Done(out)
     }
+}
+
+/// Plans (`EXPLAIN`, which runs nothing) every query the run will later ask blue and
+/// green: `same_answers` and their `params` queries, and `invariants`. A typo or an
+/// unknown label function then fails here, before anything is provisioned or frozen,
+/// instead of in the backup of a frozen blue. Returns how many were planned.
+/// Caveat: Neo4j only (ArcadeDB's `EXPLAIN` over Bolt is untested; there the first run of
+/// each query is the backup's). A query that plans but fails at run time (a division by zero
+/// in the data) is still found by the backup.
+async fn plan_app_queries(db: &DbRef) -> Result<usize, Failure> {
+    if db.def.engine != EngineKind::Neo4j {
+        return Ok(0);
+    }
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for q in db.same_answers()? {
+        if let Some(params) = &q.params {
+            queries.push((
+                format!("same_answers `{}` (params)", q.name),
+                params.clone(),
+            ));
+        }
+        queries.push((format!("same_answers `{}`", q.name), q.cypher));
+    }
+    for i in db.invariants()? {
+        queries.push((format!("invariant `{}`", i.name), i.cypher));
+    }
+    if queries.is_empty() {
+        return Ok(0);
+    }
+    let target = db.admin_target();
+    let graph = target.connect(1).await?;
+    for (what, cypher) in &queries {
+        run_and_discard(&graph, &target.uri, &format!("EXPLAIN {cypher}"))
+            .await
+            .map_err(|f| {
+                let f = f.context(format_args!(
+                    "{}: {what} does not plan on blue",
+                    db.def.name
+                ));
+                if f.class == crate::failure::ErrorClass::Permanent {
+                    f.with_hint("fix the query in the environment file; nothing was changed")
+                } else {
+                    f
+                }
+            })?;
+    }
+    Ok(queries.len())
 }
 
 #[derive(Deserialize)]

@@ -746,6 +746,7 @@ async fn neo4j_a_failure_at_any_step_leaves_blue_serving_green_removed_and_no_wr
     let run = env.clone();
     with_teardown(&env, async move {
         refuses_an_older_green(&run).await;
+        refuses_an_app_query_that_does_not_plan(&run).await;
         failures(run, &NEO4J_FAILURES).await;
     })
     .await;
@@ -766,6 +767,40 @@ async fn refuses_an_older_green(env: &Environment) {
         let left = support::instances(env, db).await.unwrap();
         assert_eq!(left.len(), 1, "{db}: {left:?}");
         assert_eq!(left[0].1, "blue", "{db}: {left:?}");
+        assert!(support::accepts_writes(&support::app_target(env, db).await.unwrap()).await);
+    }
+}
+
+/// A `same_answers` query with a typo (environments/local.toml's MTQ queue, RETURN
+/// misspelt) is refused by preflight's EXPLAIN on blue, before anything is provisioned or
+/// frozen: the run fails with nothing to undo and blue keeps taking writes.
+async fn refuses_an_app_query_that_does_not_plan(env: &Environment) {
+    let original = std::fs::read_to_string(&env.source.path).unwrap();
+    let broken = original.replacen(
+        "RETURN labels(n)[0] AS kind",
+        "RETRUN labels(n)[0] AS kind",
+        1,
+    );
+    assert_ne!(
+        broken, original,
+        "the MTQ queue query is in the environment"
+    );
+    let path = env.source.path.with_file_name("env-typo.toml");
+    std::fs::write(&path, broken).unwrap();
+    let typo = Environment::load(path.to_str().unwrap()).unwrap();
+    let out = cutover_run(&typo, None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let outcome = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        outcome.contains(": Failed: step preflight-ledger failed: ledger: same_answers `MTQ queue` does not plan on blue")
+            && outcome.contains("SyntaxError")
+            && outcome.contains("nothing needed undoing"),
+        "{}",
+        text(&out)
+    );
+    for db in ["ledger", "search"] {
+        let left = support::instances(env, db).await.unwrap();
+        assert_eq!(left.len(), 1, "{db}: {left:?}");
         assert!(support::accepts_writes(&support::app_target(env, db).await.unwrap()).await);
     }
 }
