@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint lint-build unit unit-linted workflows terraform-check bench bench-digest bench-engine demo rehearse-aws
+.PHONY: help setup test fmt fmt-check lint lint-build unit unit-linted workflows terraform-check bench bench-digest bench-engine demo rehearse-aws failures-neo4j
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench-engine  the engine benchmark alone (run, status, resume, plan)"
 	@echo "make demo   setup, then the local blue-green demo"
 	@echo "make rehearse-aws  blue-green on an aws environment against the rehearsal rig (docs/rehearsal.md)"
+	@echo "make failures-neo4j  every injected blue-green failure on real Neo4j (make test runs most on ArcadeDB)"
 	@echo "make fmt    format the code;  make lint  clippy with warnings as errors"
 
 setup:
@@ -91,6 +92,13 @@ test:
 # in (and lints it).
 rehearse-aws: setup
 	$(LINTED) $(CARGO) test --features rehearsal --test it aws_rehearsal -- --nocapture
+
+# Every injected failure of the blue-green failure test on real Neo4j, one `cutover run`
+# each (about 5 minutes alone). `make test` runs the Neo4j-only one (an artifact whose
+# checksum matches but whose store does not) on Neo4j and the engine-independent ones
+# on ArcadeDB, for its 20-minute budget (docs/neo4j.md).
+failures-neo4j: setup
+	CUTOVER_IT_NEO4J_ALL_FAILURES=1 $(LINTED) $(CARGO) test --test it local_bluegreen::neo4j_a_failure -- --nocapture
 
 bench: bench-digest bench-engine
 

@@ -5,6 +5,11 @@
 //! bundled Corretto 25 JRE) on a 2-core machine:
 //! - Start-up to `GET /api/v1/ready` → 204 takes about 2–3 s; a graceful stop (SIGTERM)
 //!   about 2.5 s. Resident memory right after start is about 130 MiB with `-Xmx384m`.
+//! - Servers run with the serial collector and the client compiler only
+//!   (`-XX:+UseSerialGC -XX:TieredStopAtLevel=1`), as the local Neo4j servers do: on 2 cores
+//!   beside other servers, G1's and C2's background threads cost more than they gave
+//!   (measured: the ArcadeDB failure and backup/drill tests together took 95 CPU-s and
+//!   56 s before, 52–53 CPU-s and 38–39 s after).
 //! - The server writes `config/`, `log/`, `backups/` under its *working directory* (and
 //!   `databases/` where `arcadedb.server.databaseDirectory` says), so each server runs
 //!   with its instance directory as cwd and `rootPath`.
@@ -219,6 +224,9 @@ impl ArcadeServer {
         let mut command = tokio::process::Command::new(&config.install.java);
         command
             .arg(format!("-Xmx{}m", config.heap_mb))
+            // Like the local Neo4j servers (neo4j-service.sh): the serial collector and
+            // the client compiler, for a small server sharing a few cores with others.
+            .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
             .arg(format!("@{}", argfile.display()))
             .args(properties.iter().map(|(k, v)| format!("-D{k}={v}")))
             .arg("-cp")

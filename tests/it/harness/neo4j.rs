@@ -140,7 +140,8 @@ impl Neo4jServer {
              dbms.usage_report.enabled=false\n\
              db.logs.query.enabled=OFF\n\
              {FAST_BOLT_SHUTDOWN}\
-             server.jvm.additional=-XX:TieredStopAtLevel=1\n"
+             server.jvm.additional=-XX:TieredStopAtLevel=1\n\
+             server.jvm.additional=-XX:+UseSerialGC\n"
         );
         // The class archive the local provider's servers use (see neo4j-service.sh).
         let archive = self.install.join("server-classes.jsa");
