@@ -128,6 +128,20 @@ fn rollback_hint(ctx: &StepContext) -> String {
     )
 }
 
+/// The application's service in one round (the ECS service on aws: one deployment, every
+/// desired task running, none pending). Not fully running is transient, tolerated like an
+/// unanswered database round (a task replaced after a crash comes back); a failed
+/// deployment is permanent: the bake fails and rolls back.
+async fn app_service_round(app: &dyn crate::providers::AppService) -> Result<(), Failure> {
+    match app.settled().await? {
+        crate::providers::Readiness::Ready => Ok(()),
+        crate::providers::Readiness::NotYet(why) => Err(Failure::transient(format!(
+            "{} is not fully running: {why}",
+            app.describe()
+        ))),
+    }
+}
+
 /// A permanent failure of round `round` (what failed, and why), with the rollback hint.
 fn failed_round(ctx: &StepContext, round: u32, what: &str) -> Decision {
     Decision::Fail(
@@ -180,13 +194,20 @@ impl Step for Bake {
                 Err(f) => return failed_round(ctx, self.rounds, &f.message),
             }
         }
+        if let Some(app) = try_step!(ctx.providers()).app.clone() {
+            match app_service_round(app.as_ref()).await {
+                Ok(()) => {}
+                Err(f) if f.class == ErrorClass::Transient => unanswered.push(f.message),
+                Err(f) => return failed_round(ctx, self.rounds, &f.message),
+            }
+        }
         let remaining = deadline - Utc::now();
         if !unanswered.is_empty() {
             self.unanswered += 1;
             if self.unanswered > tolerate {
                 return Decision::Fail(
                     Failure::permanent(format!(
-                        "bake failed: green did not answer {} rounds in a row ({})",
+                        "bake failed: green or the application did not answer {} rounds in a row ({})",
                         self.unanswered,
                         unanswered.join("; ")
                     ))
@@ -237,12 +258,14 @@ impl Step for Bake {
 
 #[cfg(test)]
 mod tests {
-    use super::{deadline, left};
+    use super::{app_service_round, deadline, left};
     use crate::config::source::SourceFile;
     use crate::config::Environment;
     use crate::engine::progress::no_progress;
+    use crate::failure::ErrorClass;
     use crate::failure::Failure;
     use crate::ids::{RunId, StepId};
+    use crate::providers::{AppService, Readiness};
     use crate::steps::context::{Services, StepContext, StepRecorder};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -338,5 +361,46 @@ mod tests {
         assert_eq!(left(chrono::Duration::seconds(-5)), "0s");
         assert_eq!(left(chrono::Duration::seconds(65)), "1m 05s");
         assert_eq!(left(chrono::Duration::seconds(7260)), "2h 01m");
+    }
+
+    /// An application service that answers `settled` with each of `answers` in turn.
+    struct Service(Mutex<Vec<Result<Readiness, Failure>>>);
+
+    #[async_trait::async_trait]
+    impl AppService for Service {
+        fn describe(&self) -> String {
+            "ECS service c/credex".into()
+        }
+        async fn restart(&self) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn settled(&self) -> Result<Readiness, Failure> {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_app_service_is_healthy_when_settled_tolerated_when_not_and_fatal_when_failed() {
+        let app = Service(Mutex::new(vec![
+            Ok(Readiness::Ready),
+            Ok(Readiness::NotYet("primary 1 running of 2 desired".into())),
+            Err(Failure::permanent(
+                "deployment ecs-svc/1 failed: tasks failed to start",
+            )),
+        ]));
+        app_service_round(&app).await.unwrap();
+        let short = app_service_round(&app).await.unwrap_err();
+        assert_eq!(short.class, ErrorClass::Transient);
+        assert_eq!(
+            short.message,
+            "ECS service c/credex is not fully running: primary 1 running of 2 desired"
+        );
+        let failed = app_service_round(&app).await.unwrap_err();
+        assert_eq!(failed.class, ErrorClass::Permanent);
+        assert!(
+            failed.message.contains("tasks failed to start"),
+            "{}",
+            failed.message
+        );
     }
 }
