@@ -508,7 +508,7 @@ impl Executor {
         order.extend(completion_order.iter().rev().cloned());
         // What still needs undoing, in that order; what an earlier session undid counts.
         let mut compensated = 0;
-        let mut to_undo: Vec<StepId> = Vec::new();
+        let mut to_undo: Vec<&PlannedStep> = Vec::new();
         let mut listed = std::collections::HashSet::new();
         for step_id in order {
             let Some(step) = self.plan.step(&step_id) else {
@@ -527,8 +527,8 @@ impl Executor {
                 compensated += 1;
                 continue;
             }
-            if listed.insert(step_id.clone()) {
-                to_undo.push(step_id);
+            if listed.insert(step_id) {
+                to_undo.push(step);
             }
         }
         let needs: HashMap<&StepId, &[StepId]> = self
@@ -537,7 +537,8 @@ impl Executor {
             .iter()
             .map(|s| (&s.id, s.needs.as_slice()))
             .collect();
-        let mut waits = undo_waits(&to_undo, |s| needs.get(s).copied().unwrap_or(&[]));
+        let ids: Vec<StepId> = to_undo.iter().map(|s| s.id.clone()).collect();
+        let mut waits = undo_waits(&ids, |s| needs.get(s).copied().unwrap_or(&[]));
         // Independent undos run side by side (at most `concurrency`); one whose
         // dependents are still being undone waits. After the first failure nothing new
         // starts; the undos already running finish.
@@ -545,13 +546,11 @@ impl Executor {
         let mut undo_failed: Option<(StepId, Failure)> = None;
         loop {
             while undo_failed.is_none() && running.len() < self.plan.concurrency.max(1) {
-                let Some(at) = to_undo.iter().position(|s| waits[s].is_empty()) else {
+                let Some(at) = to_undo.iter().position(|s| waits[&s.id].is_empty()) else {
                     break;
                 };
-                let step_id = to_undo.remove(at);
-                let Some(step) = self.plan.step(&step_id) else {
-                    continue;
-                };
+                let step = to_undo.remove(at);
+                let step_id = step.id.clone();
                 self.journal(Event::CompensationStarted {
                     step: step_id.clone(),
                 })?;

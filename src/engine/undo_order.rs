@@ -155,10 +155,19 @@ mod tests {
     #[test]
     fn a_step_waits_only_for_its_nearest_undone_dependents() {
         // a ← b ← c, all undone: a waits for b (which waits for c), not for c directly.
-        let edges: &[(&str, &[&str])] = &[("a", &[]), ("b", &["a"]), ("c", &["b", "a"])];
-        let w = waits(edges, &["a", "b", "c"]);
+        let chain: &[(&str, &[&str])] = &[("a", &[]), ("b", &["a"]), ("c", &["b"])];
         assert_eq!(
-            w,
+            waits(chain, &["a", "b", "c"]),
+            vec![
+                ("a".into(), set(&["b"])),
+                ("b".into(), set(&["c"])),
+                ("c".into(), set(&[])),
+            ]
+        );
+        // When c also needs a directly, c is one of a's nearest dependents too.
+        let direct: &[(&str, &[&str])] = &[("a", &[]), ("b", &["a"]), ("c", &["b", "a"])];
+        assert_eq!(
+            waits(direct, &["a", "b", "c"]),
             vec![
                 ("a".into(), set(&["b", "c"])),
                 ("b".into(), set(&["c"])),

@@ -1,6 +1,7 @@
-//! `db.preflight` (find blue, check it is healthy, versions compatible, the app's
-//! queries plan on Neo4j, app jobs idle, backup location writable), `backup.select` (the latest backup of every database from
-//! one point in time) and `drill.measure` (RTO/RPO of a drill).
+//! `db.preflight` (find blue, check it is healthy, versions compatible, app jobs idle, the
+//! app's queries plan on Neo4j, backup location writable), `backup.select` (the latest
+//! backup of every database from one point in time) and `drill.measure` (RTO/RPO of a
+//! drill).
 
 use super::db::read_manifest;
 use super::dbctx::{database_def, now_rfc3339, running_job, setting_str, DbRef};
@@ -143,12 +144,13 @@ impl Step for Preflight {
                     .with_hint("set the database's `version` to blue's version or newer"),
             );
         }
-        let queries_planned = try_step!(plan_app_queries(&db).await);
         if inputs.wait_for_jobs.unwrap_or(true) {
             if let Some(job) = try_step!(running_job(&db).await) {
                 return Decision::wait(Duration::from_secs(2), format!("{}: the {job} job is running (active Daynode flag set); waiting for it to finish", inputs.database));
             }
         }
+        // After the jobs wait, which repeats this advance every 2 s: planned once.
+        let queries_planned = try_step!(plan_app_queries(&db).await);
         let providers = try_step!(ctx.providers());
         let probe = ObjectKey::new(format!(
             "backups/{}/preflight-probe-{}",

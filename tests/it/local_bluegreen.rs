@@ -763,12 +763,7 @@ async fn refuses_an_older_green(env: &Environment) {
         all.contains("older than blue's 5.26.30") && all.contains("refused"),
         "{all}"
     );
-    for db in ["ledger", "search"] {
-        let left = support::instances(env, db).await.unwrap();
-        assert_eq!(left.len(), 1, "{db}: {left:?}");
-        assert_eq!(left[0].1, "blue", "{db}: {left:?}");
-        assert!(support::accepts_writes(&support::app_target(env, db).await.unwrap()).await);
-    }
+    assert_blue_alone_and_writable(env).await;
 }
 
 /// A `same_answers` query with a typo (environments/local.toml's MTQ queue, RETURN
@@ -798,19 +793,19 @@ async fn refuses_an_app_query_that_does_not_plan(env: &Environment) {
         "{}",
         text(&out)
     );
+    assert_blue_alone_and_writable(env).await;
+}
+
+/// Each database has one instance, blue, and the app's target accepts writes.
+async fn assert_blue_alone_and_writable(env: &Environment) {
     for db in ["ledger", "search"] {
         let left = support::instances(env, db).await.unwrap();
         assert_eq!(left.len(), 1, "{db}: {left:?}");
+        assert_eq!(left[0].1, "blue", "{db}: {left:?}");
         assert!(support::accepts_writes(&support::app_target(env, db).await.unwrap()).await);
     }
 }
 
-/// On Neo4j every `cutover run` up to the injected failure costs a minute of JVM restarts
-/// on CI (provision, the Community freeze, the dump with the DBMS stopped, the undo of the
-/// freeze), so this test runs the one failure that needs the real `neo4j-admin`: search's
-/// dump damaged before its manifest recorded its SHA-256, so the checksum matches and
-/// `neo4j-admin database check` refuses it before the load. The others run on ArcadeDB
-/// ([`ARCADEDB_FAILURES`]; see docs/neo4j.md).
 /// [`NEO4J_FAILURES`]; with `CUTOVER_IT_NEO4J_ALL_FAILURES` set (`make failures-neo4j`,
 /// about 5 minutes more) the ArcadeDB ones too, so every injected failure runs on Neo4j.
 fn neo4j_failures() -> Vec<Injected> {
@@ -821,6 +816,12 @@ fn neo4j_failures() -> Vec<Injected> {
     all
 }
 
+/// On Neo4j every `cutover run` up to the injected failure costs a minute of JVM restarts
+/// on CI (provision, the Community freeze, the dump with the DBMS stopped, the undo of the
+/// freeze), so this test runs the one failure that needs the real `neo4j-admin`: search's
+/// dump damaged before its manifest recorded its SHA-256, so the checksum matches and
+/// `neo4j-admin database check` refuses it before the load. The others run on ArcadeDB
+/// ([`ARCADEDB_FAILURES`]; see docs/neo4j.md).
 const NEO4J_FAILURES: [Injected; 1] = [(
     "inconsistent-artifact@backup-search",
     "restore-search",
