@@ -126,6 +126,9 @@ pub enum Command {
     /// rotated, health-checked and switched back. Then green is removed. A failure undoes
     /// the rollback: the application stays on green, which accepts writes again.
     /// A blue-green run whose bake fails after green took writes starts this by itself.
+    /// A run that succeeded (blue was removed after its bake) is rolled back onto a new
+    /// blue built from blue's image (rollback-fresh-blue.toml), by the same reverse
+    /// migration; refused when green runs a newer version than blue did.
     #[command(
         after_help = "Exit codes: 0 rolled back (the application is on blue with every write green took); \
 1 the rollback failed and was undone (the application is on green); 2 bad input or nothing to roll back, nothing was done; \
@@ -137,7 +140,8 @@ See runbooks/rollback.md."
         run_id: String,
         #[arg(long, env = "CUTOVER_ENV")]
         env: String,
-        /// The rollback runbook (default: rollback.toml beside RUN_ID's runbook).
+        /// The rollback runbook (default, beside RUN_ID's runbook: rollback.toml, or
+        /// rollback-fresh-blue.toml when RUN_ID succeeded and removed blue).
         #[arg(long)]
         runbook: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]

@@ -8,7 +8,10 @@
 //! which equalled frozen blue's). They become the rollback runbook's params
 //! (`blue_<db>`, `green_<db>`, `fingerprint_<db>`, `of`), so the plan shows them and the
 //! rollback's own journal records them; `runbooks/rollback.toml` decides from green's
-//! fingerprint whether to switch straight back or migrate green's writes back.
+//! fingerprint whether to switch straight back or migrate green's writes back. For a run
+//! that succeeded (blue removed) it also reads the `image`, `version` and
+//! `target_version` its `db.preflight` of each blue journaled, and runs
+//! `runbooks/rollback-fresh-blue.toml` with `green_<db>` and `blue_image_<db>`.
 //!
 //! # Guarantees
 //! - A rollback is a run like any other (journaled, resumable, reported) under the same
@@ -17,9 +20,12 @@
 //!   never taken: the undone run must stop first.
 //! - Both journals link the pair (`RunLinked`): `cutover status` shows it, and the undone
 //!   run can no longer be resumed (its rollback is what goes on).
+//! - A run that succeeded (its bake passed and blue was removed) is rolled back onto a
+//!   new blue built from blue's image (`rollback-fresh-blue.toml`), never onto an older
+//!   version than green's.
 //! - Refused, with nothing done (exit 2): a run that never switched, that switched back
-//!   already, that succeeded (its bake passed and blue is gone), or that a rollback
-//!   already undid or is undoing.
+//!   already, that a rollback already undid or is undoing, or that succeeded onto a newer
+//!   version than blue's (no engine loads a newer store) or without a recorded image.
 
 use super::executor::SessionEnd;
 use super::journal::Outcome;
@@ -39,12 +45,25 @@ pub struct SwitchRecord {
     pub blue: BTreeMap<String, String>,
     pub green: BTreeMap<String, String>,
     pub fingerprints: BTreeMap<String, String>,
+    /// `Some` when the run succeeded, so its bake passed and blue was removed: the image
+    /// each database's blue ran, from which the rollback builds a new blue.
+    pub removed_blue_images: Option<BTreeMap<String, String>>,
 }
 
 impl SwitchRecord {
-    /// The rollback runbook's params.
+    /// The rollback runbook's params: blue, green and the switch's fingerprints while
+    /// blue is alive; green and blue's images when blue was removed.
     pub fn sets(&self, of: &RunId) -> Vec<(String, String)> {
         let mut sets = vec![("of".to_string(), of.to_string())];
+        if let Some(images) = &self.removed_blue_images {
+            for (db, id) in &self.green {
+                sets.push((format!("green_{db}"), id.clone()));
+            }
+            for (db, image) in images {
+                sets.push((format!("blue_image_{db}"), image.clone()));
+            }
+            return sets;
+        }
         for (db, id) in &self.blue {
             sets.push((format!("blue_{db}"), id.clone()));
         }
@@ -90,11 +109,7 @@ pub fn switch_record(view: &RunView, of: &RunId) -> Result<SwitchRecord, RunErro
         }
     }
     match view.outcome {
-        Some(Outcome::Succeeded) => {
-            return Err(refused(format!(
-                "run {of} succeeded: its bake passed and blue was removed, so there is no blue to move back to; migrate onto new instances with `cutover run runbooks/blue-green.toml` instead"
-            )))
-        }
+        Some(Outcome::Succeeded) => {}
         Some(Outcome::Failed | Outcome::RolledBack) => {
             return Err(refused(format!(
                 "run {of} ended {}: it was undone already and the application is where it was before it",
@@ -120,11 +135,16 @@ pub fn switch_record(view: &RunView, of: &RunId) -> Result<SwitchRecord, RunErro
             "run {of} switched back already (step {id} was undone)"
         )));
     }
+    let removed_blue_images = match view.outcome {
+        Some(Outcome::Succeeded) => Some(removed_blue_images(view, of, &blue)?),
+        _ => None,
+    };
     let record = SwitchRecord {
         step: id.clone(),
         blue,
         green: string_map(outputs.get("to")),
         fingerprints: string_map(outputs.get("fingerprints")),
+        removed_blue_images,
     };
     if record.blue.keys().ne(record.green.keys()) {
         return Err(refused(format!(
@@ -136,12 +156,63 @@ pub fn switch_record(view: &RunView, of: &RunId) -> Result<SwitchRecord, RunErro
     Ok(record)
 }
 
-/// The rollback runbook used by default: `rollback.toml` beside the undone run's runbook.
-pub fn default_runbook(view: &RunView) -> PathBuf {
-    Path::new(&view.runbook).parent().map_or_else(
-        || PathBuf::from("rollback.toml"),
-        |d| d.join("rollback.toml"),
-    )
+/// For a run that succeeded (its bake passed, blue was removed): the image each blue
+/// ran, as the run's `db.preflight` of that instance journaled it.
+///
+/// Refused when the journal records no image (a run from before preflight recorded
+/// one), or when green runs a newer version than blue did: the reverse migration would
+/// load green's newer store into the older version, which cannot read it (Neo4j
+/// supports no downgrade), so the application stays on green.
+fn removed_blue_images(
+    view: &RunView,
+    of: &RunId,
+    blue: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, RunError> {
+    let mut images = BTreeMap::new();
+    for (db, instance) in blue {
+        let preflight = view.completion_order.iter().find_map(|id| {
+            let step = view.steps.get(id)?;
+            let outputs = step.outputs.as_ref()?;
+            (step.status == StepStatus::Succeeded
+                && outputs.get("instance_id").and_then(|v| v.as_str()) == Some(instance.as_str())
+                && outputs.contains_key("target_version"))
+            .then_some(outputs)
+        });
+        let text = |key: &str| {
+            preflight
+                .and_then(|o| o.get(key))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let image = text("image");
+        if image.is_empty() {
+            return Err(refused(format!(
+                "run {of} succeeded and removed blue {db} ({instance}), and its journal records no image for it: there is nothing to rebuild blue from. The application stays on green; migrate onto new instances with `cutover run runbooks/blue-green.toml` instead"
+            )));
+        }
+        let (blue_version, green_version) = (text("version"), text("target_version"));
+        if crate::steps::preflight::version_older(&blue_version, &green_version) {
+            return Err(refused(format!(
+                "run {of} moved {db} from {blue_version} (blue, removed) to {green_version} (green): rebuilding blue would load green's {green_version} store into {blue_version}, which cannot read a newer store. The application stays on green; to leave green, migrate onto new instances of {green_version} or newer with `cutover run runbooks/blue-green.toml`"
+            )));
+        }
+        images.insert(db.clone(), image);
+    }
+    Ok(images)
+}
+
+/// The rollback runbook used by default, beside the undone run's runbook:
+/// `rollback.toml` while blue is alive, `rollback-fresh-blue.toml` when it was removed.
+pub fn default_runbook(view: &RunView, record: &SwitchRecord) -> PathBuf {
+    let name = if record.removed_blue_images.is_some() {
+        "rollback-fresh-blue.toml"
+    } else {
+        "rollback.toml"
+    };
+    Path::new(&view.runbook)
+        .parent()
+        .map_or_else(|| PathBuf::from(name), |d| d.join(name))
 }
 
 /// Starts the rollback of run `of` in `environment` with `runbook` (default
@@ -158,7 +229,7 @@ pub async fn start(
     backend.fetch_run(&env.state_dir, &of).await?;
     let view = load_view(&env.state_dir, &of)?;
     let record = switch_record(&view, &of)?;
-    let runbook = runbook.unwrap_or_else(|| default_runbook(&view));
+    let runbook = runbook.unwrap_or_else(|| default_runbook(&view, &record));
     let sets = record.sets(&of);
     let environment_file = env.source.path.display().to_string();
     let plan = load_plan(&runbook, &environment_file, &sets)
@@ -214,7 +285,42 @@ mod tests {
     }
 
     fn switched(extra: Vec<Event>) -> RunView {
-        let mut events = vec![
+        switched_after(Vec::new(), extra)
+    }
+
+    /// Blue's preflight as the journal records it: `image`, running `version`, green's
+    /// `target_version`.
+    fn preflight(image: &str, version: &str, target_version: &str) -> Vec<Event> {
+        vec![
+            Event::StepStarted {
+                step: StepId::new("preflight-ledger"),
+                attempt: 1,
+            },
+            Event::StepSucceeded {
+                step: StepId::new("preflight-ledger"),
+                outputs: serde_json::json!({
+                    "instance_id": "i-blue",
+                    "image": image,
+                    "version": version,
+                    "target_version": target_version,
+                })
+                .as_object()
+                .unwrap()
+                .clone(),
+            },
+        ]
+    }
+
+    fn succeeded() -> Event {
+        Event::RunFinished {
+            outcome: Outcome::Succeeded,
+            message: String::new(),
+        }
+    }
+
+    fn switched_after(before: Vec<Event>, extra: Vec<Event>) -> RunView {
+        let mut events = before;
+        events.extend([
             Event::StepStarted {
                 step: StepId::new("switch"),
                 attempt: 1,
@@ -231,7 +337,7 @@ mod tests {
                 .unwrap()
                 .clone(),
             },
-        ];
+        ]);
         events.extend(extra);
         let records: Vec<Record> = events
             .into_iter()
@@ -261,19 +367,54 @@ mod tests {
     }
 
     #[test]
+    fn a_succeeded_run_is_rolled_back_onto_a_new_blue_from_blues_image() {
+        let of = RunId::new("r1");
+        let view = switched_after(
+            preflight("neo4j-5.26.30", "5.26.30", "5.26.30"),
+            vec![succeeded()],
+        );
+        let record = switch_record(&view, &of).unwrap();
+        assert_eq!(
+            record.sets(&of),
+            vec![
+                ("of".to_string(), "r1".to_string()),
+                ("green_ledger".to_string(), "i-green".to_string()),
+                ("blue_image_ledger".to_string(), "neo4j-5.26.30".to_string()),
+            ]
+        );
+        assert!(default_runbook(&view, &record).ends_with("rollback-fresh-blue.toml"));
+        // While blue is alive (the run needs attention), the plain rollback.
+        let alive = switched(vec![Event::RunFinished {
+            outcome: Outcome::NeedsAttention,
+            message: String::new(),
+        }]);
+        let record = switch_record(&alive, &of).unwrap();
+        assert!(default_runbook(&alive, &record).ends_with("rollback.toml"));
+    }
+
+    #[test]
     fn a_rollback_is_refused_when_there_is_nothing_to_move_back() {
         let of = RunId::new("r1");
-        for (outcome, says) in [
-            (Outcome::Succeeded, "no blue to move back to"),
-            (Outcome::RolledBack, "undone already"),
-        ] {
-            let view = switched(vec![Event::RunFinished {
-                outcome,
-                message: String::new(),
-            }]);
-            let err = switch_record(&view, &of).unwrap_err().to_string();
-            assert!(err.contains(says), "{outcome}: {err}");
-        }
+        let view = switched(vec![Event::RunFinished {
+            outcome: Outcome::RolledBack,
+            message: String::new(),
+        }]);
+        let err = switch_record(&view, &of).unwrap_err().to_string();
+        assert!(err.contains("undone already"), "{err}");
+        // Succeeded, blue removed: refused without an image to rebuild it from, and onto
+        // an older version than green runs.
+        let no_image = switched(vec![succeeded()]);
+        let err = switch_record(&no_image, &of).unwrap_err().to_string();
+        assert!(err.contains("records no image"), "{err}");
+        let upgraded = switched_after(
+            preflight("neo4j-5.26.30", "5.26.30", "2026.08.1"),
+            vec![succeeded()],
+        );
+        let err = switch_record(&upgraded, &of).unwrap_err().to_string();
+        assert!(
+            err.contains("load green's 2026.08.1 store into 5.26.30"),
+            "{err}"
+        );
         let never = crate::engine::state::replay(&[]);
         let err = switch_record(&never, &of).unwrap_err().to_string();
         assert!(err.contains("never switched"), "{err}");

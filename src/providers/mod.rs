@@ -96,6 +96,10 @@ pub struct Instance {
     /// Named endpoints, e.g. `bolt` → `bolt://127.0.0.1:7687`.
     #[serde(default)]
     pub endpoints: BTreeMap<String, String>,
+    /// The image it was launched from (AMI id, or the local image name), when the
+    /// provider reports it: `cutover rollback` rebuilds a removed blue from it.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// Whether an instance can be used yet. Not-ready is not an error: the caller polls.
@@ -201,6 +205,13 @@ pub trait ObjectStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Failure>;
     /// Idempotent.
     async fn delete(&self, key: &ObjectKey) -> Result<(), Failure>;
+    /// Records `sha256` as the SHA-256 of an object written by someone else (an
+    /// instance's `aws s3 cp`), where this store's own writes record it: the
+    /// `cutover-sha256` tag on S3, the `.sha256` sidecar locally. Afterwards `head`
+    /// reports it. The caller vouches for the value (it checked it against the writer's
+    /// report and the size, or read the object back). Idempotent; refused when the
+    /// object already records a different one.
+    async fn record_sha256(&self, key: &ObjectKey, sha256: &str) -> Result<(), Failure>;
     /// Human-readable location for messages, e.g. `s3://bucket/key`.
     fn location(&self, key: &ObjectKey) -> String;
 }

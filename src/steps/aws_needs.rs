@@ -37,6 +37,9 @@ pub fn aws_capabilities(kind: &str) -> Option<&'static [Capability]> {
             SwitchTraffic,
             RestartApp,
         ],
+        // Reads the application's secret: the switch's grant (the rollback that verifies
+        // also switches).
+        "traffic.verify" => &[FindInstances, ReadDatabaseSecrets, SwitchTraffic],
         "health.check" | "health.bake" => OPEN_DATABASE,
         "backup.select" => &[Backups],
         "ami.build" => &[

@@ -2,7 +2,8 @@
 //! for a given number of polls: it returns `Wait` while the command runs, journals the
 //! command's handle, and a step rebuilt from the journal after a crash polls the recorded
 //! handle instead of starting a second command. Paused tokio time: the fingerprint phase
-//! (which fails here: no Bolt server listens) backs off for free.
+//! (which fails here: no Bolt server listens) backs off for free. `traffic.verify` is
+//! tested against the same fakes (it opens the database as `db.backup` does).
 
 use super::context::{Services, StepContext, StepRecorder};
 use super::dbctx::test_engine;
@@ -173,6 +174,7 @@ impl Compute for OneInstance {
             tags: Tags::new(),
             address: Some("127.0.0.1".into()),
             endpoints: BTreeMap::new(),
+            image: None,
         }))
     }
     async fn readiness(&self, _id: &InstanceId) -> Result<Readiness, Failure> {
@@ -376,5 +378,58 @@ async fn a_failed_command_fails_the_step_with_its_class_and_a_retry_starts_afres
         let retry = f.ctx(&journal, 2);
         let _ = backup_step().advance(&retry).await;
         assert_eq!(engine.starts.load(Ordering::SeqCst), 2);
+    }
+}
+
+/// `traffic.verify` goes on while the application's connection secret points at the
+/// listed instance (the fake engine's URL for it), and stops, naming where the
+/// application is, once something else moved it.
+#[tokio::test(start_paused = true)]
+async fn traffic_verify_goes_on_only_while_the_application_uses_the_listed_instance() {
+    let f = fixture().await;
+    test_engine::set(FakeEngine::new(0, Outcome::Succeeds));
+    let secrets = f.services.providers.as_ref().unwrap().secrets.clone();
+    let app = crate::ids::SecretName::new("unit/app-connection");
+    let journal = Arc::new(Journal::default());
+    let serde_json::Value::Object(inputs) =
+        serde_json::json!({ "databases": { "ledger": "blue" } })
+    else {
+        unreachable!()
+    };
+    for (n, url) in ["bolt://127.0.0.1:1", "bolt://127.0.0.1:2"]
+        .iter()
+        .enumerate()
+    {
+        let doc = serde_json::json!({ "ledgerspacebolturl": url }).to_string();
+        let v = secrets
+            .put_pending(&app, &SecretString::from(doc), &format!("t{n}"))
+            .await
+            .unwrap();
+        secrets.promote(&app, &v).await.unwrap();
+        let ctx = StepContext::new(
+            RunId::new("run-1"),
+            StepId::new("verify"),
+            1,
+            inputs.clone(),
+            f.services.clone(),
+            journal.clone(),
+            None,
+        );
+        let mut step = (crate::steps::find_kind("traffic.verify").unwrap().build)();
+        match (n, step.advance(&ctx).await) {
+            (0, Decision::Done(out)) => {
+                assert_eq!(out["target"], "secret unit/app-connection");
+            }
+            (1, Decision::Fail(f)) => {
+                assert_eq!(f.class, ErrorClass::Permanent);
+                assert!(
+                    f.message
+                        .contains("ledger uses bolt://127.0.0.1:2, not blue (bolt://127.0.0.1:1)"),
+                    "{}",
+                    f.message
+                );
+            }
+            (_, other) => panic!("{url}: {other:?}"),
+        }
     }
 }

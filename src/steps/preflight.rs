@@ -28,7 +28,7 @@ pub static KINDS: &[StepKind] = &[
             InputSpec { name: "target_version", ty: ValueType::String, required: false, doc: "version green will run (default: the database's `version`)" },
             InputSpec { name: "wait_for_jobs", ty: ValueType::Bool, required: false, doc: "wait while DCO/MTQ run (default true)" },
         ],
-        outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "version", "target_version", "engine", "queries_planned"]),
+        outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "version", "target_version", "engine", "queries_planned", "image"]),
         changes: "",
         compensation: None,
         build: || Box::new(Preflight),
@@ -169,8 +169,11 @@ impl Step for Preflight {
                 ..f
             }));
         try_step!(providers.objects.delete(&probe).await);
+        // Blue's image: a rollback after the bake removed blue rebuilds it from this.
+        let image = db.handle.instance.image.clone().unwrap_or_default();
         let mut out = Outputs::new();
         out.insert("instance_id".into(), instance.into());
+        out.insert("image".into(), image.into());
         out.insert("bolt_uri".into(), db.bolt_uri().into());
         out.insert("version".into(), version.into());
         out.insert("target_version".into(), target_version.into());

@@ -47,6 +47,14 @@ pub static KINDS: &[StepKind] = &[StepKind {
     changes: "changes where the application connects",
     compensation: Some("switches back to blue if green has taken no write; otherwise stops for attention"),
     build: || Box::new(Switch),
+}, StepKind {
+    name: "traffic.verify",
+    summary: "check that the application uses the listed instances now (a stale rollback stops here)",
+    inputs: &[InputSpec { name: "databases", ty: ValueType::Map, required: true, doc: "database name → the instance the application must be using" }],
+    outputs: OutputSpec::Fixed(&["target"]),
+    changes: "",
+    compensation: None,
+    build: || Box::new(Verify),
 }];
 
 /// One database's connection as the application sees it. `Debug` hides the password.
@@ -191,6 +199,51 @@ impl TrafficTarget for LocalSecretTarget {
             providers.secrets.rollback(&self.secret).await?;
         }
         Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyInputs {
+    databases: BTreeMap<String, String>,
+}
+
+/// `traffic.verify`: the application's connection for every listed database points at
+/// the listed instance (the URL a `traffic.switch` to it writes). A rollback started
+/// long after its run starts with this, so it never moves the application away from
+/// instances a later run switched to.
+struct Verify;
+
+#[async_trait]
+impl Step for Verify {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        let inputs: VerifyInputs = try_step!(ctx.inputs());
+        let target = try_step!(target_for(ctx));
+        let mut elsewhere = Vec::new();
+        for (database, instance) in &inputs.databases {
+            let db = try_step!(DbRef::open(ctx, database, instance).await);
+            let expected = db.bolt_uri();
+            match try_step!(target.current_url(ctx, database).await) {
+                Some(url) if url == expected => {}
+                other => elsewhere.push(format!(
+                    "{database} uses {}, not {instance} ({expected})",
+                    other.as_deref().unwrap_or("nothing")
+                )),
+            }
+        }
+        if !elsewhere.is_empty() {
+            return Decision::Fail(
+                Failure::permanent(format!(
+                    "the application ({}) is not where this step expects it: {}",
+                    target.describe(),
+                    elsewhere.join("; ")
+                ))
+                .with_hint("another run moved it since; see `cutover status` and roll back the latest run instead"),
+            );
+        }
+        let mut out = Outputs::new();
+        out.insert("target".into(), target.describe().into());
+        Decision::Done(out)
     }
 }
 

@@ -126,6 +126,21 @@ async fn blue_green_on_aws_against_the_rig_succeeds_under_a_live_writer() {
         let artifact = format!("cutover/rehearsal-aws/{artifact}");
         let bytes = object_bytes(&clients, &settings.bucket, &artifact).await;
         assert_eq!(hex::encode(Sha256::digest(&bytes)), recorded, "{artifact}");
+        // The instance uploaded it with `aws s3 cp`; cutover then tagged it.
+        let tags = clients
+            .s3
+            .get_object_tagging()
+            .bucket(&settings.bucket)
+            .key(&artifact)
+            .send()
+            .await
+            .unwrap();
+        let tag = tags.tag_set().iter().find(|t| t.key() == "cutover-sha256");
+        assert_eq!(
+            tag.map(|t| t.value()),
+            Some(recorded),
+            "{artifact}: {tags:?}"
+        );
     }
     // The switch restarted the application: one ECS rollout, settled.
     let rollouts = moto.server.rig_ecs_rollouts().await;
@@ -161,7 +176,7 @@ async fn object_bytes(
 /// on green, no acknowledged write lost, only green left), and green on a rehearsal host.
 async fn rehearse(env: Environment, vars: Vec<(&'static str, String)>) {
     let started = std::time::Instant::now();
-    let (green, log) = happy_path(env, &vars).await;
+    let crate::local_bluegreen::Passed { green, log, .. } = happy_path(env, &vars).await;
     assert!(green.starts_with("bolt://127."), "{green}");
     eprintln!(
         "rehearsal: blue-green took {:?} under a writer; {} writes acknowledged, {} refused",

@@ -27,8 +27,9 @@ fn a_rollback_of_a_run_that_never_switched_or_does_not_exist_is_refused_and_chan
     assert_eq!(ran.status.code(), Some(0), "{}", text(&ran));
     let out = ws.run(&["rollback", "ok1", "--env", "env.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Succeeded, but it never switched traffic: nothing to move back.
     assert!(
-        text(&out).contains("no blue to move back to"),
+        text(&out).contains("never switched traffic"),
         "{}",
         text(&out)
     );

@@ -197,17 +197,22 @@ pub(crate) async fn with_teardown<F: std::future::Future<Output = ()> + Send + '
 // ArcadeDB the rollback test's runs go forward through the same steps to the bake, so a
 // separate ArcadeDB happy-path run (about 100 s of CI) is not repeated here.
 
-async fn happy(env: Environment) {
-    happy_path(env, &[]).await;
+async fn happy(env: Environment) -> Passed {
+    happy_path(env, &[]).await
+}
+
+/// A blue-green run that succeeded under the live writer.
+pub(crate) struct Passed {
+    pub run_id: String,
+    /// Green's ledger Bolt URI, where the app points now.
+    pub green: String,
+    pub log: support::WriterLog,
 }
 
 /// `cutover run` of blue-green under a live writer, `vars` in its environment: exit 0,
 /// the app moved to green, no acknowledged write lost, blue decommissioned, no password
-/// in the output. Returns green's app URI and what the writer saw.
-pub(crate) async fn happy_path(
-    env: Environment,
-    vars: &[(&str, String)],
-) -> (String, support::WriterLog) {
+/// in the output.
+pub(crate) async fn happy_path(env: Environment, vars: &[(&str, String)]) -> Passed {
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
     let writer = Writer::start(&env);
     writes_flow(&env).await;
@@ -238,7 +243,11 @@ pub(crate) async fn happy_path(
     );
     attach_writer_figures(&env, &out, &log).await;
     same_answers_were_compared(&env, &out);
-    (green, log)
+    Passed {
+        run_id: printed_runs(&out)[0].0.clone(),
+        green,
+        log,
+    }
 }
 
 /// Each compare step asked green the environment's application queries (`same_answers`)
@@ -730,10 +739,132 @@ async fn neo4j_blue_green_onto_2026_under_a_live_writer_loses_no_write_and_green
         for db in ["ledger", "search"] {
             assert_eq!(serving_version(&upgraded, db).await, LTS, "{db}: blue");
         }
-        happy(upgraded.clone()).await;
+        let passed = happy(upgraded.clone()).await;
         for db in ["ledger", "search"] {
             assert_eq!(serving_version(&upgraded, db).await, NEXT, "{db}: green");
         }
+        refuses_to_roll_back_onto_an_older_version(&upgraded, &passed).await;
+    })
+    .await;
+}
+
+/// After the upgrade passed its bake (blue removed), `cutover rollback` would rebuild blue
+/// on 5.26 and load green's 2026.08 store into it, which 5.26 cannot read: refused with
+/// exit 2, nothing provisioned, the app still on green and writable.
+async fn refuses_to_roll_back_onto_an_older_version(env: &Environment, passed: &Passed) {
+    let before = instances_of_both(env).await;
+    let out = cutover_cmd(env, &["rollback", &passed.run_id]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "rebuilding blue would load green's {NEXT} store into {LTS}, which cannot read a newer store"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        instances_of_both(env).await,
+        before,
+        "the refusal changed instances"
+    );
+    let app = support::app_target(env, "ledger").await.unwrap();
+    assert_eq!(app.uri, passed.green);
+    assert!(support::accepts_writes(&app).await);
+}
+
+/// (instance id, color) of every instance of ledger and search.
+async fn instances_of_both(env: &Environment) -> Vec<(cutover::ids::InstanceId, String)> {
+    let mut all = Vec::new();
+    for db in ["ledger", "search"] {
+        all.extend(support::instances(env, db).await.unwrap());
+    }
+    all
+}
+
+/// A same-version blue-green (an AMI update that keeps Neo4j 5.26.30) passes its bake and
+/// removes blue; the writer goes on writing to green; a day later the operator runs
+/// `cutover rollback`: a new blue is built from the old blue's image, green's writes are
+/// migrated onto it (dump of frozen green, load, compare), and the app moves back. Every
+/// write acknowledged before, during and after both moves is on the new blue, green is
+/// removed, and both journals and `cutover status` link the pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_rollback_after_a_passed_bake_rebuilds_blue_and_carries_every_write_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment_from("local", dir.path(), "n4back");
+    set_up(&env).await;
+    let run = env.clone();
+    with_teardown(&run, async move {
+        let blue_before = instances_of_both(&env).await;
+        let passed = happy(env.clone()).await;
+        let writer = Writer::start(&env);
+        writes_flow(&env).await;
+        let started = Instant::now();
+        let out = cutover_cmd(&env, &["rollback", &passed.run_id]).await;
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        writes_flow(&env).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let log = writer.finish().await;
+        let now = support::app_target(&env, "ledger").await.unwrap().uri;
+        assert_ne!(now, passed.green, "the app is still on green");
+        // Every acknowledged write of both writers (the blue-green's: blue, then green;
+        // this one's: green, then the new blue) is on the new blue.
+        assert_no_write_lost(&env, &passed.log).await;
+        assert_no_write_lost(&env, &log).await;
+        let carried = log.per_target.get(&passed.green).copied().unwrap_or(0);
+        assert!(
+            carried > 0,
+            "green took no write before the rollback froze it: {log:?}"
+        );
+        // One new blue per database, not the old one; green removed.
+        let after = instances_of_both(&env).await;
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert!(after.iter().all(|(_, color)| color == "blue"), "{after:?}");
+        assert!(
+            after.iter().all(|i| !blue_before.contains(i)),
+            "the old blue is back: {after:?} {blue_before:?}"
+        );
+        let runs = printed_runs(&out);
+        let [(rollback, outcome)] = runs.as_slice() else {
+            panic!("expected the rollback run: {runs:?}\n{}", text(&out));
+        };
+        assert_eq!(outcome, "Succeeded");
+        let view = cutover::engine::run::load_view(&env.state_dir, &RunId::new(rollback.as_str()))
+            .unwrap();
+        assert_eq!(view.rollback_of().map(|r| r.as_str()), Some(passed.run_id.as_str()));
+        assert_steps(
+            &view,
+            &[
+                ("verify-on-green", StepStatus::Succeeded),
+                ("provision-blue-ledger", StepStatus::Succeeded),
+                ("backup-green-search", StepStatus::Succeeded),
+                ("compare-blue-ledger", StepStatus::Succeeded),
+                ("switch-back", StepStatus::Succeeded),
+                ("remove-green-search", StepStatus::Succeeded),
+            ],
+        );
+        let undone =
+            cutover::engine::run::load_view(&env.state_dir, &RunId::new(passed.run_id.as_str()))
+                .unwrap();
+        assert_eq!(
+            undone.rolled_back_by().map(|l| l.run_id.as_str()),
+            Some(rollback.as_str())
+        );
+        let status = cutover_cmd(&env, &["status"]).await;
+        let listed = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            listed.contains(&format!("[rolled back by run {rollback} (Succeeded)]"))
+                && listed.contains(&format!("[rollback of run {}]", passed.run_id)),
+            "{listed}"
+        );
+        // A second rollback of the same run is refused: it is rolled back already.
+        let again = cutover_cmd(&env, &["rollback", &passed.run_id]).await;
+        assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+        eprintln!(
+            "rollback onto a new blue {rollback}: {:.1} s, {carried} writes green acknowledged carried back, {} acknowledged during it",
+            took.as_secs_f64(),
+            log.acknowledged.len()
+        );
     })
     .await;
 }

@@ -416,6 +416,32 @@ async fn local_object_store_round_trips_and_detects_tampering() {
     store.delete(&key).await.unwrap();
     store.delete(&key).await.unwrap();
     assert!(store.head(&key).await.unwrap().is_none());
+
+    // An object written beside the store (as a script's copy would, with no sidecar)
+    // gets the SHA-256 its writer reported; a different one is refused afterwards.
+    let copied = ObjectKey::new("backups/ledger/copied.dump");
+    let copied_path = store.path_of(&copied).unwrap();
+    std::fs::write(&copied_path, &body).unwrap();
+    assert!(store
+        .record_sha256(&ObjectKey::new("backups/ledger/absent.dump"), &expected)
+        .await
+        .unwrap_err()
+        .message
+        .contains("no such object"));
+    store.record_sha256(&copied, &expected).await.unwrap();
+    store.record_sha256(&copied, &expected).await.unwrap();
+    assert_eq!(
+        store.head(&copied).await.unwrap().unwrap().sha256,
+        Some(expected.clone())
+    );
+    assert_eq!(store.get_bytes(&copied).await.unwrap(), body);
+    let other = "0".repeat(64);
+    let err = store.record_sha256(&copied, &other).await.unwrap_err();
+    assert!(
+        err.message.contains("already records sha256"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]

@@ -204,6 +204,7 @@ fn handle() -> DbHandle {
             tags: BTreeMap::new(),
             address: Some("127.0.0.20".into()),
             endpoints: BTreeMap::new(),
+            image: None,
         },
         database: "neo4j".into(),
         admin_user: "neo4j".into(),
@@ -229,6 +230,12 @@ async fn community_dump_backup_and_restore_through_the_real_scripts() {
         "the artifact's SHA-256 is the stored object's"
     );
     assert_eq!(stored, vec![b'n'; 3_000_000], "what the stand-in dumped");
+    // The instance uploaded it (`aws s3 cp`, no tag); the engine then tagged it.
+    assert_eq!(
+        r.store.recorded_sha256(&key).await.unwrap(),
+        artifact.object.sha256,
+        "the object's cutover-sha256 tag"
+    );
     assert_eq!(artifact.object.size, 3_000_000);
     assert_eq!(artifact.engine, EngineKind::Neo4j);
     assert_eq!(artifact.engine_version, "5.26.3");

@@ -8,7 +8,14 @@
 use std::path::Path;
 use std::process::Command;
 
-const RUNBOOKS: &[&str] = &["backup", "blue-green", "dr-drill", "restore", "rollback"];
+const RUNBOOKS: &[&str] = &[
+    "backup",
+    "blue-green",
+    "dr-drill",
+    "restore",
+    "rollback",
+    "rollback-fresh-blue",
+];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -403,6 +403,12 @@ impl Neo4jEngine {
                 )));
             }
         }
+        if head.sha256.is_none() {
+            // Uploaded by the instance (`aws s3 cp`): the object gets the SHA-256 the
+            // store's own uploads carry (on S3 the `cutover-sha256` tag), beside the
+            // manifest's copy, so `head` and a restore's check can read it.
+            objects.record_sha256(key, &sha).await?;
+        }
         Ok(ObjectInfo {
             key: key.clone(),
             size,

@@ -179,11 +179,12 @@ impl Neo4jBolt for StandInBolt {
     }
 }
 
-/// An object store in a map, at `s3://test-bucket/<key>`; records no SHA-256 tags (as
-/// objects the instance uploads with the AWS CLI have none).
+/// An object store in a map, at `s3://test-bucket/<key>`. Its writes record no SHA-256
+/// (as objects the instance uploads with the AWS CLI have no tag); `record_sha256` does.
 #[derive(Default)]
 struct MemoryStore {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    recorded: Mutex<BTreeMap<String, String>>,
 }
 
 impl MemoryStore {
@@ -241,18 +242,29 @@ impl ObjectStore for MemoryStore {
         self.bytes(key)
     }
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>, Failure> {
+        let recorded = self.recorded.lock().unwrap().get(key.as_str()).cloned();
         Ok(self
             .objects
             .lock()
             .unwrap()
             .get(key.as_str())
-            .map(|b| Self::info(key, b)))
+            .map(|b| ObjectInfo {
+                sha256: recorded,
+                ..Self::info(key, b)
+            }))
     }
     async fn list(&self, _prefix: &str) -> Result<Vec<ObjectInfo>, Failure> {
         Ok(Vec::new())
     }
     async fn delete(&self, key: &ObjectKey) -> Result<(), Failure> {
         self.objects.lock().unwrap().remove(key.as_str());
+        Ok(())
+    }
+    async fn record_sha256(&self, key: &ObjectKey, sha256: &str) -> Result<(), Failure> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .insert(key.as_str().to_owned(), sha256.to_owned());
         Ok(())
     }
     fn location(&self, key: &ObjectKey) -> String {
@@ -268,6 +280,7 @@ fn handle() -> DbHandle {
             tags: BTreeMap::new(),
             address: Some("10.0.1.20".into()),
             endpoints: BTreeMap::new(),
+            image: None,
         },
         database: "neo4j".into(),
         admin_user: "neo4j".into(),
@@ -453,7 +466,13 @@ async fn community_backup(
     let exec = FakeExec::with(vec![Reply::Running, ok(dump_outputs(reported, &uri))]);
     let bolt = StandInBolt::new("5.26.3", Edition::Community);
     let e = engine(&exec, &bolt, settings(Edition::Community));
-    (e.backup(&handle(), &store, &key).await, exec)
+    let result = e.backup(&handle(), &store, &key).await;
+    // A backup returned means the object now records the SHA-256 it reports.
+    if let Ok(artifact) = &result {
+        let head = store.head(&key).await.unwrap().unwrap();
+        assert_eq!(head.sha256, artifact.object.sha256, "the recorded SHA-256");
+    }
+    (result, exec)
 }
 
 #[tokio::test(start_paused = true)]

@@ -411,6 +411,7 @@ fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
         tags,
         address,
         endpoints,
+        image: i.image_id().map(str::to_owned),
     }
 }
 

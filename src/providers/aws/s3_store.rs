@@ -650,6 +650,17 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn record_sha256(&self, key: &ObjectKey, sha256: &str) -> Result<(), Failure> {
+        match self.recorded_sha256(key).await? {
+            Some(recorded) if recorded.eq_ignore_ascii_case(sha256) => Ok(()),
+            Some(recorded) => Err(Failure::permanent(format!(
+                "{}: already tagged {SHA256_TAG}={recorded}, not {sha256}",
+                self.location(key)
+            ))),
+            None => self.put_sha_tag(key, &sha256.to_ascii_lowercase()).await,
+        }
+    }
+
     fn location(&self, key: &ObjectKey) -> String {
         format!("s3://{}/{}", self.settings.bucket, self.full_key(key))
     }

@@ -381,6 +381,7 @@ impl LocalCompute {
             tags: rec.tags.clone(),
             address: Some("127.0.0.1".into()),
             endpoints,
+            image: Some(rec.image.clone()),
         }
     }
 

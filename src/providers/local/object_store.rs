@@ -55,6 +55,20 @@ impl LocalObjectStore {
         PathBuf::from(s)
     }
 
+    /// Writes `path`'s sidecar in `sha256sum` format (atomically).
+    fn write_sidecar(path: &Path, sha: &str) -> Result<(), Failure> {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        write_atomic(
+            &Self::sidecar_of(path),
+            format!("{sha}  {name}\n").as_bytes(),
+            0o644,
+        )
+    }
+
     /// The recorded checksum and size of `key`, if the object exists.
     fn recorded(&self, key: &ObjectKey) -> Result<Option<(String, u64, PathBuf)>, Failure> {
         let path = self.path_of(key)?;
@@ -134,16 +148,7 @@ impl LocalObjectStore {
             file.sync_all().await.map_err(|e| io_failure(&what, &e))?;
             drop(file);
             let sha = hex::encode(hasher.finalize());
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            write_atomic(
-                &Self::sidecar_of(&path),
-                format!("{sha}  {name}\n").as_bytes(),
-                0o644,
-            )?;
+            Self::write_sidecar(&path, &sha)?;
             std::fs::rename(&tmp, &path).map_err(|e| io_failure(&what, &e))?;
             sync_dir(&dir);
             Ok((sha, size))
@@ -328,6 +333,31 @@ impl ObjectStore for LocalObjectStore {
             }
         }
         Ok(())
+    }
+
+    async fn record_sha256(&self, key: &ObjectKey, sha256: &str) -> Result<(), Failure> {
+        let path = self.path_of(key)?;
+        let sidecar = Self::sidecar_of(&path);
+        if sidecar.exists() {
+            return match self.recorded(key)? {
+                Some((recorded, _, _)) if recorded.eq_ignore_ascii_case(sha256) => Ok(()),
+                Some((recorded, _, _)) => Err(Failure::permanent(format!(
+                    "{}: already records sha256 {recorded}, not {sha256}",
+                    self.location(key)
+                ))),
+                None => Err(Failure::permanent(format!(
+                    "{}: no such object",
+                    self.location(key)
+                ))),
+            };
+        }
+        if !path.exists() {
+            return Err(Failure::permanent(format!(
+                "{}: no such object",
+                self.location(key)
+            )));
+        }
+        Self::write_sidecar(&path, &sha256.to_ascii_lowercase())
     }
 
     fn location(&self, key: &ObjectKey) -> String {
