@@ -5,7 +5,10 @@
 //! - At most `plan.concurrency` steps run at once; a step starts only after every step
 //!   it `needs` succeeded (or was skipped, which skips it too).
 //! - A step that succeeded in an earlier session is never run again: on resume its
-//!   postcondition is re-checked instead.
+//!   postcondition is re-checked instead. A violated one ends the run `NeedsAttention`;
+//!   one that cannot be checked yet (a non-permanent failure: the database is down for
+//!   the run's own dump) holds back the steps that need it until it is confirmed
+//!   ([`super::unconfirmed`]).
 //! - Transient and inconclusive failures are retried with exponential backoff and
 //!   jitter within the step's attempts and deadline; permanent ones never are.
 //! - When a step fails, running steps stop after their current poll and every step that
@@ -22,6 +25,7 @@
 use super::journal::{Event, Journal, Outcome};
 use super::progress::{ProgressEvent, ProgressHandle};
 use super::state::{CompensationStatus, RunView, StepStatus};
+use super::unconfirmed::{Unconfirmed, RECHECK_EVERY};
 use super::undo_order::undo_waits;
 use crate::config::expr::{resolve_value, Condition, Ref};
 use crate::failure::{ErrorClass, Failure};
@@ -33,6 +37,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// What [`Executor::confirm_before`] found.
+enum Confirmation {
+    Holds,
+    NotYet,
+    Violated(String),
+}
 
 /// Why running steps should stop after their current poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,42 +255,31 @@ impl Executor {
         );
 
         // Re-check finished steps' postconditions (not when already rolling back).
+        let mut unconfirmed = Unconfirmed::default();
         if failure.is_none() {
             for step_id in completion_order.clone() {
-                let step = self
-                    .plan
-                    .step(&step_id)
-                    .expect("completed steps are in the plan");
-                let inputs = match self.resolve_inputs(step.kind, &step.inputs, &outputs) {
-                    Ok(i) => i,
+                let result = match self.postcondition(&step_id, &outputs, &attempts).await {
+                    Ok(result) => result,
                     Err(f) => {
                         failure = Some((step_id.clone(), f));
                         break;
                     }
                 };
-                let ctx = self.context(
-                    &step_id,
-                    attempts.get(&step_id).copied().unwrap_or(1),
-                    inputs,
-                    None,
-                );
-                let mut instance = (step.kind.build)();
-                let result = instance.postcondition(&ctx, &outputs[&step_id]).await;
-                let ok = result.is_ok();
-                let detail = result
-                    .as_ref()
-                    .err()
-                    .map_or_else(|| "holds".to_string(), |f| f.message.clone());
-                self.journal(Event::PostconditionChecked {
-                    step: step_id.clone(),
-                    ok,
-                    detail,
-                })?;
-                if let Err(f) = result {
-                    return self.finish(Outcome::NeedsAttention, format!("step {step_id} finished earlier, but its effect no longer holds: {}", f.message)).await;
+                match result {
+                    Ok(()) => self.journal_check(step_id.clone(), true, "holds".into())?,
+                    Err(f) if f.class == ErrorClass::Permanent => {
+                        self.journal_check(step_id.clone(), false, f.message.clone())?;
+                        return self.finish(Outcome::NeedsAttention, format!("step {step_id} finished earlier, but its effect no longer holds: {}", f.message)).await;
+                    }
+                    Err(f) => {
+                        self.journal_check(step_id.clone(), false, format!("not confirmed yet ({}); checked again before a step that needs it starts", f.message))?;
+                        unconfirmed.insert(step_id.clone());
+                    }
                 }
             }
         }
+        let mut attention: Option<String> = None;
+        let mut recheck_at: Option<Instant> = None;
 
         let run_deadline = self.plan.deadline.map(|d| {
             let elapsed = prior
@@ -297,7 +297,7 @@ impl Executor {
 
         loop {
             // Launch what is ready.
-            if failure.is_none() && !interrupted {
+            if failure.is_none() && !interrupted && attention.is_none() {
                 for step in &self.plan.steps {
                     if running >= self.plan.concurrency.max(1) {
                         break;
@@ -350,6 +350,30 @@ impl Executor {
                             }
                         }
                     }
+                    // A step the crashed session had started goes on (it started while
+                    // the effect held, and its command may be what keeps the server down);
+                    // one not started yet waits for the confirmation.
+                    let resumed = prior.steps.get(&step.id).is_some_and(|v| {
+                        matches!(v.status, StepStatus::Running | StepStatus::Interrupted)
+                    });
+                    let confirmation = if resumed {
+                        Confirmation::Holds
+                    } else {
+                        self.confirm_before(step, &mut unconfirmed, &outputs, &attempts)
+                            .await?
+                    };
+                    match confirmation {
+                        Confirmation::Holds => {}
+                        Confirmation::NotYet => {
+                            recheck_at = Some(Instant::now() + RECHECK_EVERY);
+                            continue;
+                        }
+                        Confirmation::Violated(message) => {
+                            attention = Some(message);
+                            let _ = stop_tx.send(StopReason::Interrupted);
+                            break;
+                        }
+                    }
                     let inputs = match self.resolve_inputs(step.kind, &step.inputs, &outputs) {
                         Ok(i) => i,
                         Err(f) => {
@@ -386,7 +410,8 @@ impl Executor {
                     let _ = stop_tx.send(StopReason::Failing);
                 }
             }
-            if tasks.is_empty() {
+            let waiting = recheck_at.is_some() && attention.is_none() && failure.is_none();
+            if tasks.is_empty() && !waiting {
                 break;
             }
             let deadline_sleep = async {
@@ -396,7 +421,7 @@ impl Executor {
                 }
             };
             tokio::select! {
-                joined = tasks.join_next() => {
+                joined = tasks.join_next(), if !tasks.is_empty() => {
                     let Some(joined) = joined else { continue };
                     running -= 1;
                     let (id, result) = joined.map_err(|e| Failure::permanent(format!("a step task panicked: {e}")))?;
@@ -426,6 +451,9 @@ impl Executor {
                         }
                     }
                 }
+                _ = tokio::time::sleep_until(recheck_at.unwrap_or_else(Instant::now)), if waiting => {
+                    recheck_at = None;
+                }
                 _ = deadline_sleep, if failure.is_none() => {
                     let limit = self.plan.deadline.unwrap_or_default();
                     failure = Some((StepId::new("run"), Failure::permanent(format!("the run exceeded its deadline of {}", crate::config::toml_read::format_duration(limit)))));
@@ -447,6 +475,9 @@ impl Executor {
                 )
                 .await;
         }
+        if let Some(message) = attention {
+            return self.finish(Outcome::NeedsAttention, message).await;
+        }
         if interrupted {
             self.journal(Event::RunInterrupted {
                 reason: "interrupted by the operator".into(),
@@ -455,6 +486,83 @@ impl Executor {
         }
         self.finish(Outcome::Succeeded, "every step succeeded".into())
             .await
+    }
+
+    fn journal_check(&self, step: StepId, ok: bool, detail: String) -> Result<(), Failure> {
+        self.journal(Event::PostconditionChecked { step, ok, detail })
+    }
+
+    /// Re-checks the postcondition of `step_id`, which succeeded in an earlier session.
+    /// The outer error is the engine's own (its inputs no longer resolve).
+    async fn postcondition(
+        &self,
+        step_id: &StepId,
+        outputs: &HashMap<StepId, Outputs>,
+        attempts: &HashMap<StepId, u32>,
+    ) -> Result<Result<(), Failure>, Failure> {
+        let step = self
+            .plan
+            .step(step_id)
+            .expect("completed steps are in the plan");
+        let inputs = self.resolve_inputs(step.kind, &step.inputs, outputs)?;
+        let ctx = self.context(
+            step_id,
+            attempts.get(step_id).copied().unwrap_or(1),
+            inputs,
+            None,
+        );
+        let mut instance = (step.kind.build)();
+        Ok(instance.postcondition(&ctx, &outputs[step_id]).await)
+    }
+
+    /// Before `step` starts: confirms the unconfirmed postconditions it needs
+    /// ([`super::unconfirmed`]), journaling each confirmation.
+    async fn confirm_before(
+        &self,
+        step: &PlannedStep,
+        unconfirmed: &mut Unconfirmed,
+        outputs: &HashMap<StepId, Outputs>,
+        attempts: &HashMap<StepId, u32>,
+    ) -> Result<Confirmation, Failure> {
+        for needed in unconfirmed.needed_by(step, &self.plan.steps) {
+            match self.postcondition(&needed, outputs, attempts).await? {
+                Ok(()) => {
+                    self.journal_check(
+                        needed.clone(),
+                        true,
+                        format!("holds (confirmed before {} started)", step.id),
+                    )?;
+                    unconfirmed.confirmed(&needed);
+                }
+                Err(f) if f.class == ErrorClass::Permanent => {
+                    self.journal_check(needed.clone(), false, f.message.clone())?;
+                    return Ok(Confirmation::Violated(format!(
+                        "step {needed} finished earlier, but its effect no longer holds: {}",
+                        f.message
+                    )));
+                }
+                Err(f) => {
+                    if unconfirmed.waited_too_long(&needed, Instant::now()) {
+                        self.journal_check(needed.clone(), false, f.message.clone())?;
+                        return Ok(Confirmation::Violated(format!(
+                            "step {needed} finished earlier, but whether its effect still holds could not be checked for {} minutes: {}",
+                            super::unconfirmed::CONFIRM_LIMIT.as_secs() / 60,
+                            f.message
+                        )));
+                    }
+                    self.progress.report(ProgressEvent::StepWaiting {
+                        step: step.id.clone(),
+                        reason: format!(
+                            "waiting to confirm that step {needed}'s effect still holds: {}",
+                            f.message
+                        ),
+                        next_poll: RECHECK_EVERY,
+                    });
+                    return Ok(Confirmation::NotYet);
+                }
+            }
+        }
+        Ok(Confirmation::Holds)
     }
 
     fn skip(

@@ -57,7 +57,9 @@ fn events(run: &RunId) -> Vec<String> {
 
 /// Behaviour from inputs: `fail_times` (fail the first N attempts), `class`
 /// (`transient`|`permanent`), `polls` (wait this many times before done),
-/// `poll_ms`, `undo_fails`, `undo_ms` (the undo waits this long once, then is done).
+/// `poll_ms`, `undo_fails`, `undo_ms` (the undo waits this long once, then is done),
+/// `post_unknown` (its postcondition cannot be checked the first N times: a transient
+/// failure), then `post_violated` (it fails permanently) or holds.
 struct Scripted {
     polls_left: Option<u64>,
     undo_waited: bool,
@@ -94,6 +96,25 @@ impl Step for Scripted {
         let mut out = Outputs::new();
         out.insert("step".into(), ctx.step_id.to_string().into());
         Decision::Done(out)
+    }
+
+    async fn postcondition(
+        &mut self,
+        ctx: &StepContext,
+        _outputs: &Outputs,
+    ) -> Result<(), Failure> {
+        record(ctx, "post");
+        let checked = events(&ctx.run_id)
+            .iter()
+            .filter(|e| **e == format!("post:{}", ctx.step_id))
+            .count() as u64;
+        if checked <= input_u64(ctx, "post_unknown") {
+            return Err(Failure::transient("server unavailable"));
+        }
+        if ctx.inputs.get("post_violated").and_then(|v| v.as_bool()) == Some(true) {
+            return Err(Failure::permanent("no longer frozen"));
+        }
+        Ok(())
     }
 
     async fn compensate(&mut self, ctx: &StepContext, _outputs: Option<&Outputs>) -> Decision {
@@ -483,7 +504,8 @@ async fn a_resumed_run_does_not_rerun_finished_steps() {
     prior.start_order.push(StepId::new("a"));
     let end = h.executor.run(&prior).await.unwrap();
     assert!(matches!(end, SessionEnd::Finished(Outcome::Succeeded, _)));
-    assert_eq!(events(&h.run_id), vec!["start:b", "done:b"]);
+    // a's postcondition is checked instead of running it again.
+    assert_eq!(events(&h.run_id), vec!["post:a", "start:b", "done:b"]);
 }
 
 /// A random DAG: step i may need any step j < i.
@@ -540,5 +562,168 @@ proptest! {
             prop_assert!(peak as usize <= concurrency, "peak {} > {}", peak, concurrency);
             Ok(())
         })?;
+    }
+}
+
+/// A view in which `done` succeeded in an earlier session (as a resume reads it).
+fn succeeded_earlier(done: &[&str]) -> RunView {
+    started_earlier(done, &[])
+}
+
+/// A view in which `done` succeeded and `unfinished` had started in an earlier session.
+fn started_earlier(done: &[&str], unfinished: &[&str]) -> RunView {
+    let mut records = Vec::new();
+    let events = done
+        .iter()
+        .flat_map(|id| {
+            [
+                Event::StepStarted {
+                    step: StepId::new(*id),
+                    attempt: 1,
+                },
+                Event::StepSucceeded {
+                    step: StepId::new(*id),
+                    outputs: Outputs::new(),
+                },
+            ]
+        })
+        .chain(unfinished.iter().map(|id| Event::StepStarted {
+            step: StepId::new(*id),
+            attempt: 1,
+        }));
+    for event in events {
+        records.push(super::journal::Record {
+            seq: records.len() as u64 + 1,
+            at: chrono::Utc::now(),
+            event,
+        });
+    }
+    replay(&records)
+}
+
+fn postcondition_details(h: &Harness) -> Vec<(String, bool, String)> {
+    read_records(&h.journal_path)
+        .unwrap()
+        .0
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::PostconditionChecked { step, ok, detail } => {
+                Some((step.to_string(), ok, detail))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `freeze` succeeded before the crash and `backup` (its dump) was under way; on resume
+/// freeze's postcondition cannot be checked twice (the server is down for that dump),
+/// then holds. `backup` goes on at once (it adopts its command); `restore`, which needs
+/// freeze through it, waits for the confirmation; `side`, which does not, starts at once.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_step_waits_until_an_unconfirmed_effect_it_needs_is_confirmed() {
+    let h = harness(
+        "unconfirmed",
+        vec![
+            step("freeze", &[], serde_json::json!({ "post_unknown": 2 })),
+            step("backup", &["freeze"], serde_json::json!({})),
+            step("restore", &["backup"], serde_json::json!({})),
+            // Busy for 30 s: the re-check comes from the timer, not from a step ending.
+            step(
+                "side",
+                &[],
+                serde_json::json!({ "polls": 1, "poll_ms": 30_000 }),
+            ),
+        ],
+        4,
+    );
+    let prior = started_earlier(&["freeze"], &["backup"]);
+    let end = h.executor.run(&prior).await.unwrap();
+    assert!(
+        matches!(end, SessionEnd::Finished(Outcome::Succeeded, _)),
+        "{end:?}"
+    );
+    let timed = timed_events(&h.run_id);
+    let at = |what: &str| timed.iter().find(|(_, e)| e == what).map(|(t, _)| *t);
+    assert_eq!(at("start:side"), Some(0), "{timed:?}");
+    assert_eq!(at("start:backup"), Some(0), "{timed:?}");
+    // Checked at resume and when restore was first ready (t = 0), then 5 s later: holds.
+    let restore = at("start:restore").expect("restore ran");
+    assert_eq!(
+        restore, 5000,
+        "restore started on the confirmation: {timed:?}"
+    );
+    assert!(at("done:side").unwrap() > restore, "{timed:?}");
+    assert_eq!(
+        events(&h.run_id)
+            .iter()
+            .filter(|e| *e == "post:freeze")
+            .count(),
+        3,
+        "one check at resume, two before restore"
+    );
+    let details = postcondition_details(&h);
+    assert!(
+        details.contains(&(
+            "freeze".into(),
+            false,
+            "not confirmed yet (server unavailable); checked again before a step that needs it starts".into()
+        )),
+        "{details:?}"
+    );
+    assert!(
+        details.contains(&(
+            "freeze".into(),
+            true,
+            "holds (confirmed before restore started)".into()
+        )),
+        "{details:?}"
+    );
+}
+
+/// An unconfirmed effect that turns out violated, or that cannot be confirmed within
+/// the limit, ends the run NeedsAttention; the step that needed it never starts and
+/// nothing is undone.
+#[tokio::test(start_paused = true)]
+async fn an_unconfirmed_effect_found_violated_or_never_confirmed_needs_attention() {
+    for (name, inputs, says) in [
+        (
+            "violated",
+            serde_json::json!({ "post_unknown": 1, "post_violated": true }),
+            "effect no longer holds: no longer frozen",
+        ),
+        (
+            "never",
+            serde_json::json!({ "post_unknown": 100_000 }),
+            "could not be checked for 10 minutes: server unavailable",
+        ),
+    ] {
+        let h = harness(
+            name,
+            vec![
+                step("freeze", &[], inputs),
+                step("backup", &["freeze"], serde_json::json!({})),
+            ],
+            2,
+        );
+        let end = h
+            .executor
+            .run(&succeeded_earlier(&["freeze"]))
+            .await
+            .unwrap();
+        match &end {
+            SessionEnd::Finished(Outcome::NeedsAttention, message) => {
+                assert!(message.contains(says), "{name}: {message}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        let seen = events(&h.run_id);
+        assert!(
+            !seen.iter().any(|e| e == "start:backup"),
+            "{name}: {seen:?}"
+        );
+        assert!(
+            !seen.iter().any(|e| e.starts_with("undo")),
+            "{name}: {seen:?}"
+        );
     }
 }

@@ -187,6 +187,8 @@ pub struct Journal {
     next_seq: u64,
     /// Test hook: pause forever after writing this record (see [`FAULT_PAUSE_ENV`]).
     pause_after: Option<u64>,
+    /// Told after each record is on disk (the aws journal mirror uploads on it).
+    on_append: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// Test-only fault injection: when set to `N`, the process stops making progress right
@@ -217,6 +219,7 @@ impl Journal {
             file,
             next_seq: 1,
             pause_after: pause_after(),
+            on_append: None,
         })
     }
 
@@ -241,6 +244,7 @@ impl Journal {
                 file,
                 next_seq,
                 pause_after: pause_after(),
+                on_append: None,
             },
             records,
         ))
@@ -251,6 +255,11 @@ impl Journal {
     }
 
     /// Writes, flushes and fsyncs one record.
+    /// `notify` is told after every record this journal writes from now on.
+    pub fn notify_on_append(&mut self, notify: std::sync::Arc<tokio::sync::Notify>) {
+        self.on_append = Some(notify);
+    }
+
     pub fn append(&mut self, event: Event) -> Result<Record, Failure> {
         let record = Record {
             seq: self.next_seq,
@@ -270,6 +279,9 @@ impl Journal {
             .sync_data()
             .map_err(|e| io_failure(&self.path, "sync", e))?;
         self.next_seq += 1;
+        if let Some(notify) = &self.on_append {
+            notify.notify_one();
+        }
         if self.pause_after == Some(record.seq) {
             self.pause_for_fault_injection(record.seq);
         }

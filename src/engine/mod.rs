@@ -11,4 +11,5 @@ pub mod retry;
 pub mod rollback;
 pub mod run;
 pub mod state;
+pub mod unconfirmed;
 pub mod undo_order;

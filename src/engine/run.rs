@@ -11,9 +11,10 @@
 //! On the `aws` provider the lease is `s3://<bucket>/<state_prefix>/lease.json` (every
 //! machine sees it) and the journal is mirrored to `runs/<run_id>/journal.jsonl` in the
 //! bucket while the run goes on, so another machine can resume it. The local journal is
-//! authoritative while this process runs; the mirror lags it by at most one upload
-//! ([`MIRROR_INTERVAL`] plus the upload), and resume reconciles the two (the longer wins;
-//! a run that diverged on two machines is refused).
+//! authoritative while this process runs; the mirror lags it by one upload (uploads
+//! start as soon as a record is on disk; [`MIRROR_INTERVAL`] is the retry pace), and
+//! resume reconciles the two (the longer wins; a run that diverged on two machines is
+//! refused).
 
 use super::env_lease::{EnvLease, LeaseBackend};
 use super::executor::{Executor, SessionEnd, SharedJournal};
@@ -266,7 +267,11 @@ impl LeaseKeeper {
     }
 }
 
-/// Uploads the journal to the mirror in the background whenever it grew.
+/// Uploads the journal to the mirror in the background as soon as it grew (told by the
+/// journal after each record; bursts coalesce into one upload), and at least every
+/// [`MIRROR_INTERVAL`] while an upload keeps failing. So a command handle a step journals
+/// is in S3 within one upload of being on disk: a machine resuming from the mirror then
+/// adopts the command instead of sending another.
 struct MirrorKeeper {
     task: tokio::task::JoinHandle<()>,
     mirror: crate::providers::aws::JournalMirror,
@@ -275,13 +280,21 @@ struct MirrorKeeper {
 }
 
 impl MirrorKeeper {
-    fn start(mirror: crate::providers::aws::JournalMirror, run_id: RunId, path: PathBuf) -> Self {
+    fn start(
+        mirror: crate::providers::aws::JournalMirror,
+        run_id: RunId,
+        path: PathBuf,
+        appended: Arc<tokio::sync::Notify>,
+    ) -> Self {
         let (m, r, p) = (mirror.clone(), run_id.clone(), path.clone());
         let task = tokio::spawn(async move {
             let mut uploaded: Option<u64> = None;
             let mut tick = tokio::time::interval(MIRROR_INTERVAL);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = appended.notified() => {}
+                }
                 let len = std::fs::metadata(&p).map(|m| m.len()).ok();
                 if len.is_some() && len != uploaded {
                     match m.upload(&r, &p).await {
@@ -463,12 +476,17 @@ async fn session(
     let env = plan.environment.clone();
     let dir = run_dir(&env.state_dir, &run_id);
     let journal_file = journal.path().to_path_buf();
+    let mut journal = journal;
+    let appended = Arc::new(tokio::sync::Notify::new());
+    if backend.mirror.is_some() {
+        journal.notify_on_append(appended.clone());
+    }
     let journal: SharedJournal = Arc::new(Mutex::new(journal));
     let providers = Some(backend.providers(&env, &run_id)?);
     let mirror = backend
         .mirror
         .clone()
-        .map(|m| MirrorKeeper::start(m, run_id.clone(), journal_file.clone()));
+        .map(|m| MirrorKeeper::start(m, run_id.clone(), journal_file.clone(), appended));
     let services = Arc::new(Services {
         environment: env.clone(),
         run_dir: dir.clone(),

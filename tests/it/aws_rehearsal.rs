@@ -10,10 +10,14 @@
 
 use crate::aws_support::setup_on;
 use crate::harness::moto::MotoServer;
-use crate::local_bluegreen::{happy_path, set_up, support, with_teardown};
+use crate::local_bluegreen::{
+    assert_no_write_lost, happy_path, set_up, support, text, with_teardown, writes_flow, Writer,
+};
 use cutover::config::Environment;
+use cutover::ids::RunId;
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// environments/rehearsal-aws.toml with the rig's endpoint and a state directory in `dir`.
 fn environment(dir: &Path, endpoint: &str) -> Environment {
@@ -181,6 +185,232 @@ async fn rehearse(env: Environment, vars: Vec<(&'static str, String)>) {
     eprintln!(
         "rehearsal: blue-green took {:?} under a writer; {} writes acknowledged, {} refused",
         started.elapsed(),
+        log.acknowledged.len(),
+        log.refused
+    );
+}
+
+/// `cutover` on `env` (its own state directory) with the rig's AWS variables.
+fn cutover(env: &Environment, vars: &[(&str, String)], args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .arg("--env")
+        .arg(&env.source.path)
+        .env("CUTOVER_STATE_DIR", &env.state_dir)
+        .env_remove("CUTOVER_FAILPOINTS")
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Every instance the rig's EC2 knows, with its state and cutover tags (for messages).
+async fn launched(clients: &cutover::providers::aws::AwsClients) -> String {
+    let out = clients.ec2.describe_instances().send().await.unwrap();
+    let mut lines = Vec::new();
+    for i in out.reservations().iter().flat_map(|r| r.instances()) {
+        let tags: Vec<String> = i
+            .tags()
+            .iter()
+            .filter(|t| t.key().is_some_and(|k| k.starts_with("cutover:")))
+            .map(|t| {
+                format!(
+                    "{}={}",
+                    t.key().unwrap_or_default(),
+                    t.value().unwrap_or_default()
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "{} {:?} launched {:?}: {}",
+            i.instance_id().unwrap_or_default(),
+            i.state().and_then(|s| s.name()),
+            i.launch_time(),
+            tags.join(" ")
+        ));
+    }
+    lines.join("\n")
+}
+
+/// The journal of `run_id` as mirrored to S3 (empty before the first upload).
+async fn mirrored_journal(clients: &cutover::providers::aws::AwsClients, run_id: &str) -> String {
+    let key = format!("cutover/rehearsal-aws/runs/{run_id}/journal.jsonl");
+    match clients
+        .s3
+        .get_object()
+        .bucket("cutover-rehearsal")
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(object) => {
+            String::from_utf8_lossy(&object.body.collect().await.unwrap().into_bytes()).into_owned()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// Every dump command the agent was sent: (command id, instance, status).
+async fn dump_commands(
+    clients: &cutover::providers::aws::AwsClients,
+) -> Vec<(String, String, String)> {
+    let listed = clients.ssm.list_command_invocations().send().await.unwrap();
+    listed
+        .command_invocations()
+        .iter()
+        .filter(|i| i.comment().unwrap_or_default().contains(" neo4j-dump"))
+        .map(|i| {
+            (
+                i.command_id().unwrap_or_default().to_owned(),
+                i.instance_id().unwrap_or_default().to_owned(),
+                i.status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Machine A runs blue-green under the live writer and dies (SIGKILL) while a dump's SSM
+/// command is InProgress and its handle is in A's journal mirror; machine B — its own state directory, only S3
+/// (the journal mirror, the lease) and the AWS APIs shared — resumes the run. B adopts
+/// the command by its recorded id: the agent was sent one dump per database in all, the
+/// run succeeds, and every acknowledged write is on green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_during_a_dump_resumes_on_another_machine_adopting_the_running_command() {
+    let server = MotoServer::start_rig(&["--heap", "256m"]).await;
+    let (moto, _settings, clients) = setup_on(server, "cutover-rehearsal").await;
+    terraform_owned(&clients).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env_a = environment(dir_a.path(), &moto.server.endpoint_url());
+    let env_b = environment(dir_b.path(), &moto.server.endpoint_url());
+    set_up(&env_a).await;
+    let vars = moto.cli_env();
+    let body = {
+        let env_a = env_a.clone();
+        async move { killed_during_the_dump(env_a, env_b, vars, clients).await }
+    };
+    with_teardown(&env_a, body).await;
+}
+
+async fn killed_during_the_dump(
+    env_a: Environment,
+    env_b: Environment,
+    vars: Vec<(&'static str, String)>,
+    clients: cutover::providers::aws::AwsClients,
+) {
+    let run_id = "adopt-1";
+    let writer = Writer::start(&env_a);
+    writes_flow(&env_a).await;
+    let mut a = cutover(
+        &env_a,
+        &vars,
+        &[
+            "run",
+            "runbooks/blue-green.toml",
+            "--set",
+            "bake=1s",
+            "--set",
+            "bake_interval=500ms",
+            "--set",
+            "health_successes=2",
+            "--yes",
+            "--run-id",
+            run_id,
+        ],
+    )
+    .spawn()
+    .unwrap();
+    // Bounded: 10 minutes for the run to reach its dumps, a check every 100 ms. A's
+    // journal as machine B can see it: its mirror in S3.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let adopted = loop {
+        let running = dump_commands(&clients)
+            .await
+            .into_iter()
+            .find(|(_, _, status)| status == "InProgress");
+        if let Some((id, _, _)) = running {
+            if mirrored_journal(&clients, run_id).await.contains(&id) {
+                break id;
+            }
+        }
+        assert!(
+            a.try_wait().unwrap().is_none(),
+            "machine A's run ended before a dump was under way"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no dump command under way within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    a.start_kill().unwrap();
+    let _ = a.wait().await;
+    let killed = Instant::now();
+    let still = dump_commands(&clients).await;
+    assert!(
+        still
+            .iter()
+            .any(|(id, _, status)| *id == adopted && status == "InProgress"),
+        "the dump was still running when A died: {still:?}"
+    );
+
+    let out = tokio::time::timeout(
+        Duration::from_secs(1500),
+        cutover(&env_b, &vars, &["resume", run_id]).output(),
+    )
+    .await
+    .expect("the resume finished within 25 minutes")
+    .unwrap();
+    let resumed_in = killed.elapsed();
+    eprintln!("machine B's resume:\n{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    writes_flow(&env_b).await;
+    let log = writer.finish().await;
+    assert_no_write_lost(&env_b, &log).await;
+
+    // One dump per database in all: B polled A's command instead of sending another.
+    let dumps = dump_commands(&clients).await;
+    let mut per_instance = std::collections::BTreeMap::new();
+    for (_, instance, status) in &dumps {
+        assert_eq!(status, "Success", "{dumps:?}");
+        *per_instance.entry(instance.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(per_instance.len(), 2, "{dumps:?}");
+    assert!(
+        per_instance.values().all(|n| *n == 1),
+        "a second dump was sent: {dumps:?}"
+    );
+    // B's journal extends A's: resumed, and each backup's intent journaled once.
+    let b_journal = std::fs::read_to_string(cutover::engine::run::journal_path(
+        &env_b.state_dir,
+        &RunId::new(run_id),
+    ))
+    .unwrap();
+    assert!(
+        b_journal.contains("\"event\":\"run_resumed\""),
+        "{b_journal}"
+    );
+    let backup_intents = b_journal
+        .lines()
+        .filter(|l| {
+            l.contains("\"event\":\"step_intent\"") && l.contains("\"action\":\"db.backup\"")
+        })
+        .count();
+    assert_eq!(backup_intents, 2, "one backup intent per database");
+    for db in ["ledger", "search"] {
+        let left = support::instances(&env_b, db).await.unwrap();
+        assert_eq!(
+            left.len(),
+            1,
+            "{db}: {left:?}\n{}",
+            launched(&clients).await
+        );
+        assert_eq!(left[0].1, "green", "{db}: {left:?}");
+    }
+    eprintln!(
+        "rehearsal: killed during dump command {adopted}; machine B resumed and finished in {:.1} s; {} writes acknowledged, {} refused",
+        resumed_in.as_secs_f64(),
         log.acknowledged.len(),
         log.refused
     );

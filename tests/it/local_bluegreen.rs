@@ -111,7 +111,7 @@ async fn cutover_run_with(
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -119,25 +119,25 @@ fn text(out: &Output) -> String {
     )
 }
 
-struct Writer {
+pub(crate) struct Writer {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<support::WriterLog>,
 }
 
 impl Writer {
-    fn start(env: &Environment) -> Self {
+    pub(crate) fn start(env: &Environment) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(support::run_writer(env.clone(), MEMBERS, stop.clone()));
         Self { stop, task }
     }
-    async fn finish(self) -> support::WriterLog {
+    pub(crate) async fn finish(self) -> support::WriterLog {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.unwrap()
     }
 }
 
 /// Waits until the app's ledger target accepts writes and has taken `n` more of them.
-async fn writes_flow(env: &Environment) {
+pub(crate) async fn writes_flow(env: &Environment) {
     let target = support::app_target(env, "ledger").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !support::accepts_writes(&target).await {
@@ -152,7 +152,7 @@ async fn writes_flow(env: &Environment) {
 
 /// Every acknowledged write is on both databases the app points at now: committed on
 /// ledger and indexed on search, one point in time for both.
-async fn assert_no_write_lost(env: &Environment, log: &support::WriterLog) {
+pub(crate) async fn assert_no_write_lost(env: &Environment, log: &support::WriterLog) {
     assert!(
         !log.acknowledged.is_empty(),
         "the writer never got a write acknowledged: {log:?}"

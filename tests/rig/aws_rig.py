@@ -127,11 +127,28 @@ class Rig:
 
 def give_new_instances_hosts(hosts):
     """Hosts (and their addresses) are made inside RunInstances, before moto renders its
-    answer, so even the RunInstances response reports the loopback address."""
+    answer, so even the RunInstances response reports the loopback address.
+
+    A RunInstances with a ClientToken already used answers with the instances that token
+    launched, as EC2 does (moto launches new ones): a client's retry of a launch whose
+    answer it never got, e.g. after a slow host creation here, launches nothing twice."""
     original = InstanceBackend.run_instances
+    launched = {}
+    lock = threading.Lock()
 
     def run_instances(backend, *args, **kwargs):
-        reservation = original(backend, *args, **kwargs)
+        token = kwargs.get("client_token")
+        # moto fills in "ABCDE" when the request has no ClientToken.
+        key = (backend.account_id, backend.region_name, token) if token and token != "ABCDE" else None
+        with lock:
+            reservation = launched.get(key) if key else None
+            if reservation is not None:
+                print(f"rig: RunInstances with ClientToken {token} again: the instances it launched",
+                      file=sys.stderr, flush=True)
+            else:
+                reservation = original(backend, *args, **kwargs)
+                if key:
+                    launched[key] = reservation
         hosts.reconcile(reservation.instances, backend.region_name)
         return reservation
 
