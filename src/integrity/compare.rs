@@ -366,7 +366,7 @@ pub fn compare(source: &Fingerprint, target: &Fingerprint) -> Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrity::fingerprint::{content_digest, ReadStats, FINGERPRINT_FORMAT};
+    use crate::integrity::fingerprint::content_digest;
 
     fn fp(nodes: &[(&str, u64, u8)], rels: &[(&str, u64, u8)]) -> Fingerprint {
         let mk = |v: &[(&str, u64, u8)]| -> BTreeMap<String, MultisetDigest> {
@@ -381,25 +381,7 @@ mod tests {
                 .collect()
         };
         let (ng, rg) = (mk(nodes), mk(rels));
-        Fingerprint {
-            format: FINGERPRINT_FORMAT.into(),
-            encoding: crate::integrity::canonical::ENCODING_VERSION.into(),
-            engine: "arcadedb".into(),
-            identity_keys: vec![],
-            salted: false,
-            content: content_digest(&ng, &rg),
-            nodes: MultisetDigest::default(),
-            relationships: MultisetDigest::default(),
-            node_groups: ng,
-            relationship_groups: rg,
-            triples: BTreeMap::new(),
-            node_property_keys: BTreeMap::new(),
-            relationship_property_keys: BTreeMap::new(),
-            schema: SchemaInfo::NotAvailable { reason: "x".into() },
-            missing_identity_keys: BTreeMap::new(),
-            warnings: vec![],
-            stats: ReadStats::default(),
-        }
+        Fingerprint::for_tests(content_digest(&ng, &rg), ng, rg)
     }
 
     #[test]

@@ -162,6 +162,36 @@ pub struct Fingerprint {
     pub stats: ReadStats,
 }
 
+#[cfg(test)]
+impl Fingerprint {
+    /// A fingerprint with these groups and `content`, everything else empty (tests).
+    pub fn for_tests(
+        content: String,
+        node_groups: BTreeMap<String, GroupDigest>,
+        relationship_groups: BTreeMap<String, GroupDigest>,
+    ) -> Self {
+        Fingerprint {
+            format: FINGERPRINT_FORMAT.into(),
+            encoding: super::canonical::ENCODING_VERSION.into(),
+            engine: "arcadedb".into(),
+            identity_keys: vec![],
+            salted: false,
+            content,
+            nodes: MultisetDigest::default(),
+            relationships: MultisetDigest::default(),
+            node_groups,
+            relationship_groups,
+            triples: BTreeMap::new(),
+            node_property_keys: BTreeMap::new(),
+            relationship_property_keys: BTreeMap::new(),
+            schema: SchemaInfo::NotAvailable { reason: "x".into() },
+            missing_identity_keys: BTreeMap::new(),
+            warnings: vec![],
+            stats: ReadStats::default(),
+        }
+    }
+}
+
 /// Renders a label set as `:A:B` (sorted), backtick-quoting labels that need it.
 pub fn label_set_name(labels: &[&str]) -> String {
     if labels.is_empty() {

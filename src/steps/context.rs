@@ -32,6 +32,26 @@ pub struct Services {
     pub providers: Option<crate::providers::ProviderSet>,
 }
 
+#[cfg(test)]
+impl Services {
+    /// Services for step tests: the environment parsed from `env_text` (as `unit.toml`
+    /// in `dir`, which is also the run directory) and `providers`.
+    pub fn for_tests(
+        dir: &std::path::Path,
+        env_text: &str,
+        providers: crate::providers::ProviderSet,
+    ) -> Arc<Self> {
+        let source = crate::config::source::SourceFile::new(dir.join("unit.toml"), env_text);
+        let environment = Environment::parse(source).unwrap_or_else(|p| panic!("{p:?}"));
+        Arc::new(Services {
+            environment: Arc::new(environment),
+            run_dir: dir.to_path_buf(),
+            progress: crate::engine::progress::no_progress(),
+            providers: Some(providers),
+        })
+    }
+}
+
 /// The context of one step execution (or compensation).
 pub struct StepContext {
     pub run_id: RunId,

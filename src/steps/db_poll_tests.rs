@@ -8,11 +8,8 @@
 use super::context::{Services, StepContext, StepRecorder};
 use super::dbctx::test_engine;
 use super::{Decision, Step};
-use crate::config::source::SourceFile;
-use crate::config::Environment;
 use crate::db::bolt::BoltTarget;
 use crate::db::{BackupArtifact, DatabaseEngine, DbHandle, DbOperation, EngineKind, OpPoll};
-use crate::engine::progress::no_progress;
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::{InstanceId, ObjectKey, RunId, StepId};
 use crate::providers::local::object_store::LocalObjectStore;
@@ -231,8 +228,6 @@ const ENV: &str = "name = \"unit\"\nprovider = \"local\"\nstate_dir = \"state\"\
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let environment = Environment::parse(SourceFile::new(dir.path().join("unit.toml"), ENV))
-        .unwrap_or_else(|p| panic!("{p:?}"));
     let secrets = LocalSecretStore::new(dir.path().join("secrets"));
     let name = root_secret_name(&InstanceId::new("blue"));
     let v = secrets
@@ -247,12 +242,7 @@ async fn fixture() -> Fixture {
         exec: None,
         app: None,
     };
-    let services = Arc::new(Services {
-        environment: Arc::new(environment),
-        run_dir: dir.path().to_path_buf(),
-        progress: no_progress(),
-        providers: Some(providers),
-    });
+    let services = Services::for_tests(dir.path(), ENV, providers);
     Fixture {
         _dir: dir,
         services,

@@ -29,6 +29,8 @@ pub mod preflight;
 pub mod recipe;
 pub mod registry;
 pub mod secret;
+#[cfg(test)]
+mod select_measure_tests;
 pub mod terraform;
 pub mod traffic;
 pub mod util;
