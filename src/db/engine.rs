@@ -88,6 +88,15 @@ where
 #[async_trait]
 pub trait DatabaseEngine: Send + Sync {
     fn kind(&self) -> EngineKind;
+    /// Whether [`start_restore`](DatabaseEngine::start_restore) checks the artifact's
+    /// SHA-256 (the artifact's `object.sha256`, the manifest's) where the bytes land and
+    /// refuses to load on a mismatch — the Neo4j scripts hash their download on the
+    /// instance before `neo4j-admin` loads it. Then `db.restore` does not download the
+    /// artifact to the controller to check it first: on aws the data never flows through
+    /// the machine running cutover. The default (false) has the controller check.
+    fn verifies_artifact_where_it_loads(&self) -> bool {
+        false
+    }
     /// The server's version, e.g. `26.10.2` or `5.26.0`.
     async fn version(&self, db: &DbHandle) -> Result<String, Failure>;
     /// A real query succeeds (not just a port answering).

@@ -593,8 +593,11 @@ impl Step for Restore {
             )));
         };
         let mut st: RestoreState = try_step!(load_state(ctx));
-        // 1. Bytes first: download and hash what is stored now, before anything is loaded.
-        if st.verified_sha256.as_deref() != Some(expected.as_str()) && !st.loaded {
+        // 1. Bytes first: download and hash what is stored now, before anything is loaded —
+        //    here, unless the engine checks them where they load (the Neo4j scripts, on
+        //    the instance: then no artifact byte passes through this machine).
+        let checked_here = !db.engine.verifies_artifact_where_it_loads();
+        if checked_here && st.verified_sha256.as_deref() != Some(expected.as_str()) && !st.loaded {
             let scratch = ctx
                 .services
                 .run_dir

@@ -33,12 +33,15 @@ enum Outcome {
     Fails(ErrorClass),
 }
 
-/// A database engine whose backup command runs for `running_polls` polls.
+/// A database engine whose backup command runs for `running_polls` polls; its restore
+/// ends at the first poll, and checks the artifact itself when `verifies_where_it_loads`.
 struct FakeEngine {
     running_polls: u32,
     outcome: Outcome,
     starts: AtomicU32,
     polls: AtomicU32,
+    verifies_where_it_loads: bool,
+    restores: AtomicU32,
 }
 
 impl FakeEngine {
@@ -48,6 +51,15 @@ impl FakeEngine {
             outcome,
             starts: AtomicU32::new(0),
             polls: AtomicU32::new(0),
+            verifies_where_it_loads: false,
+            restores: AtomicU32::new(0),
+        })
+    }
+
+    fn restoring(verifies_where_it_loads: bool) -> Arc<Self> {
+        Arc::new(Self {
+            verifies_where_it_loads,
+            ..Arc::into_inner(Self::new(0, Outcome::Succeeds)).unwrap()
         })
     }
 }
@@ -56,6 +68,9 @@ impl FakeEngine {
 impl DatabaseEngine for FakeEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Neo4j
+    }
+    fn verifies_artifact_where_it_loads(&self) -> bool {
+        self.verifies_where_it_loads
     }
     async fn version(&self, _db: &DbHandle) -> Result<String, Failure> {
         Ok("5.26.3".into())
@@ -126,7 +141,12 @@ impl DatabaseEngine for FakeEngine {
         _objects: &dyn ObjectStore,
         _artifact: &BackupArtifact,
     ) -> Result<DbOperation, Failure> {
-        Err(Failure::permanent("not used here"))
+        self.restores.fetch_add(1, Ordering::SeqCst);
+        Ok(DbOperation {
+            operation: "fake-restore".into(),
+            command: None,
+            state: serde_json::Value::Null,
+        })
     }
     async fn poll_restore(
         &self,
@@ -135,7 +155,7 @@ impl DatabaseEngine for FakeEngine {
         _artifact: &BackupArtifact,
         _op: &mut DbOperation,
     ) -> OpPoll<()> {
-        OpPoll::Failed(Failure::permanent("not used here"))
+        OpPoll::Done(())
     }
     async fn set_user_password(
         &self,
@@ -421,5 +441,92 @@ async fn traffic_verify_goes_on_only_while_the_application_uses_the_listed_insta
             }
             (_, other) => panic!("{url}: {other:?}"),
         }
+    }
+}
+
+/// `db.restore` downloads the artifact to check its SHA-256 only on engines that do not
+/// check it where it loads. The artifact here is out of the controller's reach (not in
+/// its object store, only its manifest is): an engine that verifies on the instance
+/// restores without the controller reading a byte of it; one that does not fails on the
+/// controller's download, before anything is started.
+#[tokio::test(start_paused = true)]
+async fn a_restore_downloads_the_artifact_only_for_engines_that_do_not_check_it_themselves() {
+    let f = fixture().await;
+    let objects = f.services.providers.as_ref().unwrap().objects.clone();
+    let manifest = super::db::Manifest {
+        format: super::db::MANIFEST_FORMAT.into(),
+        environment: "unit".into(),
+        database: "ledger".into(),
+        run_id: "r1".into(),
+        taken_at: "2026-12-04T10:00:00Z".into(),
+        frozen: true,
+        artifact: BackupArtifact {
+            object: ObjectInfo {
+                key: ObjectKey::new("backups/unit/r1/ledger/ledger.dump"),
+                size: 12,
+                sha256: Some("ab".repeat(32)),
+                last_modified: None,
+            },
+            engine: EngineKind::Neo4j,
+            engine_version: "5.26.3".into(),
+            format: "dump".into(),
+        },
+        fingerprint: crate::integrity::fingerprint::Fingerprint::for_tests(
+            "fp".into(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        ),
+        invariants: vec![],
+        answers: vec![],
+    };
+    objects
+        .put_bytes(
+            &ObjectKey::new("backups/unit/r1/ledger/manifest.json"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .await
+        .unwrap();
+    let app = crate::ids::SecretName::new("unit/ledger/app-password");
+    let secrets = f.services.providers.as_ref().unwrap().secrets.clone();
+    let v = secrets
+        .put_pending(&app, &SecretString::from("app-pass".to_owned()), "a1")
+        .await
+        .unwrap();
+    secrets.promote(&app, &v).await.unwrap();
+    let serde_json::Value::Object(inputs) = serde_json::json!({
+        "database": "ledger",
+        "instance": "blue",
+        "manifest": "backups/unit/r1/ledger/manifest.json",
+    }) else {
+        unreachable!()
+    };
+    for verifies in [true, false] {
+        let engine = FakeEngine::restoring(verifies);
+        test_engine::set(engine.clone());
+        let ctx = StepContext::new(
+            RunId::new("run-1"),
+            StepId::new("restore"),
+            1,
+            inputs.clone(),
+            f.services.clone(),
+            Arc::new(Journal::default()),
+            None,
+        );
+        let mut step = (crate::steps::find_kind("db.restore").unwrap().build)();
+        let decision = step.advance(&ctx).await;
+        match (verifies, decision) {
+            (true, Decision::Done(out)) => assert_eq!(out["sha256"], "ab".repeat(32)),
+            (false, Decision::Fail(f)) => assert!(
+                f.message.contains("backups/unit/r1/ledger/ledger.dump"),
+                "{}",
+                f.message
+            ),
+            (_, other) => panic!("verifies={verifies}: {other:?}"),
+        }
+        assert_eq!(
+            engine.restores.load(Ordering::SeqCst),
+            u32::from(verifies),
+            "verifies={verifies}"
+        );
     }
 }

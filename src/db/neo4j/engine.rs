@@ -517,6 +517,12 @@ impl DatabaseEngine for Neo4jEngine {
         EngineKind::Neo4j
     }
 
+    /// `load-from-s3.sh` and `restore-from-s3.sh` download the artifact on the instance,
+    /// compare its SHA-256 with the manifest's and stop before loading on a mismatch.
+    fn verifies_artifact_where_it_loads(&self) -> bool {
+        true
+    }
+
     async fn version(&self, db: &DbHandle) -> Result<String, Failure> {
         Ok(self.server(db).await?.version.to_string())
     }
