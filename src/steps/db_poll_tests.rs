@@ -33,6 +33,21 @@ enum Outcome {
     Fails(ErrorClass),
 }
 
+/// The 12-byte Neo4j dump at `key` the fake engine reports.
+fn dump_artifact(key: ObjectKey) -> BackupArtifact {
+    BackupArtifact {
+        object: ObjectInfo {
+            key,
+            size: 12,
+            sha256: Some("ab".repeat(32)),
+            last_modified: None,
+        },
+        engine: EngineKind::Neo4j,
+        engine_version: "5.26.3".into(),
+        format: "dump".into(),
+    }
+}
+
 /// A database engine whose backup command runs for `running_polls` polls; its restore
 /// ends at the first poll, and checks the artifact itself when `verifies_where_it_loads`.
 struct FakeEngine {
@@ -118,17 +133,9 @@ impl DatabaseEngine for FakeEngine {
             };
         }
         match self.outcome {
-            Outcome::Succeeds => OpPoll::Done(BackupArtifact {
-                object: ObjectInfo {
-                    key: serde_json::from_value(op.state["key"].clone()).unwrap(),
-                    size: 12,
-                    sha256: Some("ab".repeat(32)),
-                    last_modified: None,
-                },
-                engine: EngineKind::Neo4j,
-                engine_version: "5.26.3".into(),
-                format: "dump".into(),
-            }),
+            Outcome::Succeeds => OpPoll::Done(dump_artifact(
+                serde_json::from_value(op.state["key"].clone()).unwrap(),
+            )),
             Outcome::Fails(class) => OpPoll::Failed(Failure {
                 class,
                 ..Failure::permanent("script neo4j-dump exited with code 3")
@@ -460,17 +467,7 @@ async fn a_restore_downloads_the_artifact_only_for_engines_that_do_not_check_it_
         run_id: "r1".into(),
         taken_at: "2026-12-04T10:00:00Z".into(),
         frozen: true,
-        artifact: BackupArtifact {
-            object: ObjectInfo {
-                key: ObjectKey::new("backups/unit/r1/ledger/ledger.dump"),
-                size: 12,
-                sha256: Some("ab".repeat(32)),
-                last_modified: None,
-            },
-            engine: EngineKind::Neo4j,
-            engine_version: "5.26.3".into(),
-            format: "dump".into(),
-        },
+        artifact: dump_artifact(ObjectKey::new("backups/unit/r1/ledger/ledger.dump")),
         fingerprint: crate::integrity::fingerprint::Fingerprint::for_tests(
             "fp".into(),
             BTreeMap::new(),
