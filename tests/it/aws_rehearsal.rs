@@ -11,7 +11,8 @@
 use crate::aws_support::setup_on;
 use crate::harness::moto::MotoServer;
 use crate::local_bluegreen::{
-    assert_no_write_lost, happy_path, set_up, support, text, with_teardown, writes_flow, Writer,
+    assert_no_write_lost, backup_restore_and_drill, happy_path, set_up, support, text,
+    with_teardown, writes_flow, Writer,
 };
 use cutover::config::Environment;
 use cutover::ids::RunId;
@@ -324,14 +325,19 @@ async fn killed_during_the_dump(
     // Bounded: 10 minutes for the run to reach its dumps, a check every 100 ms. A's
     // journal as machine B can see it: its mirror in S3.
     let deadline = Instant::now() + Duration::from_secs(600);
+    // Killed once a dump runs and every dump sent so far is in the mirror: a command sent
+    // but not yet journaled is the window this test does not cover (see the resume
+    // caveat in docs/engine.md).
     let adopted = loop {
-        let running = dump_commands(&clients)
-            .await
-            .into_iter()
-            .find(|(_, _, status)| status == "InProgress");
+        let sent = dump_commands(&clients).await;
+        let running = sent.iter().find(|(_, _, status)| status == "InProgress");
         if let Some((id, _, _)) = running {
-            if mirrored_journal(&clients, run_id).await.contains(&id) {
-                break id;
+            let mirrored = mirrored_journal(&clients, run_id).await;
+            if sent
+                .iter()
+                .all(|(sent_id, _, _)| mirrored.contains(sent_id))
+            {
+                break id.clone();
             }
         }
         assert!(
@@ -414,4 +420,25 @@ async fn killed_during_the_dump(
         log.acknowledged.len(),
         log.refused
     );
+}
+
+/// `backup`, `restore` and `dr-drill` on aws against the rig: the local test's sequence
+/// and checks (two backups, a restore of the first into new instances, a drill of the
+/// latest into throw-away ones that are then terminated, blue serving throughout), with
+/// the dumps made and loaded on the rehearsal hosts through SSM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_restore_and_dr_drill_on_aws_against_the_rig() {
+    let server = MotoServer::start_rig(&["--heap", "256m"]).await;
+    let (moto, _settings, clients) = setup_on(server, "cutover-rehearsal").await;
+    terraform_owned(&clients).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(dir.path(), &moto.server.endpoint_url());
+    set_up(&env).await;
+    let vars = moto.cli_env();
+    let run = env.clone();
+    with_teardown(&env, async move {
+        let (rto, rpo) = backup_restore_and_drill(run, vars).await;
+        eprintln!("rehearsal: dr-drill on aws: RTO {rto:.1} s, RPO {rpo:.1} s");
+    })
+    .await;
 }

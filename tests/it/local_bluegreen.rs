@@ -616,7 +616,13 @@ async fn bake_failure(env: Environment) {
 
 /// `cutover` with `args` in the test environment, bounded like [`cutover_run`].
 async fn cutover_cmd(env: &Environment, args: &[&str]) -> Output {
+    cutover_cmd_with(env, &[], args).await
+}
+
+/// [`cutover_cmd`] with `vars` added to its environment.
+async fn cutover_cmd_with(env: &Environment, vars: &[(&str, String)], args: &[&str]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
     cmd.current_dir(repo())
         .args(args)
         .arg("--env")
@@ -1099,7 +1105,21 @@ async fn backup_restore_and_dr_drill_run_end_to_end_and_leave_blue_serving() {
     set_up(&env).await;
     let run = env.clone();
     with_teardown(&env, async move {
-        let env = run;
+        backup_restore_and_drill(run, Vec::new()).await;
+    })
+    .await;
+}
+
+/// Two backups with a credex written between them, `restore --set backup=FIRST` (the
+/// named run), then `dr-drill` on the latest, through `cutover` with `vars` in its
+/// environment: each exits 0, the restore took the first backup and the drill the
+/// second, the drill's instances are gone and the restore's stay, blue serves
+/// throughout. Returns the drill's RTO and RPO in seconds.
+pub(crate) async fn backup_restore_and_drill(
+    env: Environment,
+    vars: Vec<(&'static str, String)>,
+) -> (f64, f64) {
+    {
         let blue = support::app_target(&env, "ledger").await.unwrap();
         let runbook = |name: &str, id: &str, extra: &[&str]| {
             let mut args = vec!["run".to_owned(), format!("runbooks/{name}.toml")];
@@ -1109,9 +1129,10 @@ async fn backup_restore_and_dr_drill_run_end_to_end_and_leave_blue_serving() {
         };
         let run_ok = |args: Vec<String>| {
             let env = env.clone();
+            let vars = vars.clone();
             async move {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let out = cutover_cmd(&env, &args).await;
+                let out = cutover_cmd_with(&env, &vars, &args).await;
                 assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
                 cutover::engine::run::load_view(&env.state_dir, &RunId::new(args[4])).unwrap()
             }
@@ -1173,7 +1194,10 @@ async fn backup_restore_and_dr_drill_run_end_to_end_and_leave_blue_serving() {
         }
         let rto = output(&drill, "measure", "rto_seconds").as_f64().unwrap();
         let rpo = output(&drill, "measure", "rpo_seconds").as_f64().unwrap();
-        eprintln!("dr-drill on ArcadeDB: RTO {rto:.1} s, RPO {rpo:.1} s");
+        eprintln!(
+            "dr-drill on {} ({:?}): RTO {rto:.1} s, RPO {rpo:.1} s",
+            env.name, env.provider
+        );
         assert!(rto > 0.0 && rto < 600.0, "RTO {rto} s");
         assert!(rpo > 0.0 && rpo < 600.0, "RPO {rpo} s");
         // The drill's instances are gone; the restore's stay (they are the point of it).
@@ -1195,6 +1219,6 @@ async fn backup_restore_and_dr_drill_run_end_to_end_and_leave_blue_serving() {
             support::accepts_writes(&blue).await,
             "blue no longer serving"
         );
-    })
-    .await;
+        (rto, rpo)
+    }
 }
