@@ -365,7 +365,7 @@ impl Executor {
                     match confirmation {
                         Confirmation::Holds => {}
                         Confirmation::NotYet => {
-                            recheck_at = Some(Instant::now() + RECHECK_EVERY);
+                            recheck_at = unconfirmed.next_check();
                             continue;
                         }
                         Confirmation::Violated(message) => {
@@ -524,7 +524,14 @@ impl Executor {
         outputs: &HashMap<StepId, Outputs>,
         attempts: &HashMap<StepId, u32>,
     ) -> Result<Confirmation, Failure> {
-        for needed in unconfirmed.needed_by(step, &self.plan.steps) {
+        if unconfirmed.is_empty() {
+            return Ok(Confirmation::Holds);
+        }
+        let now = Instant::now();
+        for needed in unconfirmed.needed_by(&self.plan.ancestors(&step.id)) {
+            if !unconfirmed.due(&needed, now) {
+                return Ok(Confirmation::NotYet);
+            }
             match self.postcondition(&needed, outputs, attempts).await? {
                 Ok(()) => {
                     self.journal_check(
@@ -542,7 +549,7 @@ impl Executor {
                     )));
                 }
                 Err(f) => {
-                    if unconfirmed.waited_too_long(&needed, Instant::now()) {
+                    if unconfirmed.no_verdict(&needed, now) {
                         self.journal_check(needed.clone(), false, f.message.clone())?;
                         return Ok(Confirmation::Violated(format!(
                             "step {needed} finished earlier, but whether its effect still holds could not be checked for {} minutes: {}",

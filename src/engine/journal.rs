@@ -254,12 +254,12 @@ impl Journal {
         &self.path
     }
 
-    /// Writes, flushes and fsyncs one record.
     /// `notify` is told after every record this journal writes from now on.
     pub fn notify_on_append(&mut self, notify: std::sync::Arc<tokio::sync::Notify>) {
         self.on_append = Some(notify);
     }
 
+    /// Writes, flushes and fsyncs one record.
     pub fn append(&mut self, event: Event) -> Result<Record, Failure> {
         let record = Record {
             seq: self.next_seq,

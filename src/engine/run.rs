@@ -476,17 +476,14 @@ async fn session(
     let env = plan.environment.clone();
     let dir = run_dir(&env.state_dir, &run_id);
     let journal_file = journal.path().to_path_buf();
-    let mut journal = journal;
-    let appended = Arc::new(tokio::sync::Notify::new());
-    if backend.mirror.is_some() {
-        journal.notify_on_append(appended.clone());
-    }
-    let journal: SharedJournal = Arc::new(Mutex::new(journal));
     let providers = Some(backend.providers(&env, &run_id)?);
-    let mirror = backend
-        .mirror
-        .clone()
-        .map(|m| MirrorKeeper::start(m, run_id.clone(), journal_file.clone(), appended));
+    let mut journal = journal;
+    let mirror = backend.mirror.clone().map(|m| {
+        let appended = Arc::new(tokio::sync::Notify::new());
+        journal.notify_on_append(appended.clone());
+        MirrorKeeper::start(m, run_id.clone(), journal_file.clone(), appended)
+    });
+    let journal: SharedJournal = Arc::new(Mutex::new(journal));
     let services = Arc::new(Services {
         environment: env.clone(),
         run_dir: dir.clone(),

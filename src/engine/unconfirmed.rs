@@ -18,21 +18,28 @@
 //! - Steps that do not need an unconfirmed step are not held up.
 
 use crate::ids::StepId;
-use crate::plan::PlannedStep;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long a step may wait for an earlier step's effect to be confirmed.
 pub const CONFIRM_LIMIT: Duration = Duration::from_secs(600);
 
-/// How soon a blocked step asks again.
+/// How soon a check that gave no verdict is made again.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// The unconfirmed steps, each with when a step first waited for it.
+/// One unconfirmed step: when a step first waited for it, and when it may be checked
+/// again (`None`: now). Steps waiting for the same one share its checks.
+#[derive(Debug, Default)]
+struct Waiting {
+    since: Option<Instant>,
+    next_check: Option<Instant>,
+}
+
+/// The unconfirmed steps.
 #[derive(Debug, Default)]
 pub struct Unconfirmed {
-    steps: BTreeMap<StepId, Option<Instant>>,
+    steps: BTreeMap<StepId, Waiting>,
 }
 
 impl Unconfirmed {
@@ -41,92 +48,94 @@ impl Unconfirmed {
     }
 
     pub fn insert(&mut self, step: StepId) {
-        self.steps.insert(step, None);
+        self.steps.insert(step, Waiting::default());
     }
 
     pub fn confirmed(&mut self, step: &StepId) {
         self.steps.remove(step);
     }
 
-    /// The unconfirmed steps `step` needs, directly or transitively, in id order.
-    pub fn needed_by(&self, step: &PlannedStep, plan: &[PlannedStep]) -> Vec<StepId> {
-        if self.steps.is_empty() {
-            return Vec::new();
-        }
-        let by_id: HashMap<&StepId, &PlannedStep> = plan.iter().map(|s| (&s.id, s)).collect();
-        let mut seen: BTreeSet<&StepId> = BTreeSet::new();
-        let mut todo: Vec<&StepId> = step.needs.iter().collect();
-        while let Some(id) = todo.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
-            if let Some(s) = by_id.get(id) {
-                todo.extend(s.needs.iter());
-            }
-        }
+    /// The unconfirmed steps among `ancestors` (what a step needs, directly or not:
+    /// [`crate::plan::Plan::ancestors`]), in id order.
+    pub fn needed_by(&self, ancestors: &BTreeSet<StepId>) -> Vec<StepId> {
         self.steps
             .keys()
-            .filter(|u| seen.contains(u))
+            .filter(|u| ancestors.contains(*u))
             .cloned()
             .collect()
     }
 
-    /// Records that a step waits for `step` now; whether it has waited past the limit.
-    pub fn waited_too_long(&mut self, step: &StepId, now: Instant) -> bool {
+    /// Whether `step` may be checked again at `now`.
+    pub fn due(&self, step: &StepId, now: Instant) -> bool {
+        self.steps
+            .get(step)
+            .and_then(|w| w.next_check)
+            .is_none_or(|at| at <= now)
+    }
+
+    /// A check of `step` at `now`, made for a step waiting on it, gave no verdict: the
+    /// next is due [`RECHECK_EVERY`] later. Returns whether a step has now waited for it
+    /// longer than [`CONFIRM_LIMIT`].
+    pub fn no_verdict(&mut self, step: &StepId, now: Instant) -> bool {
         match self.steps.get_mut(step) {
-            Some(first) => now.duration_since(*first.get_or_insert(now)) > CONFIRM_LIMIT,
+            Some(w) => {
+                w.next_check = Some(now + RECHECK_EVERY);
+                now.duration_since(*w.since.get_or_insert(now)) > CONFIRM_LIMIT
+            }
             None => false,
         }
+    }
+
+    /// When the earliest unconfirmed step may be checked again.
+    pub fn next_check(&self) -> Option<Instant> {
+        self.steps.values().filter_map(|w| w.next_check).min()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceFile;
-    use crate::engine::retry::RetryPolicy;
 
-    fn step(id: &str, needs: &[&str]) -> PlannedStep {
-        PlannedStep {
-            id: StepId::new(id),
-            kind: crate::steps::find_kind("util.wait").unwrap(),
-            description: None,
-            needs: needs.iter().map(|n| StepId::new(*n)).collect(),
-            inputs: Default::default(),
-            retry: RetryPolicy::default(),
-            timeout: None,
-            when: None,
-            compensate: None,
-            location: SourceFile::new("t.toml", "").locate(None),
-        }
+    fn ids(names: &[&str]) -> BTreeSet<StepId> {
+        names.iter().map(|n| StepId::new(*n)).collect()
     }
 
     #[test]
-    fn a_step_waits_only_for_the_unconfirmed_steps_it_needs_transitively() {
-        let plan = vec![
-            step("freeze", &[]),
-            step("other", &[]),
-            step("backup", &["freeze"]),
-            step("restore", &["backup"]),
-            step("side", &["other"]),
-        ];
+    fn a_step_waits_only_for_the_unconfirmed_steps_among_its_ancestors() {
         let mut u = Unconfirmed::default();
         u.insert(StepId::new("freeze"));
-        assert_eq!(u.needed_by(&plan[3], &plan), vec![StepId::new("freeze")]);
-        assert!(u.needed_by(&plan[4], &plan).is_empty());
+        assert_eq!(
+            u.needed_by(&ids(&["backup", "freeze"])),
+            vec![StepId::new("freeze")]
+        );
+        assert!(u.needed_by(&ids(&["other"])).is_empty());
         u.confirmed(&StepId::new("freeze"));
-        assert!(u.needed_by(&plan[3], &plan).is_empty());
+        assert!(u.needed_by(&ids(&["backup", "freeze"])).is_empty());
     }
 
     #[test]
-    fn the_wait_is_measured_from_the_first_step_that_waited() {
+    fn a_check_without_verdict_is_made_again_after_the_interval_only() {
         let mut u = Unconfirmed::default();
         let freeze = StepId::new("freeze");
         u.insert(freeze.clone());
         let t0 = Instant::now();
-        assert!(!u.waited_too_long(&freeze, t0 + Duration::from_secs(3600)));
-        assert!(!u.waited_too_long(&freeze, t0 + Duration::from_secs(3600) + CONFIRM_LIMIT));
-        assert!(u.waited_too_long(&freeze, t0 + Duration::from_secs(3601) + CONFIRM_LIMIT));
-        assert!(!u.waited_too_long(&StepId::new("unknown"), t0));
+        assert!(u.due(&freeze, t0), "a new one may be checked at once");
+        assert_eq!(u.next_check(), None);
+        u.no_verdict(&freeze, t0);
+        assert!(!u.due(&freeze, t0 + RECHECK_EVERY / 2));
+        assert!(u.due(&freeze, t0 + RECHECK_EVERY));
+        assert_eq!(u.next_check(), Some(t0 + RECHECK_EVERY));
+    }
+
+    #[test]
+    fn the_wait_is_measured_from_the_first_check_without_verdict() {
+        let mut u = Unconfirmed::default();
+        let freeze = StepId::new("freeze");
+        u.insert(freeze.clone());
+        let t0 = Instant::now();
+        assert!(!u.no_verdict(&freeze, t0 + Duration::from_secs(3600)));
+        assert!(!u.no_verdict(&freeze, t0 + Duration::from_secs(3600) + CONFIRM_LIMIT));
+        assert!(u.no_verdict(&freeze, t0 + Duration::from_secs(3601) + CONFIRM_LIMIT));
+        assert!(!u.no_verdict(&StepId::new("unknown"), t0));
     }
 }

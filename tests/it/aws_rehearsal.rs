@@ -82,14 +82,41 @@ async fn terraform_owned(clients: &cutover::providers::aws::AwsClients) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blue_green_on_aws_against_the_rig_succeeds_under_a_live_writer() {
+/// A rig with what Terraform owns, an environment on it with its state in `dir`, and
+/// blue made as production's was.
+struct Rig {
+    moto: crate::aws_support::Moto,
+    settings: cutover::providers::aws::AwsSettings,
+    clients: cutover::providers::aws::AwsClients,
+    dir: tempfile::TempDir,
+    env: Environment,
+}
+
+async fn rig_with_blue() -> Rig {
     let server = MotoServer::start_rig(&["--heap", "256m"]).await;
     let (moto, settings, clients) = setup_on(server, "cutover-rehearsal").await;
     terraform_owned(&clients).await;
     let dir = tempfile::tempdir().unwrap();
     let env = environment(dir.path(), &moto.server.endpoint_url());
     set_up(&env).await;
+    Rig {
+        moto,
+        settings,
+        clients,
+        dir,
+        env,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_on_aws_against_the_rig_succeeds_under_a_live_writer() {
+    let Rig {
+        moto,
+        settings,
+        clients,
+        dir: _dir,
+        env,
+    } = rig_with_blue().await;
     // Blue is two rehearsal hosts whose Neo4j listens on their own loopback address.
     let hosts = moto.server.rig_hosts().await;
     assert_eq!(hosts.len(), 2, "{hosts:?}");
@@ -233,20 +260,23 @@ async fn launched(clients: &cutover::providers::aws::AwsClients) -> String {
     lines.join("\n")
 }
 
-/// The journal of `run_id` as mirrored to S3 (empty before the first upload).
-async fn mirrored_journal(clients: &cutover::providers::aws::AwsClients, run_id: &str) -> String {
-    let key = format!("cutover/rehearsal-aws/runs/{run_id}/journal.jsonl");
-    match clients
-        .s3
-        .get_object()
-        .bucket("cutover-rehearsal")
-        .key(key)
-        .send()
+/// The journal of `run_id` as mirrored to S3 under `env`'s settings (empty before the
+/// first upload).
+async fn mirrored_journal(
+    clients: &cutover::providers::aws::AwsClients,
+    env: &Environment,
+    run_id: &str,
+) -> String {
+    use cutover::providers::aws::config::AwsEnvironment;
+    use cutover::providers::aws::{JournalMirror, S3Store};
+    use cutover::providers::ObjectStore;
+    let settings = AwsEnvironment::from_environment(env).unwrap().settings;
+    let store = S3Store::new(clients.s3.clone(), settings);
+    match store
+        .get_bytes(&JournalMirror::key(&RunId::new(run_id)))
         .await
     {
-        Ok(object) => {
-            String::from_utf8_lossy(&object.body.collect().await.unwrap().into_bytes()).into_owned()
-        }
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(_) => String::new(),
     }
 }
@@ -279,13 +309,15 @@ async fn dump_commands(
 /// run succeeds, and every acknowledged write is on green.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_during_a_dump_resumes_on_another_machine_adopting_the_running_command() {
-    let server = MotoServer::start_rig(&["--heap", "256m"]).await;
-    let (moto, _settings, clients) = setup_on(server, "cutover-rehearsal").await;
-    terraform_owned(&clients).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let env_a = environment(dir_a.path(), &moto.server.endpoint_url());
+    let Rig {
+        moto,
+        clients,
+        dir: _dir_a,
+        env: env_a,
+        ..
+    } = rig_with_blue().await;
+    let dir_b = tempfile::tempdir().unwrap();
     let env_b = environment(dir_b.path(), &moto.server.endpoint_url());
-    set_up(&env_a).await;
     let vars = moto.cli_env();
     let body = {
         let env_a = env_a.clone();
@@ -332,7 +364,7 @@ async fn killed_during_the_dump(
         let sent = dump_commands(&clients).await;
         let running = sent.iter().find(|(_, _, status)| status == "InProgress");
         if let Some((id, _, _)) = running {
-            let mirrored = mirrored_journal(&clients, run_id).await;
+            let mirrored = mirrored_journal(&clients, &env_a, run_id).await;
             if sent
                 .iter()
                 .all(|(sent_id, _, _)| mirrored.contains(sent_id))
@@ -428,12 +460,12 @@ async fn killed_during_the_dump(
 /// the dumps made and loaded on the rehearsal hosts through SSM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_restore_and_dr_drill_on_aws_against_the_rig() {
-    let server = MotoServer::start_rig(&["--heap", "256m"]).await;
-    let (moto, _settings, clients) = setup_on(server, "cutover-rehearsal").await;
-    terraform_owned(&clients).await;
-    let dir = tempfile::tempdir().unwrap();
-    let env = environment(dir.path(), &moto.server.endpoint_url());
-    set_up(&env).await;
+    let Rig {
+        moto,
+        dir: _dir,
+        env,
+        ..
+    } = rig_with_blue().await;
     let vars = moto.cli_env();
     let run = env.clone();
     with_teardown(&env, async move {

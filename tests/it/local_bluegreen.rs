@@ -500,13 +500,7 @@ fn printed_runs(out: &Output) -> Vec<(String, String)> {
 
 async fn bake_failure(env: Environment) {
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
-    let blue_ids: Vec<_> = {
-        let mut ids = Vec::new();
-        for db in ["ledger", "search"] {
-            ids.extend(support::instances(&env, db).await.unwrap());
-        }
-        ids
-    };
+    let blue_ids = instances_of_both(&env).await;
     let writer = Writer::start(&env);
     writes_flow(&env).await;
     // The bake fails from its second round on (one 500 ms interval into the bake, after
@@ -535,10 +529,7 @@ async fn bake_failure(env: Environment) {
         "green took no write before the bake failed, so the reverse migration was not exercised: {log:?}"
     );
     // Green removed; blue's instances are the ones it had before.
-    let mut left = Vec::new();
-    for db in ["ledger", "search"] {
-        left.extend(support::instances(&env, db).await.unwrap());
-    }
+    let left = instances_of_both(&env).await;
     assert_eq!(left, blue_ids, "green left behind, or blue replaced");
     // Two runs: the blue-green (needs attention: green took writes) and its rollback.
     let runs = printed_runs(&out);
@@ -591,18 +582,7 @@ async fn bake_failure(env: Environment) {
             && report.contains(&format!("Run {rollback} rolled this run back")),
         "{report}"
     );
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["status", "--env"])
-        .arg(&env.source.path)
-        .env("CUTOVER_STATE_DIR", &env.state_dir)
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        listed.contains(&format!("[rolled back by run {rollback} (Succeeded)]"))
-            && listed.contains(&format!("[rollback of run {bluegreen}]")),
-        "{listed}"
-    );
+    status_shows_the_pair(&env, bluegreen, rollback).await;
     let seconds = view
         .finished_at
         .zip(view.started_at)
@@ -611,6 +591,18 @@ async fn bake_failure(env: Environment) {
     eprintln!(
         "rollback {rollback}: {seconds:.1} s, {carried} writes green acknowledged carried back to blue, {} acknowledged in all",
         log.acknowledged.len()
+    );
+}
+
+/// `cutover status` lists run `undone` as rolled back by `rollback` (Succeeded), and
+/// `rollback` as the rollback of `undone`.
+async fn status_shows_the_pair(env: &Environment, undone: &str, rollback: &str) {
+    let status = cutover_cmd(env, &["status"]).await;
+    let listed = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        listed.contains(&format!("[rolled back by run {rollback} (Succeeded)]"))
+            && listed.contains(&format!("[rollback of run {undone}]")),
+        "{listed}"
     );
 }
 
@@ -638,10 +630,7 @@ async fn cutover_cmd_with(env: &Environment, vars: &[(&str, String)], args: &[&s
 
 async fn killed_in_bake(env: Environment) {
     let blue = support::app_target(&env, "ledger").await.unwrap().uri;
-    let mut blue_ids = Vec::new();
-    for db in ["ledger", "search"] {
-        blue_ids.extend(support::instances(&env, db).await.unwrap());
-    }
+    let blue_ids = instances_of_both(&env).await;
     // No writer: green takes no write while it bakes.
     let mut run = cutover_child(
         &env,
@@ -696,10 +685,7 @@ async fn killed_in_bake(env: Environment) {
         "the app is not back on blue"
     );
     writes_flow(&env).await;
-    let mut left = Vec::new();
-    for db in ["ledger", "search"] {
-        left.extend(support::instances(&env, db).await.unwrap());
-    }
+    let left = instances_of_both(&env).await;
     assert_eq!(left, blue_ids, "green left behind, or blue replaced");
     let runs = printed_runs(&out);
     let [(rollback, outcome)] = runs.as_slice() else {
@@ -856,13 +842,7 @@ async fn neo4j_rollback_after_a_passed_bake_rebuilds_blue_and_carries_every_writ
             undone.rolled_back_by().map(|l| l.run_id.as_str()),
             Some(rollback.as_str())
         );
-        let status = cutover_cmd(&env, &["status"]).await;
-        let listed = String::from_utf8_lossy(&status.stdout);
-        assert!(
-            listed.contains(&format!("[rolled back by run {rollback} (Succeeded)]"))
-                && listed.contains(&format!("[rollback of run {}]", passed.run_id)),
-            "{listed}"
-        );
+        status_shows_the_pair(&env, &passed.run_id, rollback).await;
         // A second rollback of the same run is refused: it is rolled back already.
         let again = cutover_cmd(&env, &["rollback", &passed.run_id]).await;
         assert_eq!(again.status.code(), Some(2), "{}", text(&again));
