@@ -8,6 +8,7 @@
 //! `tests/it/aws_rehearsal.rs`.
 #![allow(dead_code)]
 
+use cutover::config::environment::DatabaseDef;
 use cutover::config::Environment;
 use cutover::db::arcadedb::ArcadeEngine;
 use cutover::db::bolt::BoltTarget;
@@ -30,29 +31,21 @@ use std::time::{Duration, Instant};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn setting<'a>(env: &'a Environment, db: &str, key: &str) -> Option<&'a serde_json::Value> {
+fn def<'a>(env: &'a Environment, db: &str) -> Option<&'a DatabaseDef> {
     env.databases
         .iter()
         .find(|(n, _)| n.as_str() == db)
-        .and_then(|(_, d)| d.settings.get(key))
+        .map(|(_, d)| d)
 }
 
-fn text(env: &Environment, db: &str, key: &str, default: &str) -> String {
-    setting(env, db, key)
-        .and_then(|v| v.as_str())
-        .unwrap_or(default)
-        .to_owned()
+/// The database's name inside its server (its name in the environment by default).
+fn inner_name(env: &Environment, db: &str) -> String {
+    def(env, db).map_or_else(|| db.to_owned(), |d| d.database.clone())
 }
 
+/// The JSON secret the application reads (what `traffic.switch` writes).
 pub fn traffic_secret(env: &Environment) -> SecretName {
-    SecretName::new(
-        env.document
-            .get("traffic")
-            .and_then(|t| t.get("secret"))
-            .and_then(|s| s.as_str())
-            .unwrap_or("app-connection")
-            .to_owned(),
-    )
+    env.traffic.secret_name(&env.name)
 }
 
 /// The services setup, the writer and teardown use, from the environment's provider.
@@ -141,7 +134,7 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
         let neo4j = env
             .databases
             .iter()
-            .any(|(n, d)| n.as_str() == db && d.engine == cutover::db::EngineKind::Neo4j);
+            .any(|(n, d)| n.as_str() == db && d.kind() == cutover::db::EngineKind::Neo4j);
         let engine: Arc<dyn DatabaseEngine> = if neo4j {
             let mut settings = Neo4jSettings::defaults(Edition::Community);
             settings.poll = PollPolicy::local();
@@ -152,13 +145,10 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
         let mut spec = LedgerSpec::new(members, 1);
         // One record per statement: ArcadeDB 26.10 duplicates rows in UNWIND batches.
         spec.one_by_one = !neo4j;
-        let inner = text(env, db, "database", db);
-        let admin_secret = SecretName::new(text(
-            env,
-            db,
-            "admin_secret",
-            &format!("{}/{db}/admin-password", env.name),
-        ));
+        let inner = inner_name(env, db);
+        let admin_secret = def(env, db)
+            .and_then(|d| d.admin_secret.clone())
+            .unwrap_or_else(|| SecretName::new(format!("{}/{db}/admin-password", env.name)));
         let mut tags = Tags::new();
         if neo4j {
             // What Terraform does on AWS: the administrator's secret exists before the
@@ -177,18 +167,17 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
         tags.insert(tag::DATABASE.into(), db.into());
         tags.insert(tag::COLOR.into(), "blue".into());
         let request = ProvisionRequest {
-            image: text(
-                env,
-                db,
-                "image",
-                if neo4j { "neo4j-5.26.30" } else { "arcadedb" },
-            ),
+            image: def(env, db)
+                .and_then(|d| d.image.clone())
+                .unwrap_or_else(|| if neo4j { "neo4j-5.26.30" } else { "arcadedb" }.into()),
             name: format!("{}-{db}-blue", env.name),
             tags,
             idempotency_token: format!("setup-{}-{db}", env.name),
             // aws: the database's `instance` table (the rig gives every host its heap).
             settings: if aws {
-                setting(env, db, "instance").cloned().unwrap_or_default()
+                serde_json::Value::Object(
+                    def(env, db).map(|d| d.instance.clone()).unwrap_or_default(),
+                )
             } else {
                 serde_json::json!({ "heap_mb": heap_mb, "databases": [inner] })
             },
@@ -263,13 +252,11 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
                 load_search_space(&graph, &spec, &meter).await?;
             }
         }
-        let user = text(env, db, "user", "cutover_app");
-        let pw_name = SecretName::new(text(
-            env,
-            db,
-            "password_secret",
-            &format!("{}/{db}/app-password", env.name),
-        ));
+        let user = def(env, db).map_or_else(|| "cutover_app".to_owned(), |d| d.user.clone());
+        let pw_name = def(env, db).map_or_else(
+            || SecretName::new(format!("{}/{db}/app-password", env.name)),
+            |d| d.app_password_secret(&env.name),
+        );
         let password = match provider.secrets.get(&pw_name, SecretStage::Current).await? {
             Some(v) => v.value,
             None => {
@@ -324,7 +311,7 @@ pub async fn app_target(env: &Environment, db: &str) -> Result<BoltTarget, BoxEr
         uri: get("bolturl")?,
         user: get("user")?,
         password: SecretString::from(get("pass")?),
-        database: Some(text(env, db, "database", db)),
+        database: Some(inner_name(env, db)),
     })
 }
 

@@ -12,9 +12,16 @@
 //! ```
 
 use super::source::{Problems, SourceFile};
-use super::toml_read::{table_to_json, type_name, value_type_name, Spanned, TomlReader};
-use crate::db::EngineKind;
-use crate::ids::DatabaseName;
+use super::toml_read::{table_to_json, to_json, type_name, value_type_name, Spanned, TomlReader};
+use crate::db::neo4j::Neo4jSettings;
+use crate::db::{EngineKind, EngineSettings};
+use crate::ids::{DatabaseName, SecretName};
+use crate::integrity::answers::SameAnswersQuery;
+use crate::integrity::fingerprint::IdentityKey;
+use crate::integrity::invariants::Invariant;
+use crate::providers::aws::config::AwsEnvironment;
+use crate::providers::terraform::TerraformSettings;
+use crate::providers::{EcsService, TrafficConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -25,21 +32,54 @@ pub enum ProviderKind {
     Aws,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Edition {
-    Community,
-    Enterprise,
-}
+pub use crate::db::Edition;
 
-/// One database of the environment.
+/// One database of the environment, every setting read and checked at load (so `cutover
+/// plan` reports a bad one with its file:line:col before anything runs).
 #[derive(Clone, Debug)]
 pub struct DatabaseDef {
     pub name: DatabaseName,
-    pub engine: EngineKind,
+    /// The engine, with the settings the environment gives it (`neo4j = { … }`).
+    pub engine: EngineSettings,
     pub edition: Edition,
-    /// The whole `[databases.NAME]` table, for provider- and engine-specific settings.
-    pub settings: serde_json::Value,
+    /// The database's name inside the server (`database`, default: its name here).
+    pub database: String,
+    /// The application's user (`user`, default `cutover_app`).
+    pub user: String,
+    /// The secret holding the application's password (`password_secret`; unset: the run
+    /// uses `<env>/<database>/app-password`, see [`DatabaseDef::app_password_secret`]).
+    pub password_secret: Option<SecretName>,
+    /// The secret holding new instances' administrator password (`admin_secret`).
+    pub admin_secret: Option<SecretName>,
+    /// The engine version green runs (`version`, default: blue's).
+    pub version: Option<String>,
+    /// The image new instances start from (`image`).
+    pub image: Option<String>,
+    /// The server's heap on the local provider (`heap = "320m"` or `"1g"`), in MiB.
+    pub heap_mb: Option<u64>,
+    /// The provider's `instance` table, passed to it when an instance is created (on
+    /// aws: EC2 settings, whose keys and types are checked at load).
+    pub instance: serde_json::Map<String, serde_json::Value>,
+    /// Nodes with these labels are identified by these properties in fingerprints.
+    pub identity_keys: Vec<IdentityKey>,
+    /// The application's invariants (`invariants = [{name, cypher, expect}]`).
+    pub invariants: Vec<Invariant>,
+    /// The application's queries whose answers must be the same on blue and green.
+    pub same_answers: Vec<SameAnswersQuery>,
+}
+
+impl DatabaseDef {
+    pub fn kind(&self) -> EngineKind {
+        self.engine.kind()
+    }
+
+    /// The secret holding the application's password: `password_secret`, else
+    /// `<environment>/<database>/app-password`.
+    pub fn app_password_secret(&self, environment: &str) -> SecretName {
+        self.password_secret
+            .clone()
+            .unwrap_or_else(|| SecretName::new(format!("{environment}/{}/app-password", self.name)))
+    }
 }
 
 /// A validated environment.
@@ -51,6 +91,12 @@ pub struct Environment {
     /// Where journals, leases and (for `local`) instances, objects and secrets live.
     pub state_dir: PathBuf,
     pub databases: BTreeMap<DatabaseName, DatabaseDef>,
+    /// `[traffic]`, typed (defaults when absent).
+    pub traffic: TrafficConfig,
+    /// `[aws]`, typed: present exactly when the provider is `aws`.
+    pub aws: Option<AwsEnvironment>,
+    /// `[terraform]`, typed: the state backend of the Terraform stages.
+    pub terraform: Option<TerraformSettings>,
     /// The whole file as JSON: what `${{ env.… }}` references resolve against.
     pub document: serde_json::Value,
 }
@@ -137,24 +183,28 @@ impl Environment {
                 }
             }
         }
-        if let Some(traffic) = root.get("traffic") {
-            check_traffic_section(&mut r, traffic);
-        }
-        if let Some(terraform) = root.get("terraform") {
-            check_terraform_section(&mut r, terraform);
-        }
-        match (provider, root.get("aws")) {
-            (Some(ProviderKind::Aws), None) => r.problem_with_hint(
-                Some(0..0),
-                "provider is `aws` but there is no [aws] section",
-                "add [aws] with region and bucket",
-            ),
-            (Some(ProviderKind::Aws), Some(aws)) => {
-                check_aws_section(&mut r, aws);
-                check_aws_databases(&mut r, root);
+        let traffic = root
+            .get("traffic")
+            .map(|traffic| read_traffic_section(&mut r, traffic))
+            .unwrap_or_default();
+        let terraform = root
+            .get("terraform")
+            .and_then(|terraform| TerraformSettings::read(&mut r, terraform));
+        let aws = match (provider, root.get("aws")) {
+            (Some(ProviderKind::Aws), None) => {
+                r.problem_with_hint(
+                    Some(0..0),
+                    "provider is `aws` but there is no [aws] section",
+                    "add [aws] with region and bucket",
+                );
+                None
             }
-            _ => {}
-        }
+            (Some(ProviderKind::Aws), Some(aws)) => {
+                check_aws_databases(&mut r, root);
+                AwsEnvironment::read(&mut r, aws)
+            }
+            _ => None,
+        };
         let base = source
             .path
             .parent()
@@ -179,6 +229,9 @@ impl Environment {
                 provider,
                 state_dir,
                 databases,
+                traffic,
+                aws,
+                terraform,
                 document,
             }),
             _ => Err(problems),
@@ -192,11 +245,12 @@ impl Environment {
     }
 }
 
-/// `[traffic]`: where the application reads its connection settings, and the ECS
-/// service to restart after a switch (both names or neither).
-fn check_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) {
+/// `[traffic]`: where the application reads its connection settings, the ECS service to
+/// restart after a switch (both names or neither) and the application's health URL.
+fn read_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) -> TrafficConfig {
+    let mut config = TrafficConfig::default();
     let Some(t) = traffic.as_table_like() else {
-        return; // reported as "must be a table" above
+        return config; // reported as "must be a table" above
     };
     let context = "[traffic]";
     r.check_keys(
@@ -213,7 +267,9 @@ fn check_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) {
         context,
     );
     if let Some(url) = r.string(t, "health_url", false, context, None) {
-        if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+        if url.value.starts_with("http://") || url.value.starts_with("https://") {
+            config.health_url = Some(url.value);
+        } else {
             r.problem_with_hint(
                 url.span,
                 format!(
@@ -233,85 +289,53 @@ fn check_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) {
             );
         }
     }
-    for key in ["secret", "task_family"] {
-        r.string(t, key, false, context, None);
+    config.secret = r
+        .string(t, "secret", false, context, None)
+        .map(|s| SecretName::new(s.value));
+    r.string(t, "task_family", false, context, None);
+    if let Some(keys) = t.get("keys") {
+        match keys.as_table_like() {
+            Some(k) => {
+                for (database, _) in k.iter() {
+                    if let Some(prefix) = r.string(k, database, false, "[traffic.keys]", None) {
+                        config
+                            .key_prefixes
+                            .insert(database.to_owned(), prefix.value);
+                    }
+                }
+            }
+            None => r.problem_with_hint(
+                keys.span(),
+                format!(
+                    "`keys` in [traffic] must be a table, found {}",
+                    type_name(keys)
+                ),
+                "write [traffic.keys] with one `database = \"prefix\"` per database",
+            ),
+        }
     }
     let cluster = r.string(t, "ecs_cluster", false, context, None);
     let service = r.string(t, "ecs_service", false, context, None);
-    match (&cluster, &service) {
+    match (cluster, service) {
         (Some(c), None) => r.problem_with_hint(
-            c.span.clone(),
+            c.span,
             "[traffic] has ecs_cluster but no ecs_service",
             "name the service to restart after a switch, or remove ecs_cluster",
         ),
         (None, Some(s)) => r.problem_with_hint(
-            s.span.clone(),
+            s.span,
             "[traffic] has ecs_service but no ecs_cluster",
             "name the service's cluster, or remove ecs_service",
         ),
-        _ => {}
-    }
-}
-
-/// `[terraform]`: the state backend of the Terraform stages (S3, or an emulator at
-/// `endpoint`), the binary, and resources no plan may destroy.
-fn check_terraform_section(r: &mut TomlReader<'_>, terraform: &toml_edit::Item) {
-    let Some(t) = terraform.as_table_like() else {
-        return; // reported as "must be a table" above
-    };
-    let context = "[terraform]";
-    r.check_keys(
-        t,
-        crate::providers::terraform::TERRAFORM_SECTION_KEYS,
-        context,
-    );
-    r.string(t, "bucket", true, context, terraform.span());
-    r.string(t, "region", true, context, terraform.span());
-    r.string(t, "binary", false, context, None);
-    if let Some(prefix) = r.string(t, "key_prefix", false, context, None) {
-        if prefix.value.trim_matches('/').is_empty() {
-            r.problem_with_hint(
-                prefix.span,
-                "[terraform] key_prefix is empty",
-                "name the folder of the state objects, e.g. key_prefix = \"terraform\"",
-            );
+        (Some(c), Some(s)) => {
+            config.app_service = Some(EcsService {
+                cluster: c.value,
+                service: s.value,
+            })
         }
+        (None, None) => {}
     }
-    if let Some(endpoint) = r.string(t, "endpoint", false, context, None) {
-        if !(endpoint.value.starts_with("http://") || endpoint.value.starts_with("https://")) {
-            r.problem_with_hint(
-                endpoint.span,
-                format!("[terraform] endpoint `{}` is not a URL", endpoint.value),
-                "write it as http://HOST:PORT (an emulator) or https://…, or remove it for AWS",
-            );
-        }
-    }
-    r.string_list(t, "protect", context);
-}
-
-/// `[aws]`: known keys, the required ones present, every value of the right type.
-fn check_aws_section(r: &mut TomlReader<'_>, aws: &toml_edit::Item) {
-    let Some(t) = aws.as_table_like() else {
-        return; // reported as "must be a table" above
-    };
-    let context = "[aws]";
-    r.check_keys(t, crate::providers::aws::config::AWS_SECTION_KEYS, context);
-    r.string(t, "region", true, context, aws.span());
-    r.string(t, "bucket", true, context, aws.span());
-    for key in crate::providers::aws::config::AWS_SECTION_KEYS {
-        match *key {
-            "region" | "bucket" => {}
-            "security_group_ids" => {
-                r.string_list(t, key, context);
-            }
-            "ssm_delivery_timeout" => {
-                r.duration(t, key, context);
-            }
-            _ => {
-                r.string(t, key, false, context, None);
-            }
-        }
-    }
+    config
 }
 
 /// On aws, each database's `instance` table is EC2 settings (checked here so a typo fails
@@ -493,22 +517,6 @@ fn read_databases(
             continue;
         };
         r.check_keys(t, DB_KEYS, &context);
-        check_query_list(
-            r,
-            t,
-            "invariants",
-            &context,
-            &["name", "cypher", "expect"],
-            &[],
-        );
-        check_query_list(
-            r,
-            t,
-            "same_answers",
-            &context,
-            &["name", "cypher"],
-            &["params", "ordered"],
-        );
         let engine = r
             .string(t, "engine", true, &context, span.clone())
             .and_then(|e| match e.value.as_str() {
@@ -525,31 +533,163 @@ fn read_databases(
             });
         let edition = match r.string(t, "edition", false, &context, None) {
             None => Some(Edition::Community),
-            Some(e) => match e.value.as_str() {
-                "community" => Some(Edition::Community),
-                "enterprise" => Some(Edition::Enterprise),
-                other => {
+            Some(e) => match e.value.parse::<Edition>() {
+                Ok(edition) => Some(edition),
+                Err(_) => {
                     r.problem_with_hint(
                         e.span,
-                        format!("{context} has unknown edition `{other}`"),
+                        format!("{context} has unknown edition `{}`", e.value),
                         "use `community` or `enterprise`",
                     );
                     None
                 }
             },
         };
+        let engine = match (engine, edition) {
+            (Some(EngineKind::Neo4j), Some(edition)) => {
+                Neo4jSettings::read(r, edition, t.get("neo4j"), &context).map(EngineSettings::Neo4j)
+            }
+            (Some(EngineKind::Arcadedb), _) => {
+                if t.get("neo4j").is_some() {
+                    r.problem_with_hint(
+                        TomlReader::key_span(t, "neo4j"),
+                        format!("{context}: a `neo4j` table on an arcadedb database"),
+                        "remove it, or set engine = \"neo4j\"",
+                    );
+                }
+                Some(EngineSettings::Arcadedb)
+            }
+            _ => None,
+        };
+        let text = |r: &mut TomlReader<'_>, key: &str| {
+            r.string(t, key, false, &context, None).map(|s| s.value)
+        };
+        let database = text(r, "database");
+        let user = text(r, "user");
+        let password_secret = text(r, "password_secret").map(SecretName::new);
+        let admin_secret = text(r, "admin_secret").map(SecretName::new);
+        let version = text(r, "version");
+        let image = text(r, "image");
+        let heap_mb =
+            r.string(t, "heap", false, &context, None).and_then(|heap| {
+                match parse_heap_mb(&heap.value) {
+                    Some(mb) => Some(mb),
+                    None => {
+                        r.problem_with_hint(
+                            heap.span,
+                            format!("{context}: heap `{}` is not a size", heap.value),
+                            "write megabytes or gigabytes, e.g. heap = \"320m\" or \"1g\"",
+                        );
+                        None
+                    }
+                }
+            });
+        let instance = match t.get("instance") {
+            None => serde_json::Map::new(),
+            Some(item) => match to_json(item) {
+                Some(serde_json::Value::Object(map)) => map,
+                _ => {
+                    r.problem(
+                        item.span(),
+                        format!("{context}: `instance` must be a table"),
+                    );
+                    serde_json::Map::new()
+                }
+            },
+        };
+        let identity_keys = r
+            .string_list(t, "identity_keys", &context)
+            .into_iter()
+            .filter_map(|key| match key.value.parse::<IdentityKey>() {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    r.problem_with_hint(
+                        key.span,
+                        format!("{context}: {e}"),
+                        "name a label and its identifying property, e.g. \"Member.memberID\"",
+                    );
+                    None
+                }
+            })
+            .collect();
+        let invariants = query_list(
+            r,
+            t,
+            "invariants",
+            &context,
+            &["name", "cypher", "expect"],
+            &[],
+        );
+        let same_answers = query_list(
+            r,
+            t,
+            "same_answers",
+            &context,
+            &["name", "cypher"],
+            &["params", "ordered"],
+        );
         if let (Some(engine), Some(edition)) = (engine, edition) {
             let name = DatabaseName::new(name);
             out.insert(
                 name.clone(),
                 DatabaseDef {
+                    database: database.unwrap_or_else(|| name.as_str().to_owned()),
                     name,
                     engine,
                     edition,
-                    settings: table_to_json(t),
+                    user: user.unwrap_or_else(|| "cutover_app".into()),
+                    password_secret,
+                    admin_secret,
+                    version,
+                    image,
+                    heap_mb,
+                    instance,
+                    identity_keys,
+                    invariants,
+                    same_answers,
                 },
             );
         }
     }
     out
+}
+
+/// `"320m"` → 320, `"1g"` → 1024 (any case; a bare number is megabytes).
+fn parse_heap_mb(text: &str) -> Option<u64> {
+    let h = text.trim().to_ascii_lowercase();
+    let mb = match h.strip_suffix('g') {
+        Some(g) => g.trim().parse::<u64>().ok()?.checked_mul(1024)?,
+        None => h
+            .strip_suffix('m')
+            .unwrap_or(&h)
+            .trim()
+            .parse::<u64>()
+            .ok()?,
+    };
+    (mb > 0).then_some(mb)
+}
+
+/// The list `key` of a database as typed entries, after [`check_query_list`] found its
+/// shape right (when it did not, its problems are recorded and the list is empty).
+fn query_list<T: serde::de::DeserializeOwned>(
+    r: &mut TomlReader<'_>,
+    db: &dyn toml_edit::TableLike,
+    key: &str,
+    context: &str,
+    required: &[&str],
+    optional: &[&str],
+) -> Vec<T> {
+    let before = r.problems.len();
+    check_query_list(r, db, key, context, required, optional);
+    let Some(item) = db.get(key).filter(|_| r.problems.len() == before) else {
+        return Vec::new();
+    };
+    match to_json(item).map(serde_json::from_value::<Vec<T>>) {
+        Some(Ok(list)) => list,
+        Some(Err(e)) => {
+            r.problem(item.span(), format!("`{key}` in {context}: {e}"));
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
 }

@@ -12,4 +12,6 @@ pub use runbook::Runbook;
 pub use source::{Location, Problem, Problems, SourceFile};
 
 #[cfg(test)]
+mod environment_tests;
+#[cfg(test)]
 mod hostile_tests;

@@ -185,6 +185,32 @@ impl<'s> TomlReader<'s> {
         }
     }
 
+    /// `true` or `false`.
+    pub fn boolean(
+        &mut self,
+        table: &dyn TableLike,
+        name: &str,
+        context: &str,
+    ) -> Option<Spanned<bool>> {
+        let item = table.get(name)?;
+        match item.as_bool() {
+            Some(b) => Some(Spanned {
+                value: b,
+                span: item.span(),
+            }),
+            None => {
+                self.problem(
+                    item.span(),
+                    format!(
+                        "`{name}` in {context} must be true or false, found {}",
+                        type_name(item)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A duration written as `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`.
     pub fn duration(
         &mut self,

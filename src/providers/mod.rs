@@ -9,6 +9,9 @@
 pub mod aws;
 pub mod local;
 pub mod terraform;
+pub mod traffic_config;
+
+pub use traffic_config::{EcsService, TrafficConfig};
 
 use crate::failure::Failure;
 use crate::ids::{InstanceId, ObjectKey, SecretName};

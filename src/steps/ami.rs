@@ -13,11 +13,11 @@
 //! deregisters) while one is still pending, and puts the parameter back to the image it
 //! named before. An available image is complete and kept: the next run adopts it.
 
-use super::recipe::{edition_name, parse_edition, Recipe};
+use super::recipe::Recipe;
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
-use crate::config::environment::Edition;
 use crate::config::{Environment, ProviderKind};
+use crate::db::Edition;
 use crate::db::EngineKind;
 use crate::failure::Failure;
 use crate::ids::InstanceId;
@@ -158,17 +158,17 @@ pub(crate) fn recipe_dir(recipe: Option<&str>) -> PathBuf {
 /// The edition asked for, else the one every Neo4j database of the environment declares.
 pub(crate) fn edition_for(ctx: &StepContext, asked: Option<&str>) -> Result<Edition, Failure> {
     if let Some(e) = asked {
-        return parse_edition(e);
+        return e.parse::<Edition>();
     }
-    let editions: std::collections::BTreeSet<&str> = ctx
+    let editions: std::collections::BTreeSet<Edition> = ctx
         .environment()
         .databases
         .values()
-        .filter(|d| d.engine == EngineKind::Neo4j)
-        .map(|d| edition_name(d.edition))
+        .filter(|d| d.kind() == EngineKind::Neo4j)
+        .map(|d| d.edition)
         .collect();
     match editions.len() {
-        1 => parse_edition(editions.into_iter().next().expect("one")),
+        1 => Ok(editions.into_iter().next().expect("one")),
         0 => Err(Failure::permanent(format!(
             "step {}: {} declares no Neo4j database, so there is no edition to build",
             ctx.step_id,
@@ -178,7 +178,7 @@ pub(crate) fn edition_for(ctx: &StepContext, asked: Option<&str>) -> Result<Edit
         _ => Err(Failure::permanent(format!(
             "step {}: the environment's Neo4j databases declare several editions ({}); one image serves one edition",
             ctx.step_id,
-            editions.into_iter().collect::<Vec<_>>().join(", ")
+            editions.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
         ))
         .with_hint("add one ami.build step per edition, each with `edition = …`")),
     }
@@ -278,7 +278,7 @@ impl Step for AmiBuild {
         let parameter = inputs
             .parameter
             .clone()
-            .unwrap_or_else(|| b.parameters.image_parameter(edition_name(edition)));
+            .unwrap_or_else(|| b.parameters.image_parameter(edition.as_str()));
         let mut st = state(ctx);
 
         let base_ami = match &st.base_ami {
@@ -331,7 +331,7 @@ impl Step for AmiBuild {
                 None => {
                     let request = ProvisionRequest {
                         image: base_ami.clone(),
-                        name: format!("cutover-builder-{}", edition_name(edition)),
+                        name: format!("cutover-builder-{}", edition.as_str()),
                         tags: {
                             let mut t = builder_tags(ctx);
                             t.insert(image_tag::BAKE_KEY.into(), key.clone());
@@ -446,7 +446,7 @@ impl Step for AmiBuild {
                         &name,
                         &format!(
                             "cutover Neo4j {} {} (bake key {key})",
-                            edition_name(edition),
+                            edition.as_str(),
                             recipe.neo4j_version()
                         )
                     )
@@ -496,7 +496,7 @@ impl Step for AmiBuild {
             provenance.insert(image_tag::ROLE.into(), "image".into());
             provenance.insert(image_tag::BAKE_KEY.into(), key.clone());
             provenance.insert(image_tag::SOURCE_AMI.into(), base_ami.clone());
-            provenance.insert(image_tag::EDITION.into(), edition_name(edition).into());
+            provenance.insert(image_tag::EDITION.into(), edition.as_str().into());
             provenance.insert(image_tag::VERSION.into(), recipe.neo4j_version().into());
             provenance.insert(
                 image_tag::RECIPE_COMMIT.into(),
@@ -536,7 +536,7 @@ impl Step for AmiBuild {
         out.insert("image_name".into(), name.into());
         out.insert("bake_key".into(), key.into());
         out.insert("source_ami".into(), source_ami.into());
-        out.insert("edition".into(), edition_name(edition).into());
+        out.insert("edition".into(), edition.as_str().into());
         out.insert("neo4j_version".into(), recipe.neo4j_version().into());
         out.insert("adopted".into(), st.adopted.into());
         out.insert("parameter".into(), parameter.into());

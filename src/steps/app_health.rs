@@ -17,10 +17,7 @@ pub const APP_HEALTH_LIMIT: Duration = Duration::from_secs(5);
 /// `[traffic] health_url`, when the environment names one (checked at load to be an
 /// `http://` or `https://` URL).
 pub fn health_url(env: &Environment) -> Option<&str> {
-    env.document
-        .get("traffic")
-        .and_then(|t| t.get("health_url"))
-        .and_then(|u| u.as_str())
+    env.traffic.health_url.as_deref()
 }
 
 /// One application health endpoint and the HTTP client that asks it (built once, so a

@@ -9,7 +9,7 @@
 //! tags) with the recipe on disk and the base AMI the public parameter names today.
 
 use super::ami::{aws_provider, edition_for, recipe_dir};
-use super::recipe::{edition_name, Recipe};
+use super::recipe::Recipe;
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
@@ -209,7 +209,7 @@ impl Step for Detect {
         let parameter = inputs
             .parameter
             .clone()
-            .unwrap_or_else(|| store.parameters.image_parameter(edition_name(edition)));
+            .unwrap_or_else(|| store.parameters.image_parameter(edition.as_str()));
         let base_now = try_step!(
             store
                 .parameters
@@ -223,7 +223,7 @@ impl Step for Detect {
                 recipe_changed = true;
                 reasons.push(format!(
                     "no {} image is published at {parameter} yet",
-                    edition_name(edition)
+                    edition.as_str()
                 ));
             }
             Some(id) => match try_step!(store.images.describe(id).await) {
@@ -239,7 +239,7 @@ impl Step for Detect {
                         recipe_changed = true;
                         reasons.push(format!(
                             "the {} recipe changed: image {id} was baked from {}, the recipe is now {}",
-                            edition_name(edition),
+                            edition.as_str(),
                             baked.map(|k| &k[..k.len().min(12)]).unwrap_or("an untagged recipe"),
                             &key[..12]
                         ));

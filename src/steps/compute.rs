@@ -2,8 +2,7 @@
 //! env, database, color and run id; provisioning is idempotent by the step's token.
 
 use super::dbctx::{
-    database_def, engine_for, instance_settings, parse_duration, setting_str, DbRef,
-    ADMIN_SECRET_TAG,
+    database_def, engine_for, instance_settings, parse_duration, DbRef, ADMIN_SECRET_TAG,
 };
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
@@ -96,8 +95,8 @@ fn admin_secret_setting(
     ctx: &StepContext,
     def: &crate::config::environment::DatabaseDef,
 ) -> Result<Option<SecretName>, Failure> {
-    match (setting_str(def, "admin_secret"), def.engine) {
-        (Some(s), _) => Ok(Some(SecretName::new(s))),
+    match (&def.admin_secret, def.kind()) {
+        (Some(s), _) => Ok(Some(s.clone())),
         (None, EngineKind::Neo4j) => Err(Failure::permanent(format!(
             "step {}: database `{}` has no `admin_secret`: a new Neo4j instance needs its administrator password before it first serves",
             ctx.step_id, def.name
@@ -153,7 +152,7 @@ impl Step for Provision {
             let image = inputs
                 .image
                 .clone()
-                .or_else(|| setting_str(&def, "image").map(str::to_owned))
+                .or_else(|| def.image.clone())
                 .unwrap_or_else(|| "default".into());
             let mut tags = run_tags(ctx);
             if let Some(secret) = try_step!(admin_secret_setting(ctx, &def)) {
@@ -221,7 +220,7 @@ impl Step for Provision {
                     target.database = Some("system".into());
                     // Neo4j's `system` database runs administration commands only (it
                     // refuses `RETURN 1`).
-                    let probe = match def.engine {
+                    let probe = match def.kind() {
                         crate::db::EngineKind::Neo4j => "SHOW CURRENT USER",
                         crate::db::EngineKind::Arcadedb => "RETURN 1 AS one",
                     };

@@ -13,10 +13,7 @@
 //! recorded command* instead of sending a second one; a command that ended in failure is
 //! cleared from the checkpoint, so the retry starts a new one. See docs/engine.md.
 
-use super::dbctx::{
-    app_password_secret, app_user, current_secret, failpoint, now_rfc3339, parse_duration,
-    running_job, DbRef,
-};
+use super::dbctx::{current_secret, failpoint, now_rfc3339, parse_duration, running_job, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::config::toml_read::format_duration;
@@ -455,7 +452,7 @@ impl Step for Backup {
             Some(f) => f,
             None => {
                 let meter = ctx.work_meter("records");
-                let options = try_step!(db.fingerprint_options());
+                let options = db.fingerprint_options();
                 let fingerprint = try_step!(crate::integrity::fingerprint::fingerprint_target(
                     &db.admin_target(),
                     &options,
@@ -470,7 +467,7 @@ impl Step for Backup {
             }
         };
         // 4. Invariants and the manifest (idempotent: the same key is written again).
-        let invariants = try_step!(db.invariants());
+        let invariants = db.def.invariants.clone();
         let outcomes = if invariants.is_empty() {
             Vec::new()
         } else {
@@ -479,7 +476,7 @@ impl Step for Backup {
                 |e| Failure::from(e).context(format_args!("invariants of {}", inputs.database))
             ))
         };
-        let queries = try_step!(db.same_answers());
+        let queries = db.def.same_answers.clone();
         let answers = if queries.is_empty() {
             Vec::new()
         } else {
@@ -677,8 +674,10 @@ impl Step for Restore {
         }
         // Dumps carry no users: give the application user its current password before
         // anything can reach green.
-        let user = app_user(&db.def);
-        let password = try_step!(current_secret(ctx, &app_password_secret(ctx, &db.def)).await);
+        let user = db.def.user.clone();
+        let password = try_step!(
+            current_secret(ctx, &db.def.app_password_secret(&ctx.environment().name)).await
+        );
         try_step!(
             db.engine
                 .set_user_password(&db.handle, &user, &password)

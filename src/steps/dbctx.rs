@@ -8,9 +8,7 @@ use crate::db::bolt::BoltTarget;
 use crate::db::{DatabaseEngine, DbHandle, EngineKind};
 use crate::failure::Failure;
 use crate::ids::{DatabaseName, InstanceId, SecretName};
-use crate::integrity::answers::SameAnswersQuery;
-use crate::integrity::fingerprint::{FingerprintOptions, IdentityKey};
-use crate::integrity::invariants::Invariant;
+use crate::integrity::fingerprint::FingerprintOptions;
 use crate::providers::{Instance, SecretStage};
 use secrecy::SecretString;
 use std::sync::Arc;
@@ -45,34 +43,6 @@ pub fn database_def<'a>(ctx: &'a StepContext, database: &str) -> Result<&'a Data
         })
 }
 
-pub fn setting_str<'a>(def: &'a DatabaseDef, key: &str) -> Option<&'a str> {
-    def.settings.get(key).and_then(|v| v.as_str())
-}
-
-/// The database's name inside the server (`database = …`, default: its name in the
-/// environment).
-pub fn inner_name(def: &DatabaseDef) -> String {
-    setting_str(def, "database")
-        .map(str::to_owned)
-        .unwrap_or_else(|| def.name.as_str().to_owned())
-}
-
-/// The application's user for this database (`user = …`, default `cutover_app`).
-pub fn app_user(def: &DatabaseDef) -> String {
-    setting_str(def, "user")
-        .map(str::to_owned)
-        .unwrap_or_else(|| "cutover_app".into())
-}
-
-/// The secret holding the application's password (`password_secret`).
-pub fn app_password_secret(ctx: &StepContext, def: &DatabaseDef) -> SecretName {
-    SecretName::new(
-        setting_str(def, "password_secret")
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{}/{}/app-password", ctx.environment().name, def.name)),
-    )
-}
-
 /// The engine for `def`, built from the run's providers and the database's settings.
 ///
 /// - `arcadedb`: the local rehearsal engine (no settings).
@@ -88,9 +58,11 @@ pub fn engine_for(
     if let Some(engine) = test_engine::get() {
         return Ok(engine);
     }
-    match def.engine {
-        EngineKind::Arcadedb => Ok(Arc::new(crate::db::arcadedb::ArcadeEngine::new())),
-        EngineKind::Neo4j => {
+    match &def.engine {
+        crate::db::EngineSettings::Arcadedb => {
+            Ok(Arc::new(crate::db::arcadedb::ArcadeEngine::new()))
+        }
+        crate::db::EngineSettings::Neo4j(settings) => {
             let exec = ctx.providers()?.exec.clone().ok_or_else(|| {
                 Failure::permanent(format!(
                     "step {}: database `{}` runs neo4j, which cutover drives through the provider's exec channel, but environment `{}` (provider {:?}) has none",
@@ -104,13 +76,7 @@ pub fn engine_for(
                     ctx.environment().source.path.display()
                 ))
             })?;
-            let mut settings = neo4j_settings(def).map_err(|f| {
-                f.with_hint(format!(
-                    "fix [databases.{}] in {}",
-                    def.name,
-                    ctx.environment().source.path.display()
-                ))
-            })?;
+            let mut settings = settings.clone();
             if ctx.environment().provider == crate::config::ProviderKind::Local {
                 // Scripts run on this machine: their results are files, polled quickly.
                 settings.poll = crate::db::neo4j::exec_driver::PollPolicy::local();
@@ -139,19 +105,6 @@ pub mod test_engine {
     pub fn get() -> Option<Arc<dyn DatabaseEngine>> {
         ENGINE.with(|e| e.borrow().clone())
     }
-}
-
-/// The neo4j engine's settings for `def`: its `edition` and its `neo4j` table.
-pub fn neo4j_settings(def: &DatabaseDef) -> Result<crate::db::neo4j::Neo4jSettings, Failure> {
-    let edition = match def.edition {
-        crate::config::environment::Edition::Community => crate::db::neo4j::Edition::Community,
-        crate::config::environment::Edition::Enterprise => crate::db::neo4j::Edition::Enterprise,
-    };
-    crate::db::neo4j::Neo4jSettings::from_table(
-        edition,
-        def.settings.get("neo4j"),
-        def.name.as_str(),
-    )
 }
 
 /// The administrator's user name: the instance's `cutover:admin-user` tag, else the
@@ -233,13 +186,12 @@ async fn admin_password(
     instance: &Instance,
 ) -> Result<SecretString, Failure> {
     use secrecy::ExposeSecret;
-    let name = admin_secret_for(instance, def.engine)?;
+    let name = admin_secret_for(instance, def.kind())?;
     let value = current_secret(ctx, &name).await?;
-    let key = def
-        .settings
-        .get("neo4j")
-        .and_then(|n| n.get("admin_secret_key"))
-        .and_then(|k| k.as_str());
+    let key = match &def.engine {
+        crate::db::EngineSettings::Neo4j(settings) => settings.admin_secret_key.as_deref(),
+        crate::db::EngineSettings::Arcadedb => None,
+    };
     let Some(key) = key else {
         return Ok(value);
     };
@@ -272,10 +224,10 @@ impl DbRef {
         let engine = engine_for(ctx, &def)?;
         let instance = instance(ctx, instance_id).await?;
         let admin_password = admin_password(ctx, &def, &instance).await?;
-        let admin_user = admin_user(&instance, def.engine);
+        let admin_user = admin_user(&instance, def.kind());
         let handle = DbHandle {
             instance,
-            database: inner_name(&def),
+            database: def.database.clone(),
             admin_user,
             admin_password,
         };
@@ -307,62 +259,19 @@ impl DbRef {
         what: &str,
     ) -> Result<crate::integrity::fingerprint::Fingerprint, Failure> {
         let meter = ctx.work_meter("records");
-        let options = self.fingerprint_options()?;
+        let options = self.fingerprint_options();
         crate::integrity::fingerprint::fingerprint_target(&self.admin_target(), &options, &meter)
             .await
             .map_err(|e| Failure::from(e).context(format_args!("fingerprint of {what}")))
     }
 
-    pub fn fingerprint_options(&self) -> Result<FingerprintOptions, Failure> {
-        let mut options = FingerprintOptions {
+    /// How this database's fingerprints are read: two sessions, the environment's
+    /// identity keys.
+    pub fn fingerprint_options(&self) -> FingerprintOptions {
+        FingerprintOptions {
             parallelism: 2,
+            identity_keys: self.def.identity_keys.clone(),
             ..FingerprintOptions::default()
-        };
-        if let Some(keys) = self
-            .def
-            .settings
-            .get("identity_keys")
-            .and_then(|v| v.as_array())
-        {
-            for k in keys {
-                let text = k.as_str().unwrap_or_default();
-                let key: IdentityKey = text
-                    .parse()
-                    .map_err(|e| Failure::permanent(format!("database {}: {e}", self.def.name)))?;
-                options.identity_keys.push(key);
-            }
-        }
-        Ok(options)
-    }
-
-    /// The environment's app invariants for this database (`invariants = [{name, cypher,
-    /// expect}]`); the credex ledger invariants when the database has `Daynode`s is a
-    /// runbook decision, not a default.
-    pub fn invariants(&self) -> Result<Vec<Invariant>, Failure> {
-        self.query_list("invariants", "[{name, cypher, expect}]")
-    }
-
-    /// The application's queries whose answers must be the same on blue and green
-    /// (`same_answers`).
-    pub fn same_answers(&self) -> Result<Vec<SameAnswersQuery>, Failure> {
-        self.query_list("same_answers", "[{name, cypher, params?, ordered?}]")
-    }
-
-    /// The list `key` of this database's table (empty when absent). The environment
-    /// loader has checked its shape, so an error here means the two disagree.
-    fn query_list<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-        shape: &str,
-    ) -> Result<Vec<T>, Failure> {
-        match self.def.settings.get(key) {
-            None => Ok(Vec::new()),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                Failure::permanent(format!(
-                    "database {}: {key} must be {shape}: {e}",
-                    self.def.name
-                ))
-            }),
         }
     }
 }
@@ -408,24 +317,11 @@ pub fn now_rfc3339() -> String {
 }
 
 /// Provider settings for a new instance of `def`: its `instance` table, plus (locally)
-/// `heap_mb` from `heap` ("320m", "1g").
+/// `heap_mb` from `heap`.
 pub fn instance_settings(def: &DatabaseDef) -> serde_json::Value {
-    let mut settings = def
-        .settings
-        .get("instance")
-        .and_then(|v| v.as_object())
-        .cloned()
-        .unwrap_or_default();
-    if let Some(heap) = setting_str(def, "heap") {
-        let h = heap.trim().to_ascii_lowercase();
-        let mb = if let Some(g) = h.strip_suffix('g') {
-            g.parse::<u64>().ok().map(|g| g * 1024)
-        } else {
-            h.trim_end_matches('m').parse::<u64>().ok()
-        };
-        if let Some(mb) = mb {
-            settings.insert("heap_mb".into(), mb.into());
-        }
+    let mut settings = def.instance.clone();
+    if let Some(mb) = def.heap_mb {
+        settings.insert("heap_mb".into(), mb.into());
     }
     serde_json::Value::Object(settings)
 }
@@ -437,41 +333,23 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::environment::Edition;
+    use crate::config::{Environment, SourceFile};
 
-    fn def(settings: serde_json::Value) -> DatabaseDef {
-        DatabaseDef {
-            name: DatabaseName::new("ledger"),
-            engine: EngineKind::Arcadedb,
-            edition: Edition::Community,
-            settings,
-        }
+    fn def(table: &str) -> DatabaseDef {
+        let text = format!("name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"arcadedb\"\n{table}\n");
+        let env = Environment::parse(SourceFile::new("t.toml", text)).expect("valid environment");
+        env.databases[&DatabaseName::new("ledger")].clone()
     }
 
     #[test]
     fn heap_becomes_heap_mb_and_the_instance_table_is_kept() {
-        let s = instance_settings(&def(
-            serde_json::json!({ "heap": "320m", "instance": { "type": "t3.medium" } }),
-        ));
+        let s = instance_settings(&def("heap = \"320m\"\ninstance = { type = \"t3.medium\" }"));
         assert_eq!(
             s,
             serde_json::json!({ "heap_mb": 320, "type": "t3.medium" })
         );
-        let s = instance_settings(&def(serde_json::json!({ "heap": "1g" })));
+        let s = instance_settings(&def("heap = \"1g\""));
         assert_eq!(s["heap_mb"], 1024);
-        assert_eq!(
-            instance_settings(&def(serde_json::json!({}))),
-            serde_json::json!({})
-        );
-    }
-
-    #[test]
-    fn app_user_and_inner_name_default_sensibly() {
-        let d = def(serde_json::json!({}));
-        assert_eq!(inner_name(&d), "ledger");
-        assert_eq!(app_user(&d), "cutover_app");
-        let d = def(serde_json::json!({ "database": "neo4j", "user": "credex" }));
-        assert_eq!(inner_name(&d), "neo4j");
-        assert_eq!(app_user(&d), "credex");
+        assert_eq!(instance_settings(&def("")), serde_json::json!({}));
     }
 }

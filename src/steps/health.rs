@@ -1,9 +1,7 @@
 //! `health.check`: real Cypher queries as the application user, N consecutive successes.
 //! The app's own `/health` never touches the database, so it proves nothing here.
 
-use super::dbctx::{
-    app_password_secret, app_user, current_secret, failpoint, parse_duration, DbRef,
-};
+use super::dbctx::{current_secret, failpoint, parse_duration, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::{ErrorClass, Failure};
@@ -85,8 +83,9 @@ pub(crate) async fn round(
     number: u32,
 ) -> Result<(), Failure> {
     let db = DbRef::open(ctx, database, instance).await?;
-    let user = app_user(&db.def);
-    let password = current_secret(ctx, &app_password_secret(ctx, &db.def)).await?;
+    let user = db.def.user.clone();
+    let password =
+        current_secret(ctx, &db.def.app_password_secret(&ctx.environment().name)).await?;
     let target = db.engine.bolt_target(&db.handle, &user, password);
     let graph = target.connect(1).await?;
     let mut queries = vec!["MATCH (n) RETURN count(n) AS nodes".to_owned()];
@@ -99,7 +98,7 @@ pub(crate) async fn round(
     for q in &queries {
         crate::db::bolt::run_and_discard(&graph, &target.uri, q).await?;
     }
-    let invariants = db.invariants()?;
+    let invariants = db.def.invariants.clone();
     let outcomes = run_invariants(&graph, &invariants)
         .await
         .map_err(|e| Failure::from(e).context(database))?;

@@ -44,7 +44,7 @@ impl Step for Compare {
         let inputs: CompareInputs = try_step!(ctx.inputs());
         let manifest = try_step!(read_manifest(ctx, &inputs.manifest).await);
         let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
-        let mut options = try_step!(db.fingerprint_options());
+        let mut options = db.fingerprint_options();
         options.identity_keys = manifest.fingerprint.identity_keys.clone();
         let meter = ctx.work_meter("records");
         let green = try_step!(crate::integrity::fingerprint::fingerprint_target(
@@ -58,7 +58,7 @@ impl Step for Compare {
             inputs.database, inputs.instance
         ))));
         let mut findings = compare(&manifest.fingerprint, &green);
-        let invariants = try_step!(db.invariants());
+        let invariants = db.def.invariants.clone();
         if !invariants.is_empty() {
             let graph = try_step!(db.admin_target().connect(1).await);
             let outcomes = try_step!(run_invariants(&graph, &invariants).await.map_err(|e| {

@@ -4,7 +4,7 @@
 //! drill).
 
 use super::db::read_manifest;
-use super::dbctx::{database_def, now_rfc3339, running_job, setting_str, DbRef};
+use super::dbctx::{database_def, now_rfc3339, running_job, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::traffic::{LocalSecretTarget, TrafficTarget};
 use super::{Decision, Outputs, Step, StepContext};
@@ -136,7 +136,7 @@ impl Step for Preflight {
         let target_version = inputs
             .target_version
             .clone()
-            .or_else(|| setting_str(&def, "version").map(str::to_owned))
+            .or_else(|| def.version.clone())
             .unwrap_or_else(|| version.clone());
         if version_older(&target_version, &version) {
             return Decision::Fail(
@@ -177,7 +177,7 @@ impl Step for Preflight {
         out.insert("bolt_uri".into(), db.bolt_uri().into());
         out.insert("version".into(), version.into());
         out.insert("target_version".into(), target_version.into());
-        out.insert("engine".into(), def.engine.to_string().into());
+        out.insert("engine".into(), def.kind().to_string().into());
         out.insert("queries_planned".into(), queries_planned.into());
         Decision::Done(out)
     }
@@ -191,11 +191,11 @@ impl Step for Preflight {
 /// each query is the backup's). A query that plans but fails at run time (a division by zero
 /// in the data) is still found by the backup.
 async fn plan_app_queries(db: &DbRef) -> Result<usize, Failure> {
-    if db.def.engine != EngineKind::Neo4j {
+    if db.def.kind() != EngineKind::Neo4j {
         return Ok(0);
     }
     let mut queries: Vec<(String, String)> = Vec::new();
-    for q in db.same_answers()? {
+    for q in db.def.same_answers.clone() {
         if let Some(params) = &q.params {
             queries.push((
                 format!("same_answers `{}` (params)", q.name),
@@ -204,7 +204,7 @@ async fn plan_app_queries(db: &DbRef) -> Result<usize, Failure> {
         }
         queries.push((format!("same_answers `{}`", q.name), q.cypher));
     }
-    for i in db.invariants()? {
+    for i in db.def.invariants.clone() {
         queries.push((format!("invariant `{}`", i.name), i.cypher));
     }
     if queries.is_empty() {

@@ -3,7 +3,7 @@
 //! (`scripts/`). The bake key is the SHA-256 of exactly those files and the edition, so
 //! any change to a pin or a script (and nothing else) asks for a new image.
 
-use crate::config::environment::Edition;
+use crate::db::Edition;
 use crate::failure::Failure;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -21,25 +21,6 @@ pub struct Recipe {
     pub pins: BTreeMap<String, String>,
 }
 
-/// `community` / `enterprise`.
-pub fn edition_name(edition: Edition) -> &'static str {
-    match edition {
-        Edition::Community => "community",
-        Edition::Enterprise => "enterprise",
-    }
-}
-
-pub fn parse_edition(text: &str) -> Result<Edition, Failure> {
-    match text {
-        "community" => Ok(Edition::Community),
-        "enterprise" => Ok(Edition::Enterprise),
-        other => Err(
-            Failure::permanent(format!("unknown Neo4j edition `{other}`"))
-                .with_hint("use \"community\" or \"enterprise\""),
-        ),
-    }
-}
-
 impl Recipe {
     /// Reads the recipe for `edition` from `dir`. Missing files, a bad `KEY=value`
     /// line (with file:line) or a recipe whose edition file declares another edition
@@ -55,7 +36,7 @@ impl Recipe {
             })
         };
         let mut files = BTreeMap::new();
-        let edition_file = format!("{}.env", edition_name(edition));
+        let edition_file = format!("{}.env", edition.as_str());
         for rel in ["versions.env", edition_file.as_str()] {
             files.insert(rel.to_owned(), read(rel)?);
         }
@@ -80,14 +61,14 @@ impl Recipe {
             pins.extend(parse_env(&dir.join(rel), &files[rel])?);
         }
         let declared = pins.get("NEO4J_EDITION").map(String::as_str);
-        if declared != Some(edition_name(edition)) {
+        if declared != Some(edition.as_str()) {
             return Err(Failure::permanent(format!(
                 "AMI recipe: {} sets NEO4J_EDITION={} but is the recipe of the {} image",
                 dir.join(&edition_file).display(),
                 declared.unwrap_or("(nothing)"),
-                edition_name(edition)
+                edition.as_str()
             ))
-            .with_hint(format!("set NEO4J_EDITION={} there", edition_name(edition))));
+            .with_hint(format!("set NEO4J_EDITION={} there", edition.as_str())));
         }
         for key in ["BASE_AMI_PARAMETER", "NEO4J_VERSION"] {
             if !pins.contains_key(key) {
@@ -109,7 +90,7 @@ impl Recipe {
     pub fn bake_key(&self) -> String {
         let mut h = Sha256::new();
         h.update(b"cutover-ami-recipe/1\0edition=");
-        h.update(edition_name(self.edition).as_bytes());
+        h.update(self.edition.as_str().as_bytes());
         for (path, content) in &self.files {
             h.update(b"\0");
             h.update(path.as_bytes());
@@ -138,7 +119,7 @@ impl Recipe {
     pub fn image_name(&self) -> String {
         format!(
             "cutover-neo4j-{}-{}-{}",
-            edition_name(self.edition),
+            self.edition.as_str(),
             self.neo4j_version(),
             &self.bake_key()[..16]
         )
@@ -161,7 +142,7 @@ impl Recipe {
         body.push_str("chmod +x \"$recipe\"/scripts/*.sh\n");
         body.push_str(&format!(
             "\"$recipe/scripts/install.sh\" {}\n",
-            edition_name(self.edition)
+            self.edition.as_str()
         ));
         body
     }

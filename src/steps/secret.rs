@@ -1,7 +1,7 @@
 //! `secret.rotate`: a new application password for green — stored as pending, set on
 //! green, proven by a Bolt login, then made current (the old one kept as previous).
 
-use super::dbctx::{app_password_secret, app_user, failpoint, now_rfc3339, DbRef};
+use super::dbctx::{failpoint, now_rfc3339, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
@@ -56,7 +56,7 @@ impl Step for Rotate {
         let inputs: RotateInputs = try_step!(ctx.inputs());
         let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
         let providers = try_step!(ctx.providers());
-        let name = app_password_secret(ctx, &db.def);
+        let name = db.def.app_password_secret(&ctx.environment().name);
         try_step!(ctx.record_intent("secret.put_pending", serde_json::json!({ "secret": name })));
         let version = try_step!(
             providers
@@ -83,7 +83,7 @@ impl Step for Rotate {
                 "secret {name}: version {version} is neither pending nor current"
             )));
         };
-        let user = app_user(&db.def);
+        let user = db.def.user.clone();
         try_step!(
             db.engine
                 .set_user_password(&db.handle, &user, &pending)
@@ -122,7 +122,7 @@ impl Step for Rotate {
         let inputs: RotateInputs = try_step!(ctx.inputs());
         let def = try_step!(super::dbctx::database_def(ctx, &inputs.database)).clone();
         let providers = try_step!(ctx.providers());
-        let name = app_password_secret(ctx, &def);
+        let name = def.app_password_secret(&ctx.environment().name);
         let version = ctx.recorded_str(outputs, "version_id");
         let Some(version) = version else {
             return Decision::done();

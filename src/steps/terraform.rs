@@ -180,7 +180,7 @@ impl Runner {
     /// Resolves settings, binary and work dir, and lays out the commands to run.
     fn prepare(&mut self, ctx: &StepContext) -> Result<(), Failure> {
         let env = ctx.environment();
-        let settings = TerraformSettings::from_document(&env.name, &env.document)?;
+        let settings = TerraformSettings::of(env)?;
         let (module, component) = match self.mode {
             Mode::Plan => {
                 let i: PlanInputs = ctx.inputs()?;

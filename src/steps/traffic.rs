@@ -13,7 +13,7 @@
 //! by reverse migration (never a silent revert that drops green's writes). The step's
 //! outputs (`from`, `to`, `fingerprints`) are what that rollback reads from the journal.
 
-use super::dbctx::{app_password_secret, app_user, current_secret, now_rfc3339, DbRef};
+use super::dbctx::{current_secret, now_rfc3339, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
@@ -99,24 +99,9 @@ pub struct LocalSecretTarget {
 impl LocalSecretTarget {
     pub fn from_env(ctx: &StepContext) -> Result<Self, Failure> {
         let env = ctx.environment();
-        let traffic = env.document.get("traffic");
-        let secret = traffic
-            .and_then(|t| t.get("secret"))
-            .and_then(|s| s.as_str())
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{}/app-connection", env.name));
-        let prefixes = traffic
-            .and_then(|t| t.get("keys"))
-            .and_then(|k| k.as_object())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
         Ok(Self {
-            secret: SecretName::new(secret),
-            prefixes,
+            secret: env.traffic.secret_name(&env.name),
+            prefixes: env.traffic.key_prefixes.clone(),
         })
     }
 
@@ -249,20 +234,8 @@ impl Step for Verify {
 
 /// The traffic target the environment configures.
 pub fn target_for(ctx: &StepContext) -> Result<Box<dyn TrafficTarget>, Failure> {
-    let kind = ctx
-        .environment()
-        .document
-        .get("traffic")
-        .and_then(|t| t.get("kind"))
-        .and_then(|k| k.as_str())
-        .unwrap_or("secret");
-    match kind {
-        "secret" => Ok(Box::new(LocalSecretTarget::from_env(ctx)?)),
-        other => Err(Failure::permanent(format!(
-            "traffic target kind `{other}` is not supported by this build"
-        ))
-        .with_hint("use [traffic] kind = \"secret\"")),
-    }
+    // `[traffic] kind` is checked at load: "secret" is the only kind.
+    Ok(Box::new(LocalSecretTarget::from_env(ctx)?))
 }
 
 #[derive(Deserialize)]
@@ -292,9 +265,11 @@ impl Step for Switch {
                 let mut to = Vec::new();
                 for (database, instance) in &inputs.databases {
                     let db = try_step!(DbRef::open(ctx, database, instance).await);
-                    let user = app_user(&db.def);
-                    let password =
-                        try_step!(current_secret(ctx, &app_password_secret(ctx, &db.def)).await);
+                    let user = db.def.user.clone();
+                    let password = try_step!(
+                        current_secret(ctx, &db.def.app_password_secret(&ctx.environment().name))
+                            .await
+                    );
                     let url = db
                         .engine
                         .bolt_target(&db.handle, &user, password.clone())

@@ -128,6 +128,17 @@ fn cases() -> Vec<Case> {
         ("environment: same_answers name twice", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nsame_answers = [{ name = \"q\", cypher = \"RETURN 1\" }, { name = \"q\", cypher = \"RETURN 2\" }]\n", "`q` is listed twice in `same_answers`", "\"q\", cypher = \"RETURN 2"),
         ("environment: invariant without expect", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\ninvariants = [{ name = \"one\", cypher = \"RETURN 1\" }]\n", "invariants entry 1 of database `ledger` is missing required key `expect`", "{ name = \"one\""),
         ("environment: traffic health_url not a URL", "name = \"t\"\nprovider = \"local\"\n[traffic]\nsecret = \"s\"\nhealth_url = \"app.internal/health\"\n", "[traffic] health_url `app.internal/health` is not an http:// or https:// URL", "\"app.internal"),
+        // Read at load since identity keys, the neo4j table and heap are typed: each of
+        // these was first noticed by a step at run time (an identity key by db.backup,
+        // after blue was frozen).
+        ("environment: identity key without a property", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nidentity_keys = [\"Member.memberID\", \"Account\"]\n", "identity key \"Account\" is not LABEL.PROPERTY", "\"Account\""),
+        ("environment: online backup on community", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nneo4j = { backup = \"online\" }\n", "database `ledger` neo4j: backup = \"online\" needs edition = \"enterprise\"", "\"online\""),
+        ("environment: neo4j table misspelt key", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nneo4j = { bakup_timeout = \"3h\" }\n", "unknown key `bakup_timeout` in database `ledger` neo4j", "bakup_timeout"),
+        ("environment: neo4j timeout not a duration", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\n[databases.ledger.neo4j]\nrestore_timeout = \"two hours\"\n", "`restore_timeout` in database `ledger` neo4j:", "\"two hours\""),
+        ("environment: neo4j table on arcadedb", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"arcadedb\"\nneo4j = { backup = \"dump\" }\n", "database `ledger`: a `neo4j` table on an arcadedb database", "neo4j ="),
+        ("environment: heap not a size", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nheap = \"lots\"\n", "database `ledger`: heap `lots` is not a size", "\"lots\""),
+        ("environment: traffic keys not a table", "name = \"t\"\nprovider = \"local\"\n[traffic]\nsecret = \"s\"\nkeys = \"ledgerspace\"\n", "`keys` in [traffic] must be a table, found a string", "\"ledgerspace\""),
+        ("environment: traffic key prefix not a string", "name = \"t\"\nprovider = \"local\"\n[traffic.keys]\nledger = 1\n", "`ledger` in [traffic.keys] must be a string, found an integer", "1\n"),
         ("environment: aws heap", "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\nheap = \"1g\"\n", "database `ledger`: `heap` is a local-provider setting", "heap ="),
     ];
     let env_cases = env_cases

@@ -257,7 +257,7 @@ fn same_answers_were_compared(env: &Environment, out: &Output) {
     let view =
         cutover::engine::run::load_view(&env.state_dir, &RunId::new(runs[0].0.as_str())).unwrap();
     for (name, def) in &env.databases {
-        let listed = def.settings.get("same_answers").is_some();
+        let listed = !def.same_answers.is_empty();
         let step = view
             .steps
             .get(&StepId::new(format!("compare-{name}")))

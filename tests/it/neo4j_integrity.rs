@@ -647,8 +647,7 @@ async fn the_apps_queries_answer_the_same_whatever_the_storage_order_and_one_cha
     )
     .unwrap();
     let ledger = &env.databases[&cutover::ids::DatabaseName::new("ledger")];
-    let queries: Vec<cutover::integrity::SameAnswersQuery> =
-        serde_json::from_value(ledger.settings["same_answers"].clone()).unwrap();
+    let queries = ledger.same_answers.clone();
     assert_eq!(queries.len(), 4, "{queries:?}");
 
     let neo = shared(LTS).await;

@@ -12,9 +12,9 @@
 
 use super::exec_driver::PollPolicy;
 use super::version::Edition;
-use crate::failure::Failure;
-use serde::Deserialize;
+use crate::config::toml_read::{type_name, TomlReader};
 use std::time::Duration;
+use toml_edit::Item;
 
 /// How a backup is taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,21 +61,30 @@ pub struct Neo4jSettings {
     pub poll: PollPolicy,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSettings {
-    backup: Option<String>,
-    bolt_scheme: Option<String>,
-    bolt_port: Option<u16>,
-    backup_timeout: Option<String>,
-    restore_timeout: Option<String>,
-    command_timeout: Option<String>,
-    restart_timeout: Option<String>,
-    app_roles: Option<Vec<String>>,
-    admin_secret_key: Option<String>,
-    verify_readback: Option<bool>,
-    inconclusive_repolls: Option<u32>,
-}
+/// Every key the `neo4j` table accepts.
+pub const NEO4J_TABLE_KEYS: &[&str] = &[
+    "backup",
+    "bolt_scheme",
+    "bolt_port",
+    "backup_timeout",
+    "restore_timeout",
+    "command_timeout",
+    "restart_timeout",
+    "app_roles",
+    "admin_secret_key",
+    "verify_readback",
+    "inconclusive_repolls",
+];
+
+/// The Bolt URI schemes neo4rs connects with.
+const BOLT_SCHEMES: &[&str] = &[
+    "bolt",
+    "bolt+s",
+    "bolt+ssc",
+    "neo4j",
+    "neo4j+s",
+    "neo4j+ssc",
+];
 
 impl Neo4jSettings {
     /// Enterprise backs up online (blue keeps serving); Community dumps.
@@ -99,123 +108,169 @@ impl Neo4jSettings {
         }
     }
 
-    /// From the environment's edition and its `neo4j` table (JSON), every problem reported
-    /// at once.
-    pub fn from_table(
+    /// The settings for `edition` with the environment's `neo4j` table (`item`, absent:
+    /// the defaults) applied. Reads at load: every problem (unknown key, wrong type, a
+    /// value out of range, `online` backups on Community) is recorded in `r` with its
+    /// file:line:col, and `None` is returned when there was any.
+    pub fn read(
+        r: &mut TomlReader<'_>,
         edition: Edition,
-        table: Option<&serde_json::Value>,
-        database: &str,
-    ) -> Result<Self, Failure> {
+        item: Option<&Item>,
+        context: &str,
+    ) -> Option<Self> {
         let mut s = Self::defaults(edition);
-        let Some(table) = table else {
-            return Ok(s);
+        let Some(item) = item else {
+            return Some(s);
         };
-        let context = format!("[databases.{database}] neo4j");
-        let raw: RawSettings = serde_json::from_value(table.clone())
-            .map_err(|e| Failure::permanent(format!("{context}: {e}")))?;
-        let mut problems = Vec::new();
-        if let Some(b) = raw.backup.as_deref() {
-            match b {
-                "dump" => s.backup = BackupMethod::Dump,
-                "online" if edition == Edition::Enterprise => s.backup = BackupMethod::OnlineFull,
-                "online" => {
-                    problems.push("backup = \"online\" needs edition = \"enterprise\"".to_owned())
-                }
-                other => problems.push(format!(
-                    "backup must be \"dump\" or \"online\", not {other:?}"
-                )),
+        let Some(t) = item.as_table_like() else {
+            r.problem(
+                item.span(),
+                format!(
+                    "`neo4j` in {context} must be a table, found {}",
+                    type_name(item)
+                ),
+            );
+            return None;
+        };
+        let before = r.problems.len();
+        let context = format!("{context} neo4j");
+        let context = context.as_str();
+        r.check_keys(t, NEO4J_TABLE_KEYS, context);
+        if let Some(b) = r.string(t, "backup", false, context, None) {
+            match (b.value.as_str(), edition) {
+                ("dump", _) => s.backup = BackupMethod::Dump,
+                ("online", Edition::Enterprise) => s.backup = BackupMethod::OnlineFull,
+                ("online", Edition::Community) => r.problem_with_hint(
+                    b.span,
+                    format!("{context}: backup = \"online\" needs edition = \"enterprise\""),
+                    "Community has no online backup; remove `backup` (Community dumps)",
+                ),
+                (other, _) => r.problem_with_hint(
+                    b.span,
+                    format!("{context}: backup `{other}` is not a backup method"),
+                    "use \"dump\" or \"online\" (Enterprise)",
+                ),
             }
         }
-        if let Some(scheme) = raw.bolt_scheme {
-            if [
-                "bolt",
-                "bolt+s",
-                "bolt+ssc",
-                "neo4j",
-                "neo4j+s",
-                "neo4j+ssc",
-            ]
-            .contains(&scheme.as_str())
-            {
-                s.bolt_scheme = scheme;
+        if let Some(scheme) = r.string(t, "bolt_scheme", false, context, None) {
+            if BOLT_SCHEMES.contains(&scheme.value.as_str()) {
+                s.bolt_scheme = scheme.value;
             } else {
-                problems.push(format!("bolt_scheme {scheme:?} is not a Bolt URI scheme"));
+                r.problem_with_hint(
+                    scheme.span,
+                    format!(
+                        "{context}: bolt_scheme `{}` is not a Bolt URI scheme",
+                        scheme.value
+                    ),
+                    format!("use one of {}", BOLT_SCHEMES.join(", ")),
+                );
             }
         }
-        if let Some(p) = raw.bolt_port {
-            s.bolt_port = p;
+        if let Some(port) = r.unsigned(t, "bolt_port", context) {
+            match u16::try_from(port.value) {
+                Ok(p) if p > 0 => s.bolt_port = p,
+                _ => r.problem(
+                    port.span,
+                    format!(
+                        "{context}: bolt_port {} is not a TCP port (1-65535)",
+                        port.value
+                    ),
+                ),
+            }
         }
-        for (key, value, slot) in [
-            ("backup_timeout", raw.backup_timeout, &mut s.backup_timeout),
-            (
-                "restore_timeout",
-                raw.restore_timeout,
-                &mut s.restore_timeout,
-            ),
-            (
-                "command_timeout",
-                raw.command_timeout,
-                &mut s.command_timeout,
-            ),
-            (
-                "restart_timeout",
-                raw.restart_timeout,
-                &mut s.restart_timeout,
-            ),
+        for (key, slot) in [
+            ("backup_timeout", &mut s.backup_timeout),
+            ("restore_timeout", &mut s.restore_timeout),
+            ("command_timeout", &mut s.command_timeout),
+            ("restart_timeout", &mut s.restart_timeout),
         ] {
-            if let Some(text) = value {
-                match crate::config::toml_read::parse_duration(&text) {
-                    Ok(d) => *slot = d,
-                    Err(e) => problems.push(format!("{key}: {e}")),
-                }
+            if let Some(d) = r.duration(t, key, context) {
+                *slot = d.value;
             }
         }
-        if let Some(roles) = raw.app_roles {
-            s.app_roles = roles;
+        if t.get("app_roles").is_some() {
+            s.app_roles = r
+                .string_list(t, "app_roles", context)
+                .into_iter()
+                .map(|role| role.value)
+                .collect();
         }
-        s.admin_secret_key = raw.admin_secret_key.or(s.admin_secret_key);
-        if let Some(v) = raw.verify_readback {
-            s.verify_readback = v;
+        if let Some(key) = r.string(t, "admin_secret_key", false, context, None) {
+            s.admin_secret_key = Some(key.value);
         }
-        if let Some(n) = raw.inconclusive_repolls {
-            s.poll.inconclusive_repolls = n.min(20);
+        if let Some(v) = r.boolean(t, "verify_readback", context) {
+            s.verify_readback = v.value;
         }
-        if problems.is_empty() {
-            Ok(s)
-        } else {
-            Err(Failure::permanent(format!(
-                "{context}: {}",
-                problems.join("; ")
-            )))
+        if let Some(n) = r.unsigned(t, "inconclusive_repolls", context) {
+            s.poll.inconclusive_repolls = n.value.min(20) as u32;
         }
+        (r.problems.len() == before).then_some(s)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SourceFile;
 
-    #[test]
-    fn defaults_follow_the_edition_and_the_table_overrides_them() {
-        let ce = Neo4jSettings::from_table(Edition::Community, None, "ledger").unwrap();
-        assert_eq!(ce.backup, BackupMethod::Dump);
-        let ee = Neo4jSettings::from_table(Edition::Enterprise, None, "ledger").unwrap();
-        assert_eq!(ee.backup, BackupMethod::OnlineFull);
-        let t = serde_json::json!({ "backup": "dump", "bolt_scheme": "bolt+s", "backup_timeout": "3h" });
-        let s = Neo4jSettings::from_table(Edition::Enterprise, Some(&t), "ledger").unwrap();
-        assert_eq!(s.backup, BackupMethod::Dump);
-        assert_eq!(s.bolt_scheme, "bolt+s");
-        assert_eq!(s.backup_timeout, Duration::from_secs(3 * 3600));
+    /// Reads `neo4j = …` from a one-database environment snippet: the settings, or every
+    /// problem as `line:col: message`.
+    fn read(edition: Edition, text: &str) -> Result<Neo4jSettings, Vec<String>> {
+        let source = SourceFile::new("env.toml", text);
+        let doc = TomlReader::parse(&source).expect("valid TOML");
+        let mut r = TomlReader::new(&source);
+        let read = Neo4jSettings::read(&mut r, edition, doc.get("neo4j"), "database `ledger`");
+        match read {
+            Some(s) if r.problems.is_empty() => Ok(s),
+            _ => Err(r.problems.0.iter().map(|p| p.to_string()).collect()),
+        }
     }
 
     #[test]
-    fn every_problem_is_reported_and_unknown_keys_refused() {
-        let t = serde_json::json!({ "backup": "online", "bolt_scheme": "http", "command_timeout": "soon" });
-        let e = Neo4jSettings::from_table(Edition::Community, Some(&t), "ledger").unwrap_err();
-        assert!(e.message.contains("enterprise"), "{}", e.message);
-        assert!(e.message.contains("http"), "{}", e.message);
-        assert!(e.message.contains("command_timeout"), "{}", e.message);
-        let t = serde_json::json!({ "bakup": "dump" });
-        assert!(Neo4jSettings::from_table(Edition::Community, Some(&t), "ledger").is_err());
+    fn defaults_follow_the_edition_and_the_table_overrides_them() {
+        assert_eq!(
+            read(Edition::Community, "").unwrap().backup,
+            BackupMethod::Dump
+        );
+        let ee = read(Edition::Enterprise, "").unwrap();
+        assert_eq!(ee.backup, BackupMethod::OnlineFull);
+        let s = read(
+            Edition::Enterprise,
+            "neo4j = { backup = \"dump\", bolt_scheme = \"bolt+s\", backup_timeout = \"3h\", verify_readback = false, app_roles = [\"reader\"] }",
+        )
+        .unwrap();
+        assert_eq!(s.backup, BackupMethod::Dump);
+        assert_eq!(s.bolt_scheme, "bolt+s");
+        assert_eq!(s.backup_timeout, Duration::from_secs(3 * 3600));
+        assert!(!s.verify_readback);
+        assert_eq!(s.app_roles, vec!["reader".to_owned()]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_its_line_and_column() {
+        let text = "[neo4j]\nbackup = \"online\"\nbolt_scheme = \"http\"\ncommand_timeout = \"soon\"\nbolt_port = 70000\nbakup = \"dump\"\nverify_readback = \"yes\"\n";
+        let problems = read(Edition::Community, text).unwrap_err();
+        let all = problems.join("\n");
+        assert_eq!(problems.len(), 6, "{all}");
+        for (line, needle) in [
+            (2, "enterprise"),
+            (3, "http"),
+            (4, "command_timeout"),
+            (5, "70000"),
+            (6, "unknown key `bakup`"),
+            (7, "true or false"),
+        ] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains(&format!("env.toml:{line}:")) && p.contains(needle)),
+                "no problem at line {line} naming {needle:?} in:\n{all}"
+            );
+        }
+        let not_a_table = read(Edition::Community, "neo4j = \"dump\"").unwrap_err();
+        assert!(
+            not_a_table[0].contains("must be a table"),
+            "{not_a_table:?}"
+        );
     }
 }

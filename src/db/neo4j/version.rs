@@ -1,6 +1,7 @@
 //! Neo4j versions and editions, and the compatibility rules cutover enforces before it
 //! touches anything.
 
+pub use crate::db::Edition;
 use crate::failure::Failure;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -76,35 +77,6 @@ impl FromStr for Neo4jVersion {
             major: num(0)?,
             minor: num(1)?,
             patch: num(2)?,
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Edition {
-    Community,
-    Enterprise,
-}
-
-impl FromStr for Edition {
-    type Err = Failure;
-    fn from_str(s: &str) -> Result<Self, Failure> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "community" => Ok(Edition::Community),
-            "enterprise" => Ok(Edition::Enterprise),
-            other => Err(Failure::permanent(format!(
-                "unknown Neo4j edition {other:?}"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for Edition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Edition::Community => "community",
-            Edition::Enterprise => "enterprise",
         })
     }
 }

@@ -5,11 +5,13 @@
 //! `endpoint_url` in the settings wins. With any custom endpoint (an emulator, a VPC
 //! endpoint) S3 uses path-style addressing.
 
+use crate::config::toml_read::TomlReader;
 use crate::failure::Failure;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_smithy_http_client::{proxy::ProxyConfig, tls};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use serde::{Deserialize, Serialize};
+use toml_edit::Item;
 
 /// The `aws` provider's settings, as the environment file gives them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,9 +65,8 @@ impl AwsSettings {
     }
 }
 
-/// The `[aws]` section of an environment file, as the provider uses it. The loader in
-/// `config::environment` has already checked its keys and types with file:line:col; this
-/// is the typed view.
+/// The `[aws]` section of an environment file, as the provider uses it: read once, at
+/// load, by [`AwsEnvironment::read`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AwsEnvironment {
     pub settings: AwsSettings,
@@ -93,77 +94,71 @@ pub const AWS_SECTION_KEYS: &[&str] = &[
     "ssm_delivery_timeout",
 ];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AwsSection {
-    region: String,
-    bucket: String,
-    #[serde(default)]
-    state_prefix: String,
-    #[serde(default)]
-    endpoint_url: Option<String>,
-    #[serde(default)]
-    profile: Option<String>,
-    #[serde(default)]
-    kms_key_id: Option<String>,
-    #[serde(default)]
-    subnet_id: Option<String>,
-    #[serde(default)]
-    security_group_ids: Vec<String>,
-    #[serde(default)]
-    instance_profile: Option<String>,
-    #[serde(default)]
-    launch_template: Option<String>,
-    #[serde(default)]
-    launch_template_version: Option<String>,
-    #[serde(default)]
-    root_device_name: Option<String>,
-    #[serde(default)]
-    volume_kms_key_id: Option<String>,
-    #[serde(default)]
-    ssm_delivery_timeout: Option<String>,
-}
-
 impl AwsEnvironment {
-    /// The typed `[aws]` section of `env`.
-    pub fn from_environment(env: &crate::config::Environment) -> Result<Self, Failure> {
-        let file = env.source.path.display();
-        let section = env.document.get("aws").cloned().ok_or_else(|| {
-            Failure::permanent(format!(
-                "{file}: provider is `aws` but there is no [aws] section"
-            ))
-            .with_hint("add [aws] with region and bucket")
-        })?;
-        let s: AwsSection = serde_json::from_value(section).map_err(|e| {
-            Failure::permanent(format!("{file}: [aws] is invalid: {e}"))
-                .with_hint("see docs/aws.md for the keys [aws] accepts")
-        })?;
-        let ssm_delivery_timeout = s
-            .ssm_delivery_timeout
-            .as_deref()
-            .map(crate::config::toml_read::parse_duration)
-            .transpose()
-            .map_err(|e| Failure::permanent(format!("{file}: [aws] ssm_delivery_timeout: {e}")))?;
-        Ok(AwsEnvironment {
+    /// Reads `[aws]` at load: unknown keys, missing `region`/`bucket` and values of the
+    /// wrong type are recorded in `r` with their file:line:col; `None` when there was any.
+    pub fn read(r: &mut TomlReader<'_>, aws: &Item) -> Option<Self> {
+        let Some(t) = aws.as_table_like() else {
+            return None; // reported as "must be a table" by the loader
+        };
+        let before = r.problems.len();
+        let context = "[aws]";
+        r.check_keys(t, AWS_SECTION_KEYS, context);
+        let region = r.string(t, "region", true, context, aws.span());
+        let bucket = r.string(t, "bucket", true, context, aws.span());
+        let mut text = |key: &str| r.string(t, key, false, context, None).map(|s| s.value);
+        let state_prefix = text("state_prefix").unwrap_or_default();
+        let endpoint_url = text("endpoint_url");
+        let profile = text("profile");
+        let kms_key_id = text("kms_key_id");
+        let subnet_id = text("subnet_id");
+        let instance_profile = text("instance_profile");
+        let launch_template = text("launch_template");
+        let launch_template_version = text("launch_template_version");
+        let root_device_name = text("root_device_name");
+        let volume_kms_key_id = text("volume_kms_key_id");
+        let security_group_ids = r
+            .string_list(t, "security_group_ids", context)
+            .into_iter()
+            .map(|g| g.value)
+            .collect();
+        let ssm_delivery_timeout = r
+            .duration(t, "ssm_delivery_timeout", context)
+            .map(|d| d.value);
+        if r.problems.len() != before {
+            return None;
+        }
+        Some(AwsEnvironment {
             settings: AwsSettings {
-                region: s.region,
-                endpoint_url: s.endpoint_url,
-                profile: s.profile,
-                bucket: s.bucket,
-                prefix: s.state_prefix.trim_matches('/').to_owned(),
-                kms_key_id: s.kms_key_id,
+                region: region?.value,
+                endpoint_url,
+                profile,
+                bucket: bucket?.value,
+                prefix: state_prefix.trim_matches('/').to_owned(),
+                kms_key_id,
             },
             instance_defaults: super::Ec2InstanceSettings {
-                subnet_id: s.subnet_id,
-                security_group_ids: s.security_group_ids,
-                instance_profile: s.instance_profile,
-                launch_template: s.launch_template,
-                launch_template_version: s.launch_template_version,
-                root_device_name: s.root_device_name,
-                volume_kms_key_id: s.volume_kms_key_id,
+                subnet_id,
+                security_group_ids,
+                instance_profile,
+                launch_template,
+                launch_template_version,
+                root_device_name,
+                volume_kms_key_id,
                 ..Default::default()
             },
             ssm_delivery_timeout,
+        })
+    }
+
+    /// The typed `[aws]` section of `env` (read at load).
+    pub fn from_environment(env: &crate::config::Environment) -> Result<Self, Failure> {
+        env.aws.clone().ok_or_else(|| {
+            Failure::permanent(format!(
+                "{}: provider is `aws` but there is no [aws] section",
+                env.source.path.display()
+            ))
+            .with_hint("add [aws] with region and bucket")
         })
     }
 }
@@ -304,18 +299,53 @@ mod tests {
 
     #[test]
     fn every_key_the_loader_accepts_is_read() {
-        let mut section = serde_json::Map::new();
+        let mut text = String::from("[aws]\n");
         for key in AWS_SECTION_KEYS {
             let value = match *key {
-                "security_group_ids" => serde_json::json!(["sg-1"]),
-                "ssm_delivery_timeout" => serde_json::json!("5m"),
-                _ => serde_json::json!(format!("{key}-value")),
+                "security_group_ids" => "[\"sg-1\"]".to_owned(),
+                "ssm_delivery_timeout" => "\"5m\"".to_owned(),
+                _ => format!("\"{key}-value\""),
             };
-            section.insert((*key).to_owned(), value);
+            text.push_str(&format!("{key} = {value}\n"));
         }
-        let parsed: AwsSection = serde_json::from_value(section.into()).unwrap();
-        assert_eq!(parsed.state_prefix, "state_prefix-value");
-        assert_eq!(parsed.security_group_ids, vec!["sg-1"]);
+        let source = crate::config::SourceFile::new("env.toml", text);
+        let doc = TomlReader::parse(&source).unwrap();
+        let mut r = TomlReader::new(&source);
+        let aws = AwsEnvironment::read(&mut r, doc.get("aws").unwrap()).expect("read");
+        assert!(r.problems.is_empty(), "{}", r.problems);
+        assert_eq!(aws.settings.region, "region-value");
+        assert_eq!(aws.settings.bucket, "bucket-value");
+        assert_eq!(aws.settings.prefix, "state_prefix-value");
+        assert_eq!(
+            aws.settings.endpoint_url.as_deref(),
+            Some("endpoint_url-value")
+        );
+        assert_eq!(aws.settings.profile.as_deref(), Some("profile-value"));
+        assert_eq!(aws.settings.kms_key_id.as_deref(), Some("kms_key_id-value"));
+        let i = &aws.instance_defaults;
+        assert_eq!(i.subnet_id.as_deref(), Some("subnet_id-value"));
+        assert_eq!(i.security_group_ids, vec!["sg-1"]);
+        assert_eq!(
+            i.instance_profile.as_deref(),
+            Some("instance_profile-value")
+        );
+        assert_eq!(i.launch_template.as_deref(), Some("launch_template-value"));
+        assert_eq!(
+            i.launch_template_version.as_deref(),
+            Some("launch_template_version-value")
+        );
+        assert_eq!(
+            i.root_device_name.as_deref(),
+            Some("root_device_name-value")
+        );
+        assert_eq!(
+            i.volume_kms_key_id.as_deref(),
+            Some("volume_kms_key_id-value")
+        );
+        assert_eq!(
+            aws.ssm_delivery_timeout,
+            Some(std::time::Duration::from_secs(300))
+        );
     }
 
     #[test]

@@ -192,10 +192,20 @@ impl IamScope {
             kms_key_id: aws.settings.kms_key_id.clone(),
             admin_secrets: BTreeSet::new(),
             app_secrets: BTreeSet::new(),
-            traffic_secret: str_of(environment.lookup(&["traffic".into(), "secret".into()])),
-            app_service: str_of(environment.lookup(&["traffic".into(), "ecs_cluster".into()])).zip(
-                str_of(environment.lookup(&["traffic".into(), "ecs_service".into()])),
+            // The secret a switch writes: the one named, else the default name, which a
+            // switch without `[traffic] secret` writes too.
+            traffic_secret: Some(
+                environment
+                    .traffic
+                    .secret_name(&environment.name)
+                    .as_str()
+                    .to_owned(),
             ),
+            app_service: environment
+                .traffic
+                .app_service
+                .clone()
+                .map(|s| (s.cluster, s.service)),
             images: BTreeSet::new(),
             subnets: aws.instance_defaults.subnet_id.iter().cloned().collect(),
             security_groups: aws
@@ -212,32 +222,31 @@ impl IamScope {
                 .collect(),
             images_from_run: false,
             parameters: BTreeSet::new(),
-            terraform_state: str_of(environment.lookup(&["terraform".into(), "bucket".into()]))
-                .map(|bucket| {
-                    let prefix =
-                        str_of(environment.lookup(&["terraform".into(), "key_prefix".into()]))
-                            .unwrap_or_default();
-                    (bucket, prefix.trim_matches('/').to_owned())
-                }),
+            terraform_state: environment
+                .terraform
+                .as_ref()
+                .map(|t| (t.bucket.clone(), t.key_prefix.trim_matches('/').to_owned())),
         };
         for def in environment.databases.values() {
-            let s = &def.settings;
-            scope.admin_secrets.extend(str_of(s.get("admin_secret")));
-            scope.app_secrets.extend(str_of(s.get("password_secret")));
-            scope.images.extend(str_of(s.get("image")));
-            if let Some(instance) = s.get("instance") {
-                scope.subnets.extend(str_of(instance.get("subnet_id")));
+            scope
+                .admin_secrets
+                .extend(def.admin_secret.iter().map(|s| s.as_str().to_owned()));
+            scope
+                .app_secrets
+                .extend(def.password_secret.iter().map(|s| s.as_str().to_owned()));
+            scope.images.extend(def.image.clone());
+            let instance = &def.instance;
+            scope.subnets.extend(str_of(instance.get("subnet_id")));
+            scope
+                .instance_profiles
+                .extend(str_of(instance.get("instance_profile")));
+            if let Some(groups) = instance
+                .get("security_group_ids")
+                .and_then(|g| g.as_array())
+            {
                 scope
-                    .instance_profiles
-                    .extend(str_of(instance.get("instance_profile")));
-                if let Some(groups) = instance
-                    .get("security_group_ids")
-                    .and_then(|g| g.as_array())
-                {
-                    scope
-                        .security_groups
-                        .extend(groups.iter().filter_map(|g| g.as_str()).map(str::to_owned));
-                }
+                    .security_groups
+                    .extend(groups.iter().filter_map(|g| g.as_str()).map(str::to_owned));
             }
         }
         scope

@@ -51,15 +51,11 @@ impl AwsProvider {
     pub async fn open(env: &crate::config::Environment) -> Result<Self, Failure> {
         let environment = config::AwsEnvironment::from_environment(env)?;
         let clients = AwsClients::load(&environment.settings).await;
-        let traffic = env.document.get("traffic");
-        let field = |k: &str| {
-            traffic
-                .and_then(|t| t.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        // The loader has checked that both or neither are given.
-        let app_service = field("ecs_cluster").zip(field("ecs_service"));
+        let app_service = env
+            .traffic
+            .app_service
+            .clone()
+            .map(|s| (s.cluster, s.service));
         Ok(Self {
             environment,
             clients,

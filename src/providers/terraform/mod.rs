@@ -12,11 +12,12 @@
 
 pub mod plan_json;
 
+use crate::config::toml_read::TomlReader;
 use crate::failure::Failure;
-use serde::Deserialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use toml_edit::Item;
 
 /// Keys of the environment's `[terraform]` table.
 pub const TERRAFORM_SECTION_KEYS: &[&str] = &[
@@ -28,48 +29,87 @@ pub const TERRAFORM_SECTION_KEYS: &[&str] = &[
     "protect",
 ];
 
-/// The environment's `[terraform]` table.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The environment's `[terraform]` table, read at load by [`TerraformSettings::read`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TerraformSettings {
     /// The state bucket.
     pub bucket: String,
     /// Prefix of every state key in the bucket (default `terraform`).
-    #[serde(default = "default_prefix")]
     pub key_prefix: String,
     pub region: String,
     /// An S3 endpoint (an emulator such as moto); path-style, and the backend skips
     /// the AWS-only checks (credentials, account id, region, metadata API).
-    #[serde(default)]
     pub endpoint: Option<String>,
     /// The program to run; default: `terraform` on PATH, else `tofu`.
-    #[serde(default)]
     pub binary: Option<String>,
     /// Resource types or addresses a plan must never destroy or replace unless the
     /// step lists them in `allow_destroy`.
-    #[serde(default)]
     pub protect: Vec<String>,
 }
 
-fn default_prefix() -> String {
-    "terraform".into()
-}
-
 impl TerraformSettings {
-    /// Reads `[terraform]` from the environment document (validated at load).
-    pub fn from_document(env_name: &str, document: &serde_json::Value) -> Result<Self, Failure> {
-        let Some(table) = document.get("terraform") else {
-            return Err(Failure::permanent(format!(
-                "environment `{env_name}` has no [terraform] table, so Terraform has no state backend"
+    /// Reads `[terraform]`: the state backend of the Terraform stages (S3, or an emulator
+    /// at `endpoint`), the binary, and resources no plan may destroy. Every problem is
+    /// recorded in `r` with its file:line:col; `None` when there was any.
+    pub fn read(r: &mut TomlReader<'_>, terraform: &Item) -> Option<Self> {
+        let t = terraform.as_table_like()?; // not a table: reported by the loader
+        let before = r.problems.len();
+        let context = "[terraform]";
+        r.check_keys(t, TERRAFORM_SECTION_KEYS, context);
+        let bucket = r.string(t, "bucket", true, context, terraform.span());
+        let region = r.string(t, "region", true, context, terraform.span());
+        let binary = r.string(t, "binary", false, context, None).map(|b| b.value);
+        let key_prefix = match r.string(t, "key_prefix", false, context, None) {
+            None => Some("terraform".to_owned()),
+            Some(prefix) if prefix.value.trim_matches('/').is_empty() => {
+                r.problem_with_hint(
+                    prefix.span,
+                    "[terraform] key_prefix is empty",
+                    "name the folder of the state objects, e.g. key_prefix = \"terraform\"",
+                );
+                None
+            }
+            Some(prefix) => Some(prefix.value),
+        };
+        let endpoint = match r.string(t, "endpoint", false, context, None) {
+            Some(e) if !(e.value.starts_with("http://") || e.value.starts_with("https://")) => {
+                r.problem_with_hint(
+                    e.span,
+                    format!("[terraform] endpoint `{}` is not a URL", e.value),
+                    "write it as http://HOST:PORT (an emulator) or https://…, or remove it for AWS",
+                );
+                None
+            }
+            other => other.map(|e| e.value),
+        };
+        let protect = r
+            .string_list(t, "protect", context)
+            .into_iter()
+            .map(|p| p.value)
+            .collect();
+        if r.problems.len() != before {
+            return None;
+        }
+        Some(TerraformSettings {
+            bucket: bucket?.value,
+            key_prefix: key_prefix?,
+            region: region?.value,
+            endpoint,
+            binary,
+            protect,
+        })
+    }
+
+    /// The environment's `[terraform]` settings, or a permanent failure naming the fix.
+    pub fn of(env: &crate::config::Environment) -> Result<Self, Failure> {
+        env.terraform.clone().ok_or_else(|| {
+            Failure::permanent(format!(
+                "environment `{}` has no [terraform] table, so Terraform has no state backend",
+                env.name
             ))
             .with_hint(
                 "add [terraform] with bucket, region (and key_prefix, endpoint for an emulator) to the environment file",
-            ));
-        };
-        serde_json::from_value(table.clone()).map_err(|e| {
-            Failure::permanent(format!(
-                "environment `{env_name}`: invalid [terraform] table: {e}"
-            ))
+            )
         })
     }
 
