@@ -97,7 +97,10 @@ rehearse-aws: setup
 # each (about 5 minutes alone). `make test` runs the Neo4j-only one (an artifact whose
 # checksum matches but whose store does not) on Neo4j and the engine-independent ones
 # on ArcadeDB, for its 20-minute budget (docs/neo4j.md).
+# The failures are injected by the test build of the CLI (examples/cutover_faults), which
+# `cargo test --no-run` builds and `--test it` alone does not.
 failures-neo4j: setup
+	$(LINTED) $(CARGO) test --quiet --no-run
 	CUTOVER_IT_NEO4J_ALL_FAILURES=1 $(LINTED) $(CARGO) test --test it local_bluegreen::neo4j_a_failure -- --nocapture
 
 bench: bench-digest bench-engine

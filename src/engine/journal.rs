@@ -185,16 +185,9 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     next_seq: u64,
-    /// Test hook: pause forever after writing this record (see [`FAULT_PAUSE_ENV`]).
-    pause_after: Option<u64>,
     /// Told after each record is on disk (the aws journal mirror uploads on it).
     on_append: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
-
-/// Test-only fault injection: when set to `N`, the process stops making progress right
-/// after record `N` is on disk and touches `<run dir>/paused-at-N`, so a test can
-/// `kill -9` it at exactly that point. The kill itself is real.
-pub const FAULT_PAUSE_ENV: &str = "CUTOVER_FAULT_PAUSE_AFTER_EVENT";
 
 fn io_failure(path: &Path, what: &str, e: std::io::Error) -> Failure {
     Failure::permanent(format!("cannot {what} journal {}: {e}", path.display()))
@@ -218,7 +211,6 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             next_seq: 1,
-            pause_after: pause_after(),
             on_append: None,
         })
     }
@@ -243,7 +235,6 @@ impl Journal {
                 path: path.to_path_buf(),
                 file,
                 next_seq,
-                pause_after: pause_after(),
                 on_append: None,
             },
             records,
@@ -282,26 +273,11 @@ impl Journal {
         if let Some(notify) = &self.on_append {
             notify.notify_one();
         }
-        if self.pause_after == Some(record.seq) {
-            self.pause_for_fault_injection(record.seq);
+        if let Some(hooks) = crate::steps::hooks::installed() {
+            hooks.journaled(&self.path, record.seq);
         }
         Ok(record)
     }
-
-    fn pause_for_fault_injection(&self, seq: u64) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::write(dir.join(format!("paused-at-{seq}")), b"");
-        }
-        // Bounded: a test that forgets to kill us does not leave a process forever.
-        std::thread::sleep(std::time::Duration::from_secs(300));
-        std::process::abort();
-    }
-}
-
-fn pause_after() -> Option<u64> {
-    std::env::var(FAULT_PAUSE_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
 }
 
 /// Reads every complete record; returns them and the byte length they occupy.

@@ -167,7 +167,7 @@ impl Step for Bake {
         self.rounds += 1;
         let mut unanswered = Vec::new();
         for (database, instance) in &inputs.databases {
-            match round(ctx, database, instance, &inputs.queries, self.rounds).await {
+            match round(ctx, database, instance, &inputs.queries).await {
                 Ok(()) => {}
                 Err(f) if f.class == ErrorClass::Transient => {
                     unanswered.push(format!("{database}: {}", f.message))

@@ -62,6 +62,9 @@ pub struct StepContext {
     /// Stable for this step across attempts and resumed runs.
     pub idempotency_token: String,
     pub services: Arc<Services>,
+    /// The run's providers as this step sees them (wrapped by the installed
+    /// [`super::hooks`], in test builds).
+    providers: Option<crate::providers::ProviderSet>,
     recorder: Arc<dyn StepRecorder>,
     checkpoint: Mutex<Option<serde_json::Value>>,
 }
@@ -77,6 +80,13 @@ impl StepContext {
         checkpoint: Option<serde_json::Value>,
     ) -> Self {
         let idempotency_token = idempotency_token(&run_id, &step_id);
+        let providers = services
+            .providers
+            .clone()
+            .map(|p| match super::hooks::installed() {
+                Some(hooks) => hooks.providers(&step_id, p),
+                None => p,
+            });
         Self {
             run_id,
             step_id,
@@ -84,6 +94,7 @@ impl StepContext {
             inputs,
             idempotency_token,
             services,
+            providers,
             recorder,
             checkpoint: Mutex::new(checkpoint),
         }
@@ -186,7 +197,7 @@ impl StepContext {
 
     /// The provider services, or a permanent failure naming the step when the run has none.
     pub fn providers(&self) -> Result<&crate::providers::ProviderSet, Failure> {
-        self.services.providers.as_ref().ok_or_else(|| {
+        self.providers.as_ref().ok_or_else(|| {
             Failure::permanent(format!(
                 "step {} needs a provider, but this run has none",
                 self.step_id

@@ -13,7 +13,7 @@
 //! recorded command* instead of sending a second one; a command that ended in failure is
 //! cleared from the checkpoint, so the retry starts a new one. See docs/engine.md.
 
-use super::dbctx::{current_secret, failpoint, now_rfc3339, parse_duration, running_job, DbRef};
+use super::dbctx::{current_secret, now_rfc3339, parse_duration, running_job, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::config::toml_read::format_duration;
@@ -430,16 +430,6 @@ impl Step for Backup {
             )));
         };
         let Started { frozen, taken_at } = started;
-        let artifact = if failpoint(ctx, "inconsistent-artifact") && st.fingerprint.is_none() {
-            let damaged = try_step!(
-                damage_before_the_manifest(ctx, providers.objects.as_ref(), artifact).await
-            );
-            st.artifact = Some(damaged.clone());
-            try_step!(save_state(ctx, &st));
-            damaged
-        } else {
-            artifact
-        };
         let Some(sha256) = artifact.object.sha256.clone() else {
             return Decision::Fail(Failure::permanent(format!(
                 "the object store did not report a SHA-256 for {}",
@@ -502,19 +492,6 @@ impl Step for Backup {
         let bytes = try_step!(serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Failure::permanent(format!("cannot encode the manifest: {e}"))));
         try_step!(providers.objects.put_bytes(&manifest_key, bytes).await);
-        if failpoint(ctx, "corrupt-artifact") {
-            // Test failure point: damage the stored artifact after the manifest recorded
-            // its true SHA-256; the restore must refuse it.
-            let mut data = try_step!(providers.objects.get_bytes(&artifact_key).await);
-            let middle = data.len() / 2;
-            if let Some(b) = data.get_mut(middle) {
-                *b ^= 0xff;
-            }
-            try_step!(providers.objects.put_bytes(&artifact_key, data).await);
-            ctx.note(
-                "failure point: the backup artifact was corrupted after the manifest was written",
-            );
-        }
         let mut out = Outputs::new();
         out.insert("artifact_key".into(), artifact_key.as_str().into());
         out.insert("manifest_key".into(), manifest_key.as_str().into());
@@ -621,10 +598,6 @@ impl Step for Restore {
         }
         // 2. Intent, then the command; its handle is journaled before the first poll.
         if !st.loaded && st.operation.is_none() {
-            if failpoint(ctx, "kill-green") {
-                ctx.note("failure point: stopping the green server before the restore");
-                try_step!(providers.compute.stop(&db.handle.instance.id).await);
-            }
             if let Some(replace) = &inputs.replace {
                 try_step!(clear_for_replace(ctx, &db, &inputs, replace).await);
             }
@@ -710,25 +683,6 @@ struct BackupState {
 /// manifest is written and records the damaged bytes' own SHA-256 and size, as a dump that
 /// was bad when it was written would be. The checksum then matches; only the engine's
 /// store check (`neo4j-admin database check` before the load) can refuse it.
-async fn damage_before_the_manifest(
-    ctx: &StepContext,
-    objects: &dyn crate::providers::ObjectStore,
-    mut artifact: BackupArtifact,
-) -> Result<BackupArtifact, Failure> {
-    use sha2::Digest;
-    let key = artifact.object.key.clone();
-    let mut data = objects.get_bytes(&key).await?;
-    // 4 KiB from the middle zeroed: enough to break any compressed block it touches.
-    let start = data.len() / 2;
-    let end = (start + 4096).min(data.len());
-    data[start..end].fill(0);
-    artifact.object.sha256 = Some(hex::encode(sha2::Sha256::digest(&data)));
-    artifact.object.size = data.len() as u64;
-    objects.put_bytes(&key, data).await?;
-    ctx.note("failure point: the artifact was damaged before its manifest recorded its SHA-256");
-    Ok(artifact)
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Started {
     frozen: bool,

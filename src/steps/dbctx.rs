@@ -1,6 +1,6 @@
 //! What the database steps share: finding a database's settings in the environment,
 //! building a [`DbHandle`] for an instance (the administrator's password comes from the
-//! secret store, never from inputs), picking the engine, and failure points for tests.
+//! secret store, never from inputs) and picking the engine.
 
 use super::StepContext;
 use crate::config::environment::DatabaseDef;
@@ -54,6 +54,14 @@ pub fn engine_for(
     ctx: &StepContext,
     def: &DatabaseDef,
 ) -> Result<Arc<dyn DatabaseEngine>, Failure> {
+    let engine = engine_of(ctx, def)?;
+    Ok(match super::hooks::installed() {
+        Some(hooks) => hooks.engine(&ctx.step_id, engine, ctx.providers().ok()),
+        None => engine,
+    })
+}
+
+fn engine_of(ctx: &StepContext, def: &DatabaseDef) -> Result<Arc<dyn DatabaseEngine>, Failure> {
     #[cfg(test)]
     if let Some(engine) = test_engine::get() {
         return Ok(engine);
@@ -299,17 +307,6 @@ pub async fn running_job(db: &DbRef) -> Result<Option<&'static str>, Failure> {
         Ok(None)
     })
     .await
-}
-
-/// Test failure points: `CUTOVER_FAILPOINTS=name@step-id,…`. Only the named step of a
-/// run that was started with the variable is affected; the injected failure says so.
-pub fn failpoint(ctx: &StepContext, name: &str) -> bool {
-    std::env::var("CUTOVER_FAILPOINTS")
-        .map(|v| {
-            v.split(',')
-                .any(|p| p.trim() == format!("{name}@{}", ctx.step_id))
-        })
-        .unwrap_or(false)
 }
 
 pub fn now_rfc3339() -> String {

@@ -1,7 +1,7 @@
 //! `health.check`: real Cypher queries as the application user, N consecutive successes.
 //! The app's own `/health` never touches the database, so it proves nothing here.
 
-use super::dbctx::{current_secret, failpoint, parse_duration, DbRef};
+use super::dbctx::{current_secret, parse_duration, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::{ErrorClass, Failure};
@@ -73,14 +73,12 @@ struct Health {
 }
 
 /// One health round on `database` at `instance`: a login as the application user, the
-/// `queries`, then the database's invariants. `number` is 1-based within this attempt
-/// (the failure points count on it). Also the round of `health.bake`.
+/// `queries`, then the database's invariants. Also the round of `health.bake`.
 pub(crate) async fn round(
     ctx: &StepContext,
     database: &str,
     instance: &str,
     extra: &[String],
-    number: u32,
 ) -> Result<(), Failure> {
     let db = DbRef::open(ctx, database, instance).await?;
     let user = db.def.user.clone();
@@ -90,11 +88,6 @@ pub(crate) async fn round(
     let graph = target.connect(1).await?;
     let mut queries = vec!["MATCH (n) RETURN count(n) AS nodes".to_owned()];
     queries.extend(extra.iter().cloned());
-    // `fail-health-late` fails from the second round on, so whatever was switched to has
-    // served real traffic for an interval before the failure.
-    if failpoint(ctx, "fail-health") || (failpoint(ctx, "fail-health-late") && number >= 2) {
-        queries.push("THIS IS NOT CYPHER".into());
-    }
     for q in &queries {
         crate::db::bolt::run_and_discard(&graph, &target.uri, q).await?;
     }
@@ -123,15 +116,7 @@ impl Step for Health {
         let needed = inputs.successes.unwrap_or(3).max(1);
         let interval = try_step!(parse_duration(inputs.interval.as_deref().unwrap_or("1s")));
         self.rounds += 1;
-        match round(
-            ctx,
-            &inputs.database,
-            &inputs.instance,
-            &inputs.queries,
-            self.rounds,
-        )
-        .await
-        {
+        match round(ctx, &inputs.database, &inputs.instance, &inputs.queries).await {
             Ok(()) => self.streak += 1,
             Err(f) if f.class == ErrorClass::Transient => {
                 self.streak = 0;

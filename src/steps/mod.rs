@@ -24,6 +24,7 @@ pub mod dbctx;
 mod failure_class_tests;
 pub mod git;
 pub mod health;
+pub mod hooks;
 pub mod integrity_step;
 pub mod preflight;
 pub mod recipe;

@@ -1,14 +1,14 @@
 //! `secret.rotate`: a new application password for green — stored as pending, set on
 //! green, proven by a Bolt login, then made current (the old one kept as previous).
 
-use super::dbctx::{failpoint, now_rfc3339, DbRef};
+use super::dbctx::{now_rfc3339, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::providers::SecretStage;
 use crate::try_step;
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 pub static KINDS: &[StepKind] = &[StepKind {
@@ -89,13 +89,7 @@ impl Step for Rotate {
                 .set_user_password(&db.handle, &user, &pending)
                 .await
         );
-        let tested = if failpoint(ctx, "fail-secret-test") {
-            ctx.note("failure point: testing the login with a wrong password");
-            SecretString::from(format!("{}-wrong", pending.expose_secret()))
-        } else {
-            pending.clone()
-        };
-        let target = db.engine.bolt_target(&db.handle, &user, tested);
+        let target = db.engine.bolt_target(&db.handle, &user, pending.clone());
         let login = target.check_login();
         if let Err(f) = login.await {
             return Decision::Fail(Failure {

@@ -7,6 +7,27 @@ pub fn cutover() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cutover"))
 }
 
+/// The test build of the CLI with failure injection (`examples/cutover_faults/`), which
+/// `cargo test` builds beside the `cutover` binary. Only tests that inject a failure run
+/// it; everything else runs the production binary.
+pub fn cutover_faults_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_cutover"))
+        .parent()
+        .expect("the cutover binary is in a directory")
+        .join("examples")
+        .join(format!("cutover_faults{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: it is built by `cargo test` (an example of the package); run `make test`",
+        path.display()
+    );
+    path
+}
+
+pub fn cutover_faults() -> Command {
+    Command::new(cutover_faults_path())
+}
+
 /// A scratch directory with `env.toml` (state under `state/`) and `book.toml`.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
@@ -30,7 +51,9 @@ impl Workspace {
         self.dir.path().join("state")
     }
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = cutover();
+        self.command_of(cutover(), args)
+    }
+    fn command_of(&self, mut c: Command, args: &[&str]) -> Command {
         c.current_dir(self.path())
             .args(args)
             .env_remove("CUTOVER_FAULT_PAUSE_AFTER_EVENT")
@@ -38,13 +61,17 @@ impl Workspace {
         c
     }
     /// Starts `cutover run book.toml --run-id RUN_ID` in the background with its output
-    /// captured. `pause_after` arms the journal's fault hook so a test can kill the
-    /// process right after that event.
+    /// captured. `pause_after` runs the test build instead, with its journal hook armed
+    /// so a test can kill the process right after that event.
     pub fn spawn_run(&self, run_id: &str, pause_after: Option<usize>) -> Child {
-        let mut c = self.command(&run_args(run_id));
-        if let Some(n) = pause_after {
-            c.env("CUTOVER_FAULT_PAUSE_AFTER_EVENT", n.to_string());
-        }
+        let mut c = match pause_after {
+            Some(n) => {
+                let mut c = self.command_of(cutover_faults(), &run_args(run_id));
+                c.env("CUTOVER_FAULT_PAUSE_AFTER_EVENT", n.to_string());
+                c
+            }
+            None => self.command(&run_args(run_id)),
+        };
         c.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -90,7 +90,11 @@ async fn cutover_run_with(
     failpoint: Option<&str>,
     vars: &[(&str, String)],
 ) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    // A failure is injected by the test build of the CLI; a clean run is the real binary.
+    let mut cmd = match failpoint {
+        Some(_) => tokio::process::Command::new(crate::engine_cli::cutover_faults_path()),
+        None => tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover")),
+    };
     cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
     cmd.current_dir(repo())
         .args(["run", "runbooks/blue-green.toml", "--env"])
@@ -341,7 +345,7 @@ const ARCADEDB_FAILURES: [Injected; 4] = [
     (
         "fail-health@health-ledger",
         "health-ledger",
-        "Neo.ClientError.Statement.SyntaxError",
+        "authentication failed",
     ),
     (
         "fail-secret-test@rotate-search",

@@ -20,6 +20,7 @@ mod engine_crash_resume;
 mod engine_lock;
 mod engine_rollback;
 mod engine_validation;
+mod fault_injection;
 mod harness;
 mod harness_smoke;
 mod integrity;
