@@ -866,6 +866,7 @@ impl StepTask {
             self.journal(Event::StepStarted {
                 step: id.clone(),
                 attempt,
+                kind: Some(self.step.kind.name.into()),
             })?;
             progress.report(ProgressEvent::StepStarted {
                 step: id.clone(),

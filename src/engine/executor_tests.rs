@@ -580,6 +580,7 @@ fn started_earlier(done: &[&str], unfinished: &[&str]) -> RunView {
                 Event::StepStarted {
                     step: StepId::new(*id),
                     attempt: 1,
+                    kind: None,
                 },
                 Event::StepSucceeded {
                     step: StepId::new(*id),
@@ -590,6 +591,7 @@ fn started_earlier(done: &[&str], unfinished: &[&str]) -> RunView {
         .chain(unfinished.iter().map(|id| Event::StepStarted {
             step: StepId::new(*id),
             attempt: 1,
+            kind: None,
         }));
     for event in events {
         records.push(super::journal::Record {

@@ -60,6 +60,10 @@ pub enum Event {
     StepStarted {
         step: StepId,
         attempt: u32,
+        /// The step's kind (`db.freeze`), so readers of the journal (the report) need
+        /// not guess it from the step id. Absent in journals of earlier versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
     },
     StepIntent {
         step: StepId,
@@ -333,6 +337,7 @@ mod tests {
         Event::StepStarted {
             step: StepId::new("a"),
             attempt: 1,
+            kind: None,
         }
     }
 

@@ -295,6 +295,7 @@ mod tests {
             Event::StepStarted {
                 step: StepId::new("preflight-ledger"),
                 attempt: 1,
+                kind: None,
             },
             Event::StepSucceeded {
                 step: StepId::new("preflight-ledger"),
@@ -324,6 +325,7 @@ mod tests {
             Event::StepStarted {
                 step: StepId::new("switch"),
                 attempt: 1,
+                kind: None,
             },
             Event::StepSucceeded {
                 step: StepId::new("switch"),

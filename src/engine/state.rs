@@ -160,7 +160,7 @@ pub fn replay(records: &[Record]) -> RunView {
                 view.finished_at = None;
             }
             Event::LeaseTakenOver { .. } | Event::PostconditionChecked { .. } => {}
-            Event::StepStarted { step, attempt } => {
+            Event::StepStarted { step, attempt, .. } => {
                 let s = view.steps.entry(step.clone()).or_default();
                 if s.first_started_at.is_none() {
                     s.first_started_at = Some(at);

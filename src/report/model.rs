@@ -237,15 +237,28 @@ fn redact_map(map: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-/// Step-id heuristics for the journal-based freeze window (the journal has no step kinds).
-fn is_freeze_step(id: &str) -> bool {
-    let id = id.to_ascii_lowercase();
-    id.contains("freeze") && !id.contains("unfreeze")
+/// The step froze a database: its journaled kind is `db.freeze`. Journals written before
+/// kinds were journaled fall back to the step id.
+fn is_freeze_step(id: &str, kind: Option<&str>) -> bool {
+    match kind {
+        Some(kind) => kind == "db.freeze",
+        None => {
+            let id = id.to_ascii_lowercase();
+            id.contains("freeze") && !id.contains("unfreeze")
+        }
+    }
 }
 
-fn is_writable_step(id: &str) -> bool {
-    let id = id.to_ascii_lowercase();
-    id.contains("unfreeze") || id.contains("switch") || id.contains("traffic")
+/// The step made a database writable for the application again: an unfreeze, or the
+/// traffic switch to green (by kind; by step id in journals without kinds).
+fn is_writable_step(id: &str, kind: Option<&str>) -> bool {
+    match kind {
+        Some(kind) => matches!(kind, "db.unfreeze" | "traffic.switch"),
+        None => {
+            let id = id.to_ascii_lowercase();
+            id.contains("unfreeze") || id.contains("switch") || id.contains("traffic")
+        }
+    }
 }
 
 #[derive(Default)]
@@ -291,6 +304,7 @@ impl Report {
         let mut scans: BTreeMap<StepId, StepScan> = BTreeMap::new();
         let mut sessions: Vec<Session> = Vec::new();
         let mut cutover_version = None;
+        let mut kinds: BTreeMap<StepId, String> = BTreeMap::new();
         let mut freeze_step: Option<(StepId, DateTime<Utc>)> = None;
         let mut writable_journal: Option<(String, DateTime<Utc>)> = None;
         let mut prev_at = origin;
@@ -334,7 +348,10 @@ impl Report {
                         ended: SessionEnd::Open,
                     });
                 }
-                Event::StepStarted { step, .. } => {
+                Event::StepStarted { step, kind, .. } => {
+                    if let Some(kind) = kind {
+                        kinds.insert(step.clone(), kind.clone());
+                    }
                     let scan = scans.get_mut(step).expect("inserted above");
                     if scan.open.is_none() {
                         scan.open = Some(at);
@@ -363,11 +380,12 @@ impl Report {
                         .get_mut(step)
                         .expect("inserted above")
                         .close(at, SegmentEnd::Succeeded);
-                    if freeze_step.is_none() && is_freeze_step(step.as_str()) {
+                    let kind = kinds.get(step).map(String::as_str);
+                    if freeze_step.is_none() && is_freeze_step(step.as_str(), kind) {
                         freeze_step = Some((step.clone(), record.at));
                     } else if freeze_step.is_some()
                         && writable_journal.is_none()
-                        && is_writable_step(step.as_str())
+                        && is_writable_step(step.as_str(), kind)
                     {
                         writable_journal = Some((format!("step `{step}` succeeded"), record.at));
                     }

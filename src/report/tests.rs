@@ -59,6 +59,19 @@ impl Journal {
             Event::StepStarted {
                 step: StepId::new(step),
                 attempt,
+                kind: None,
+            },
+        )
+    }
+
+    /// A step start as this version journals it: with the step's kind.
+    fn started_as(self, s: f64, step: &str, kind: &str) -> Self {
+        self.at(
+            s,
+            Event::StepStarted {
+                step: StepId::new(step),
+                attempt: 1,
+                kind: Some(kind.into()),
             },
         )
     }
@@ -727,4 +740,27 @@ fn an_empty_journal_still_renders_every_format() {
     assert!(report.next_steps[0].contains("cutover resume RUN_ID --env ENV"));
     let json: Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["outcome"], Value::Null);
+}
+
+#[test]
+fn the_freeze_window_follows_the_journaled_step_kinds_not_the_step_ids() {
+    // `warm-freezer` is not a freeze and `lock-ledger` is; `cut-over` is the switch.
+    let records = Journal::new()
+        .run_started(0.0)
+        .started_as(1.0, "warm-freezer", "util.wait")
+        .succeeded(2.0, "warm-freezer", json!({}))
+        .started_as(3.0, "lock-ledger", "db.freeze")
+        .succeeded(5.0, "lock-ledger", json!({}))
+        .started_as(6.0, "cut-over", "traffic.switch")
+        .succeeded(9.0, "cut-over", json!({}))
+        .finished(10.0, Outcome::Succeeded, "")
+        .records;
+    let report = Report::from_journal(&records);
+    let w = report.freeze_window.as_ref().expect("a freeze window");
+    assert_eq!(w.frozen_source, "step `lock-ledger` succeeded");
+    assert_eq!(
+        w.writable_source.as_deref(),
+        Some("step `cut-over` succeeded")
+    );
+    assert_eq!(w.seconds, Some(4.0));
 }
