@@ -12,7 +12,7 @@ use cutover::config::environment::DatabaseDef;
 use cutover::config::Environment;
 use cutover::db::arcadedb::ArcadeEngine;
 use cutover::db::bolt::BoltTarget;
-use cutover::db::neo4j::exec_driver::PollPolicy;
+use cutover::db::neo4j::script_runner::PollPolicy;
 use cutover::db::neo4j::{Edition, Neo4jEngine, Neo4jSettings};
 use cutover::db::{DatabaseEngine, DbHandle};
 use cutover::engine::progress::WorkMeter;
@@ -23,7 +23,7 @@ use cutover::providers::local::LocalProvider;
 use cutover::providers::{
     tag, Compute, Exec, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,
 };
-use cutover::steps::dbctx::ADMIN_SECRET_TAG;
+use cutover::steps::db_access::ADMIN_SECRET_TAG;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -18,7 +18,7 @@
 //!
 //! A difference in the schema alone (an index created on green) counts as a write too.
 
-use super::dbctx::DbRef;
+use super::db_access::DbRef;
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;

@@ -20,7 +20,7 @@
 //!
 //! Caveat: the clock is the controller's; a wall-clock jump moves the deadline with it.
 
-use super::dbctx::parse_duration;
+use super::db_access::parse_duration;
 use super::health::round;
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
@@ -235,7 +235,7 @@ impl Step for Bake {
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                     .into(),
             );
-            out.insert("passed_at".into(), super::dbctx::now_rfc3339().into());
+            out.insert("passed_at".into(), super::db_access::now_rfc3339().into());
             return Decision::Done(out);
         }
         let until_deadline = remaining.to_std().unwrap_or_default();

@@ -1,7 +1,7 @@
 //! `compute.provision` and `compute.decommission`: instances for a database, tagged with
 //! env, database, color and run id; provisioning is idempotent by the step's token.
 
-use super::dbctx::{
+use super::db_access::{
     database_def, engine_for, instance_settings, parse_duration, DbRef, ADMIN_SECRET_TAG,
 };
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
@@ -330,7 +330,10 @@ impl Step for Decommission {
         try_step!(providers.compute.terminate(&id).await);
         let mut out = Outputs::new();
         out.insert("terminated".into(), inputs.instance.into());
-        out.insert("terminated_at".into(), super::dbctx::now_rfc3339().into());
+        out.insert(
+            "terminated_at".into(),
+            super::db_access::now_rfc3339().into(),
+        );
         Decision::Done(out)
     }
 }

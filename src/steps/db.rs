@@ -13,7 +13,7 @@
 //! recorded command* instead of sending a second one; a command that ended in failure is
 //! cleared from the checkpoint, so the retry starts a new one. See docs/engine.md.
 
-use super::dbctx::{current_secret, now_rfc3339, parse_duration, running_job, DbRef};
+use super::db_access::{current_secret, now_rfc3339, parse_duration, running_job, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::config::toml_read::format_duration;

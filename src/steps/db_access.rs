@@ -87,7 +87,7 @@ fn engine_of(ctx: &StepContext, def: &DatabaseDef) -> Result<Arc<dyn DatabaseEng
             let mut settings = settings.clone();
             if ctx.environment().provider == crate::config::ProviderKind::Local {
                 // Scripts run on this machine: their results are files, polled quickly.
-                settings.poll = crate::db::neo4j::exec_driver::PollPolicy::local();
+                settings.poll = crate::db::neo4j::script_runner::PollPolicy::local();
             }
             Ok(Arc::new(crate::db::neo4j::Neo4jEngine::new(exec, settings)))
         }

@@ -6,7 +6,7 @@
 //! tested against the same fakes (it opens the database as `db.backup` does).
 
 use super::context::{Services, StepContext, StepRecorder};
-use super::dbctx::test_engine;
+use super::db_access::test_engine;
 use super::{Decision, Step};
 use crate::db::bolt::BoltTarget;
 use crate::db::{BackupArtifact, DatabaseEngine, DbHandle, DbOperation, EngineKind, OpPoll};

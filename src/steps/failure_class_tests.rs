@@ -55,7 +55,7 @@ fn no_step_wraps_an_integrity_error_as_transient_again() {
     // around a call that already returns a classified error.
     for (file, text) in [
         ("db.rs", include_str!("db.rs")),
-        ("integrity_step.rs", include_str!("integrity_step.rs")),
+        ("integrity.rs", include_str!("integrity.rs")),
         ("health.rs", include_str!("health.rs")),
         ("traffic.rs", include_str!("traffic.rs")),
     ] {

@@ -1,7 +1,7 @@
 //! `health.check`: real Cypher queries as the application user, N consecutive successes.
 //! The app's own `/health` never touches the database, so it proves nothing here.
 
-use super::dbctx::{current_secret, parse_duration, DbRef};
+use super::db_access::{current_secret, parse_duration, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::{ErrorClass, Failure};

@@ -3,7 +3,7 @@
 //! the application's own queries (`same_answers`) must answer on green as on frozen blue.
 
 use super::db::read_manifest;
-use super::dbctx::DbRef;
+use super::db_access::DbRef;
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;

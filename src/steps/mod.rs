@@ -12,20 +12,22 @@ pub mod ami;
 pub mod app_health;
 pub mod assess;
 pub mod aws_needs;
+pub mod backup_select;
 pub mod bake;
 pub mod changes;
 pub mod compute;
 pub mod context;
 pub mod db;
+pub mod db_access;
 #[cfg(test)]
 mod db_poll_tests;
-pub mod dbctx;
+pub mod drill;
 #[cfg(test)]
 mod failure_class_tests;
 pub mod git;
 pub mod health;
 pub mod hooks;
-pub mod integrity_step;
+pub mod integrity;
 pub mod preflight;
 pub mod recipe;
 pub mod registry;
@@ -34,7 +36,7 @@ pub mod secret;
 mod select_measure_tests;
 pub mod terraform;
 pub mod traffic;
-pub mod util;
+pub mod utility;
 
 pub use context::{Services, StepContext, StepRecorder};
 pub use registry::{find_kind, kinds, InputSpec, OutputSpec, StepKind, ValueType};

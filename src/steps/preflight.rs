@@ -1,10 +1,7 @@
-//! `db.preflight` (find blue, check it is healthy, versions compatible, app jobs idle, the
-//! app's queries plan on Neo4j, backup location writable), `backup.select` (the latest
-//! backup of every database from one point in time) and `drill.measure` (RTO/RPO of a
-//! drill).
+//! `db.preflight`: find blue, check it is healthy, versions compatible, app jobs idle, the
+//! app's queries plan on Neo4j, backup location writable.
 
-use super::db::read_manifest;
-use super::dbctx::{database_def, now_rfc3339, running_job, DbRef};
+use super::db_access::{database_def, running_job, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::traffic::{LocalSecretTarget, TrafficTarget};
 use super::{Decision, Outputs, Step, StepContext};
@@ -32,30 +29,6 @@ pub static KINDS: &[StepKind] = &[
         changes: "",
         compensation: None,
         build: || Box::new(Preflight),
-    },
-    StepKind {
-        name: "backup.select",
-        summary: "pick a backup (latest, or one run's) holding every listed database from one point in time",
-        inputs: &[
-            InputSpec { name: "databases", ty: ValueType::List, required: true, doc: "database names" },
-            InputSpec { name: "backup", ty: ValueType::String, required: false, doc: "`latest` (default) or a backup run id" },
-        ],
-        outputs: OutputSpec::Dynamic,
-        changes: "",
-        compensation: None,
-        build: || Box::new(Select),
-    },
-    StepKind {
-        name: "drill.measure",
-        summary: "measure a drill's RTO (start → verified) and RPO (backup age at start)",
-        inputs: &[
-            InputSpec { name: "started_at", ty: ValueType::String, required: true, doc: "RFC 3339 start of the drill" },
-            InputSpec { name: "backup_taken_at", ty: ValueType::String, required: true, doc: "RFC 3339 time of the backup" },
-        ],
-        outputs: OutputSpec::Fixed(&["rto_seconds", "rpo_seconds"]),
-        changes: "",
-        compensation: None,
-        build: || Box::new(Measure),
     },
 ];
 
@@ -228,125 +201,6 @@ async fn plan_app_queries(db: &DbRef) -> Result<usize, Failure> {
             })?;
     }
     Ok(queries.len())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SelectInputs {
-    databases: Vec<String>,
-    backup: Option<String>,
-}
-
-struct Select;
-
-#[async_trait]
-impl Step for Select {
-    async fn advance(&mut self, ctx: &StepContext) -> Decision {
-        let inputs: SelectInputs = try_step!(ctx.inputs());
-        let providers = try_step!(ctx.providers());
-        let env = ctx.environment().name.clone();
-        let wanted = inputs.backup.clone().filter(|b| b != "latest");
-        let objects = try_step!(providers.objects.list(&format!("backups/{env}/")).await);
-        // backups/ENV/RUN/DB/manifest.json → RUN → set of DBs
-        let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for o in &objects {
-            let parts: Vec<&str> = o.key.as_str().split('/').collect();
-            if parts.len() == 5 && parts[4] == "manifest.json" {
-                runs.entry(parts[2].to_owned())
-                    .or_default()
-                    .push(parts[3].to_owned());
-            }
-        }
-        let complete: Vec<&String> = runs
-            .iter()
-            .filter(|(_, dbs)| inputs.databases.iter().all(|d| dbs.contains(d)))
-            .map(|(r, _)| r)
-            .collect();
-        let chosen = match &wanted {
-            Some(run) if complete.contains(&run) => run.clone(),
-            Some(run) => {
-                return Decision::Fail(Failure::permanent(format!(
-                    "backup {run} does not hold all of {} in environment {env}",
-                    inputs.databases.join(", ")
-                )))
-            }
-            None => {
-                // Latest by the manifests' taken_at.
-                let mut best: Option<(String, String)> = None;
-                for run in complete {
-                    let key = format!("backups/{env}/{run}/{}/manifest.json", inputs.databases[0]);
-                    let m = try_step!(read_manifest(ctx, &key).await);
-                    if best.as_ref().map(|(t, _)| m.taken_at > *t).unwrap_or(true) {
-                        best = Some((m.taken_at, run.clone()));
-                    }
-                }
-                match best {
-                    Some((_, run)) => run,
-                    None => {
-                        return Decision::Fail(
-                            Failure::permanent(format!(
-                                "no backup of {} found in environment {env}",
-                                inputs.databases.join(", ")
-                            ))
-                            .with_hint(format!(
-                                "take one: cutover run runbooks/backup.toml --env {env}"
-                            )),
-                        )
-                    }
-                }
-            }
-        };
-        let mut out = Outputs::new();
-        let mut taken = String::new();
-        for d in &inputs.databases {
-            let key = format!("backups/{env}/{chosen}/{d}/manifest.json");
-            let m = try_step!(read_manifest(ctx, &key).await);
-            if taken.is_empty() || m.taken_at < taken {
-                taken = m.taken_at.clone();
-            }
-            out.insert(format!("{d}_manifest"), key.into());
-            out.insert(
-                format!("{d}_fingerprint"),
-                m.fingerprint.content.clone().into(),
-            );
-        }
-        out.insert("backup_run".into(), chosen.into());
-        out.insert("taken_at".into(), taken.into());
-        out.insert("selected_at".into(), now_rfc3339().into());
-        Decision::Done(out)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MeasureInputs {
-    started_at: String,
-    backup_taken_at: String,
-}
-
-struct Measure;
-
-#[async_trait]
-impl Step for Measure {
-    async fn advance(&mut self, ctx: &StepContext) -> Decision {
-        let inputs: MeasureInputs = try_step!(ctx.inputs());
-        let parse = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map_err(|e| Failure::permanent(format!("`{s}` is not an RFC 3339 time: {e}")))
-        };
-        let started = try_step!(parse(&inputs.started_at));
-        let taken = try_step!(parse(&inputs.backup_taken_at));
-        let now = chrono::Utc::now();
-        let rto = (now - started.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
-        let rpo = (started - taken).num_milliseconds() as f64 / 1000.0;
-        ctx.note(format!(
-            "RTO {rto:.1}s (start → verified), RPO {rpo:.1}s (backup age at start)"
-        ));
-        let mut out = Outputs::new();
-        out.insert("rto_seconds".into(), rto.into());
-        out.insert("rpo_seconds".into(), rpo.into());
-        Decision::Done(out)
-    }
 }
 
 #[cfg(test)]

@@ -101,12 +101,14 @@ impl std::fmt::Debug for StepKind {
 
 /// Every step kind cutover knows.
 pub fn kinds() -> impl Iterator<Item = &'static StepKind> {
-    super::util::KINDS
+    super::utility::KINDS
         .iter()
         .chain(super::preflight::KINDS)
+        .chain(super::backup_select::KINDS)
+        .chain(super::drill::KINDS)
         .chain(super::compute::KINDS)
         .chain(super::db::KINDS)
-        .chain(super::integrity_step::KINDS)
+        .chain(super::integrity::KINDS)
         .chain(super::secret::KINDS)
         .chain(super::traffic::KINDS)
         .chain(super::health::KINDS)

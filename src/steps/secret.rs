@@ -1,7 +1,7 @@
 //! `secret.rotate`: a new application password for green — stored as pending, set on
 //! green, proven by a Bolt login, then made current (the old one kept as previous).
 
-use super::dbctx::{now_rfc3339, DbRef};
+use super::db_access::{now_rfc3339, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
@@ -114,7 +114,7 @@ impl Step for Rotate {
 
     async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
         let inputs: RotateInputs = try_step!(ctx.inputs());
-        let def = try_step!(super::dbctx::database_def(ctx, &inputs.database)).clone();
+        let def = try_step!(super::db_access::database_def(ctx, &inputs.database)).clone();
         let providers = try_step!(ctx.providers());
         let name = def.app_password_secret(&ctx.environment().name);
         let version = ctx.recorded_str(outputs, "version_id");

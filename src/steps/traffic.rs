@@ -13,7 +13,7 @@
 //! by reverse migration (never a silent revert that drops green's writes). The step's
 //! outputs (`from`, `to`, `fingerprints`) are what that rollback reads from the journal.
 
-use super::dbctx::{current_secret, now_rfc3339, DbRef};
+use super::db_access::{current_secret, now_rfc3339, DbRef};
 use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;

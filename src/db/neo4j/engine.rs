@@ -31,7 +31,7 @@
 
 use super::bolt_admin::{BoltAdmin, Neo4jBolt};
 use super::cypher::{self, Access};
-use super::exec_driver::{poll_script, run_script, start_script, ScriptPoll, ScriptRun};
+use super::script_runner::{poll_script, run_script, start_script, ScriptPoll, ScriptRun};
 use super::scripts::{self, Attempt, ChainArtifact};
 use super::settings::{BackupMethod, Neo4jSettings};
 use super::version::{check_restore_compatible, Edition, Neo4jVersion, ServerInfo};

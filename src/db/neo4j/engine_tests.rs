@@ -5,7 +5,7 @@
 use super::bolt_admin::{DatabaseStatus, Neo4jBolt};
 use super::cypher::CypherStatement;
 use super::engine::Neo4jEngine;
-use super::exec_driver::{run_script, PollPolicy};
+use super::script_runner::{run_script, PollPolicy};
 use super::settings::{BackupMethod, Neo4jSettings};
 use super::version::{Edition, ServerInfo};
 use crate::db::bolt::BoltTarget;

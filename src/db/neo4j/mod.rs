@@ -8,7 +8,7 @@
 //! - [`cypher`]: administration Cypher (read-only access, password rotation with
 //!   parameters, database status), run over Bolt.
 //! - [`engine`]: [`Neo4jEngine`], the `DatabaseEngine` over the exec channel (scripts on
-//!   the instance, driven by [`exec_driver`]) and Bolt ([`bolt_admin`]), configured by
+//!   the instance, driven by [`script_runner`]) and Bolt ([`bolt_admin`]), configured by
 //!   [`settings`].
 //! - [`scripts`]: the shell scripts run on the instance (through the exec provider) that
 //!   stream dumps to and from S3 with SHA-256, read passwords from Secrets Manager, and
@@ -20,7 +20,7 @@ pub mod cypher;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;
-pub mod exec_driver;
+pub mod script_runner;
 pub mod scripts;
 pub mod settings;
 pub mod version;

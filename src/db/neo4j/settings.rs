@@ -10,7 +10,7 @@
 //!
 //! Unknown keys are refused. Every value has a default (see [`Neo4jSettings::defaults`]).
 
-use super::exec_driver::PollPolicy;
+use super::script_runner::PollPolicy;
 use super::version::Edition;
 use crate::config::toml_read::{type_name, TomlReader};
 use std::time::Duration;
