@@ -83,8 +83,9 @@ impl DatabaseEngine for FaultyEngine {
         db: &DbHandle,
         objects: &dyn ObjectStore,
         key: &ObjectKey,
+        attempt: &str,
     ) -> Result<DbOperation, Failure> {
-        self.inner.start_backup(db, objects, key).await
+        self.inner.start_backup(db, objects, key, attempt).await
     }
     async fn poll_backup(
         &self,
@@ -107,12 +108,15 @@ impl DatabaseEngine for FaultyEngine {
         db: &DbHandle,
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
+        attempt: &str,
     ) -> Result<DbOperation, Failure> {
         if let (EngineFault::StopBeforeRestore, Some(compute)) = (self.fault, &self.compute) {
             tracing::warn!(instance = %db.instance.id, "failure point: stopping the server before the restore");
             compute.stop(&db.instance.id).await?;
         }
-        self.inner.start_restore(db, objects, artifact).await
+        self.inner
+            .start_restore(db, objects, artifact, attempt)
+            .await
     }
     async fn clear_for_restore(&self, db: &DbHandle) -> Result<(), Failure> {
         self.inner.clear_for_restore(db).await

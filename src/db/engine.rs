@@ -85,6 +85,12 @@ where
     }
 }
 
+/// A fresh attempt name for [`DatabaseEngine::start_backup`] and
+/// [`DatabaseEngine::start_restore`]: 32 random hex digits.
+pub fn new_attempt_name() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 #[async_trait]
 pub trait DatabaseEngine: Send + Sync {
     fn kind(&self) -> EngineKind;
@@ -131,11 +137,17 @@ pub trait DatabaseEngine: Send + Sync {
     /// Refusals that need no command (wrong method for the edition, a bad location) are
     /// returned here, before anything runs. An engine whose backup is quick may finish
     /// it here; its first poll then reports `Done`.
+    ///
+    /// `attempt` names this attempt (letters, digits, `-`): the caller journals it before
+    /// the call, and a start with the same `attempt` adopts the command an earlier call
+    /// sent (a process that crashed before it journaled the handle) instead of sending a
+    /// second one. A new attempt (after a failed one) needs a new name.
     async fn start_backup(
         &self,
         db: &DbHandle,
         objects: &dyn ObjectStore,
         key: &ObjectKey,
+        attempt: &str,
     ) -> Result<DbOperation, Failure>;
     /// One bounded look at a started backup (never waits for it). `Done` only once the
     /// stored object was checked against what the backup reported.
@@ -149,11 +161,13 @@ pub trait DatabaseEngine: Send + Sync {
     /// artifact's SHA-256 against the manifest; implementations verify it again on the
     /// bytes they actually load and refuse a mismatch before loading. Everything that can
     /// be refused without a command (engine, version, format) is refused here.
+    /// `attempt` as for [`start_backup`](DatabaseEngine::start_backup).
     async fn start_restore(
         &self,
         db: &DbHandle,
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
+        attempt: &str,
     ) -> Result<DbOperation, Failure>;
     /// Empties `db` so that a restore can replace it; called only after the caller proved
     /// its content is already in the backup (a rollback onto blue). The default does
@@ -178,7 +192,9 @@ pub trait DatabaseEngine: Send + Sync {
         objects: &dyn ObjectStore,
         key: &ObjectKey,
     ) -> Result<BackupArtifact, Failure> {
-        let op = self.start_backup(db, objects, key).await?;
+        let op = self
+            .start_backup(db, objects, key, &new_attempt_name())
+            .await?;
         drive(op, |mut op| async move {
             let status = self.poll_backup(db, objects, &mut op).await;
             (op, status)
@@ -193,7 +209,9 @@ pub trait DatabaseEngine: Send + Sync {
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
     ) -> Result<(), Failure> {
-        let op = self.start_restore(db, objects, artifact).await?;
+        let op = self
+            .start_restore(db, objects, artifact, &new_attempt_name())
+            .await?;
         drive(op, |mut op| async move {
             let status = self.poll_restore(db, objects, artifact, &mut op).await;
             (op, status)

@@ -370,21 +370,38 @@ impl Step for Backup {
         ));
         let manifest_key = ObjectKey::new(format!("{prefix}/{}/manifest.json", inputs.database));
         let mut st: BackupState = try_step!(load_state(ctx));
-        // 1. Intent, then the command; its handle is journaled before the first poll.
+        // 1. The attempt's name, the intent, then the command; its handle is journaled
+        // before the first poll.
         if st.artifact.is_none() && st.operation.is_none() {
-            let frozen = try_step!(db.engine.is_frozen(&db.handle).await);
+            let (attempt, in_flight) = attempt_name(&mut st.starting);
+            if !in_flight {
+                try_step!(save_state(ctx, &st));
+            }
+            let frozen = match db.engine.is_frozen(&db.handle).await {
+                Ok(frozen) => frozen,
+                Err(f) => return wait_while_in_flight(in_flight, f, "backup"),
+            };
             let taken_at = now_rfc3339();
             try_step!(ctx.record_intent(
                 "db.backup",
-                serde_json::json!({ "artifact": artifact_key, "frozen": frozen })
+                serde_json::json!({ "artifact": artifact_key, "frozen": frozen, "attempt": attempt })
             ));
-            let op = try_step!(
-                db.engine
-                    .start_backup(&db.handle, providers.objects.as_ref(), &artifact_key)
-                    .await
-            );
+            let started = db
+                .engine
+                .start_backup(
+                    &db.handle,
+                    providers.objects.as_ref(),
+                    &artifact_key,
+                    &attempt,
+                )
+                .await;
+            let op = match started {
+                Ok(op) => op,
+                Err(f) => return wait_while_in_flight(in_flight, f, "backup"),
+            };
             st.started = Some(Started { frozen, taken_at });
             st.operation = Some(op);
+            st.starting = None;
             try_step!(save_state(ctx, &st));
         }
         // 2. Poll the command (this run's, or the one a crashed run recorded).
@@ -598,19 +615,34 @@ impl Step for Restore {
         }
         // 2. Intent, then the command; its handle is journaled before the first poll.
         if !st.loaded && st.operation.is_none() {
-            if let Some(replace) = &inputs.replace {
-                try_step!(clear_for_replace(ctx, &db, &inputs, replace).await);
+            let (attempt, in_flight) = attempt_name(&mut st.starting);
+            if !in_flight {
+                // Cleared once: a load the crashed process may have started is not cleared
+                // under it.
+                if let Some(replace) = &inputs.replace {
+                    try_step!(clear_for_replace(ctx, &db, &inputs, replace).await);
+                }
+                try_step!(save_state(ctx, &st));
             }
             try_step!(ctx.record_intent(
                 "db.restore",
-                serde_json::json!({ "manifest": inputs.manifest, "sha256": expected })
+                serde_json::json!({ "manifest": inputs.manifest, "sha256": expected, "attempt": attempt })
             ));
-            let op = try_step!(
-                db.engine
-                    .start_restore(&db.handle, providers.objects.as_ref(), &manifest.artifact)
-                    .await
-            );
+            let started = db
+                .engine
+                .start_restore(
+                    &db.handle,
+                    providers.objects.as_ref(),
+                    &manifest.artifact,
+                    &attempt,
+                )
+                .await;
+            let op = match started {
+                Ok(op) => op,
+                Err(f) => return wait_while_in_flight(in_flight, f, "restore"),
+            };
             st.operation = Some(op);
+            st.starting = None;
             try_step!(save_state(ctx, &st));
         }
         // 3. Poll the command (this run's, or the one a crashed run recorded).
@@ -670,6 +702,10 @@ struct BackupState {
     /// Set with the intent: whether writes were refused, and when the backup began.
     #[serde(default)]
     started: Option<Started>,
+    /// The name of the command being started (see [`attempt_name`]); cleared once its
+    /// handle is journaled.
+    #[serde(default)]
+    starting: Option<String>,
     /// The running command; cleared when it ends.
     #[serde(default)]
     operation: Option<DbOperation>,
@@ -679,10 +715,36 @@ struct BackupState {
     fingerprint: Option<Fingerprint>,
 }
 
-/// Test failure point `inconsistent-artifact`: damages the stored artifact before the
-/// manifest is written and records the damaged bytes' own SHA-256 and size, as a dump that
-/// was bad when it was written would be. The checksum then matches; only the engine's
-/// store check (`neo4j-admin database check` before the load) can refuse it.
+/// The name of the command a step is about to start, kept in its `starting` field and
+/// journaled before the command is sent; and whether it was journaled already (then a
+/// process that crashed between sending the command and journaling its handle may have
+/// sent it, and the engine adopts it by this name instead of sending a second one).
+fn attempt_name(starting: &mut Option<String>) -> (String, bool) {
+    let in_flight = starting.is_some();
+    let name = starting
+        .get_or_insert_with(crate::db::engine::new_attempt_name)
+        .clone();
+    (name, in_flight)
+}
+
+/// A failure while starting an attempt that may already be running: when the attempt
+/// was journaled before (`in_flight`) and the failure is transient (a Community dump or
+/// load stops the server it runs on), the step waits and tries again, not counting it
+/// as a failed attempt; the step's timeout still bounds the wait. Otherwise it fails.
+fn wait_while_in_flight(in_flight: bool, f: Failure, what: &str) -> Decision {
+    if in_flight && f.class == crate::failure::ErrorClass::Transient {
+        Decision::wait(
+            std::time::Duration::from_secs(5),
+            format!(
+                "a {what} this step started before a crash may still be running ({})",
+                f.message
+            ),
+        )
+    } else {
+        Decision::Fail(f)
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Started {
     frozen: bool,
@@ -695,6 +757,10 @@ struct RestoreState {
     /// The SHA-256 the stored artifact was verified to have, before anything was loaded.
     #[serde(default)]
     verified_sha256: Option<String>,
+    /// The name of the command being started (see [`attempt_name`]); cleared once its
+    /// handle is journaled.
+    #[serde(default)]
+    starting: Option<String>,
     /// The running command; cleared when it ends.
     #[serde(default)]
     operation: Option<DbOperation>,

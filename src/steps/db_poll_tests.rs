@@ -57,6 +57,10 @@ struct FakeEngine {
     polls: AtomicU32,
     verifies_where_it_loads: bool,
     restores: AtomicU32,
+    /// The attempt name of every start, backup or restore, in order.
+    attempts: std::sync::Mutex<Vec<String>>,
+    /// This many backup starts fail first, as transient (a server that does not answer).
+    start_failures: AtomicU32,
 }
 
 impl FakeEngine {
@@ -68,6 +72,8 @@ impl FakeEngine {
             polls: AtomicU32::new(0),
             verifies_where_it_loads: false,
             restores: AtomicU32::new(0),
+            attempts: Default::default(),
+            start_failures: AtomicU32::new(0),
         })
     }
 
@@ -107,7 +113,18 @@ impl DatabaseEngine for FakeEngine {
         db: &DbHandle,
         _objects: &dyn ObjectStore,
         key: &ObjectKey,
+        attempt: &str,
     ) -> Result<DbOperation, Failure> {
+        self.attempts.lock().unwrap().push(attempt.to_owned());
+        if self
+            .start_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Failure::transient(
+                "bolt://blue: server unavailable: Connection refused",
+            ));
+        }
         let n = self.starts.fetch_add(1, Ordering::SeqCst) + 1;
         Ok(DbOperation {
             operation: "fake-backup".into(),
@@ -147,7 +164,9 @@ impl DatabaseEngine for FakeEngine {
         _db: &DbHandle,
         _objects: &dyn ObjectStore,
         _artifact: &BackupArtifact,
+        attempt: &str,
     ) -> Result<DbOperation, Failure> {
+        self.attempts.lock().unwrap().push(attempt.to_owned());
         self.restores.fetch_add(1, Ordering::SeqCst);
         Ok(DbOperation {
             operation: "fake-restore".into(),
@@ -371,6 +390,81 @@ async fn a_step_rebuilt_from_the_journal_polls_the_recorded_command_instead_of_s
     );
 }
 
+/// The window between sending a command and journaling its handle: the attempt's name
+/// is journaled before the command is sent, so a process that died in that window is
+/// followed by one that starts the same attempt (which the exec channel adopts: see
+/// `SsmExec::start` and the local exec), never a new one.
+#[tokio::test(start_paused = true)]
+async fn a_crash_between_sending_and_journaling_the_command_starts_the_same_attempt_again() {
+    let f = fixture().await;
+    let engine = FakeEngine::new(3, Outcome::Succeeds);
+    test_engine::set(engine.clone());
+    let journal = Arc::new(Journal::default());
+    assert!(matches!(
+        backup_step().advance(&f.ctx(&journal, 1)).await,
+        Decision::Wait { .. }
+    ));
+    let first = journal.checkpoints.lock().unwrap()[0].clone();
+    let name = engine.attempts.lock().unwrap()[0].clone();
+    assert_eq!(
+        first["starting"],
+        name.as_str(),
+        "journaled before the start: {first}"
+    );
+    assert!(first["operation"].is_null(), "{first}");
+    // The process died right after sending: its last checkpoint is that one.
+    let crashed = Arc::new(Journal::default());
+    crashed.checkpoints.lock().unwrap().push(first);
+    assert!(matches!(
+        backup_step().advance(&f.ctx(&crashed, 1)).await,
+        Decision::Wait { .. }
+    ));
+    assert_eq!(*engine.attempts.lock().unwrap(), vec![name.clone(), name]);
+    let cp = crashed.last_checkpoint().unwrap();
+    assert!(
+        cp["starting"].is_null() && !cp["operation"].is_null(),
+        "{cp}"
+    );
+}
+
+/// While an attempt that may be running is started again, a server that does not
+/// answer (a Community dump stops it) is waited for, not counted as a failed attempt;
+/// a fresh attempt fails as usual.
+#[tokio::test(start_paused = true)]
+async fn a_start_that_may_already_run_waits_for_the_server_instead_of_failing() {
+    let f = fixture().await;
+    let engine = FakeEngine::new(0, Outcome::Succeeds);
+    engine.start_failures.store(2, Ordering::SeqCst);
+    test_engine::set(engine.clone());
+    match backup_step()
+        .advance(&f.ctx(&Arc::new(Journal::default()), 1))
+        .await
+    {
+        Decision::Fail(f) => assert_eq!(f.class, ErrorClass::Transient, "{}", f.message),
+        other => panic!("a fresh attempt fails: {other:?}"),
+    }
+    let crashed = Arc::new(Journal::default());
+    crashed
+        .checkpoints
+        .lock()
+        .unwrap()
+        .push(serde_json::json!({ "starting": "attempt-7" }));
+    match backup_step().advance(&f.ctx(&crashed, 1)).await {
+        Decision::Wait { reason, .. } => {
+            assert!(reason.contains("may still be running"), "{reason}")
+        }
+        other => panic!("an attempt in flight waits: {other:?}"),
+    }
+    // The server answers again: the same attempt starts.
+    assert!(matches!(
+        backup_step().advance(&f.ctx(&crashed, 1)).await,
+        Decision::Wait { .. } | Decision::Fail(_)
+    ));
+    let attempts = engine.attempts.lock().unwrap().clone();
+    assert_eq!(attempts[1..], ["attempt-7", "attempt-7"]);
+    assert_eq!(engine.starts.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_command_fails_the_step_with_its_class_and_a_retry_starts_afresh() {
     for class in [
@@ -391,10 +485,14 @@ async fn a_failed_command_fails_the_step_with_its_class_and_a_retry_starts_afres
         }
         let cp = journal.last_checkpoint().unwrap();
         assert!(cp["operation"].is_null(), "{cp}");
-        // The executor's retry: a new instance, the same checkpoint; a new command.
+        // The executor's retry: a new instance, the same checkpoint; a new command, under
+        // a new attempt name.
         let retry = f.ctx(&journal, 2);
         let _ = backup_step().advance(&retry).await;
         assert_eq!(engine.starts.load(Ordering::SeqCst), 2);
+        let attempts = engine.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 2);
+        assert_ne!(attempts[0], attempts[1], "a retry is a new attempt");
     }
 }
 

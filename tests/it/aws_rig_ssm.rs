@@ -154,6 +154,26 @@ async fn the_agent_runs_each_commands_real_script_on_the_instances_host() {
         std::fs::read_to_string(root.join("var/lib/neo4j/greeting")).unwrap(),
         "it's fine"
     );
+    // The same attempt started again, as by a process that crashed before it journaled
+    // the handle: the command is found by its nonce and adopted, not sent a second time.
+    let again = exec
+        .start(&id, &script("rig-ok-0001", body, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(again.id, handle.id, "the sent command is adopted");
+    let sent = clients
+        .ssm
+        .list_command_invocations()
+        .instance_id(id.as_str())
+        .send()
+        .await
+        .unwrap();
+    let with_nonce = sent
+        .command_invocations()
+        .iter()
+        .filter(|i| i.comment().unwrap_or_default().contains(" rig-ok-0001 "))
+        .count();
+    assert_eq!(with_nonce, 1, "one command for the attempt");
     let conf = std::fs::read_to_string(root.join("etc/neo4j/neo4j.conf")).unwrap();
     assert!(
         conf.contains(&format!("server.bolt.listen_address={}:7687", host.address)),

@@ -1,7 +1,8 @@
 """The stand-in SSM agent: Run Command served the way SSM serves it.
 
 SendCommand (document AWS-RunShellScript only), GetCommandInvocation,
-ListCommandInvocations, CancelCommand and DescribeInstanceInformation are answered here;
+ListCommandInvocations, ListCommands, CancelCommand and DescribeInstanceInformation are
+answered here;
 every other SSM action (Parameter Store, ...) goes to moto unchanged.
 
 Semantics, per invocation (one command on one instance):
@@ -289,6 +290,27 @@ class Agent:
                 out.append(item)
         return {"CommandInvocations": out}
 
+    def list_commands(self, params):
+        """ListCommands as SSM answers it: by CommandId, or every command sent to InstanceId
+        (all when neither), newest first, with the InvokedAfter / InvokedBefore filters
+        (ISO 8601). One page: the rig never holds more than SSM's first page."""
+        with self.lock:
+            commands = list(self.commands.values())
+        if params.get("CommandId"):
+            commands = [self._find(params["CommandId"])]
+        elif params.get("InstanceId"):
+            commands = [c for c in commands if params["InstanceId"] in c.instance_ids]
+        for f in params.get("Filters") or []:
+            key, value = f.get("key") or f.get("Key"), f.get("value") or f.get("Value")
+            if key in ("InvokedAfter", "InvokedBefore"):
+                when = _parse_iso(value)
+                if key == "InvokedAfter":
+                    commands = [c for c in commands if c.requested >= when]
+                else:
+                    commands = [c for c in commands if c.requested <= when]
+        commands.sort(key=lambda c: c.requested, reverse=True)
+        return {"Commands": [c.describe() for c in commands]}
+
     def cancel_command(self, params):
         command = self._find(params.get("CommandId", ""))
         ids = params.get("InstanceIds") or list(command.invocations)
@@ -387,6 +409,7 @@ class Agent:
             "SendCommand": lambda: self.send_command(params, region),
             "GetCommandInvocation": lambda: self.get_command_invocation(params),
             "ListCommandInvocations": lambda: self.list_command_invocations(params),
+            "ListCommands": lambda: self.list_commands(params),
             "CancelCommand": lambda: self.cancel_command(params),
             "DescribeInstanceInformation": lambda: self.describe_instance_information(params),
         }
@@ -395,8 +418,8 @@ class Agent:
         return handlers[action]()
 
 
-ACTIONS = {"SendCommand", "GetCommandInvocation", "ListCommandInvocations", "CancelCommand",
-           "DescribeInstanceInformation"}
+ACTIONS = {"SendCommand", "GetCommandInvocation", "ListCommandInvocations", "ListCommands",
+           "CancelCommand", "DescribeInstanceInformation"}
 
 
 def _kill_group(process):
@@ -413,6 +436,13 @@ def _read(path):
 
 def _iso(t):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
+
+
+def _parse_iso(text):
+    """Seconds since the epoch of an ISO 8601 time (`2026-12-06T21:00:00Z`, or with a
+    fraction or an offset)."""
+    import datetime
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _duration(seconds):

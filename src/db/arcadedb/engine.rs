@@ -498,6 +498,7 @@ impl DatabaseEngine for ArcadeEngine {
         db: &DbHandle,
         objects: &dyn ObjectStore,
         key: &ObjectKey,
+        _attempt: &str,
     ) -> Result<DbOperation, Failure> {
         let artifact = self.backup_now(db, objects, key).await?;
         Ok(DbOperation {
@@ -555,6 +556,7 @@ impl DatabaseEngine for ArcadeEngine {
         db: &DbHandle,
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
+        _attempt: &str,
     ) -> Result<DbOperation, Failure> {
         self.restore_now(db, objects, artifact).await?;
         Ok(DbOperation {

@@ -107,6 +107,24 @@ impl Neo4jEngine {
         }
     }
 
+    /// The attempt the caller named (see [`DatabaseEngine::start_backup`]): its nonce is
+    /// `<operation>-<name>`, the same for every start of that attempt, so the exec channel
+    /// adopts a command it already sent.
+    fn named_attempt(operation: &str, name: &str, timeout: Duration) -> Result<Attempt, Failure> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(Failure::permanent(format!(
+                "attempt name {name:?} is not 1-64 letters, digits or `-`"
+            )));
+        }
+        Ok(Attempt {
+            nonce: format!("{operation}-{name}"),
+            timeout,
+        })
+    }
+
     /// The URI the instance writes `key` to: `s3://…` (aws), or `file://…` (the local
     /// provider's object store, a directory on the same machine).
     fn artifact_uri(objects: &dyn ObjectStore, key: &ObjectKey) -> Result<String, Failure> {
@@ -628,11 +646,12 @@ impl DatabaseEngine for Neo4jEngine {
         db: &DbHandle,
         objects: &dyn ObjectStore,
         key: &ObjectKey,
+        attempt: &str,
     ) -> Result<DbOperation, Failure> {
         let uri = Self::artifact_uri(objects, key)?;
         let info = self.server(db).await?;
         let method = self.settings.backup;
-        let attempt = Self::attempt("neo4j-backup", self.settings.backup_timeout);
+        let attempt = Self::named_attempt("neo4j-backup", attempt, self.settings.backup_timeout)?;
         let purpose = Purpose::Backup {
             key: key.clone(),
             format: method.format().into(),
@@ -684,6 +703,7 @@ impl DatabaseEngine for Neo4jEngine {
         db: &DbHandle,
         objects: &dyn ObjectStore,
         artifact: &BackupArtifact,
+        attempt_name: &str,
     ) -> Result<DbOperation, Failure> {
         let location = objects.location(&artifact.object.key);
         if artifact.engine != EngineKind::Neo4j {
@@ -713,7 +733,8 @@ impl DatabaseEngine for Neo4jEngine {
             ..f
         })?;
         let uri = Self::artifact_uri(objects, &artifact.object.key)?;
-        let attempt = Self::attempt("neo4j-restore", self.settings.restore_timeout);
+        let attempt =
+            Self::named_attempt("neo4j-restore", attempt_name, self.settings.restore_timeout)?;
         let script = match artifact.format.as_str() {
             "dump" => scripts::load_from_s3(
                 &info,

@@ -795,7 +795,7 @@ async fn started_dump(
     let bolt = StandInBolt::new("5.26.3", Edition::Community);
     let e = engine(&exec, &bolt, settings(Edition::Community));
     let op = e
-        .start_backup(&handle(), store, &ObjectKey::new(DUMP_KEY))
+        .start_backup(&handle(), store, &ObjectKey::new(DUMP_KEY), "attempt-1")
         .await
         .unwrap();
     (e, exec, op)

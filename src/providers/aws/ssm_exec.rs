@@ -48,7 +48,75 @@ pub struct SsmPoll {
     pub retry_after: Option<Duration>,
 }
 
+/// SSM's limit on a command's comment.
+const COMMENT_LIMIT: usize = 100;
+/// At most this many pages of ListCommands are read when looking for a sent command.
+const LIST_PAGES: usize = 20;
+
+/// `cutover <script> <nonce> <run id>`, cut at SSM's 100 characters: the script name and
+/// the nonce (which [`SsmExec::start`] looks for) come first, so only the run id is ever
+/// cut.
+fn command_comment(script: &Script, run_id: &RunId) -> String {
+    format!("cutover {} {} {run_id}", script.name, script.nonce)
+        .chars()
+        .take(COMMENT_LIMIT)
+        .collect()
+}
+
+/// Whether `comment` (a [`command_comment`]) names `nonce`.
+fn comment_names(comment: &str, nonce: &str) -> bool {
+    comment.split(' ').nth(2) == Some(nonce)
+}
+
 impl SsmExec {
+    /// The id of a command with `script`'s nonce sent to `instance` recently enough to
+    /// still run (within the script's timeout, SSM's delivery timeout and 10 minutes).
+    /// Older commands have ended: a new one cannot overlap them.
+    async fn sent_before(
+        &self,
+        instance: &InstanceId,
+        script: &Script,
+    ) -> Result<Option<String>, Failure> {
+        let window = script.timeout + self.delivery_timeout + Duration::from_secs(600);
+        let after = chrono::Utc::now()
+            - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(3));
+        let filter = aws_sdk_ssm::types::CommandFilter::builder()
+            .key(aws_sdk_ssm::types::CommandFilterKey::InvokedAfter)
+            .value(after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .build()
+            .map_err(|e| Failure::permanent(format!("cannot build a ListCommands filter: {e}")))?;
+        let mut token: Option<String> = None;
+        for _ in 0..LIST_PAGES {
+            let out = self
+                .ssm
+                .list_commands()
+                .instance_id(instance.as_str())
+                .filters(filter.clone())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    classify(
+                        &format!("ListCommands of {instance} (looking for {})", script.nonce),
+                        Effect::Read,
+                        &e,
+                    )
+                })?;
+            if let Some(found) = out
+                .commands()
+                .iter()
+                .find(|c| comment_names(c.comment().unwrap_or_default(), &script.nonce))
+            {
+                return Ok(found.command_id().map(str::to_owned));
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     pub fn new(ssm: aws_sdk_ssm::Client, store: S3Store, run_id: RunId) -> Self {
         Self {
             ssm,
@@ -281,17 +349,25 @@ pub fn render_command(
 
 #[async_trait]
 impl Exec for SsmExec {
+    /// Sends the command, unless one with this attempt's nonce was already sent to the
+    /// instance (by a process that crashed before journaling its handle): that command is
+    /// adopted, so the same attempt never runs twice.
     async fn start(&self, instance: &InstanceId, script: &Script) -> Result<ExecHandle, Failure> {
+        if let Some(id) = self.sent_before(instance, script).await? {
+            tracing::info!(instance_id = %instance, command_id = %id, script = %script.name, nonce = %script.nonce, "adopting the command this attempt already sent");
+            return Ok(ExecHandle {
+                id,
+                instance: instance.clone(),
+                nonce: script.nonce.clone(),
+            });
+        }
         let command = self.render(script)?;
         let execution_timeout = script.timeout.as_secs().clamp(1, 172_800);
         let output_prefix = self
             .store
             .settings()
             .full_key(&format!("{}/ssm", self.exec_dir(&script.nonce)));
-        let comment: String = format!("cutover {} {}", self.run_id, script.name)
-            .chars()
-            .take(100)
-            .collect();
+        let comment = command_comment(script, &self.run_id);
         let out = self
             .ssm
             .send_command()
@@ -368,6 +444,21 @@ mod tests {
             timeout: Duration::from_secs(60),
             nonce: "attempt-0001".into(),
         }
+    }
+
+    #[test]
+    fn the_comment_keeps_the_nonce_whole_and_only_it_is_recognised() {
+        let mut s = script(&[]);
+        s.nonce = format!("neo4j-backup-{}", "a".repeat(32));
+        let run = RunId::new("20261206T212200Z-with-a-very-long-run-identifier-that-overflows");
+        let comment = command_comment(&s, &run);
+        assert_eq!(comment.chars().count(), COMMENT_LIMIT, "{comment}");
+        assert!(comment_names(&comment, &s.nonce), "{comment}");
+        assert!(
+            !comment_names(&comment, "neo4j-backup-aaaa"),
+            "a prefix is not the nonce"
+        );
+        assert!(!comment_names("cutover 20261206 neo4j-dump", &s.nonce));
     }
 
     #[test]
