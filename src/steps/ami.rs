@@ -13,8 +13,8 @@
 //! deregisters) while one is still pending, and puts the parameter back to the image it
 //! named before. An available image is complete and kept: the next run adopts it.
 
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::recipe::Recipe;
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::config::{Environment, ProviderKind};
 use crate::db::Edition;

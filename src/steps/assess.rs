@@ -19,7 +19,7 @@
 //! A difference in the schema alone (an index created on green) counts as a write too.
 
 use super::db_access::DbRef;
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::try_step;

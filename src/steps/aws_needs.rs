@@ -66,7 +66,7 @@ pub fn aws_capabilities(kind: &str) -> Option<&'static [Capability]> {
 mod tests {
     #[test]
     fn every_step_kind_says_which_aws_calls_it_makes() {
-        let missing: Vec<&str> = super::super::kinds()
+        let missing: Vec<&str> = super::super::catalogue::kinds()
             .map(|k| k.name)
             .filter(|name| super::aws_capabilities(name).is_none())
             .collect();

@@ -3,7 +3,7 @@
 
 use super::db::read_manifest;
 use super::db_access::now_rfc3339;
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::try_step;

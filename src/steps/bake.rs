@@ -22,7 +22,7 @@
 
 use super::db_access::parse_duration;
 use super::health::round;
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::{ErrorClass, Failure};
 use crate::try_step;

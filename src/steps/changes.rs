@@ -9,8 +9,8 @@
 //! tags) with the recipe on disk and the base AMI the public parameter names today.
 
 use super::ami::{aws_provider, edition_for, recipe_dir};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::recipe::Recipe;
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::providers::aws::images::image_tag;

@@ -4,7 +4,7 @@
 use super::db_access::{
     database_def, engine_for, instance_settings, parse_duration, DbRef, ADMIN_SECRET_TAG,
 };
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::db::EngineKind;
 use crate::failure::{ErrorClass, Failure};

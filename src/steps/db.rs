@@ -14,7 +14,7 @@
 //! cleared from the checkpoint, so the retry starts a new one. See docs/engine.md.
 
 use super::db_access::{current_secret, now_rfc3339, parse_duration, running_job, DbRef};
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::config::toml_read::format_duration;
 use crate::db::{BackupArtifact, DbOperation, OpPoll};

@@ -1,7 +1,7 @@
 //! `drill.measure`: a DR drill's RTO (start → verified) and RPO (the backup's age at the
 //! start).
 
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::try_step;

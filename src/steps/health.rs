@@ -2,7 +2,7 @@
 //! The app's own `/health` never touches the database, so it proves nothing here.
 
 use super::db_access::{current_secret, parse_duration, DbRef};
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::{ErrorClass, Failure};
 use crate::integrity::invariants::run_invariants;

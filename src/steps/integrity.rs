@@ -4,7 +4,7 @@
 
 use super::db::read_manifest;
 use super::db_access::DbRef;
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::integrity::answers::{answer_differences, replay_answers};

@@ -14,6 +14,7 @@ pub mod assess;
 pub mod aws_needs;
 pub mod backup_select;
 pub mod bake;
+pub mod catalogue;
 pub mod changes;
 pub mod compute;
 pub mod context;
@@ -28,9 +29,9 @@ pub mod git;
 pub mod health;
 pub mod hooks;
 pub mod integrity;
+pub mod kind;
 pub mod preflight;
 pub mod recipe;
-pub mod registry;
 pub mod secret;
 #[cfg(test)]
 mod select_measure_tests;
@@ -38,8 +39,9 @@ pub mod terraform;
 pub mod traffic;
 pub mod utility;
 
+pub use catalogue::{find_kind, kinds};
 pub use context::{Services, StepContext, StepRecorder};
-pub use registry::{find_kind, kinds, InputSpec, OutputSpec, StepKind, ValueType};
+pub use kind::{InputSpec, OutputSpec, StepKind, ValueType};
 
 use crate::failure::Failure;
 use async_trait::async_trait;

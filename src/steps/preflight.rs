@@ -2,7 +2,7 @@
 //! app's queries plan on Neo4j, backup location writable.
 
 use super::db_access::{database_def, running_job, DbRef};
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::traffic::{LocalSecretTarget, TrafficTarget};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::db::bolt::run_and_discard;

@@ -2,7 +2,7 @@
 //! green, proven by a Bolt login, then made current (the old one kept as previous).
 
 use super::db_access::{now_rfc3339, DbRef};
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::providers::SecretStage;

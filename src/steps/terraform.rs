@@ -10,7 +10,7 @@
 //! redacted). Each Terraform command is started and polled; its output goes to
 //! `<run dir>/terraform/<component>/terraform.log`.
 
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::providers::terraform::{self as tf, plan_json, TerraformSettings, Workdir};

@@ -14,7 +14,7 @@
 //! outputs (`from`, `to`, `fingerprints`) are what that rollback reads from the journal.
 
 use super::db_access::{current_secret, now_rfc3339, DbRef};
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::ids::SecretName;

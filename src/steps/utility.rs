@@ -1,7 +1,7 @@
 //! Utility step kinds: `util.wait`, `util.assert`, `util.shell`. They let runbooks (and
 //! tests) exercise the engine without any database.
 
-use super::registry::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::try_step;

@@ -1,5 +1,6 @@
-//! The catalogue of step kinds: names, typed inputs, outputs, and what each changes.
-//! Plans are validated against it, and `cutover plan` describes steps from it.
+//! What a step kind declares: its name, typed inputs, outputs, and what it changes. Each
+//! step module declares its kinds with these types; [`super::catalogue`] lists them all.
+//! A leaf: nothing here knows any step module.
 
 use super::Step;
 
@@ -97,28 +98,4 @@ impl std::fmt::Debug for StepKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name)
     }
-}
-
-/// Every step kind cutover knows.
-pub fn kinds() -> impl Iterator<Item = &'static StepKind> {
-    super::utility::KINDS
-        .iter()
-        .chain(super::preflight::KINDS)
-        .chain(super::backup_select::KINDS)
-        .chain(super::drill::KINDS)
-        .chain(super::compute::KINDS)
-        .chain(super::db::KINDS)
-        .chain(super::integrity::KINDS)
-        .chain(super::secret::KINDS)
-        .chain(super::traffic::KINDS)
-        .chain(super::health::KINDS)
-        .chain(super::bake::KINDS)
-        .chain(super::assess::KINDS)
-        .chain(super::ami::KINDS)
-        .chain(super::changes::KINDS)
-        .chain(super::terraform::KINDS)
-}
-
-pub fn find_kind(name: &str) -> Option<&'static StepKind> {
-    kinds().find(|k| k.name == name)
 }
