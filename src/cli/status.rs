@@ -279,13 +279,7 @@ pub async fn gc_command(env: &str, remove: bool) -> u8 {
             return 2;
         }
     };
-    let found = match env.provider {
-        crate::config::ProviderKind::Local => {
-            let provider = crate::providers::local::LocalProvider::open(&env.state_dir);
-            crate::providers::local::gc::gc(&env.state_dir, &provider.compute, remove).await
-        }
-        crate::config::ProviderKind::Aws => aws_gc(&env, remove).await,
-    };
+    let found = crate::engine::gc::collect_garbage(&env, remove).await;
     match found {
         Ok(found) if found.is_empty() => {
             println!("nothing to collect in environment {}", env.name);
@@ -306,28 +300,4 @@ pub async fn gc_command(env: &str, remove: bool) -> u8 {
             1
         }
     }
-}
-
-/// gc on aws: the EC2 instances tagged with a run id, judged by the run journals (the
-/// mirror's, fetched first, so runs from every machine count as existing).
-async fn aws_gc(
-    env: &Environment,
-    remove: bool,
-) -> Result<Vec<crate::providers::local::gc::GcCandidate>, crate::failure::Failure> {
-    let backend = run::Backend::open(env).await?;
-    // Without every journal, a live run's instance could look orphaned: no mirror, no gc.
-    backend.fetch_runs(&env.state_dir).await?;
-    let compute = backend
-        .aws
-        .as_ref()
-        .expect("an aws environment has an aws backend")
-        .compute();
-    let instances = compute
-        .find_tagged_by_any_run()
-        .await?
-        .into_iter()
-        .filter(|i| i.tags.get(crate::providers::tag::ENV) == Some(&env.name))
-        .map(|i| (i.id, i.tags))
-        .collect();
-    crate::providers::local::gc::collect(&env.state_dir, instances, &compute, remove).await
 }

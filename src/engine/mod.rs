@@ -4,6 +4,7 @@ pub mod env_lease;
 pub mod executor;
 #[cfg(test)]
 mod executor_tests;
+pub mod gc;
 pub mod journal;
 pub mod lease;
 pub mod progress;

@@ -183,6 +183,17 @@ impl Backend {
         }
     }
 
+    /// The environment's compute, for work outside a run (`gc`).
+    pub fn compute(
+        &self,
+        env: &Environment,
+    ) -> Result<Arc<dyn crate::providers::Compute>, Failure> {
+        match &self.aws {
+            Some(aws) => Ok(Arc::new(aws.compute())),
+            None => Ok(crate::providers::local::provider_set(env)?.compute),
+        }
+    }
+
     fn providers(
         &self,
         env: &Environment,

@@ -184,7 +184,8 @@ async fn local_compute_provisions_adopts_finds_and_terminates() {
 
     // gc: the run named by the instance's run-id tag does not exist, so it is listed,
     // but removed only when asked.
-    let listed = cutover::providers::local::gc(env.dir.path(), compute, false)
+    let everything = cutover::providers::Tags::new();
+    let listed = cutover::engine::gc::collect(env.dir.path(), compute.as_ref(), &everything, false)
         .await
         .unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -195,10 +196,12 @@ async fn local_compute_provisions_adopts_finds_and_terminates() {
     // Terminate: process gone, directory gone, secret gone; idempotent.
     compute.terminate(&instance.id).await.unwrap();
     assert!(!dir.exists());
-    assert!(cutover::providers::local::gc(env.dir.path(), compute, true)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        cutover::engine::gc::collect(env.dir.path(), compute.as_ref(), &everything, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(compute.describe(&instance.id).await.unwrap().is_none());
     assert!(env
         .provider

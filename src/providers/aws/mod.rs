@@ -9,7 +9,6 @@
 pub mod config;
 pub mod ec2_compute;
 pub mod errors;
-pub mod gc;
 pub mod iam;
 pub mod images;
 pub mod journal_mirror;

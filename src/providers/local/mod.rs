@@ -16,7 +16,6 @@
 pub mod compute;
 pub mod exec;
 mod files;
-pub mod gc;
 pub mod neo4j_home;
 pub mod object_store;
 pub mod registry;
@@ -24,7 +23,6 @@ pub mod secret_store;
 
 pub use compute::{root_secret_name, LocalCompute, DEFAULT_IMAGE};
 pub use exec::LocalExec;
-pub use gc::{gc, GcCandidate};
 pub use object_store::LocalObjectStore;
 pub use secret_store::LocalSecretStore;
 
