@@ -6,7 +6,7 @@
 //! stale one (expired, or its process on this host gone) is taken over only when the
 //! caller allows it ([`TakeOver`]), and the caller journals every take-over.
 
-use super::lease::{hostname, owner, Acquire, LeaseInfo, LocalLease, TakeOver, LEASE_TTL};
+use super::lease::{owner, Acquire, LeaseInfo, LocalLease, TakeOver, LEASE_TTL};
 use crate::failure::Failure;
 use crate::ids::RunId;
 use crate::providers::aws::lease::{HeldLease, LeaseOutcome, S3Lease};
@@ -43,7 +43,7 @@ impl LeaseBackend {
     pub async fn holder(&self) -> Result<Option<LeaseInfo>, Failure> {
         match self {
             LeaseBackend::Local(dir) => LocalLease::holder(dir),
-            LeaseBackend::S3(lease) => Ok(lease.current().await?.map(|h| from_s3(&h.info))),
+            LeaseBackend::S3(lease) => Ok(lease.current().await?.map(|h| h.info)),
         }
     }
 
@@ -79,7 +79,7 @@ async fn acquire_s3(
         }
         LeaseOutcome::HeldBy { holder, .. } => holder,
     };
-    let shown = from_s3(&holder.info);
+    let shown = holder.info.clone();
     let Some(reason) = shown.staleness().or_else(|| take_over.handover(&shown)) else {
         return Ok((Acquire::Held(shown), None));
     };
@@ -98,7 +98,7 @@ async fn acquire_s3(
                 held,
             }),
         )),
-        LeaseOutcome::HeldBy { holder, .. } => Ok((Acquire::Held(from_s3(&holder.info)), None)),
+        LeaseOutcome::HeldBy { holder, .. } => Ok((Acquire::Held(holder.info), None)),
     }
 }
 
@@ -120,27 +120,5 @@ impl EnvLease {
             EnvLease::Local(l) => l.release(),
             EnvLease::S3 { lease, held } => lease.release(&held).await,
         }
-    }
-}
-
-/// The S3 lease object as the engine shows holders. An S3 lease written by an older
-/// cutover has no host/pid; it is then judged by its expiry alone.
-fn from_s3(info: &crate::providers::aws::LeaseInfo) -> LeaseInfo {
-    let host = if info.host.is_empty() {
-        info.owner
-            .rsplit_once('@')
-            .map(|(_, h)| h.to_owned())
-            .unwrap_or_default()
-    } else {
-        info.host.clone()
-    };
-    LeaseInfo {
-        owner: info.owner.clone(),
-        // A pid from another host says nothing here; 0 means "do not check the process".
-        pid: if host == hostname() { info.pid } else { 0 },
-        host,
-        run_id: info.run_id.clone(),
-        acquired_at: info.acquired_at,
-        expires_at: info.expires_at,
     }
 }

@@ -8,63 +8,9 @@
 
 use crate::failure::Failure;
 use crate::ids::RunId;
-use serde::{Deserialize, Serialize};
+pub use crate::providers::lease::{hostname, owner, process_alive, LeaseInfo};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Who holds the lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseInfo {
-    /// `user@host`.
-    pub owner: String,
-    pub host: String,
-    pub pid: u32,
-    pub run_id: RunId,
-    pub acquired_at: chrono::DateTime<chrono::Utc>,
-    pub expires_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl LeaseInfo {
-    fn new(run_id: &RunId, ttl: Duration) -> Self {
-        let host = hostname();
-        let now = chrono::Utc::now();
-        Self {
-            owner: owner(),
-            host,
-            pid: std::process::id(),
-            run_id: run_id.clone(),
-            acquired_at: now,
-            expires_at: now
-                + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5)),
-        }
-    }
-
-    /// Why the lease is stale, or `None` when it is live.
-    pub fn staleness(&self) -> Option<String> {
-        if self.pid != 0 && self.host == hostname() && !process_alive(self.pid) {
-            return Some(format!("its process {} on {} is gone", self.pid, self.host));
-        }
-        if self.expires_at < chrono::Utc::now() {
-            return Some(format!("it expired at {}", self.expires_at.to_rfc3339()));
-        }
-        None
-    }
-}
-
-impl std::fmt::Display for LeaseInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "run {} by {} (", self.run_id, self.owner)?;
-        if self.pid != 0 {
-            write!(f, "pid {}, ", self.pid)?;
-        }
-        write!(
-            f,
-            "since {}, expires {})",
-            self.acquired_at.to_rfc3339(),
-            self.expires_at.to_rfc3339()
-        )
-    }
-}
 
 /// What happened when asking for the lease.
 #[derive(Debug)]
@@ -108,11 +54,7 @@ impl TakeOver {
     /// from the undone run within this same process.
     pub fn handover(&self, current: &LeaseInfo) -> Option<String> {
         match self {
-            TakeOver::RollbackOf(of)
-                if current.run_id == *of
-                    && current.pid == std::process::id()
-                    && current.host == hostname() =>
-            {
+            TakeOver::RollbackOf(of) if current.run_id == *of && current.held_by_this_process() => {
                 Some(format!("run {of} handed its lease to its rollback"))
             }
             _ => None,
@@ -164,7 +106,7 @@ impl LocalLease {
             ))
         })?;
         let path = Self::path_for(state_dir);
-        let info = LeaseInfo::new(run_id, LEASE_TTL);
+        let info = LeaseInfo::new(&owner(), run_id, LEASE_TTL);
         let bytes = serde_json::to_vec_pretty(&info).expect("lease serializes");
         // Bounded: each pass either creates the file, reports a holder, or replaces a
         // stale lease (after which create_new is retried once more).
@@ -283,41 +225,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .map_err(|e| Failure::permanent(format!("cannot write lease {}: {e}", path.display())))
 }
 
-/// `user@host`, the holder name leases show.
-pub fn owner() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{}", hostname())
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// Whether a process with this pid exists (signal 0). A zombie counts as gone.
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let exists = unsafe { libc::kill(pid_t, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    if !exists {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,7 +249,7 @@ mod tests {
     #[test]
     fn a_stale_lease_is_taken_over_only_when_allowed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut stale = LeaseInfo::new(&RunId::new("old"), LEASE_TTL);
+        let mut stale = LeaseInfo::new(&owner(), &RunId::new("old"), LEASE_TTL);
         stale.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1);
         std::fs::write(
             LocalLease::path_for(dir.path()),

@@ -7,6 +7,7 @@
 //! earlier attempt with the same token created instead of creating it twice.
 
 pub mod aws;
+pub mod lease;
 pub mod local;
 pub mod terraform;
 pub mod traffic_config;

@@ -11,38 +11,11 @@ use super::config::AwsSettings;
 use super::errors::{classify, error_code, Effect};
 use crate::failure::Failure;
 use crate::ids::RunId;
+pub use crate::providers::lease::LeaseInfo;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use std::time::Duration;
-
-/// What the lease object says.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseInfo {
-    /// Who holds it: user@host, or the CI job.
-    pub owner: String,
-    pub run_id: RunId,
-    /// Unique per acquisition.
-    pub lease_id: String,
-    pub acquired_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    /// Host and process of the holder, so a holder on the same host whose process is
-    /// gone can be recognised as stale before its expiry. Empty / 0 when unknown.
-    #[serde(default)]
-    pub host: String,
-    #[serde(default)]
-    pub pid: u32,
-    /// Set when this lease was taken over from another holder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub taken_over_from: Option<Box<LeaseInfo>>,
-}
-
-impl LeaseInfo {
-    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        now >= self.expires_at
-    }
-}
 
 /// A lease this process holds: the info and the object's ETag (for conditional writes).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,17 +62,7 @@ impl S3Lease {
     }
 
     fn new_info(owner: &str, run_id: &RunId, ttl: Duration) -> LeaseInfo {
-        let now = Utc::now();
-        LeaseInfo {
-            owner: owner.to_owned(),
-            run_id: run_id.clone(),
-            lease_id: uuid::Uuid::new_v4().to_string(),
-            acquired_at: now,
-            expires_at: now + ttl_delta(ttl),
-            host: crate::engine::lease::hostname(),
-            pid: std::process::id(),
-            taken_over_from: None,
-        }
+        LeaseInfo::new(owner, run_id, ttl)
     }
 
     /// Writes `info` conditionally: `if_none_match` for a fresh lease, else `If-Match`.
