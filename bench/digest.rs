@@ -22,9 +22,9 @@
 
 use cutover::db::arcadedb::{free_loopback_port, ArcadeInstall, ArcadeServer, ArcadeServerConfig};
 use cutover::db::bolt::BoltTarget;
-use cutover::engine::progress::WorkMeter;
 use cutover::integrity::{connect_for_reading, fingerprint, FingerprintOptions};
 use cutover::ledger::{count_records, load_ledger_into, LedgerSink, LedgerSpec};
+use cutover::progress::WorkMeter;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::path::PathBuf;
@@ -67,7 +67,7 @@ async fn child_digest(args: &[String]) -> anyhow::Result<i32> {
     let code = cutover::cli::digest::run(
         cli.args,
         cutover::cli::OutputFormat::Json,
-        cutover::engine::progress::no_progress(),
+        cutover::progress::no_progress(),
     )
     .await?;
     Ok(if code == std::process::ExitCode::SUCCESS {

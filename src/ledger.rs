@@ -23,8 +23,8 @@
 
 use crate::db::arcadedb::params::{json_param, UnsupportedParam};
 use crate::db::arcadedb::ArcadeHttp;
-use crate::engine::progress::WorkMeter;
 use crate::failure::Failure;
+use crate::progress::WorkMeter;
 use neo4rs::{BoltList, BoltMap, BoltString, BoltType, Graph};
 use std::time::{Duration, Instant};
 

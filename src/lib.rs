@@ -12,6 +12,8 @@ pub mod ids;
 pub mod integrity;
 pub mod ledger;
 pub mod plan;
+pub mod progress;
 pub mod providers;
 pub mod report;
+pub mod retry;
 pub mod steps;

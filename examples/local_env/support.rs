@@ -15,10 +15,10 @@ use cutover::db::bolt::BoltTarget;
 use cutover::db::neo4j::script_runner::PollPolicy;
 use cutover::db::neo4j::{Edition, Neo4jEngine, Neo4jSettings};
 use cutover::db::{DatabaseEngine, DbHandle};
-use cutover::engine::progress::WorkMeter;
 use cutover::failure::Failure;
 use cutover::ids::{InstanceId, RunId, SecretName};
 use cutover::ledger::{commit_credex, index_credex, load_ledger, load_search_space, LedgerSpec};
+use cutover::progress::WorkMeter;
 use cutover::providers::local::LocalProvider;
 use cutover::providers::{
     tag, Compute, Exec, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,

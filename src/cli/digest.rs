@@ -2,12 +2,12 @@
 
 use super::OutputFormat;
 use crate::db::bolt::BoltTarget;
-use crate::engine::progress::{ProgressHandle, WorkMeter};
 use crate::failure::ErrorClass;
 use crate::ids::StepId;
 use crate::integrity::{
     self, Fingerprint, FingerprintOptions, IdentityKey, IntegrityError, SchemaInfo,
 };
+use crate::progress::{ProgressHandle, WorkMeter};
 use secrecy::SecretString;
 use std::process::ExitCode;
 

@@ -9,11 +9,11 @@ mod status;
 
 use crate::config::Runbook;
 use crate::engine::executor::SessionEnd;
-use crate::engine::progress::ProgressHandle;
 use crate::engine::rollback;
 use crate::engine::run::{self, RunError, RunOptions, RunSummary};
 use crate::ids::RunId;
 use crate::plan::render;
+use crate::progress::ProgressHandle;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -23,7 +23,6 @@
 //!   ends the session; `resume` continues where it stopped.
 
 use super::journal::{Event, Journal, Outcome};
-use super::progress::{ProgressEvent, ProgressHandle};
 use super::state::{CompensationStatus, RunView, StepStatus};
 use super::unconfirmed::{Unconfirmed, RECHECK_EVERY};
 use super::undo_order::undo_waits;
@@ -31,6 +30,7 @@ use crate::config::expr::{resolve_value, Condition, Ref};
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::{RunId, StepId};
 use crate::plan::{Plan, PlannedStep};
+use crate::progress::{ProgressEvent, ProgressHandle};
 use crate::steps::{Decision, Outputs, Services, Step, StepContext, StepRecorder, ValueType};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -3,13 +3,13 @@
 
 use super::executor::{Executor, SessionEnd};
 use super::journal::{read_records, Event, Journal, Outcome};
-use super::progress::no_progress;
-use super::retry::RetryPolicy;
 use super::state::{replay, RunView};
 use crate::config::{Environment, SourceFile};
 use crate::failure::Failure;
 use crate::ids::{RunId, StepId};
 use crate::plan::{Plan, PlannedStep};
+use crate::progress::no_progress;
+use crate::retry::RetryPolicy;
 use crate::steps::{Decision, OutputSpec, Outputs, Services, Step, StepContext, StepKind};
 use async_trait::async_trait;
 use proptest::prelude::*;

@@ -7,8 +7,6 @@ mod executor_tests;
 pub mod gc;
 pub mod journal;
 pub mod lease;
-pub mod progress;
-pub mod retry;
 pub mod rollback;
 pub mod run;
 pub mod state;

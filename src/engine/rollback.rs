@@ -29,11 +29,11 @@
 
 use super::executor::SessionEnd;
 use super::journal::Outcome;
-use super::progress::ProgressHandle;
 use super::run::{self, load_plan, load_view, Backend, RunError, RunOptions, RunSummary};
 use super::state::{CompensationStatus, RunView, StepStatus};
 use crate::config::Environment;
 use crate::ids::{RunId, StepId};
+use crate::progress::ProgressHandle;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;

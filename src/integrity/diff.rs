@@ -12,7 +12,7 @@ use super::compare::Findings;
 use super::error::IntegrityError;
 use super::fingerprint::{FingerprintOptions, Partial, Reader, RecordView, Unit};
 use super::invariants::bolt_to_json;
-use crate::engine::progress::WorkMeter;
+use crate::progress::WorkMeter;
 use neo4rs::{BoltMap, BoltType, Graph};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};

@@ -20,7 +20,7 @@ use super::error::IntegrityError;
 use super::multiset::MultisetDigest;
 use super::properties::{self, PropertyRead};
 use crate::db::bolt::BoltTarget;
-use crate::engine::progress::WorkMeter;
+use crate::progress::WorkMeter;
 use futures::StreamExt;
 use neo4rs::{BoltList, BoltMap, BoltType, Graph};
 use secrecy::ExposeSecret;

@@ -261,10 +261,10 @@ mod tests {
     use super::{app_service_round, deadline, left};
     use crate::config::source::SourceFile;
     use crate::config::Environment;
-    use crate::engine::progress::no_progress;
     use crate::failure::ErrorClass;
     use crate::failure::Failure;
     use crate::ids::{RunId, StepId};
+    use crate::progress::no_progress;
     use crate::providers::{AppService, Readiness};
     use crate::steps::context::{Services, StepContext, StepRecorder};
     use std::sync::{Arc, Mutex};

@@ -2,9 +2,9 @@
 
 use super::Outputs;
 use crate::config::Environment;
-use crate::engine::progress::{ProgressEvent, ProgressHandle, WorkMeter};
 use crate::failure::Failure;
 use crate::ids::{RunId, StepId};
+use crate::progress::{ProgressEvent, ProgressHandle, WorkMeter};
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -46,7 +46,7 @@ impl Services {
         Arc::new(Services {
             environment: Arc::new(environment),
             run_dir: dir.to_path_buf(),
-            progress: crate::engine::progress::no_progress(),
+            progress: crate::progress::no_progress(),
             providers: Some(providers),
         })
     }

@@ -11,9 +11,9 @@ use crate::aws_support::{setup, Moto};
 use crate::engine_cli::{cutover, text};
 use async_trait::async_trait;
 use cutover::config::Environment;
-use cutover::engine::progress::no_progress;
 use cutover::failure::{ErrorClass, Failure};
 use cutover::ids::{InstanceId, RunId, StepId};
+use cutover::progress::no_progress;
 use cutover::providers::aws::images::image_tag;
 use cutover::providers::aws::{AwsClients, Ec2Compute, Ec2Images, ParameterStore};
 use cutover::providers::{

@@ -5,12 +5,12 @@
 use crate::harness::ArcadeHarness;
 use cutover::db::arcadedb::free_loopback_port;
 use cutover::db::bolt::BoltTarget;
-use cutover::engine::progress::WorkMeter;
 use cutover::integrity::{
     self, compare, connect_for_reading, diff, fingerprint, DiffOptions, FindingKind, Fingerprint,
     FingerprintOptions, IdentityKey, Invariant, SchemaInfo, Side,
 };
 use cutover::ledger::{load_ledger, LedgerSpec};
+use cutover::progress::WorkMeter;
 use neo4rs::Graph;
 use secrecy::SecretString;
 use std::time::Duration;

@@ -2,9 +2,9 @@
 //! invariants hold, and a live writer can commit small transactions.
 
 use crate::integrity::Arcade;
-use cutover::engine::progress::WorkMeter;
 use cutover::integrity::{self, fingerprint, FingerprintOptions};
 use cutover::ledger::{commit_credex, load_search_space, LedgerSpec};
+use cutover::progress::WorkMeter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_ledger_has_the_specified_shape_and_accepts_live_writes() {

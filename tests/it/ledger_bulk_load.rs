@@ -5,9 +5,9 @@
 //! digest.
 
 use crate::integrity::Arcade;
-use cutover::engine::progress::WorkMeter;
 use cutover::integrity::{compare, fingerprint, Fingerprint, FingerprintOptions, IdentityKey};
 use cutover::ledger::{load_ledger_into, LedgerSink, LedgerSpec, DEFAULT_BATCH_SIZE};
+use cutover::progress::WorkMeter;
 use neo4rs::Graph;
 use std::time::Duration;
 

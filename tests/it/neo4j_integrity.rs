@@ -8,12 +8,12 @@
 use crate::harness::neo4j::{shared, Neo4jServer, LTS, NEXT};
 use cutover::db::bolt::BoltTarget;
 use cutover::db::neo4j::admin::{self, CheckSource};
-use cutover::engine::progress::WorkMeter;
 use cutover::integrity::canonical::node_hash;
 use cutover::integrity::{
     compare, connect_for_reading, fingerprint, FindingKind, Fingerprint, FingerprintOptions,
     MultisetDigest, SchemaInfo,
 };
+use cutover::progress::WorkMeter;
 use neo4rs::{
     BoltDuration, BoltFloat, BoltList, BoltMap, BoltPoint2D, BoltPoint3D, BoltString, BoltType,
 };
