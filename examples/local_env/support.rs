@@ -60,7 +60,8 @@ pub struct Services {
 /// The services of `env`'s provider. On aws they act as the run `setup` would.
 pub async fn services(env: &Environment) -> Result<Services, BoxError> {
     if env.provider == cutover::config::ProviderKind::Aws {
-        let mut aws = cutover::providers::aws::AwsProvider::open(env).await?;
+        let mut aws =
+            cutover::providers::aws::AwsProvider::open(env.aws_section()?, &env.traffic).await?;
         aws.clients = rehearsal_clients(&aws.environment.settings).await?;
         let set = aws.provider_set(&RunId::new(format!("setup-{}", env.name)));
         return Ok(Services {

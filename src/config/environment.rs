@@ -238,6 +238,31 @@ impl Environment {
         }
     }
 
+    /// `[aws]`, or a permanent failure naming the fix (an environment of another
+    /// provider has none).
+    pub fn aws_section(&self) -> Result<&AwsEnvironment, crate::failure::Failure> {
+        self.aws.as_ref().ok_or_else(|| {
+            crate::failure::Failure::permanent(format!(
+                "{}: provider is `aws` but there is no [aws] section",
+                self.source.path.display()
+            ))
+            .with_hint("add [aws] with region and bucket")
+        })
+    }
+
+    /// `[terraform]`, or a permanent failure naming the fix.
+    pub fn terraform_section(&self) -> Result<&TerraformSettings, crate::failure::Failure> {
+        self.terraform.as_ref().ok_or_else(|| {
+            crate::failure::Failure::permanent(format!(
+                "environment `{}` has no [terraform] table, so Terraform has no state backend",
+                self.name
+            ))
+            .with_hint(
+                "add [terraform] with bucket, region (and key_prefix, endpoint for an emulator) to the environment file",
+            )
+        })
+    }
+
     /// The value at `path` inside the environment document (`env.a.b.c`).
     pub fn lookup(&self, path: &[String]) -> Option<&serde_json::Value> {
         path.iter()

@@ -173,7 +173,9 @@ impl Backend {
                 aws: None,
             }),
             crate::config::ProviderKind::Aws => {
-                let aws = crate::providers::aws::AwsProvider::open(env).await?;
+                let aws =
+                    crate::providers::aws::AwsProvider::open(env.aws_section()?, &env.traffic)
+                        .await?;
                 Ok(Self {
                     lease: LeaseBackend::S3(aws.lease()),
                     mirror: Some(aws.mirror()),
@@ -190,7 +192,7 @@ impl Backend {
     ) -> Result<Arc<dyn crate::providers::Compute>, Failure> {
         match &self.aws {
             Some(aws) => Ok(Arc::new(aws.compute())),
-            None => Ok(crate::providers::local::provider_set(env)?.compute),
+            None => Ok(local_provider_set(env)?.compute),
         }
     }
 
@@ -201,7 +203,7 @@ impl Backend {
     ) -> Result<crate::providers::ProviderSet, Failure> {
         match &self.aws {
             Some(aws) => Ok(aws.provider_set(run_id)),
-            None => crate::providers::local::provider_set(env),
+            None => local_provider_set(env),
         }
     }
 
@@ -237,6 +239,17 @@ impl Backend {
         }
         Ok(())
     }
+}
+
+/// The provider services of a `local` environment.
+fn local_provider_set(env: &Environment) -> Result<crate::providers::ProviderSet, Failure> {
+    if env.provider != crate::config::ProviderKind::Local {
+        return Err(Failure::permanent(format!(
+            "environment `{}` uses the {:?} provider, not local",
+            env.name, env.provider
+        )));
+    }
+    Ok(crate::providers::local::LocalProvider::open(&env.state_dir).provider_set())
 }
 
 /// Renews the lease in the background until stopped.

@@ -4,7 +4,7 @@
 //! their caveats.
 
 use super::Plan;
-use crate::config::ProviderKind;
+use crate::config::{Environment, ProviderKind};
 use crate::failure::Failure;
 use crate::providers::aws::config::AwsEnvironment;
 use crate::providers::aws::iam::{self, Capability, IamScope, PolicyDocument};
@@ -53,8 +53,8 @@ pub fn policy(
         ))
         .with_hint("name an aws environment, e.g. --env staging"));
     }
-    let aws = AwsEnvironment::from_environment(env)?;
-    let mut scope = IamScope::new(env, &aws, account_id);
+    let aws = env.aws_section()?;
+    let mut scope = scope_of(env, aws, account_id);
     for step in &plan.steps {
         let input = |name: &str| step.inputs.get(name).and_then(|v| v.as_str());
         // An image the run finds (`${{ steps.build.outputs.image_id }}`), not a literal.
@@ -73,4 +73,77 @@ pub fn policy(
         Role::Controller => iam::policy(&capabilities(plan)?, &scope),
         Role::Instance => iam::instance_statements(&scope),
     })
+}
+
+/// The IAM scope of `environment` (an `aws` one, whose `[aws]` is `aws`), with `account`
+/// when known: what it names, for scoping statements to its resources.
+fn scope_of(environment: &Environment, aws: &AwsEnvironment, account: Option<&str>) -> IamScope {
+    let str_of = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    let mut scope = IamScope {
+        environment: environment.name.clone(),
+        region: aws.settings.region.clone(),
+        account: account.unwrap_or("*").to_owned(),
+        bucket: aws.settings.bucket.clone(),
+        prefix: aws.settings.prefix.clone(),
+        kms_key_id: aws.settings.kms_key_id.clone(),
+        admin_secrets: BTreeSet::new(),
+        app_secrets: BTreeSet::new(),
+        // The secret a switch writes: the one named, else the default name, which a
+        // switch without `[traffic] secret` writes too.
+        traffic_secret: Some(
+            environment
+                .traffic
+                .secret_name(&environment.name)
+                .as_str()
+                .to_owned(),
+        ),
+        app_service: environment
+            .traffic
+            .app_service
+            .clone()
+            .map(|s| (s.cluster, s.service)),
+        images: BTreeSet::new(),
+        subnets: aws.instance_defaults.subnet_id.iter().cloned().collect(),
+        security_groups: aws
+            .instance_defaults
+            .security_group_ids
+            .iter()
+            .cloned()
+            .collect(),
+        instance_profiles: aws
+            .instance_defaults
+            .instance_profile
+            .iter()
+            .cloned()
+            .collect(),
+        images_from_run: false,
+        parameters: BTreeSet::new(),
+        terraform_state: environment
+            .terraform
+            .as_ref()
+            .map(|t| (t.bucket.clone(), t.key_prefix.trim_matches('/').to_owned())),
+    };
+    for def in environment.databases.values() {
+        scope
+            .admin_secrets
+            .extend(def.admin_secret.iter().map(|s| s.as_str().to_owned()));
+        scope
+            .app_secrets
+            .extend(def.password_secret.iter().map(|s| s.as_str().to_owned()));
+        scope.images.extend(def.image.clone());
+        let instance = &def.instance;
+        scope.subnets.extend(str_of(instance.get("subnet_id")));
+        scope
+            .instance_profiles
+            .extend(str_of(instance.get("instance_profile")));
+        if let Some(groups) = instance
+            .get("security_group_ids")
+            .and_then(|g| g.as_array())
+        {
+            scope
+                .security_groups
+                .extend(groups.iter().filter_map(|g| g.as_str()).map(str::to_owned));
+        }
+    }
+    scope
 }

@@ -13,7 +13,7 @@
 use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
-use crate::providers::terraform::{self as tf, plan_json, TerraformSettings, Workdir};
+use crate::providers::terraform::{self as tf, plan_json, Workdir};
 use crate::try_step;
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -180,7 +180,7 @@ impl Runner {
     /// Resolves settings, binary and work dir, and lays out the commands to run.
     fn prepare(&mut self, ctx: &StepContext) -> Result<(), Failure> {
         let env = ctx.environment();
-        let settings = TerraformSettings::of(env)?;
+        let settings = env.terraform_section()?.clone();
         let (module, component) = match self.mode {
             Mode::Plan => {
                 let i: PlanInputs = ctx.inputs()?;

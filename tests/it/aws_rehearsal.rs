@@ -267,10 +267,9 @@ async fn mirrored_journal(
     env: &Environment,
     run_id: &str,
 ) -> String {
-    use cutover::providers::aws::config::AwsEnvironment;
     use cutover::providers::aws::{JournalMirror, S3Store};
     use cutover::providers::ObjectStore;
-    let settings = AwsEnvironment::from_environment(env).unwrap().settings;
+    let settings = env.aws_section().unwrap().settings.clone();
     let store = S3Store::new(clients.s3.clone(), settings);
     match store
         .get_bytes(&JournalMirror::key(&RunId::new(run_id)))

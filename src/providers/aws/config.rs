@@ -6,7 +6,6 @@
 //! endpoint) S3 uses path-style addressing.
 
 use crate::config::toml_read::TomlReader;
-use crate::failure::Failure;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_smithy_http_client::{proxy::ProxyConfig, tls};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
@@ -148,17 +147,6 @@ impl AwsEnvironment {
                 ..Default::default()
             },
             ssm_delivery_timeout,
-        })
-    }
-
-    /// The typed `[aws]` section of `env` (read at load).
-    pub fn from_environment(env: &crate::config::Environment) -> Result<Self, Failure> {
-        env.aws.clone().ok_or_else(|| {
-            Failure::permanent(format!(
-                "{}: provider is `aws` but there is no [aws] section",
-                env.source.path.display()
-            ))
-            .with_hint("add [aws] with region and bucket")
         })
     }
 }

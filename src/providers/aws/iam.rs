@@ -20,7 +20,6 @@
 //!   name (the usual convention, and what `terraform/databases` creates).
 //! - Without an account id every ARN's account field is `*`.
 
-use super::config::AwsEnvironment;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -176,82 +175,6 @@ pub struct IamScope {
 }
 
 impl IamScope {
-    /// The scope of `env` (an `aws` environment), with `account` when known.
-    pub fn new(
-        environment: &crate::config::Environment,
-        aws: &AwsEnvironment,
-        account: Option<&str>,
-    ) -> IamScope {
-        let str_of = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
-        let mut scope = IamScope {
-            environment: environment.name.clone(),
-            region: aws.settings.region.clone(),
-            account: account.unwrap_or("*").to_owned(),
-            bucket: aws.settings.bucket.clone(),
-            prefix: aws.settings.prefix.clone(),
-            kms_key_id: aws.settings.kms_key_id.clone(),
-            admin_secrets: BTreeSet::new(),
-            app_secrets: BTreeSet::new(),
-            // The secret a switch writes: the one named, else the default name, which a
-            // switch without `[traffic] secret` writes too.
-            traffic_secret: Some(
-                environment
-                    .traffic
-                    .secret_name(&environment.name)
-                    .as_str()
-                    .to_owned(),
-            ),
-            app_service: environment
-                .traffic
-                .app_service
-                .clone()
-                .map(|s| (s.cluster, s.service)),
-            images: BTreeSet::new(),
-            subnets: aws.instance_defaults.subnet_id.iter().cloned().collect(),
-            security_groups: aws
-                .instance_defaults
-                .security_group_ids
-                .iter()
-                .cloned()
-                .collect(),
-            instance_profiles: aws
-                .instance_defaults
-                .instance_profile
-                .iter()
-                .cloned()
-                .collect(),
-            images_from_run: false,
-            parameters: BTreeSet::new(),
-            terraform_state: environment
-                .terraform
-                .as_ref()
-                .map(|t| (t.bucket.clone(), t.key_prefix.trim_matches('/').to_owned())),
-        };
-        for def in environment.databases.values() {
-            scope
-                .admin_secrets
-                .extend(def.admin_secret.iter().map(|s| s.as_str().to_owned()));
-            scope
-                .app_secrets
-                .extend(def.password_secret.iter().map(|s| s.as_str().to_owned()));
-            scope.images.extend(def.image.clone());
-            let instance = &def.instance;
-            scope.subnets.extend(str_of(instance.get("subnet_id")));
-            scope
-                .instance_profiles
-                .extend(str_of(instance.get("instance_profile")));
-            if let Some(groups) = instance
-                .get("security_group_ids")
-                .and_then(|g| g.as_array())
-            {
-                scope
-                    .security_groups
-                    .extend(groups.iter().filter_map(|g| g.as_str()).map(str::to_owned));
-            }
-        }
-        scope
-    }
-
     fn s3_keys(&self, relative: &str) -> String {
         if self.prefix.is_empty() {
             format!("arn:aws:s3:::{}/{relative}", self.bucket)

@@ -45,16 +45,16 @@ pub struct AwsProvider {
 }
 
 impl AwsProvider {
-    /// Reads `[aws]` and loads credentials and region through the standard chain. Makes
-    /// no request: a wrong credential or endpoint shows at the first call, classified.
-    pub async fn open(env: &crate::config::Environment) -> Result<Self, Failure> {
-        let environment = config::AwsEnvironment::from_environment(env)?;
+    /// Loads credentials and region for `aws` (an environment's `[aws]`) through the
+    /// standard chain; `traffic` names the application's ECS service, if any. Makes no
+    /// request: a wrong credential or endpoint shows at the first call, classified.
+    pub async fn open(
+        aws: &config::AwsEnvironment,
+        traffic: &crate::providers::TrafficConfig,
+    ) -> Result<Self, Failure> {
+        let environment = aws.clone();
         let clients = AwsClients::load(&environment.settings).await;
-        let app_service = env
-            .traffic
-            .app_service
-            .clone()
-            .map(|s| (s.cluster, s.service));
+        let app_service = traffic.app_service.clone().map(|s| (s.cluster, s.service));
         Ok(Self {
             environment,
             clients,

@@ -27,7 +27,6 @@ pub use object_store::LocalObjectStore;
 pub use secret_store::LocalSecretStore;
 
 use super::ProviderSet;
-use crate::failure::Failure;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -62,15 +61,4 @@ impl LocalProvider {
             app: None,
         }
     }
-}
-
-/// The provider services for a `local` environment.
-pub fn provider_set(env: &crate::config::Environment) -> Result<ProviderSet, Failure> {
-    if env.provider != crate::config::ProviderKind::Local {
-        return Err(Failure::permanent(format!(
-            "environment `{}` uses the {:?} provider, not local",
-            env.name, env.provider
-        )));
-    }
-    Ok(LocalProvider::open(&env.state_dir).provider_set())
 }

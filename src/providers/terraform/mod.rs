@@ -100,19 +100,6 @@ impl TerraformSettings {
         })
     }
 
-    /// The environment's `[terraform]` settings, or a permanent failure naming the fix.
-    pub fn of(env: &crate::config::Environment) -> Result<Self, Failure> {
-        env.terraform.clone().ok_or_else(|| {
-            Failure::permanent(format!(
-                "environment `{}` has no [terraform] table, so Terraform has no state backend",
-                env.name
-            ))
-            .with_hint(
-                "add [terraform] with bucket, region (and key_prefix, endpoint for an emulator) to the environment file",
-            )
-        })
-    }
-
     /// The S3 backend settings, as an HCL file for `init -backend-config=FILE`.
     pub fn backend_hcl(&self, component: &str) -> String {
         let prefix = self.key_prefix.trim_matches('/');
