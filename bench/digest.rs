@@ -20,6 +20,12 @@
 //! assertions on timings. Everything runs on loopback. `BENCH_DIR=<dir>` keeps the
 //! server's instance directory so a second run skips loading.
 
+// `cutover digest` is the binary's CLI, not the library's: the bench compiles the same
+// source and calls its digest entry point (the rest of the CLI is unused here).
+#[allow(dead_code)]
+#[path = "../src/cli/mod.rs"]
+mod cli;
+
 use cutover::db::arcadedb::{free_loopback_port, ArcadeInstall, ArcadeServer, ArcadeServerConfig};
 use cutover::db::bolt::BoltTarget;
 use cutover::integrity::{connect_for_reading, fingerprint, FingerprintOptions};
@@ -60,13 +66,13 @@ async fn child_digest(args: &[String]) -> anyhow::Result<i32> {
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
-        args: cutover::cli::digest::DigestArgs,
+        args: cli::digest::DigestArgs,
     }
     let cli =
         Cli::try_parse_from(std::iter::once("digest".to_owned()).chain(args.iter().cloned()))?;
-    let code = cutover::cli::digest::run(
+    let code = cli::digest::run(
         cli.args,
-        cutover::cli::OutputFormat::Json,
+        cli::OutputFormat::Json,
         cutover::progress::no_progress(),
     )
     .await?;
@@ -373,7 +379,7 @@ async fn raw_stream(graph: &neo4rs::Graph) -> anyhow::Result<()> {
 }
 
 /// The `cutover` binary when it has a `digest` subcommand, else this bench re-executed
-/// as the digest child (same library entry point, `cutover::cli::digest::run`).
+/// as the digest child (same entry point, `cli::digest::run`, compiled from `src/cli`).
 fn digest_command() -> (Vec<String>, &'static str) {
     let bin = env!("CARGO_BIN_EXE_cutover");
     let wired = Command::new(bin)
@@ -387,7 +393,10 @@ fn digest_command() -> (Vec<String>, &'static str) {
         let me = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        (vec![me, CHILD_FLAG.into()], "bench child running cutover::cli::digest::run (the binary had no digest subcommand yet)")
+        (
+            vec![me, CHILD_FLAG.into()],
+            "bench child running cli::digest::run (the binary had no digest subcommand yet)",
+        )
     }
 }
 

@@ -1,9 +1,9 @@
 //! cutover: blue-green migrations of Neo4j databases that prove nothing was lost.
 //!
-//! The library holds the whole engine; the binary (`src/main.rs` + [`cli`]) only parses
-//! arguments, calls the library and renders. See `DESIGN.md` in the repository for the map.
+//! The library holds the whole engine and no terminal code: the binary (`src/main.rs`
+//! with its `cli` module) parses arguments, calls the library and renders; the library
+//! cannot reach the CLI, because the CLI is not in it. See `DESIGN.md` in the repository for the map.
 
-pub mod cli;
 pub mod config;
 pub mod db;
 pub mod engine;

@@ -1,3 +1,7 @@
+//! The `cutover` binary: the CLI (`cli/`) over the library.
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    cutover::cli::main()
+    cli::main()
 }

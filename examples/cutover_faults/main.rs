@@ -21,6 +21,10 @@
 //! Each fault is a wrapper around a trait object the step uses
 //! (`cutover::steps::hooks`): the steps themselves have no failure points.
 
+// The CLI is the binary's module, not the library's: the test build compiles the same
+// source.
+#[path = "../../src/cli/mod.rs"]
+mod cli;
 mod engine;
 mod store;
 
@@ -145,7 +149,7 @@ fn main() -> ExitCode {
                 eprintln!("error: service hooks were installed twice");
                 return ExitCode::from(2);
             }
-            cutover::cli::main()
+            cli::main()
         }
         Err(e) => {
             eprintln!("error: {e}");

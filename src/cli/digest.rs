@@ -1,13 +1,13 @@
 //! `cutover digest`: print a graph fingerprint read over Bolt.
 
 use super::OutputFormat;
-use crate::db::bolt::BoltTarget;
-use crate::failure::ErrorClass;
-use crate::ids::StepId;
-use crate::integrity::{
+use cutover::db::bolt::BoltTarget;
+use cutover::failure::ErrorClass;
+use cutover::ids::StepId;
+use cutover::integrity::{
     self, Fingerprint, FingerprintOptions, IdentityKey, IntegrityError, SchemaInfo,
 };
-use crate::progress::{ProgressHandle, WorkMeter};
+use cutover::progress::{ProgressHandle, WorkMeter};
 use secrecy::SecretString;
 use std::process::ExitCode;
 
@@ -87,7 +87,7 @@ pub async fn run(
         Err(e) => {
             let connect =
                 matches!(&e, IntegrityError::Bolt(f) if is_connection_problem(&f.message, f.class));
-            let failure: crate::failure::Failure = e.into();
+            let failure: cutover::failure::Failure = e.into();
             let line = failure.message.lines().next().unwrap_or("").to_owned();
             eprintln!("error: {line}");
             if let Some(h) = &failure.hint {

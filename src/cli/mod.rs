@@ -7,14 +7,14 @@ pub mod digest;
 mod progress_view;
 mod status;
 
-use crate::config::Runbook;
-use crate::engine::executor::SessionEnd;
-use crate::engine::rollback;
-use crate::engine::run::{self, RunError, RunOptions, RunSummary};
-use crate::ids::RunId;
-use crate::plan::render;
-use crate::progress::ProgressHandle;
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use cutover::config::Runbook;
+use cutover::engine::executor::SessionEnd;
+use cutover::engine::rollback;
+use cutover::engine::run::{self, RunError, RunOptions, RunSummary};
+use cutover::ids::RunId;
+use cutover::plan::render;
+use cutover::progress::ProgressHandle;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -416,10 +416,10 @@ fn iam_command(
         }
     };
     let role = match role {
-        IamRole::Controller => crate::plan::iam::Role::Controller,
-        IamRole::Instance => crate::plan::iam::Role::Instance,
+        IamRole::Controller => cutover::plan::iam::Role::Controller,
+        IamRole::Instance => cutover::plan::iam::Role::Instance,
     };
-    match crate::plan::iam::policy(&plan, role, account_id) {
+    match cutover::plan::iam::policy(&plan, role, account_id) {
         Ok(policy) => {
             if account_id.is_none() {
                 eprintln!("note: no --account-id: the ARNs' account field is `*`");

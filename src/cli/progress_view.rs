@@ -1,8 +1,8 @@
 //! Rendering progress events: indicatif bars on a terminal, log lines otherwise, JSON
 //! lines with `--output json`. Log lines printed by `tracing` pause the bars.
 
-use crate::ids::StepId;
-use crate::progress::{Progress, ProgressEvent};
+use cutover::ids::StepId;
+use cutover::progress::{Progress, ProgressEvent};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::Write;

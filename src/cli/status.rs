@@ -2,10 +2,10 @@
 //! names suggest a secret are redacted even though steps never journal secrets.
 
 use super::OutputFormat;
-use crate::config::Environment;
-use crate::engine::run;
-use crate::engine::state::{RunView, StepStatus};
-use crate::ids::RunId;
+use cutover::config::Environment;
+use cutover::engine::run;
+use cutover::engine::state::{RunView, StepStatus};
+use cutover::ids::RunId;
 
 const SECRET_WORDS: &[&str] = &["password", "secret", "credential", "passwd", "private"];
 
@@ -86,7 +86,7 @@ pub async fn status_command(run_id: Option<String>, env: &str, output: OutputFor
 
 fn list(
     env: &Environment,
-    lease: Option<crate::engine::lease::LeaseInfo>,
+    lease: Option<cutover::engine::lease::LeaseInfo>,
     output: OutputFormat,
 ) -> u8 {
     let runs: Vec<(RunId, Option<RunView>)> = run::list_runs(&env.state_dir)
@@ -222,7 +222,7 @@ fn show(view: &RunView, output: OutputFormat) {
 /// `cutover report RUN_ID`: attaches `measures` (all checked first: a bad one changes
 /// nothing, exit 2), then (re)writes the run's report files and prints one.
 pub fn report_command(run_id: &str, env: &str, output: OutputFormat, measures: &[String]) -> u8 {
-    let new_measures = match crate::report::measures::Measures::parse_args(measures) {
+    let new_measures = match cutover::report::measures::Measures::parse_args(measures) {
         Ok(m) => m,
         Err(problems) => {
             eprintln!("error: {problems}\nnothing was recorded; `cutover report --help` lists the measures");
@@ -238,7 +238,7 @@ pub fn report_command(run_id: &str, env: &str, output: OutputFormat, measures: &
     };
     let run_id = RunId::new(run_id);
     let path = run::journal_path(&env.state_dir, &run_id);
-    let records = match crate::engine::journal::read_records(&path) {
+    let records = match cutover::engine::journal::read_records(&path) {
         Ok((records, _)) => records,
         Err(f) => {
             eprintln!("error: {f}; `cutover status --env {}` lists runs", env.name);
@@ -249,9 +249,9 @@ pub fn report_command(run_id: &str, env: &str, output: OutputFormat, measures: &
     let report = if new_measures.0.is_empty() {
         Ok(())
     } else {
-        crate::report::measures::Measures::record(&dir, &new_measures).map(|_| ())
+        cutover::report::measures::Measures::record(&dir, &new_measures).map(|_| ())
     }
-    .and_then(|()| crate::report::Report::for_run(&dir, &records));
+    .and_then(|()| cutover::report::Report::for_run(&dir, &records));
     let report = match report {
         Ok(r) => r,
         Err(f) => {
@@ -279,7 +279,7 @@ pub async fn gc_command(env: &str, remove: bool) -> u8 {
             return 2;
         }
     };
-    let found = crate::engine::gc::collect_garbage(&env, remove).await;
+    let found = cutover::engine::gc::collect_garbage(&env, remove).await;
     match found {
         Ok(found) if found.is_empty() => {
             println!("nothing to collect in environment {}", env.name);

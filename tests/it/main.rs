@@ -24,6 +24,7 @@ mod fault_injection;
 mod harness;
 mod harness_smoke;
 mod integrity;
+mod layers;
 mod ledger;
 mod ledger_bulk_load;
 mod local_arcadedb;
