@@ -7,60 +7,24 @@
 
 use std::path::{Path, PathBuf};
 
+/// The bottom layer imports no other room.
+const BOTTOM: &[&str] = &[
+    "config",
+    "db",
+    "engine",
+    "integrity",
+    "plan",
+    "providers",
+    "report",
+    "steps",
+];
+
 /// What each room may not import (`crate::<room>`).
 const RULES: &[(&str, &[&str])] = &[
-    (
-        "failure.rs",
-        &[
-            "config",
-            "db",
-            "engine",
-            "integrity",
-            "plan",
-            "providers",
-            "report",
-            "steps",
-        ],
-    ),
-    (
-        "ids.rs",
-        &[
-            "config",
-            "db",
-            "engine",
-            "integrity",
-            "plan",
-            "providers",
-            "report",
-            "steps",
-        ],
-    ),
-    (
-        "progress.rs",
-        &[
-            "config",
-            "db",
-            "engine",
-            "integrity",
-            "plan",
-            "providers",
-            "report",
-            "steps",
-        ],
-    ),
-    (
-        "retry.rs",
-        &[
-            "config",
-            "db",
-            "engine",
-            "integrity",
-            "plan",
-            "providers",
-            "report",
-            "steps",
-        ],
-    ),
+    ("failure.rs", BOTTOM),
+    ("ids.rs", BOTTOM),
+    ("progress.rs", BOTTOM),
+    ("retry.rs", BOTTOM),
     ("db", &["engine", "plan", "report", "steps"]),
     (
         "integrity",
