@@ -373,13 +373,19 @@ impl Step for Backup {
         // 1. The attempt's name, the intent, then the command; its handle is journaled
         // before the first poll.
         if st.artifact.is_none() && st.operation.is_none() {
-            let (attempt, in_flight) = attempt_name(&mut st.starting);
-            if !in_flight {
+            let (attempt, in_flight, changed) = begin_start(&mut st.starting);
+            if changed {
                 try_step!(save_state(ctx, &st));
             }
             let frozen = match db.engine.is_frozen(&db.handle).await {
                 Ok(frozen) => frozen,
-                Err(f) => return wait_while_in_flight(in_flight, f, "backup"),
+                Err(f) => {
+                    let decision = after_start_error(&mut st.starting, in_flight, f, "backup");
+                    if matches!(decision, Decision::Fail(_)) {
+                        try_step!(save_state(ctx, &st));
+                    }
+                    return decision;
+                }
             };
             let taken_at = now_rfc3339();
             try_step!(ctx.record_intent(
@@ -397,7 +403,13 @@ impl Step for Backup {
                 .await;
             let op = match started {
                 Ok(op) => op,
-                Err(f) => return wait_while_in_flight(in_flight, f, "backup"),
+                Err(f) => {
+                    let decision = after_start_error(&mut st.starting, in_flight, f, "backup");
+                    if matches!(decision, Decision::Fail(_)) {
+                        try_step!(save_state(ctx, &st));
+                    }
+                    return decision;
+                }
             };
             st.started = Some(Started { frozen, taken_at });
             st.operation = Some(op);
@@ -615,13 +627,14 @@ impl Step for Restore {
         }
         // 2. Intent, then the command; its handle is journaled before the first poll.
         if !st.loaded && st.operation.is_none() {
-            let (attempt, in_flight) = attempt_name(&mut st.starting);
+            let (attempt, in_flight, changed) = begin_start(&mut st.starting);
+            // Not while a load a crashed process may have started could be running.
             if !in_flight {
-                // Cleared once: a load the crashed process may have started is not cleared
-                // under it.
                 if let Some(replace) = &inputs.replace {
                     try_step!(clear_for_replace(ctx, &db, &inputs, replace).await);
                 }
+            }
+            if changed {
                 try_step!(save_state(ctx, &st));
             }
             try_step!(ctx.record_intent(
@@ -639,7 +652,13 @@ impl Step for Restore {
                 .await;
             let op = match started {
                 Ok(op) => op,
-                Err(f) => return wait_while_in_flight(in_flight, f, "restore"),
+                Err(f) => {
+                    let decision = after_start_error(&mut st.starting, in_flight, f, "restore");
+                    if matches!(decision, Decision::Fail(_)) {
+                        try_step!(save_state(ctx, &st));
+                    }
+                    return decision;
+                }
             };
             st.operation = Some(op);
             st.starting = None;
@@ -702,10 +721,10 @@ struct BackupState {
     /// Set with the intent: whether writes were refused, and when the backup began.
     #[serde(default)]
     started: Option<Started>,
-    /// The name of the command being started (see [`attempt_name`]); cleared once its
-    /// handle is journaled.
+    /// The command being started (see [`PendingStart`]); cleared once its handle is
+    /// journaled.
     #[serde(default)]
-    starting: Option<String>,
+    starting: Option<PendingStart>,
     /// The running command; cleared when it ends.
     #[serde(default)]
     operation: Option<DbOperation>,
@@ -715,34 +734,64 @@ struct BackupState {
     fingerprint: Option<Fingerprint>,
 }
 
-/// The name of the command a step is about to start, kept in its `starting` field and
-/// journaled before the command is sent; and whether it was journaled already (then a
-/// process that crashed between sending the command and journaling its handle may have
-/// sent it, and the engine adopts it by this name instead of sending a second one).
-fn attempt_name(starting: &mut Option<String>) -> (String, bool) {
-    let in_flight = starting.is_some();
-    let name = starting
-        .get_or_insert_with(crate::db::engine::new_attempt_name)
-        .clone();
-    (name, in_flight)
+/// The command a step is about to start: its attempt's name, journaled before the
+/// command is sent, so a process that crashed between sending it and journaling its
+/// handle is followed by one that starts the *same* attempt, which the engine adopts by
+/// that name instead of sending a second command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PendingStart {
+    attempt: String,
+    /// The last start of this attempt returned an error (known, not cut by a crash): the
+    /// next one is an ordinary retry, not a command that may be running.
+    #[serde(default)]
+    failed: bool,
 }
 
-/// A failure while starting an attempt that may already be running: when the attempt
-/// was journaled before (`in_flight`) and the failure is transient (a Community dump or
-/// load stops the server it runs on), the step waits and tries again, not counting it
-/// as a failed attempt; the step's timeout still bounds the wait. Otherwise it fails.
-fn wait_while_in_flight(in_flight: bool, f: Failure, what: &str) -> Decision {
+/// The attempt to start now, whether a crashed process may have sent it already (its
+/// name was journaled and no start of it is known to have failed), and whether `pending`
+/// changed (then the caller journals it before starting).
+fn begin_start(pending: &mut Option<PendingStart>) -> (String, bool, bool) {
+    match pending {
+        Some(p) if !p.failed => (p.attempt.clone(), true, false),
+        Some(p) => {
+            p.failed = false;
+            (p.attempt.clone(), false, true)
+        }
+        None => {
+            let attempt = crate::db::engine::new_attempt_name();
+            *pending = Some(PendingStart {
+                attempt: attempt.clone(),
+                failed: false,
+            });
+            (attempt, false, true)
+        }
+    }
+}
+
+/// What a failure while starting means. An attempt that may already be running
+/// (`in_flight`) and a transient failure (a Community dump or load stops the server it
+/// runs on): wait and try again, not counting it as a failed attempt (the step's timeout
+/// still bounds the wait). Otherwise the step fails, and the attempt is marked failed so
+/// the retry does not wait for it. The caller journals `pending`.
+fn after_start_error(
+    pending: &mut Option<PendingStart>,
+    in_flight: bool,
+    f: Failure,
+    what: &str,
+) -> Decision {
     if in_flight && f.class == crate::failure::ErrorClass::Transient {
-        Decision::wait(
+        return Decision::wait(
             std::time::Duration::from_secs(5),
             format!(
                 "a {what} this step started before a crash may still be running ({})",
                 f.message
             ),
-        )
-    } else {
-        Decision::Fail(f)
+        );
     }
+    if let Some(p) = pending {
+        p.failed = true;
+    }
+    Decision::Fail(f)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -757,10 +806,10 @@ struct RestoreState {
     /// The SHA-256 the stored artifact was verified to have, before anything was loaded.
     #[serde(default)]
     verified_sha256: Option<String>,
-    /// The name of the command being started (see [`attempt_name`]); cleared once its
-    /// handle is journaled.
+    /// The command being started (see [`PendingStart`]); cleared once its handle is
+    /// journaled.
     #[serde(default)]
-    starting: Option<String>,
+    starting: Option<PendingStart>,
     /// The running command; cleared when it ends.
     #[serde(default)]
     operation: Option<DbOperation>,

@@ -407,7 +407,7 @@ async fn a_crash_between_sending_and_journaling_the_command_starts_the_same_atte
     let first = journal.checkpoints.lock().unwrap()[0].clone();
     let name = engine.attempts.lock().unwrap()[0].clone();
     assert_eq!(
-        first["starting"],
+        first["starting"]["attempt"],
         name.as_str(),
         "journaled before the start: {first}"
     );
@@ -427,28 +427,31 @@ async fn a_crash_between_sending_and_journaling_the_command_starts_the_same_atte
     );
 }
 
-/// While an attempt that may be running is started again, a server that does not
-/// answer (a Community dump stops it) is waited for, not counted as a failed attempt;
-/// a fresh attempt fails as usual.
+/// While an attempt that may be running is started again after a crash, a server that
+/// does not answer (a Community dump stops it) is waited for, not counted as a failed
+/// attempt. A start that failed in a live process is an ordinary failure, and so is its
+/// retry (green's server stopped before its restore must fail the run, not hang it).
 #[tokio::test(start_paused = true)]
-async fn a_start_that_may_already_run_waits_for_the_server_instead_of_failing() {
+async fn a_start_that_may_already_run_waits_for_the_server_and_a_failed_one_does_not() {
     let f = fixture().await;
     let engine = FakeEngine::new(0, Outcome::Succeeds);
-    engine.start_failures.store(2, Ordering::SeqCst);
+    engine.start_failures.store(3, Ordering::SeqCst);
     test_engine::set(engine.clone());
-    match backup_step()
-        .advance(&f.ctx(&Arc::new(Journal::default()), 1))
-        .await
-    {
-        Decision::Fail(f) => assert_eq!(f.class, ErrorClass::Transient, "{}", f.message),
-        other => panic!("a fresh attempt fails: {other:?}"),
+    let journal = Arc::new(Journal::default());
+    for attempt in 1..=2 {
+        match backup_step().advance(&f.ctx(&journal, attempt)).await {
+            Decision::Fail(f) => assert_eq!(f.class, ErrorClass::Transient, "{}", f.message),
+            other => panic!("attempt {attempt} fails: {other:?}"),
+        }
+        let cp = journal.last_checkpoint().unwrap();
+        assert_eq!(cp["starting"]["failed"], true, "{cp}");
     }
     let crashed = Arc::new(Journal::default());
     crashed
         .checkpoints
         .lock()
         .unwrap()
-        .push(serde_json::json!({ "starting": "attempt-7" }));
+        .push(serde_json::json!({ "starting": { "attempt": "attempt-7" } }));
     match backup_step().advance(&f.ctx(&crashed, 1)).await {
         Decision::Wait { reason, .. } => {
             assert!(reason.contains("may still be running"), "{reason}")
@@ -461,7 +464,11 @@ async fn a_start_that_may_already_run_waits_for_the_server_instead_of_failing() 
         Decision::Wait { .. } | Decision::Fail(_)
     ));
     let attempts = engine.attempts.lock().unwrap().clone();
-    assert_eq!(attempts[1..], ["attempt-7", "attempt-7"]);
+    assert_eq!(
+        attempts[0], attempts[1],
+        "a retry after a failed start keeps its name"
+    );
+    assert_eq!(attempts[2..], ["attempt-7", "attempt-7"]);
     assert_eq!(engine.starts.load(Ordering::SeqCst), 1);
 }
 
