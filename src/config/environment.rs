@@ -380,43 +380,36 @@ fn check_aws_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) 
                 "on aws, memory is set in the AMI's neo4j.conf; remove `heap`",
             );
         }
-        if let Some(instance) = t.get("instance") {
-            match instance.as_table_like() {
-                Some(it) => {
-                    let context = format!("database `{name}` instance");
-                    r.check_keys(
-                        it,
-                        crate::providers::aws::ec2_compute::INSTANCE_TABLE_KEYS,
-                        &context,
+        // Not a table: reported by read_databases, for every provider.
+        if let Some(it) = t.get("instance").and_then(|i| i.as_table_like()) {
+            let context = format!("database `{name}` instance");
+            r.check_keys(
+                it,
+                crate::providers::aws::ec2_compute::INSTANCE_TABLE_KEYS,
+                &context,
+            );
+            for key in ["type", "instance_type", "volume_type", "subnet_id"] {
+                r.string(it, key, false, &context, None);
+            }
+            r.unsigned(it, "volume_gb", &context);
+            r.string_list(it, "security_group_ids", &context);
+            if let Some(v) = it.get("volume_type").and_then(|v| v.as_str()) {
+                if v != "gp3" {
+                    r.problem_with_hint(
+                        it.get("volume_type").and_then(|i| i.span()),
+                        format!("{context}: volume_type `{v}` is not supported"),
+                        "cutover creates gp3 root volumes; remove volume_type or set \"gp3\"",
                     );
-                    for key in ["type", "instance_type", "volume_type", "subnet_id"] {
-                        r.string(it, key, false, &context, None);
-                    }
-                    r.unsigned(it, "volume_gb", &context);
-                    r.string_list(it, "security_group_ids", &context);
-                    if let Some(v) = it.get("volume_type").and_then(|v| v.as_str()) {
-                        if v != "gp3" {
-                            r.problem_with_hint(
-                                it.get("volume_type").and_then(|i| i.span()),
-                                format!("{context}: volume_type `{v}` is not supported"),
-                                "cutover creates gp3 root volumes; remove volume_type or set \"gp3\"",
-                            );
-                        }
-                    }
-                    if let Some(e) = it.get("encrypted") {
-                        if e.as_bool() != Some(true) {
-                            r.problem_with_hint(
-                                e.span(),
-                                format!("{context}: encrypted must be true"),
-                                "cutover always encrypts root volumes; remove `encrypted` or set it to true",
-                            );
-                        }
-                    }
                 }
-                None => r.problem(
-                    instance.span(),
-                    format!("database `{name}`: `instance` must be a table"),
-                ),
+            }
+            if let Some(e) = it.get("encrypted") {
+                if e.as_bool() != Some(true) {
+                    r.problem_with_hint(
+                        e.span(),
+                        format!("{context}: encrypted must be true"),
+                        "cutover always encrypts root volumes; remove `encrypted` or set it to true",
+                    );
+                }
             }
         }
     }

@@ -117,3 +117,14 @@ fn every_problem_of_a_database_is_reported_in_one_pass() {
         );
     }
 }
+
+#[test]
+fn an_instance_that_is_not_a_table_is_reported_once_on_aws() {
+    let text = "name = \"t\"\nprovider = \"aws\"\n[aws]\nregion = \"r\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\ninstance = \"r5.large\"\n";
+    let problems = Environment::parse(SourceFile::new("env.toml", text)).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems}");
+    assert!(
+        problems.0[0].message.contains("`instance` must be a table"),
+        "{problems}"
+    );
+}
