@@ -1,5 +1,6 @@
 //! The executor, the journal, the lease and retry policy.
 
+pub mod backend;
 pub mod env_lease;
 pub mod executor;
 #[cfg(test)]

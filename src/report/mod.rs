@@ -5,10 +5,12 @@
 //! Secret-looking output keys (containing `password`, `secret`, `credential` or
 //! `private`) are redacted before anything is rendered.
 
+mod build;
 mod json;
 mod markdown;
 pub mod measures;
 pub mod model;
+mod redact;
 #[cfg(test)]
 mod tests;
 mod timeline_svg;
