@@ -380,11 +380,14 @@ impl Step for Backup {
             let frozen = match db.engine.is_frozen(&db.handle).await {
                 Ok(frozen) => frozen,
                 Err(f) => {
-                    let decision = after_start_error(&mut st.starting, in_flight, f, "backup");
-                    if matches!(decision, Decision::Fail(_)) {
-                        try_step!(save_state(ctx, &st));
-                    }
-                    return decision;
+                    return after_start_error(
+                        ctx,
+                        &mut st,
+                        |st| &mut st.starting,
+                        in_flight,
+                        f,
+                        "backup",
+                    )
                 }
             };
             let taken_at = now_rfc3339();
@@ -404,11 +407,14 @@ impl Step for Backup {
             let op = match started {
                 Ok(op) => op,
                 Err(f) => {
-                    let decision = after_start_error(&mut st.starting, in_flight, f, "backup");
-                    if matches!(decision, Decision::Fail(_)) {
-                        try_step!(save_state(ctx, &st));
-                    }
-                    return decision;
+                    return after_start_error(
+                        ctx,
+                        &mut st,
+                        |st| &mut st.starting,
+                        in_flight,
+                        f,
+                        "backup",
+                    )
                 }
             };
             st.started = Some(Started { frozen, taken_at });
@@ -653,11 +659,14 @@ impl Step for Restore {
             let op = match started {
                 Ok(op) => op,
                 Err(f) => {
-                    let decision = after_start_error(&mut st.starting, in_flight, f, "restore");
-                    if matches!(decision, Decision::Fail(_)) {
-                        try_step!(save_state(ctx, &st));
-                    }
-                    return decision;
+                    return after_start_error(
+                        ctx,
+                        &mut st,
+                        |st| &mut st.starting,
+                        in_flight,
+                        f,
+                        "restore",
+                    )
                 }
             };
             st.operation = Some(op);
@@ -771,10 +780,12 @@ fn begin_start(pending: &mut Option<PendingStart>) -> (String, bool, bool) {
 /// What a failure while starting means. An attempt that may already be running
 /// (`in_flight`) and a transient failure (a Community dump or load stops the server it
 /// runs on): wait and try again, not counting it as a failed attempt (the step's timeout
-/// still bounds the wait). Otherwise the step fails, and the attempt is marked failed so
-/// the retry does not wait for it. The caller journals `pending`.
-fn after_start_error(
-    pending: &mut Option<PendingStart>,
+/// still bounds the wait). Otherwise the step fails, and the attempt is marked failed in
+/// the journaled `state` (its `pending` field) so the retry does not wait for it.
+fn after_start_error<T: Serialize>(
+    ctx: &StepContext,
+    state: &mut T,
+    pending: impl FnOnce(&mut T) -> &mut Option<PendingStart>,
     in_flight: bool,
     f: Failure,
     what: &str,
@@ -788,9 +799,10 @@ fn after_start_error(
             ),
         );
     }
-    if let Some(p) = pending {
+    if let Some(p) = pending(state) {
         p.failed = true;
     }
+    try_step!(save_state(ctx, state));
     Decision::Fail(f)
 }
 
