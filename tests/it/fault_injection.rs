@@ -4,7 +4,7 @@
 use crate::engine_cli::{
     cutover_faults, cutover_faults_path, kill_9, run_args, text, wait_for, Workspace,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RUNBOOK: &str = "name = \"chain\"\n\
 [[step]]\nid = \"a\"\nuses = \"util.wait\"\nwith = { duration = \"10ms\" }\n\
@@ -35,9 +35,9 @@ fn the_cutover_binary_holds_no_failure_injection_and_ignores_its_variables() {
         );
     }
 
-    // With both set, `cutover` runs the runbook to the end: no pause, nothing injected.
+    // With both set, `cutover` runs the runbook to the end: no pause, nothing injected
+    // (a paused process would abort after 300 s and fail the exit-code check).
     let ws = Workspace::new(RUNBOOK);
-    let started = Instant::now();
     let out = ws
         .command(&run_args("prod"))
         .env("CUTOVER_FAULT_PAUSE_AFTER_EVENT", "2")
@@ -45,11 +45,6 @@ fn the_cutover_binary_holds_no_failure_injection_and_ignores_its_variables() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{}",
-        text(&out)
-    );
     assert!(!ws.state().join("runs/prod/paused-at-2").exists());
     let events = ws.journal("prod");
     let succeeded = events
