@@ -32,10 +32,7 @@ use std::time::{Duration, Instant};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn def<'a>(env: &'a Environment, db: &str) -> Option<&'a DatabaseDef> {
-    env.databases
-        .iter()
-        .find(|(n, _)| n.as_str() == db)
-        .map(|(_, d)| d)
+    env.databases.get(&cutover::ids::DatabaseName::new(db))
 }
 
 /// The database's name inside its server (its name in the environment by default).

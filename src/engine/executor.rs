@@ -67,6 +67,16 @@ pub fn journal_event(journal: &SharedJournal, event: Event) -> Result<(), Failur
         .map(|_| ())
 }
 
+/// [`journal_event`] without its own fsync ([`Journal::append_unsynced`]): only for
+/// records whose loss is harmless.
+fn journal_event_unsynced(journal: &SharedJournal, event: Event) -> Result<(), Failure> {
+    journal
+        .lock()
+        .expect("journal lock")
+        .append_unsynced(event)
+        .map(|_| ())
+}
+
 struct JournalRecorder(SharedJournal);
 
 impl StepRecorder for JournalRecorder {
@@ -491,11 +501,10 @@ impl Executor {
     /// A re-check's record, unsynced: losing it repeats the check at the next resume, and
     /// the session's next synced record makes it durable.
     fn journal_check(&self, step: StepId, ok: bool, detail: String) -> Result<(), Failure> {
-        self.journal
-            .lock()
-            .expect("journal lock")
-            .append_unsynced(Event::PostconditionChecked { step, ok, detail })
-            .map(|_| ())
+        journal_event_unsynced(
+            &self.journal,
+            Event::PostconditionChecked { step, ok, detail },
+        )
     }
 
     /// Re-checks the postcondition of `step_id`, which succeeded in an earlier session.
