@@ -20,11 +20,12 @@ use cutover::ids::{InstanceId, RunId, SecretName};
 use cutover::ledger::{commit_credex, index_credex, load_ledger, load_search_space, LedgerSpec};
 use cutover::progress::WorkMeter;
 use cutover::providers::local::LocalProvider;
+use cutover::providers::traffic::{TrafficTarget, TrafficValues};
 use cutover::providers::{
     tag, Compute, Exec, ProvisionRequest, Readiness, SecretStage, SecretStore, Tags,
 };
 use cutover::steps::db_access::ADMIN_SECRET_TAG;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,16 +41,13 @@ fn inner_name(env: &Environment, db: &str) -> String {
     def(env, db).map_or_else(|| db.to_owned(), |d| d.database.clone())
 }
 
-/// The JSON secret the application reads (what `traffic.switch` writes).
-pub fn traffic_secret(env: &Environment) -> SecretName {
-    env.traffic.secret_name(&env.name)
-}
-
 /// The services setup, the writer and teardown use, from the environment's provider.
 pub struct Services {
     pub compute: Arc<dyn Compute>,
     pub secrets: Arc<dyn SecretStore>,
     pub exec: Arc<dyn Exec>,
+    /// Where the application reads its settings (what `traffic.switch` writes).
+    pub traffic: Arc<dyn TrafficTarget>,
     /// The local provider, for what only it has (ArcadeDB's root password).
     local: Option<LocalProvider>,
 }
@@ -58,13 +56,15 @@ pub struct Services {
 pub async fn services(env: &Environment) -> Result<Services, BoxError> {
     if env.provider == cutover::config::ProviderKind::Aws {
         let mut aws =
-            cutover::providers::aws::AwsProvider::open(env.aws_section()?, &env.traffic).await?;
+            cutover::providers::aws::AwsProvider::open(env.aws_section()?, &env.traffic, &env.name)
+                .await?;
         aws.clients = rehearsal_clients(&aws.environment.settings).await?;
-        let set = aws.provider_set(&RunId::new(format!("setup-{}", env.name)));
+        let set = aws.provider_set(&RunId::new(format!("setup-{}", env.name)))?;
         return Ok(Services {
             compute: set.compute,
             secrets: set.secrets,
             exec: set.exec.ok_or("the aws provider has no exec channel")?,
+            traffic: set.traffic,
             local: None,
         });
     }
@@ -73,6 +73,7 @@ pub async fn services(env: &Environment) -> Result<Services, BoxError> {
         compute: provider.compute.clone(),
         secrets: provider.secrets.clone(),
         exec: provider.exec.clone(),
+        traffic: provider.provider_set(&env.traffic, &env.name)?.traffic,
         local: Some(provider),
     })
 }
@@ -102,10 +103,6 @@ async fn rehearsal_clients(
     Ok(cutover::providers::aws::AwsClients::new(&sdk, settings))
 }
 
-fn prefix(db: &str) -> String {
-    format!("{db}space")
-}
-
 fn random_password() -> SecretString {
     use rand::distr::{Alphanumeric, SampleString};
     SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 24))
@@ -127,7 +124,7 @@ async fn put_current(
 pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), BoxError> {
     let provider = services(env).await?;
     let aws = env.provider == cutover::config::ProviderKind::Aws;
-    let mut doc = serde_json::Map::new();
+    let mut values = TrafficValues::default();
     for db in ["ledger", "search"] {
         let neo4j = env
             .databases
@@ -265,26 +262,18 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
         };
         engine.set_user_password(&handle, &user, &password).await?;
         let app = engine.bolt_target(&handle, &user, password.clone());
-        doc.insert(format!("{}bolturl", prefix(db)), app.uri.clone().into());
-        doc.insert(format!("{}user", prefix(db)), user.into());
-        doc.insert(
-            format!("{}pass", prefix(db)),
-            password.expose_secret().into(),
-        );
+        let names = env.traffic.names_for(&env.name, db);
+        values.insert(names.url, SecretString::from(app.uri.clone()));
+        values.insert(names.user, SecretString::from(user));
+        values.insert_secret(names.password, password);
     }
-    let name = traffic_secret(env);
-    if provider
-        .secrets
-        .get(&name, SecretStage::Current)
-        .await?
-        .is_none()
-    {
-        put_current(
-            provider.secrets.as_ref(),
-            &name,
-            &SecretString::from(serde_json::Value::Object(doc).to_string()),
-        )
-        .await?;
+    // The application's settings point at blue, unless an earlier setup set them.
+    let names: Vec<String> = values.names().map(str::to_owned).collect();
+    if provider.traffic.current(&names).await?.is_empty() {
+        provider
+            .traffic
+            .switch_to(&values, &format!("setup-{}", env.name))
+            .await?;
     }
     Ok(())
 }
@@ -292,23 +281,18 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
 /// Where the application currently connects for `db`, as the app reads it.
 pub async fn app_target(env: &Environment, db: &str) -> Result<BoltTarget, BoxError> {
     let provider = services(env).await?;
-    let v = provider
-        .secrets
-        .get(&traffic_secret(env), SecretStage::Current)
-        .await?
-        .ok_or("no app connection secret")?;
-    let doc: serde_json::Value = serde_json::from_str(v.value.expose_secret())?;
-    let p = prefix(db);
+    let names = env.traffic.names_for(&env.name, db);
+    let all: Vec<String> = names.all().map(str::to_owned).to_vec();
+    let now = provider.traffic.current(&all).await?;
     let get = |k: &str| {
-        doc.get(format!("{p}{k}"))
-            .and_then(|v| v.as_str())
+        now.get(k)
             .map(str::to_owned)
-            .ok_or(format!("{p}{k} missing"))
+            .ok_or(format!("{k} missing in {}", provider.traffic.describe()))
     };
     Ok(BoltTarget {
-        uri: get("bolturl")?,
-        user: get("user")?,
-        password: SecretString::from(get("pass")?),
+        uri: get(&names.url)?,
+        user: get(&names.user)?,
+        password: SecretString::from(get(&names.password)?),
         database: Some(inner_name(env, db)),
     })
 }

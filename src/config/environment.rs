@@ -21,6 +21,8 @@ use crate::integrity::fingerprint::IdentityKey;
 use crate::integrity::invariants::Invariant;
 use crate::providers::aws::config::AwsEnvironment;
 use crate::providers::terraform::TerraformSettings;
+use crate::providers::traffic::config::NameOverrides;
+use crate::providers::traffic::TrafficKind;
 use crate::providers::{EcsService, TrafficConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -185,7 +187,10 @@ impl Environment {
         }
         let traffic = root
             .get("traffic")
-            .map(|traffic| read_traffic_section(&mut r, traffic))
+            .map(|traffic| {
+                let names: Vec<String> = databases.keys().map(|d| d.as_str().to_owned()).collect();
+                read_traffic_section(&mut r, traffic, provider, &names)
+            })
             .unwrap_or_default();
         let terraform = root
             .get("terraform")
@@ -270,9 +275,17 @@ impl Environment {
     }
 }
 
-/// `[traffic]`: where the application reads its connection settings, the ECS service to
+/// `[traffic]`: where the application reads its connection settings (`kind`, the secret
+/// or the ECS service, the names of each database's settings), the ECS service to
 /// restart after a switch (both names or neither) and the application's health URL.
-fn read_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) -> TrafficConfig {
+/// `databases` are the environment's database names: `[traffic.keys]` and
+/// `[traffic.names]` may name only those.
+fn read_traffic_section(
+    r: &mut TomlReader<'_>,
+    traffic: &toml_edit::Item,
+    provider: Option<ProviderKind>,
+    databases: &[String],
+) -> TrafficConfig {
     let mut config = TrafficConfig::default();
     let Some(t) = traffic.as_table_like() else {
         return config; // reported as "must be a table" above
@@ -284,8 +297,10 @@ fn read_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) -> Tr
             "kind",
             "secret",
             "keys",
+            "names",
             "ecs_cluster",
             "ecs_service",
+            "container",
             "task_family",
             "health_url",
         ],
@@ -305,24 +320,86 @@ fn read_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) -> Tr
             );
         }
     }
-    if let Some(kind) = r.string(t, "kind", false, context, None) {
-        if kind.value != "secret" {
-            r.problem_with_hint(
-                kind.span,
-                format!("[traffic] kind `{}` is not supported", kind.value),
-                "use kind = \"secret\" (a JSON secret the application reads)",
-            );
+    let kinds = || {
+        TrafficKind::ALL
+            .iter()
+            .map(|k| format!("\"{}\"", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kind_span = match r.string(t, "kind", false, context, None) {
+        Some(kind) => {
+            match TrafficKind::parse(&kind.value) {
+                Some(k) => config.kind = k,
+                None => r.problem_with_hint(
+                    kind.span.clone(),
+                    format!("[traffic] kind `{}` is not supported", kind.value),
+                    format!("use one of {}", kinds()),
+                ),
+            }
+            kind.span
         }
+        None => t.get("kind").and_then(|k| k.span()),
+    };
+    if provider == Some(ProviderKind::Local) && !config.kind.works_locally() {
+        r.problem_with_hint(
+            kind_span.clone(),
+            format!(
+                "[traffic] kind `{}` needs the aws provider",
+                config.kind.as_str()
+            ),
+            "use kind = \"secret\" on a local environment",
+        );
     }
+    let only_for = |r: &mut TomlReader<'_>, key: &str, kind: TrafficKind, have: TrafficKind| {
+        if kind != have {
+            if let Some(item) = t.get(key) {
+                r.problem_with_hint(
+                    item.span(),
+                    format!(
+                        "[traffic] {key} applies to kind = \"{}\" only; this one is \"{}\"",
+                        kind.as_str(),
+                        have.as_str()
+                    ),
+                    format!("remove {key}, or set kind = \"{}\"", kind.as_str()),
+                );
+            }
+        }
+    };
+    only_for(r, "secret", TrafficKind::Secret, config.kind);
+    only_for(r, "keys", TrafficKind::Secret, config.kind);
+    only_for(r, "container", TrafficKind::EcsEnvironment, config.kind);
     config.secret = r
         .string(t, "secret", false, context, None)
         .map(|s| SecretName::new(s.value));
+    config.container = r
+        .string(t, "container", false, context, None)
+        .map(|c| c.value);
     r.string(t, "task_family", false, context, None);
+    let known_database = |r: &mut TomlReader<'_>, table: &str, database: &str, span| {
+        if databases.iter().any(|d| d == database) {
+            return true;
+        }
+        let hint = if databases.is_empty() {
+            "the environment has no [databases.*] yet; add the database first".to_owned()
+        } else {
+            format!("name one of: {}", databases.join(", "))
+        };
+        r.problem_with_hint(
+            span,
+            format!("[traffic.{table}] names `{database}`, which is not one of the environment's databases"),
+            hint,
+        );
+        false
+    };
     if let Some(keys) = t.get("keys") {
         match keys.as_table_like() {
             Some(k) => {
-                for (database, _) in k.iter() {
-                    if let Some(prefix) = r.string(k, database, false, "[traffic.keys]", None) {
+                for (database, item) in k.iter() {
+                    let Some(prefix) = r.string(k, database, false, "[traffic.keys]", None) else {
+                        continue;
+                    };
+                    if known_database(r, "keys", database, item.span()) {
                         config
                             .key_prefixes
                             .insert(database.to_owned(), prefix.value);
@@ -336,6 +413,42 @@ fn read_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) -> Tr
                     type_name(keys)
                 ),
                 "write [traffic.keys] with one `database = \"prefix\"` per database",
+            ),
+        }
+    }
+    if let Some(names) = t.get("names") {
+        match names.as_table_like() {
+            Some(n) => {
+                for (database, item) in n.iter() {
+                    if !known_database(r, "names", database, item.span()) {
+                        continue;
+                    }
+                    let context = format!("[traffic.names.{database}]");
+                    let Some(one) = item.as_table_like() else {
+                        r.problem_with_hint(
+                            item.span(),
+                            format!("{context} must be a table, found {}", type_name(item)),
+                            "write url = …, user = …, password = … (any of them)",
+                        );
+                        continue;
+                    };
+                    r.check_keys(one, &["url", "user", "password"], &context);
+                    let mut get = |key| r.string(one, key, false, &context, None).map(|v| v.value);
+                    let overrides = NameOverrides {
+                        url: get("url"),
+                        user: get("user"),
+                        password: get("password"),
+                    };
+                    config.names.insert(database.to_owned(), overrides);
+                }
+            }
+            None => r.problem_with_hint(
+                names.span(),
+                format!(
+                    "`names` in [traffic] must be a table, found {}",
+                    type_name(names)
+                ),
+                "write one [traffic.names.DATABASE] table per database whose names differ",
             ),
         }
     }
@@ -358,6 +471,11 @@ fn read_traffic_section(r: &mut TomlReader<'_>, traffic: &toml_edit::Item) -> Tr
                 service: s.value,
             })
         }
+        (None, None) if config.kind == TrafficKind::EcsEnvironment => r.problem_with_hint(
+            kind_span,
+            "[traffic] kind = \"ecs-environment\" needs ecs_cluster and ecs_service",
+            "name the service whose task definition the application's settings are in",
+        ),
         (None, None) => {}
     }
     config

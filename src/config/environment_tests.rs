@@ -99,22 +99,14 @@ fn the_aws_and_terraform_sections_are_read_at_load() {
 fn every_problem_of_a_database_is_reported_in_one_pass() {
     let text = "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"neo4j\"\nheap = \"big\"\nidentity_keys = [\"Member\"]\nneo4j = { backup = \"online\", bolt_port = 0 }\n";
     let problems = Environment::parse(SourceFile::new("env.toml", text)).unwrap_err();
-    let all = problems.to_string();
-    assert_eq!(problems.len(), 4, "{all}");
+    assert_eq!(problems.len(), 4, "{problems}");
     for (line, needle) in [
         (5, "heap `big`"),
         (6, "\"Member\" is not LABEL.PROPERTY"),
         (7, "needs edition = \"enterprise\""),
         (7, "bolt_port 0"),
     ] {
-        assert!(
-            problems
-                .0
-                .iter()
-                .any(|p| p.to_string().starts_with(&format!("env.toml:{line}:"))
-                    && p.message.contains(needle)),
-            "no problem at line {line} naming {needle:?} in:\n{all}"
-        );
+        assert_problem_at(&problems, line, needle);
     }
 }
 
@@ -127,4 +119,85 @@ fn an_instance_that_is_not_a_table_is_reported_once_on_aws() {
         problems.0[0].message.contains("`instance` must be a table"),
         "{problems}"
     );
+}
+
+/// Some problem is at `line` of env.toml and its message contains `needle`.
+fn assert_problem_at(problems: &super::Problems, line: usize, needle: &str) {
+    assert!(
+        problems
+            .0
+            .iter()
+            .any(|p| p.to_string().starts_with(&format!("env.toml:{line}:"))
+                && p.message.contains(needle)),
+        "no problem at line {line} naming {needle:?} in:\n{problems}"
+    );
+}
+
+const AWS_HEAD: &str = "name = \"prod\"\nprovider = \"aws\"\n[aws]\nregion = \"af-south-1\"\nbucket = \"b\"\n[databases.ledger]\nengine = \"neo4j\"\n[databases.search]\nengine = \"neo4j\"\n";
+
+#[test]
+fn the_ecs_environment_kind_reads_its_service_container_and_names() {
+    use crate::providers::traffic::TrafficKind;
+    let env = parse(&format!(
+        "{AWS_HEAD}[traffic]\nkind = \"ecs-environment\"\necs_cluster = \"credex-cluster-prod\"\necs_service = \"credex-core-service-prod\"\ncontainer = \"credex-core\"\n[traffic.names.search]\nurl = \"SEARCH_URL\"\n"
+    ));
+    assert_eq!(env.traffic.kind, TrafficKind::EcsEnvironment);
+    assert_eq!(env.traffic.container.as_deref(), Some("credex-core"));
+    let ledger = env.traffic.names_for("prod", "ledger");
+    assert_eq!(ledger.password, "NEO_4J_LEDGER_SPACE_PASS");
+    let search = env.traffic.names_for("prod", "search");
+    assert_eq!(
+        (search.url.as_str(), search.user.as_str()),
+        ("SEARCH_URL", "NEO_4J_SEARCH_SPACE_USER")
+    );
+    let parameters = parse(&format!("{AWS_HEAD}[traffic]\nkind = \"parameters\"\n"));
+    assert_eq!(parameters.traffic.kind, TrafficKind::Parameters);
+    assert_eq!(
+        parameters.traffic.names_for("prod", "ledger").url,
+        "/prod/ledger/bolt-url"
+    );
+}
+
+#[test]
+fn a_traffic_section_that_cannot_work_is_refused_at_its_line() {
+    for (text, line, needle) in [
+        (
+            format!("{AWS_HEAD}[traffic]\nkind = \"ecs\"\n"),
+            11,
+            "kind `ecs` is not supported",
+        ),
+        (
+            format!("{AWS_HEAD}[traffic]\nkind = \"ecs-environment\"\n"),
+            11,
+            "needs ecs_cluster and ecs_service",
+        ),
+        (
+            format!("{AWS_HEAD}[traffic]\nkind = \"parameters\"\nsecret = \"s\"\n"),
+            12,
+            "secret applies to kind = \"secret\" only",
+        ),
+        (
+            format!("{AWS_HEAD}[traffic]\ncontainer = \"app\"\n"),
+            11,
+            "container applies to kind = \"ecs-environment\" only",
+        ),
+        (
+            format!("{AWS_HEAD}[traffic.names.ledgr]\nurl = \"U\"\n"),
+            10,
+            "names `ledgr`, which is not one of the environment's databases",
+        ),
+        (
+            format!("{AWS_HEAD}[traffic.names.ledger]\nurl = \"U\"\nhost = \"h\"\n"),
+            12,
+            "host",
+        ),
+        (
+            "name = \"l\"\nprovider = \"local\"\n[traffic]\nkind = \"parameters\"\n".to_owned(),
+            4,
+            "kind `parameters` needs the aws provider",
+        ),
+    ] {
+        let problems = Environment::parse(SourceFile::new("env.toml", &text)).unwrap_err();
+        assert_problem_at(&problems, line, needle);
+    }
 }

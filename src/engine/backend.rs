@@ -33,9 +33,12 @@ impl Backend {
                 aws: None,
             }),
             crate::config::ProviderKind::Aws => {
-                let aws =
-                    crate::providers::aws::AwsProvider::open(env.aws_section()?, &env.traffic)
-                        .await?;
+                let aws = crate::providers::aws::AwsProvider::open(
+                    env.aws_section()?,
+                    &env.traffic,
+                    &env.name,
+                )
+                .await?;
                 Ok(Self {
                     lease: LeaseBackend::S3(aws.lease()),
                     mirror: Some(aws.mirror()),
@@ -62,7 +65,7 @@ impl Backend {
         run_id: &RunId,
     ) -> Result<crate::providers::ProviderSet, Failure> {
         match &self.aws {
-            Some(aws) => Ok(aws.provider_set(run_id)),
+            Some(aws) => aws.provider_set(run_id),
             None => local_provider_set(env),
         }
     }
@@ -109,7 +112,8 @@ fn local_provider_set(env: &Environment) -> Result<crate::providers::ProviderSet
             env.name, env.provider
         )));
     }
-    Ok(crate::providers::local::LocalProvider::open(&env.state_dir).provider_set())
+    crate::providers::local::LocalProvider::open(&env.state_dir)
+        .provider_set(&env.traffic, &env.name)
 }
 
 /// Renews the lease in the background until stopped.

@@ -7,7 +7,9 @@ use super::Plan;
 use crate::config::{Environment, ProviderKind};
 use crate::failure::Failure;
 use crate::providers::aws::config::AwsEnvironment;
-use crate::providers::aws::iam::{self, Capability, IamScope, PolicyDocument};
+use crate::providers::aws::iam::{self, Capability, IamScope, PolicyDocument, TrafficScope};
+use crate::providers::traffic::TrafficKind;
+use crate::providers::EcsService;
 use crate::steps::aws_needs::aws_capabilities;
 use std::collections::BTreeSet;
 
@@ -75,6 +77,35 @@ pub fn policy(
     })
 }
 
+/// What a switch of `environment` writes: the secret (the one named, else the default
+/// name, which a switch without `[traffic] secret` writes too), the ECS service's task
+/// definition, or every database's three parameters.
+fn traffic_scope(environment: &Environment) -> TrafficScope {
+    let traffic = &environment.traffic;
+    match traffic.kind {
+        TrafficKind::Secret => {
+            TrafficScope::Secret(traffic.secret_name(&environment.name).as_str().to_owned())
+        }
+        TrafficKind::EcsEnvironment => {
+            let s = traffic.app_service.clone().unwrap_or(EcsService {
+                cluster: String::new(),
+                service: String::new(),
+            });
+            TrafficScope::TaskDefinition(s.cluster, s.service)
+        }
+        TrafficKind::Parameters => TrafficScope::Parameters(
+            environment
+                .databases
+                .keys()
+                .flat_map(|db| {
+                    let names = traffic.names_for(&environment.name, db.as_str());
+                    names.all().map(str::to_owned)
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// The IAM scope of `environment` (an `aws` one, whose `[aws]` is `aws`), with `account`
 /// when known: what it names, for scoping statements to its resources.
 fn scope_of(environment: &Environment, aws: &AwsEnvironment, account: Option<&str>) -> IamScope {
@@ -88,15 +119,7 @@ fn scope_of(environment: &Environment, aws: &AwsEnvironment, account: Option<&st
         kms_key_id: aws.settings.kms_key_id.clone(),
         admin_secrets: BTreeSet::new(),
         app_secrets: BTreeSet::new(),
-        // The secret a switch writes: the one named, else the default name, which a
-        // switch without `[traffic] secret` writes too.
-        traffic_secret: Some(
-            environment
-                .traffic
-                .secret_name(&environment.name)
-                .as_str()
-                .to_owned(),
-        ),
+        traffic: Some(traffic_scope(environment)),
         app_service: environment
             .traffic
             .app_service

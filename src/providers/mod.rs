@@ -10,9 +10,9 @@ pub mod aws;
 pub mod lease;
 pub mod local;
 pub mod terraform;
-pub mod traffic_config;
+pub mod traffic;
 
-pub use traffic_config::{EcsService, TrafficConfig};
+pub use traffic::{EcsService, TrafficConfig, TrafficTarget};
 
 use crate::failure::Failure;
 use crate::ids::{InstanceId, ObjectKey, SecretName};
@@ -35,6 +35,8 @@ pub struct ProviderSet {
     /// settings (an ECS service on aws, when `[traffic]` names one). `None` when the
     /// application picks up the change by itself (the local demo's writer).
     pub app: Option<std::sync::Arc<dyn AppService>>,
+    /// Where the application reads its connection settings (`[traffic] kind`).
+    pub traffic: std::sync::Arc<dyn TrafficTarget>,
 }
 
 /// The application's running service. credex reads its database settings at start-up,

@@ -132,7 +132,7 @@ pub(crate) async fn aws_provider(
         ))
         .with_hint("run it with --env staging / production (or another aws environment)"));
     }
-    AwsProvider::open(env.aws_section()?, &env.traffic).await
+    AwsProvider::open(env.aws_section()?, &env.traffic, &env.name).await
 }
 
 #[derive(Deserialize)]

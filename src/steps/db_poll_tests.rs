@@ -281,12 +281,17 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     secrets.promote(&name, &v).await.unwrap();
+    let secrets = Arc::new(secrets);
     let providers = ProviderSet {
         compute: Arc::new(OneInstance),
         objects: Arc::new(LocalObjectStore::new(dir.path().join("objects"))),
-        secrets: Arc::new(secrets),
+        secrets: secrets.clone(),
         exec: None,
         app: None,
+        traffic: Arc::new(crate::providers::traffic::SecretJsonTarget::new(
+            secrets,
+            crate::ids::SecretName::new("unit/app-connection"),
+        )),
     };
     let services = Services::for_tests(dir.path(), ENV, providers);
     Fixture {

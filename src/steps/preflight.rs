@@ -3,7 +3,7 @@
 
 use super::db_access::{database_def, running_job, DbRef};
 use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
-use super::traffic::{LocalSecretTarget, TrafficTarget};
+use super::traffic::app_url;
 use super::{Decision, Outputs, Step, StepContext};
 use crate::db::bolt::run_and_discard;
 use crate::db::EngineKind;
@@ -73,8 +73,7 @@ async fn locate(ctx: &StepContext, database: &str) -> Result<String, Failure> {
         .with_hint("create it first (scripts/demo.sh does this locally), or pass `instance`")),
         1 => Ok(found[0].id.as_str().to_owned()),
         _ => {
-            let target = LocalSecretTarget::from_env(ctx)?;
-            let url = target.current_url(ctx, database).await?.unwrap_or_default();
+            let url = app_url(ctx, database).await?.unwrap_or_default();
             found
                 .iter()
                 .find(|i| i.endpoints.get("bolt").map(|b| *b == url).unwrap_or(false))

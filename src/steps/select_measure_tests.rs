@@ -36,7 +36,9 @@ const ENV: &str = "name = \"unit\"\nprovider = \"local\"\nstate_dir = \"state\"\
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let providers = LocalProvider::open(&dir.path().join("state")).provider_set();
+    let providers = LocalProvider::open(&dir.path().join("state"))
+        .provider_set(&Default::default(), "unit")
+        .unwrap();
     let services = Services::for_tests(dir.path(), ENV, providers);
     Fixture {
         _dir: dir,

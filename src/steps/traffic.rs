@@ -1,11 +1,13 @@
 //! `traffic.switch`: point the application at green — every listed database in one
 //! change, because the app reads all its connection settings at start-up.
 //!
-//! Where the application reads its settings is a [`TrafficTarget`]. The local target is
-//! a JSON secret in the provider's secret store with credex's keys
-//! (`ledgerspacebolturl`, `ledgerspaceuser`, `ledgerspacepass`, `searchspace…`). AWS
-//! targets (Secrets Manager JSON, SSM parameters, an ECS task definition's environment
-//! replaced by name) implement the same trait.
+//! Where the application reads its settings is the provider's
+//! [`crate::providers::TrafficTarget`], chosen by `[traffic] kind`: a JSON secret with
+//! credex's keys (`ledgerspacebolturl`, `ledgerspaceuser`, `ledgerspacepass`,
+//! `searchspace…`; every provider), an ECS task definition's environment replaced by name
+//! (`NEO_4J_LEDGER_SPACE_BOLT_URL`, …; aws), or SSM parameters (aws). The step writes
+//! each database's three settings under the names `[traffic]` gives them, the password
+//! marked as a secret.
 //!
 //! Switching back is only safe while green has taken no write: the compensation freezes
 //! green, re-reads its fingerprint and switches back only if it still equals frozen
@@ -17,11 +19,10 @@ use super::db_access::{current_secret, now_rfc3339, DbRef};
 use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
-use crate::ids::SecretName;
-use crate::providers::SecretStage;
+use crate::providers::traffic::{ConnectionNames, SwitchRecord, TrafficValues};
 use crate::try_step;
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -43,7 +44,7 @@ pub static KINDS: &[StepKind] = &[StepKind {
             doc: "database name → the instance the application used before (blue), recorded for `cutover rollback`",
         },
     ],
-    outputs: OutputSpec::Fixed(&["switched_at", "version_id", "target", "from", "to", "fingerprints"]),
+    outputs: OutputSpec::Fixed(&["switched_at", "version_id", "record", "target", "from", "to", "fingerprints"]),
     changes: "changes where the application connects",
     compensation: Some("switches back to blue if green has taken no write; otherwise stops for attention"),
     build: || Box::new(Switch),
@@ -57,134 +58,39 @@ pub static KINDS: &[StepKind] = &[StepKind {
     build: || Box::new(Verify),
 }];
 
-/// One database's connection as the application sees it. `Debug` hides the password.
-#[derive(Clone, Debug)]
-pub struct AppConnection {
-    pub database: String,
-    pub url: String,
-    pub user: String,
-    pub password: SecretString,
+/// The names under which the application reads `database`'s settings.
+fn names_for(ctx: &StepContext, database: &str) -> ConnectionNames {
+    let env = ctx.environment();
+    env.traffic.names_for(&env.name, database)
 }
 
-/// Where the application reads its database connection settings.
-#[async_trait]
-pub trait TrafficTarget: Send + Sync {
-    /// For messages, e.g. `secret credex-core/local`.
-    fn describe(&self) -> String;
-    /// The Bolt URL the application currently uses for `database`.
-    async fn current_url(
-        &self,
-        ctx: &StepContext,
-        database: &str,
-    ) -> Result<Option<String>, Failure>;
-    /// Points the application at `to` in one change; returns the change's version id.
-    /// The same token adopts an earlier attempt's change.
-    async fn switch(
-        &self,
-        ctx: &StepContext,
-        to: &[AppConnection],
-        token: &str,
-    ) -> Result<String, Failure>;
-    /// Undoes the change `version` made, if it is still in effect. Idempotent.
-    async fn switch_back(&self, ctx: &StepContext, version: &str) -> Result<(), Failure>;
+/// The Bolt URL the application reads for `database` now, if it has one.
+pub async fn app_url(ctx: &StepContext, database: &str) -> Result<Option<String>, Failure> {
+    let url_name = names_for(ctx, database).url;
+    let now = ctx
+        .providers()?
+        .traffic
+        .current(std::slice::from_ref(&url_name))
+        .await?;
+    Ok(now.get(&url_name).map(str::to_owned))
 }
 
-/// The local target: a JSON secret (`[traffic] secret = …`), keys `<prefix>bolturl`,
-/// `<prefix>user`, `<prefix>pass`; the prefix is `[traffic.keys] DB = …`, default `DBspace`.
-pub struct LocalSecretTarget {
-    pub secret: SecretName,
-    pub prefixes: BTreeMap<String, String>,
-}
-
-impl LocalSecretTarget {
-    pub fn from_env(ctx: &StepContext) -> Result<Self, Failure> {
-        let env = ctx.environment();
-        Ok(Self {
-            secret: env.traffic.secret_name(&env.name),
-            prefixes: env.traffic.key_prefixes.clone(),
+/// What the switch recorded: its record, in its outputs when it finished, else in its
+/// checkpoint. A journal from before records existed has only `version_id` (a secret
+/// version), which is the secret target's whole record.
+fn recorded_switch(ctx: &StepContext, outputs: Option<&Outputs>) -> Option<SwitchRecord> {
+    let from = |v: Option<&serde_json::Value>| {
+        v.and_then(|r| serde_json::from_value::<SwitchRecord>(r.clone()).ok())
+    };
+    from(outputs.and_then(|o| o.get("record")))
+        .or_else(|| from(ctx.checkpoint().as_ref().and_then(|c| c.get("record"))))
+        .or_else(|| {
+            ctx.recorded_str(outputs, "version_id")
+                .map(|version| SwitchRecord {
+                    version,
+                    detail: Default::default(),
+                })
         })
-    }
-
-    pub fn prefix(&self, database: &str) -> String {
-        self.prefixes
-            .get(database)
-            .cloned()
-            .unwrap_or_else(|| format!("{database}space"))
-    }
-
-    async fn current_doc(
-        &self,
-        ctx: &StepContext,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
-        let providers = ctx.providers()?;
-        match providers
-            .secrets
-            .get(&self.secret, SecretStage::Current)
-            .await?
-        {
-            None => Ok(Default::default()),
-            Some(v) => serde_json::from_str(v.value.expose_secret()).map_err(|_| {
-                Failure::permanent(format!(
-                    "secret {} does not hold a JSON object",
-                    self.secret
-                ))
-            }),
-        }
-    }
-}
-
-#[async_trait]
-impl TrafficTarget for LocalSecretTarget {
-    fn describe(&self) -> String {
-        format!("secret {}", self.secret)
-    }
-
-    async fn current_url(
-        &self,
-        ctx: &StepContext,
-        database: &str,
-    ) -> Result<Option<String>, Failure> {
-        let doc = self.current_doc(ctx).await?;
-        Ok(doc
-            .get(&format!("{}bolturl", self.prefix(database)))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned))
-    }
-
-    async fn switch(
-        &self,
-        ctx: &StepContext,
-        to: &[AppConnection],
-        token: &str,
-    ) -> Result<String, Failure> {
-        let providers = ctx.providers()?;
-        let mut doc = self.current_doc(ctx).await?;
-        for c in to {
-            let p = self.prefix(&c.database);
-            doc.insert(format!("{p}bolturl"), c.url.clone().into());
-            doc.insert(format!("{p}user"), c.user.clone().into());
-            doc.insert(format!("{p}pass"), c.password.expose_secret().into());
-        }
-        let value = SecretString::from(serde_json::Value::Object(doc).to_string());
-        let version = providers
-            .secrets
-            .put_pending(&self.secret, &value, token)
-            .await?;
-        providers.secrets.promote(&self.secret, &version).await?;
-        Ok(version)
-    }
-
-    async fn switch_back(&self, ctx: &StepContext, version: &str) -> Result<(), Failure> {
-        let providers = ctx.providers()?;
-        let current = providers.secrets.versions(&self.secret).await?;
-        let ours_current = current
-            .iter()
-            .any(|v| v.version_id == version && v.stages.contains(&SecretStage::Current));
-        if ours_current {
-            providers.secrets.rollback(&self.secret).await?;
-        }
-        Ok(())
-    }
 }
 
 #[derive(Deserialize)]
@@ -203,12 +109,12 @@ struct Verify;
 impl Step for Verify {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: VerifyInputs = try_step!(ctx.inputs());
-        let target = try_step!(target_for(ctx));
+        let target = try_step!(ctx.providers()).traffic.clone();
         let mut elsewhere = Vec::new();
         for (database, instance) in &inputs.databases {
             let db = try_step!(DbRef::open(ctx, database, instance).await);
             let expected = db.bolt_uri();
-            match try_step!(target.current_url(ctx, database).await) {
+            match try_step!(app_url(ctx, database).await) {
                 Some(url) if url == expected => {}
                 other => elsewhere.push(format!(
                     "{database} uses {}, not {instance} ({expected})",
@@ -232,12 +138,6 @@ impl Step for Verify {
     }
 }
 
-/// The traffic target the environment configures.
-pub fn target_for(ctx: &StepContext) -> Result<Box<dyn TrafficTarget>, Failure> {
-    // `[traffic] kind` is checked at load: "secret" is the only kind.
-    Ok(Box::new(LocalSecretTarget::from_env(ctx)?))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SwitchInputs {
@@ -252,17 +152,19 @@ struct Switch;
 
 #[async_trait]
 impl Step for Switch {
-    /// Switches once (checkpointed), then, when the provider has an application
-    /// service (ECS on aws), restarts it once (checkpointed) and waits until the new
-    /// deployment is the only one running: only then does the application read green.
+    /// Switches once (checkpointed). Then the application must read green: a target
+    /// that rolls the application itself (an ECS task definition) is polled until its
+    /// deployment settled; otherwise, when the provider has an application service (ECS
+    /// on aws), it is restarted once (checkpointed) and polled the same way.
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: SwitchInputs = try_step!(ctx.inputs());
-        let target = try_step!(target_for(ctx));
+        let providers = try_step!(ctx.providers()).clone();
+        let target = providers.traffic.clone();
         let restarted = ctx.checkpoint_flag("restarted");
-        let version = match ctx.checkpoint_str("version_id") {
-            Some(version) => version,
+        let record = match recorded_switch(ctx, None) {
+            Some(record) => record,
             None => {
-                let mut to = Vec::new();
+                let mut values = TrafficValues::default();
                 for (database, instance) in &inputs.databases {
                     let db = try_step!(DbRef::open(ctx, database, instance).await);
                     let user = db.def.user.clone();
@@ -274,47 +176,55 @@ impl Step for Switch {
                         .engine
                         .bolt_target(&db.handle, &user, password.clone())
                         .uri;
-                    to.push(AppConnection {
-                        database: database.clone(),
-                        url,
-                        user,
-                        password,
-                    });
+                    let names = names_for(ctx, database);
+                    values.insert(names.url, SecretString::from(url));
+                    values.insert(names.user, SecretString::from(user));
+                    values.insert_secret(names.password, password);
                 }
                 try_step!(ctx.record_intent(
                     "traffic.switch",
                     serde_json::json!({ "target": target.describe(), "databases": inputs.databases })
                 ));
-                let version = try_step!(target.switch(ctx, &to, &ctx.idempotency_token).await);
-                try_step!(ctx.save_checkpoint(serde_json::json!({ "version_id": version })));
-                version
+                let record = try_step!(target.switch_to(&values, &ctx.idempotency_token).await);
+                try_step!(ctx.save_checkpoint(
+                    serde_json::json!({ "record": record, "version_id": record.version })
+                ));
+                record
             }
         };
-        if let Some(app) = try_step!(ctx.providers()).app.clone() {
+        let rolling = if target.restarts_application() {
+            Some((target.describe(), target.settled().await))
+        } else if let Some(app) = providers.app.clone() {
             if !restarted {
                 try_step!(ctx.record_intent(
                     "traffic.restart_app",
-                    serde_json::json!({ "service": app.describe(), "version_id": version })
+                    serde_json::json!({ "service": app.describe(), "version_id": record.version })
                 ));
                 try_step!(app.restart().await);
-                try_step!(ctx.save_checkpoint(
-                    serde_json::json!({ "version_id": version, "restarted": true })
-                ));
+                try_step!(ctx.save_checkpoint(serde_json::json!({
+                    "record": record, "version_id": record.version, "restarted": true
+                })));
                 ctx.note(format!(
                     "{} restarting so it reads the new settings",
                     app.describe()
                 ));
             }
-            if let crate::providers::Readiness::NotYet(why) = try_step!(app.settled().await) {
+            Some((app.describe(), app.settled().await))
+        } else {
+            None
+        };
+        if let Some((service, settled)) = rolling {
+            if let crate::providers::Readiness::NotYet(why) = try_step!(settled) {
                 return Decision::wait(
                     std::time::Duration::from_secs(5),
-                    format!("waiting for {} to restart: {why}", app.describe()),
+                    format!("waiting for {service} to restart: {why}"),
                 );
             }
         }
         let mut out = Outputs::new();
         out.insert("switched_at".into(), now_rfc3339().into());
-        out.insert("version_id".into(), version.into());
+        out.insert("version_id".into(), record.version.clone().into());
+        out.insert("record".into(), serde_json::json!(record));
         out.insert("target".into(), target.describe().into());
         // What `cutover rollback` needs to move back: where the app was, where it is now,
         // and what green held at the switch (frozen blue's content).
@@ -329,9 +239,9 @@ impl Step for Switch {
 
     async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
         let inputs: SwitchInputs = try_step!(ctx.inputs());
-        let target = try_step!(target_for(ctx));
-        let version = ctx.recorded_str(outputs, "version_id");
-        let Some(version) = version else {
+        let providers = try_step!(ctx.providers()).clone();
+        let target = providers.traffic.clone();
+        let Some(record) = recorded_switch(ctx, outputs) else {
             // Never switched (or the switch left no trace): nothing to undo.
             return Decision::done();
         };
@@ -369,15 +279,16 @@ impl Step for Switch {
         }
         try_step!(ctx.record_intent(
             "traffic.switch_back",
-            serde_json::json!({ "target": target.describe(), "version_id": version })
+            serde_json::json!({ "target": target.describe(), "version_id": record.version })
         ));
-        try_step!(target.switch_back(ctx, &version).await);
-        // The application reads the restored settings only when it restarts. Green is
-        // frozen above, so tasks still on it cannot write while the restart rolls.
-        if let Some(app) = try_step!(ctx.providers()).app.clone() {
+        try_step!(target.switch_back(&record, &ctx.idempotency_token).await);
+        // The application reads the restored settings only when it restarts (a task
+        // definition target restarted it by switching back). Green is frozen above, so
+        // tasks still on it cannot write while the restart rolls.
+        if let (false, Some(app)) = (target.restarts_application(), providers.app.clone()) {
             try_step!(ctx.record_intent(
                 "traffic.restart_app",
-                serde_json::json!({ "service": app.describe(), "switched_back": version })
+                serde_json::json!({ "service": app.describe(), "switched_back": record.version })
             ));
             try_step!(app.restart().await);
         }

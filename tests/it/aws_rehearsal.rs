@@ -20,15 +20,43 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Where the rehearsal's application reads its connection settings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AppSettings {
+    /// credex's JSON secret in Secrets Manager (environments/rehearsal-aws.toml as shipped).
+    Secret,
+    /// Plain environment entries of the ECS task definition, as credex's services read
+    /// them today (`kind = "ecs-environment"`).
+    TaskDefinition,
+}
+
 /// environments/rehearsal-aws.toml with the rig's endpoint and a state directory in `dir`.
 fn environment(dir: &Path, endpoint: &str) -> Environment {
+    environment_reading(dir, endpoint, AppSettings::Secret)
+}
+
+fn environment_reading(dir: &Path, endpoint: &str, settings: AppSettings) -> Environment {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(repo.join("environments/rehearsal-aws.toml")).unwrap();
     assert!(text.contains("endpoint_url = \"http://127.0.0.1:4599\""));
-    let text = text.replace("http://127.0.0.1:4599", endpoint).replace(
+    let mut text = text.replace("http://127.0.0.1:4599", endpoint).replace(
         "state_dir = \"../.cutover/rehearsal-aws\"",
         "state_dir = \"state\"",
     );
+    if settings == AppSettings::TaskDefinition {
+        let secret = "kind = \"secret\"\nsecret = \"neo4j_rehearsal_secrets\"\n";
+        let keys = "[traffic.keys]\nledger = \"ledgerspace\"\nsearch = \"searchspace\"\n";
+        assert!(
+            text.contains(secret) && text.contains(keys),
+            "the shipped [traffic] changed"
+        );
+        text = text
+            .replace(
+                secret,
+                "kind = \"ecs-environment\"\ncontainer = \"credex-core\"\n",
+            )
+            .replace(keys, "");
+    }
     let path = dir.join("env.toml");
     std::fs::write(&path, text).unwrap();
     Environment::load(path.to_str().unwrap())
@@ -93,11 +121,15 @@ struct Rig {
 }
 
 async fn rig_with_blue() -> Rig {
+    rig_with_blue_reading(AppSettings::Secret).await
+}
+
+async fn rig_with_blue_reading(app_settings: AppSettings) -> Rig {
     let server = MotoServer::start_rig(&["--heap", "256m"]).await;
     let (moto, settings, clients) = setup_on(server, "cutover-rehearsal").await;
     terraform_owned(&clients).await;
     let dir = tempfile::tempdir().unwrap();
-    let env = environment(dir.path(), &moto.server.endpoint_url());
+    let env = environment_reading(dir.path(), &moto.server.endpoint_url(), app_settings);
     set_up(&env).await;
     Rig {
         moto,
@@ -108,6 +140,8 @@ async fn rig_with_blue() -> Rig {
     }
 }
 
+/// The application reads its settings from its ECS task definition here (as credex's
+/// services do today); the resume rehearsal below uses the JSON secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_on_aws_against_the_rig_succeeds_under_a_live_writer() {
     let Rig {
@@ -116,7 +150,7 @@ async fn blue_green_on_aws_against_the_rig_succeeds_under_a_live_writer() {
         clients,
         dir: _dir,
         env,
-    } = rig_with_blue().await;
+    } = rig_with_blue_reading(AppSettings::TaskDefinition).await;
     // Blue is two rehearsal hosts whose Neo4j listens on their own loopback address.
     let hosts = moto.server.rig_hosts().await;
     assert_eq!(hosts.len(), 2, "{hosts:?}");
@@ -181,6 +215,60 @@ async fn blue_green_on_aws_against_the_rig_succeeds_under_a_live_writer() {
         rollouts.iter().all(|r| r["settled"].is_number()),
         "{rollouts:?}"
     );
+    // The service runs a revision whose environment names each setting once, pointing
+    // at green; the secret the shipped environment names was never written.
+    let environment = running_environment(&clients).await;
+    let green = support::app_target(&env, "ledger").await.unwrap().uri;
+    for name in ["NEO_4J_LEDGER_SPACE_BOLT_URL", "NEO_4J_SEARCH_SPACE_PASS"] {
+        let n = environment.iter().filter(|(k, _)| k == name).count();
+        assert_eq!(
+            n,
+            1,
+            "{name} once in {:?}",
+            environment.iter().map(|(k, _)| k).collect::<Vec<_>>()
+        );
+    }
+    assert!(environment.contains(&("NEO_4J_LEDGER_SPACE_BOLT_URL".to_owned(), green.clone())));
+    assert_ne!(green, blue, "the application moved to green");
+    let secret = clients
+        .secrets
+        .get_secret_value()
+        .secret_id("neo4j_rehearsal_secrets")
+        .send()
+        .await;
+    assert!(secret.is_err(), "the JSON secret got a value: {secret:?}");
+}
+
+/// The environment entries of the container the rehearsal's ECS service runs now.
+async fn running_environment(
+    clients: &cutover::providers::aws::AwsClients,
+) -> Vec<(String, String)> {
+    let services = clients
+        .ecs
+        .describe_services()
+        .cluster("credex-cluster-rehearsal")
+        .services("credex-core-service-rehearsal")
+        .send()
+        .await
+        .unwrap();
+    let arn = services.services()[0].task_definition().unwrap().to_owned();
+    let td = clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(&arn)
+        .send()
+        .await
+        .unwrap();
+    td.task_definition().unwrap().container_definitions()[0]
+        .environment()
+        .iter()
+        .map(|kv| {
+            (
+                kv.name().unwrap_or_default().to_owned(),
+                kv.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
 async fn object_bytes(

@@ -1,16 +1,20 @@
 //! Traffic targets against moto: ECS replace-by-name on a task definition that already
-//! has duplicate entries, switch and switch back; the secret-JSON and SSM-parameter
-//! targets; a deployment moto never makes stable is reported as not settled.
+//! has duplicate entries, switch and switch back (and no switch back over a later
+//! deploy); the secret-JSON target on Secrets Manager and the SSM-parameters target; a
+//! deployment moto never makes stable is reported as not settled.
 
 use crate::aws_support::setup;
 use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair};
 use cutover::ids::SecretName;
-use cutover::providers::aws::traffic::{
-    SsmParameterTarget, TrafficTarget, TrafficValues, PARAMETER_VALUE,
-};
-use cutover::providers::aws::{EcsServiceTarget, SecretJsonTarget, SecretsManagerStore};
+use cutover::providers::aws::{EcsServiceTarget, SecretsManagerStore, SsmParametersTarget};
+use cutover::providers::traffic::{SecretJsonTarget, TrafficTarget, TrafficValues};
 use cutover::providers::{Readiness, SecretStore};
 use secrecy::SecretString;
+use std::sync::Arc;
+
+fn names(n: &[&str]) -> Vec<String> {
+    n.iter().map(|s| s.to_string()).collect()
+}
 
 fn kv(n: &str, v: &str) -> KeyValuePair {
     KeyValuePair::builder().name(n).value(v).build()
@@ -63,20 +67,31 @@ async fn ecs_env_is_replaced_by_name_even_with_duplicates_and_switches_back() {
         "credex-cluster-staging",
         "credex-core-service-staging",
         None,
-        vec![
-            "NEO_4J_LEDGER_SPACE_BOLT_URL".into(),
-            "NEO_4J_LEDGER_SPACE_USER".into(),
-        ],
     );
+    assert!(target.restarts_application());
     let green =
         TrafficValues::from_plain([("NEO_4J_LEDGER_SPACE_BOLT_URL", "bolt://127.0.1.5:7687")]);
     let record = target.switch_to(&green, "run-1/switch").await.unwrap();
     let again = target.switch_to(&green, "run-1/switch").await.unwrap();
     assert_eq!(
-        record.detail, again.detail,
+        record, again,
         "a retried switch adopts the registered revision"
     );
     assert_eq!(record.detail["previous_task_definition"], blue_arn);
+    let read = target
+        .current(&names(&[
+            "NEO_4J_LEDGER_SPACE_BOLT_URL",
+            "NODE_ENV",
+            "ABSENT",
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read.get("NEO_4J_LEDGER_SPACE_BOLT_URL"),
+        Some("bolt://127.0.1.5:7687")
+    );
+    assert_eq!(read.get("NODE_ENV"), Some("staging"));
+    assert_eq!(read.get("ABSENT"), None);
 
     let svc = ecs
         .describe_services()
@@ -86,7 +101,7 @@ async fn ecs_env_is_replaced_by_name_even_with_duplicates_and_switches_back() {
         .await
         .unwrap();
     let now = svc.services()[0].task_definition().unwrap().to_owned();
-    assert_eq!(now, record.detail["task_definition"]);
+    assert_eq!(now, record.version);
     let new_td = ecs
         .describe_task_definition()
         .task_definition(&now)
@@ -117,18 +132,67 @@ async fn ecs_env_is_replaced_by_name_even_with_duplicates_and_switches_back() {
     ));
 
     target.switch_back(&record, "run-1/switch").await.unwrap();
-    let svc = ecs
-        .describe_services()
-        .cluster("credex-cluster-staging")
-        .services("credex-core-service-staging")
+    let running = || async {
+        ecs.describe_services()
+            .cluster("credex-cluster-staging")
+            .services("credex-core-service-staging")
+            .send()
+            .await
+            .unwrap()
+            .services()[0]
+            .task_definition()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(running().await, blue_arn);
+    target.switch_back(&record, "run-1/switch").await.unwrap();
+    assert_eq!(
+        running().await,
+        blue_arn,
+        "switching back twice changes nothing"
+    );
+
+    // A release deployed after a second switch is never replaced by an old revision.
+    let second = target.switch_to(&green, "run-2/switch").await.unwrap();
+    let release = ecs
+        .register_task_definition()
+        .family("credex-core-staging")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("credex-core")
+                .image("credex/core:2")
+                .memory(512)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(svc.services()[0].task_definition().unwrap(), blue_arn);
+    let release_arn = release
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+    ecs.update_service()
+        .cluster("credex-cluster-staging")
+        .service("credex-core-service-staging")
+        .task_definition(&release_arn)
+        .send()
+        .await
+        .unwrap();
+    let refused = target
+        .switch_back(&second, "run-2/switch")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not switching back"),
+        "{refused}"
+    );
+    assert_eq!(running().await, release_arn);
 }
 
 #[tokio::test]
-async fn secret_json_keys_and_ssm_parameter_switch_and_switch_back() {
+async fn secret_json_keys_on_secrets_manager_switch_and_switch_back() {
     let (_moto, _settings, clients) = setup("cutover-traffic-secret").await;
     let store = SecretsManagerStore::new(clients.secrets.clone());
     let name = SecretName::new("neo4j_stage_secrets");
@@ -137,39 +201,18 @@ async fn secret_json_keys_and_ssm_parameter_switch_and_switch_back() {
         .create_if_missing(&name, &SecretString::from(initial.to_owned()), None)
         .await
         .unwrap();
-    let target = SecretJsonTarget::new(
-        store.clone(),
-        name.clone(),
-        vec!["ledgerspacebolturl".into(), "ledgerspacepass".into()],
+    let target = SecretJsonTarget::new(Arc::new(store.clone()), name.clone());
+    let mut green = TrafficValues::from_plain([("ledgerspacebolturl", "bolt://green:7687")]);
+    green.insert_secret(
+        "ledgerspacepass",
+        SecretString::from("green-password".to_owned()),
     );
-    let record = target
-        .switch_to(
-            &TrafficValues::from_plain([
-                ("ledgerspacebolturl", "bolt://green:7687"),
-                ("ledgerspacepass", "green-password"),
-            ]),
-            "run-2/switch",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        record.previous.get("ledgerspacebolturl"),
-        Some("bolt://blue:7687")
-    );
-    let retried = target
-        .switch_to(
-            &TrafficValues::from_plain([
-                ("ledgerspacebolturl", "bolt://green:7687"),
-                ("ledgerspacepass", "green-password"),
-            ]),
-            "run-2/switch",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        retried.previous.get("ledgerspacepass"),
-        Some("blue-password"),
-        "a retry still knows what it replaced"
+    let record = target.switch_to(&green, "run-2/switch").await.unwrap();
+    let retried = target.switch_to(&green, "run-2/switch").await.unwrap();
+    assert_eq!(record, retried, "a retry adopts the first version");
+    assert!(
+        !serde_json::to_string(&record).unwrap().contains("password"),
+        "the journaled record holds no value"
     );
     let (_, now) = store
         .get_json(&name, cutover::providers::SecretStage::Current)
@@ -177,15 +220,18 @@ async fn secret_json_keys_and_ssm_parameter_switch_and_switch_back() {
         .unwrap()
         .unwrap();
     assert_eq!(now["ledgerspacebolturl"], "bolt://green:7687");
+    assert_eq!(now["ledgerspacepass"], "green-password");
     assert_eq!(
         now["searchspacebolturl"], "bolt://blue-s:7687",
         "other keys untouched"
     );
     target.switch_back(&record, "run-2/switch").await.unwrap();
-    assert_eq!(
-        target.current().await.unwrap().get("ledgerspacebolturl"),
-        Some("bolt://blue:7687")
-    );
+    let back = target
+        .current(&names(&["ledgerspacebolturl", "ledgerspacepass"]))
+        .await
+        .unwrap();
+    assert_eq!(back.get("ledgerspacebolturl"), Some("bolt://blue:7687"));
+    assert_eq!(back.get("ledgerspacepass"), Some("blue-password"));
     let versions = store.versions(&name).await.unwrap();
     assert_eq!(
         versions
@@ -194,30 +240,68 @@ async fn secret_json_keys_and_ssm_parameter_switch_and_switch_back() {
             .count(),
         1
     );
+}
 
-    clients
-        .ssm
-        .put_parameter()
-        .name("/credex/staging/ledger-bolt-url")
+#[tokio::test]
+async fn ssm_parameters_switch_with_the_password_secure_and_switch_back_by_version() {
+    let (_moto, _settings, clients) = setup("cutover-traffic-parameters").await;
+    let ssm = &clients.ssm;
+    ssm.put_parameter()
+        .name("/staging/ledger/bolt-url")
         .value("bolt://blue:7687")
         .r#type(aws_sdk_ssm::types::ParameterType::String)
         .send()
         .await
         .unwrap();
-    let p = SsmParameterTarget::new(clients.ssm.clone(), "/credex/staging/ledger-bolt-url");
-    let green = TrafficValues::from_plain([(PARAMETER_VALUE, "bolt://green:7687")]);
-    let rec = p.switch_to(&green, "t").await.unwrap();
-    let rec2 = p.switch_to(&green, "t").await.unwrap();
-    assert_eq!(rec.previous.get(PARAMETER_VALUE), Some("bolt://blue:7687"));
-    assert_eq!(
-        rec2.previous.get(PARAMETER_VALUE),
-        Some("bolt://blue:7687"),
-        "history recovers the replaced value"
+    let p = SsmParametersTarget::new(ssm.clone());
+    let mut green = TrafficValues::from_plain([("/staging/ledger/bolt-url", "bolt://green:7687")]);
+    green.insert_secret(
+        "/staging/ledger/password",
+        SecretString::from("green-password".to_owned()),
     );
-    p.switch_back(&rec, "t").await.unwrap();
+    let rec = p.switch_to(&green, "run-3/switch").await.unwrap();
+    let rec2 = p.switch_to(&green, "run-3/switch").await.unwrap();
     assert_eq!(
-        p.current().await.unwrap().get(PARAMETER_VALUE),
+        rec, rec2,
+        "a retry finds the replaced versions in the history"
+    );
+    assert_eq!(rec.detail["/staging/ledger/bolt-url"], "1");
+    assert_eq!(rec.detail["/staging/ledger/password"], "absent");
+    let kind = |name: &'static str| async move {
+        ssm.get_parameter()
+            .name(name)
+            .send()
+            .await
+            .unwrap()
+            .parameter()
+            .and_then(|p| p.r#type().cloned())
+    };
+    assert_eq!(
+        kind("/staging/ledger/password").await,
+        Some(aws_sdk_ssm::types::ParameterType::SecureString)
+    );
+    assert_eq!(
+        kind("/staging/ledger/bolt-url").await,
+        Some(aws_sdk_ssm::types::ParameterType::String)
+    );
+    let all = names(&["/staging/ledger/bolt-url", "/staging/ledger/password"]);
+    assert_eq!(
+        p.current(&all)
+            .await
+            .unwrap()
+            .get("/staging/ledger/password"),
+        Some("green-password")
+    );
+    p.switch_back(&rec, "run-3/switch").await.unwrap();
+    let back = p.current(&all).await.unwrap();
+    assert_eq!(
+        back.get("/staging/ledger/bolt-url"),
         Some("bolt://blue:7687")
+    );
+    assert_eq!(
+        back.get("/staging/ledger/password"),
+        None,
+        "a parameter the switch created is removed"
     );
 }
 
@@ -275,7 +359,7 @@ async fn the_app_service_restarts_on_the_same_revision_and_is_polled_until_settl
         )
     };
     let (_, before) = deployments().await;
-    let app = EcsServiceTarget::new(ecs.clone(), "c", "credex-core-service", None, Vec::new());
+    let app = EcsServiceTarget::new(ecs.clone(), "c", "credex-core-service", None);
     app.restart().await.unwrap();
     let (revision, after) = deployments().await;
     assert_eq!(revision, arn, "a restart keeps the task definition");

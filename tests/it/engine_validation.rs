@@ -213,6 +213,9 @@ fn hostile_runbooks() -> Vec<Case> {
 
 /// Hostile environments: wrong types inside database and instance tables, typos.
 const HOSTILE_ENVIRONMENTS: &[(&str, &str, &str, &str)] = &[
+    ("hostile environment: task-definition traffic on local", "name = \"t\"\nprovider = \"local\"\n[traffic]\nkind = \"ecs-environment\"\necs_cluster = \"c\"\necs_service = \"s\"\n", "[traffic] kind `ecs-environment` needs the aws provider", "\"ecs-environment\""),
+    ("hostile environment: traffic names for a database that is not there", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"arcadedb\"\n[traffic.names.ledgre]\nurl = \"U\"\n", "[traffic.names] names `ledgre`, which is not one of the environment's databases", "[traffic.names.ledgre]"),
+    ("hostile environment: traffic name not a string", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = \"arcadedb\"\n[traffic.names.ledger]\nurl = 7687\n", "`url` in [traffic.names.ledger] must be a string, found an integer", "7687"),
     ("hostile environment: databases is a number", "name = \"t\"\nprovider = \"local\"\ndatabases = 3\n", "`databases` must be a table", "3\n"),
     ("hostile environment: a database that is a string", "name = \"t\"\nprovider = \"local\"\n[databases]\nledger = \"neo4j\"\n", "database `ledger` must be a table", "ledger ="),
     ("hostile environment: engine of the wrong type", "name = \"t\"\nprovider = \"local\"\n[databases.ledger]\nengine = 5\n", "`engine` in database `ledger` must be a string", "5\n"),

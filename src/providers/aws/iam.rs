@@ -45,7 +45,8 @@ pub enum Capability {
     ReadDatabaseSecrets,
     /// Rotating the databases' application secrets (pending → current → previous).
     RotateAppSecrets,
-    /// The `[traffic]` target: the application's JSON secret.
+    /// The `[traffic]` target: the application's JSON secret, the ECS service's task
+    /// definition, or SSM parameters (by `kind`; only that kind's statements).
     SwitchTraffic,
     /// Restarting the `[traffic]` ECS service and watching its deployment.
     RestartApp,
@@ -76,6 +77,25 @@ const OBJECT_ACTIONS: &[&str] = &[
     "s3:PutObject",
     "s3:PutObjectTagging",
 ];
+
+/// Writing a secret through its stages (rotation; the secret traffic target).
+const SECRET_WRITE_ACTIONS: &[&str] = &[
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:ListSecretVersionIds",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+];
+
+/// What a traffic switch writes, by `[traffic] kind`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrafficScope {
+    /// The JSON secret of that name.
+    Secret(String),
+    /// The task definition of ECS service `(cluster, service)`.
+    TaskDefinition(String, String),
+    /// These SSM parameters.
+    Parameters(BTreeSet<String>),
+}
 
 impl Capability {
     /// Every capability.
@@ -113,11 +133,22 @@ impl Capability {
             ],
             Capability::Backups => OBJECT_ACTIONS,
             Capability::ReadDatabaseSecrets => &["secretsmanager:GetSecretValue"],
-            Capability::RotateAppSecrets | Capability::SwitchTraffic => &[
+            Capability::RotateAppSecrets => SECRET_WRITE_ACTIONS,
+            Capability::SwitchTraffic => &[
+                "ecs:DescribeServices",
+                "ecs:DescribeTaskDefinition",
+                "ecs:RegisterTaskDefinition",
+                "ecs:TagResource",
+                "ecs:UpdateService",
+                "iam:PassRole",
                 "secretsmanager:GetSecretValue",
                 "secretsmanager:ListSecretVersionIds",
                 "secretsmanager:PutSecretValue",
                 "secretsmanager:UpdateSecretVersionStage",
+                "ssm:DeleteParameter",
+                "ssm:GetParameter",
+                "ssm:GetParameterHistory",
+                "ssm:PutParameter",
             ],
             Capability::RestartApp => &["ecs:DescribeServices", "ecs:UpdateService"],
             Capability::BuildImages => &[
@@ -156,8 +187,8 @@ pub struct IamScope {
     pub admin_secrets: BTreeSet<String>,
     /// Secret names holding the applications' database passwords.
     pub app_secrets: BTreeSet<String>,
-    /// The `[traffic]` secret the application reads.
-    pub traffic_secret: Option<String>,
+    /// What a traffic switch writes (`None`: nothing the environment names).
+    pub traffic: Option<TrafficScope>,
     /// `(cluster, service)` from `[traffic]`.
     pub app_service: Option<(String, String)>,
     /// Images, subnets, security groups and instance profiles new instances use.
@@ -423,11 +454,54 @@ pub fn statements(capability: Capability, scope: &IamScope) -> Vec<Statement> {
                 scope.secret_arns(&scope.app_secrets),
             )]
         }
-        Capability::SwitchTraffic => match &scope.traffic_secret {
-            Some(secret) => vec![allow(
+        Capability::SwitchTraffic => match &scope.traffic {
+            Some(TrafficScope::Secret(secret)) => vec![allow(
                 "SwitchTrafficSecret",
-                actions,
+                SECRET_WRITE_ACTIONS,
                 scope.secret_arns([secret]),
+            )],
+            Some(TrafficScope::TaskDefinition(cluster, service)) => vec![
+                allow(
+                    "SwitchTrafficService",
+                    &["ecs:DescribeServices", "ecs:UpdateService"],
+                    vec![scope.arn("ecs", &format!("service/{cluster}/{service}"))],
+                ),
+                // ECS does not scope reading and registering task definitions by
+                // resource; the revision's tags are scoped to task definitions.
+                allow(
+                    "SwitchTrafficReadAndRegisterTaskDefinitions",
+                    &["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"],
+                    vec!["*".to_owned()],
+                ),
+                allow(
+                    "SwitchTrafficTagTaskDefinitions",
+                    &["ecs:TagResource"],
+                    vec![scope.arn("ecs", "task-definition/*")],
+                ),
+                // A new revision keeps the task and execution roles of the old one.
+                Statement {
+                    condition: Some(serde_json::json!({
+                        "StringEquals": { "iam:PassedToService": "ecs-tasks.amazonaws.com" }
+                    })),
+                    ..allow(
+                        "SwitchTrafficPassTaskRoles",
+                        &["iam:PassRole"],
+                        vec![format!("arn:aws:iam::{}:role/*", scope.account)],
+                    )
+                },
+            ],
+            Some(TrafficScope::Parameters(names)) => vec![allow(
+                "SwitchTrafficParameters",
+                &[
+                    "ssm:DeleteParameter",
+                    "ssm:GetParameter",
+                    "ssm:GetParameterHistory",
+                    "ssm:PutParameter",
+                ],
+                names
+                    .iter()
+                    .map(|p| scope.arn("ssm", &format!("parameter/{}", p.trim_start_matches('/'))))
+                    .collect(),
             )],
             None => Vec::new(),
         },
@@ -675,7 +749,7 @@ mod tests {
             kms_key_id: None,
             admin_secrets: ["neo4j_stage_secrets/ledgerspace-admin".to_owned()].into(),
             app_secrets: ["neo4j_stage_secrets/ledgerspace".to_owned()].into(),
-            traffic_secret: Some("neo4j_stage_secrets".into()),
+            traffic: Some(TrafficScope::Secret("neo4j_stage_secrets".into())),
             app_service: Some((
                 "credex-cluster-staging".into(),
                 "credex-core-service-staging".into(),
@@ -694,12 +768,32 @@ mod tests {
         Capability::ALL.iter().copied().collect()
     }
 
+    /// The test scope once with each traffic kind.
+    fn scopes_of_every_traffic_kind() -> Vec<IamScope> {
+        let kinds = [
+            TrafficScope::Secret("neo4j_stage_secrets".into()),
+            TrafficScope::TaskDefinition(
+                "credex-cluster-staging".into(),
+                "credex-core-service-staging".into(),
+            ),
+            TrafficScope::Parameters(["/staging/ledger/bolt-url".to_owned()].into()),
+        ];
+        kinds
+            .into_iter()
+            .map(|t| IamScope {
+                traffic: Some(t),
+                ..scope()
+            })
+            .collect()
+    }
+
     #[test]
     fn every_action_of_every_capability_is_in_its_statements() {
-        let scope = scope();
+        let scopes = scopes_of_every_traffic_kind();
         for c in all_capabilities() {
-            let granted: BTreeSet<String> = statements(c, &scope)
-                .into_iter()
+            let granted: BTreeSet<String> = scopes
+                .iter()
+                .flat_map(|scope| statements(c, scope))
                 .flat_map(|s| s.actions)
                 .collect();
             for a in c.actions() {
@@ -739,7 +833,47 @@ mod tests {
 
     #[test]
     fn only_actions_without_resource_level_permissions_get_a_star() {
-        let p = policy(&all_capabilities(), &scope());
+        for scope in scopes_of_every_traffic_kind() {
+            let p = policy(&all_capabilities(), &scope);
+            only_unscoped_actions_on_star(&p);
+        }
+    }
+
+    #[test]
+    fn a_switch_grants_only_what_its_kind_writes() {
+        let scopes = scopes_of_every_traffic_kind();
+        let actions = |s: &IamScope| -> BTreeSet<String> {
+            statements(Capability::SwitchTraffic, s)
+                .into_iter()
+                .flat_map(|st| st.actions)
+                .collect()
+        };
+        let (secret, ecs, parameters) = (
+            actions(&scopes[0]),
+            actions(&scopes[1]),
+            actions(&scopes[2]),
+        );
+        assert!(
+            secret.iter().all(|a| a.starts_with("secretsmanager:")),
+            "{secret:?}"
+        );
+        assert!(
+            ecs.iter()
+                .all(|a| a.starts_with("ecs:") || a == "iam:PassRole"),
+            "{ecs:?}"
+        );
+        assert!(
+            parameters.iter().all(|a| a.starts_with("ssm:")),
+            "{parameters:?}"
+        );
+        let p = statements(Capability::SwitchTraffic, &scopes[2]);
+        assert_eq!(
+            p[0].resources,
+            vec!["arn:aws:ssm:af-south-1:123456789012:parameter/staging/ledger/bolt-url"]
+        );
+    }
+
+    fn only_unscoped_actions_on_star(p: &PolicyDocument) {
         for s in &p.statements {
             if s.resources.iter().any(|r| r == "*") {
                 for a in &s.actions {
@@ -750,6 +884,8 @@ mod tests {
                             "ssm:GetCommandInvocation",
                             "ssm:CancelCommand",
                             "ec2:DescribeImages",
+                            "ecs:DescribeTaskDefinition",
+                            "ecs:RegisterTaskDefinition",
                         ]
                         .contains(&a.as_str()),
                         "{} grants {a} on *",
@@ -788,7 +924,7 @@ mod tests {
     #[test]
     fn nothing_named_means_no_statement_and_kms_only_with_a_key() {
         let mut s = scope();
-        s.traffic_secret = None;
+        s.traffic = None;
         s.app_service = None;
         assert!(statements(Capability::SwitchTraffic, &s).is_empty());
         assert!(statements(Capability::RestartApp, &s).is_empty());

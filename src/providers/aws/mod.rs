@@ -1,6 +1,6 @@
 //! The `aws` provider: EC2 (compute), SSM Run Command (exec), S3 (object store, lease,
 //! journal mirror), Secrets Manager (secret store), SSM Parameter Store and traffic
-//! targets (Secrets Manager JSON keys, an SSM parameter, an ECS service).
+//! targets (Secrets Manager JSON keys, SSM parameters, an ECS task definition).
 //!
 //! Every call returns a classified [`crate::failure::Failure`] (see [`errors`]). Nothing
 //! here sleeps: waits are `readiness()` / `poll()` calls that the engine repeats until
@@ -28,7 +28,7 @@ pub use parameters::ParameterStore;
 pub use s3_store::S3Store;
 pub use secrets::SecretsManagerStore;
 pub use ssm_exec::SsmExec;
-pub use traffic::{EcsServiceTarget, SecretJsonTarget, SsmParameterTarget, TrafficTarget};
+pub use traffic::{EcsServiceTarget, SsmParametersTarget};
 
 use crate::failure::Failure;
 use crate::ids::RunId;
@@ -40,25 +40,29 @@ use std::sync::Arc;
 pub struct AwsProvider {
     pub environment: config::AwsEnvironment,
     pub clients: AwsClients,
-    /// `[traffic] ecs_cluster` / `ecs_service`: the application restarted after a switch.
-    pub app_service: Option<(String, String)>,
+    /// The environment's `[traffic]`: where the application reads its settings.
+    pub traffic: crate::providers::TrafficConfig,
+    /// The environment's name (the default traffic secret is `<name>/app-connection`).
+    pub environment_name: String,
 }
 
 impl AwsProvider {
     /// Loads credentials and region for `aws` (an environment's `[aws]`) through the
-    /// standard chain; `traffic` names the application's ECS service, if any. Makes no
-    /// request: a wrong credential or endpoint shows at the first call, classified.
+    /// standard chain; `traffic` is the `[traffic]` of environment `environment_name`.
+    /// Makes no request: a wrong credential or endpoint shows at the first call,
+    /// classified.
     pub async fn open(
         aws: &config::AwsEnvironment,
         traffic: &crate::providers::TrafficConfig,
+        environment_name: &str,
     ) -> Result<Self, Failure> {
         let environment = aws.clone();
         let clients = AwsClients::load(&environment.settings).await;
-        let app_service = traffic.app_service.clone().map(|s| (s.cluster, s.service));
         Ok(Self {
             environment,
             clients,
-            app_service,
+            traffic: traffic.clone(),
+            environment_name: environment_name.to_owned(),
         })
     }
 
@@ -90,25 +94,48 @@ impl AwsProvider {
 
     /// The services the steps of `run_id` use. Exec results and logs go under
     /// `runs/<run_id>/exec/` in the bucket.
-    pub fn provider_set(&self, run_id: &RunId) -> crate::providers::ProviderSet {
+    pub fn provider_set(&self, run_id: &RunId) -> Result<crate::providers::ProviderSet, Failure> {
         let mut exec = SsmExec::new(self.clients.ssm.clone(), self.store(), run_id.clone());
         if let Some(timeout) = self.environment.ssm_delivery_timeout {
             exec = exec.with_delivery_timeout(timeout);
         }
-        crate::providers::ProviderSet {
+        Ok(crate::providers::ProviderSet {
             compute: Arc::new(self.compute()),
             objects: Arc::new(self.store()),
             secrets: Arc::new(SecretsManagerStore::new(self.clients.secrets.clone())),
             exec: Some(Arc::new(exec)),
-            app: self.app_service.as_ref().map(|(cluster, service)| {
-                Arc::new(EcsServiceTarget::new(
-                    self.clients.ecs.clone(),
-                    cluster,
-                    service,
-                    None,
-                    Vec::new(),
-                )) as Arc<dyn crate::providers::AppService>
-            }),
-        }
+            app: self
+                .app_service()
+                .map(|s| Arc::new(s) as Arc<dyn crate::providers::AppService>),
+            traffic: self.traffic_target()?,
+        })
+    }
+
+    /// `[traffic] ecs_cluster` / `ecs_service`: the application's service.
+    fn app_service(&self) -> Option<EcsServiceTarget> {
+        let s = self.traffic.app_service.as_ref()?;
+        Some(EcsServiceTarget::new(
+            self.clients.ecs.clone(),
+            &s.cluster,
+            &s.service,
+            self.traffic.container.clone(),
+        ))
+    }
+
+    /// The `[traffic] kind` target.
+    fn traffic_target(&self) -> Result<Arc<dyn crate::providers::TrafficTarget>, Failure> {
+        use crate::providers::traffic::{SecretJsonTarget, TrafficKind};
+        Ok(match self.traffic.kind {
+            TrafficKind::Secret => Arc::new(SecretJsonTarget::new(
+                Arc::new(SecretsManagerStore::new(self.clients.secrets.clone())),
+                self.traffic.secret_name(&self.environment_name),
+            )),
+            TrafficKind::EcsEnvironment => Arc::new(self.app_service().ok_or_else(|| {
+                Failure::permanent(
+                    "[traffic] kind = \"ecs-environment\" names no ecs_cluster and ecs_service",
+                )
+            })?),
+            TrafficKind::Parameters => Arc::new(SsmParametersTarget::new(self.clients.ssm.clone())),
+        })
     }
 }

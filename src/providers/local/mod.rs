@@ -26,7 +26,9 @@ pub use exec::LocalExec;
 pub use object_store::LocalObjectStore;
 pub use secret_store::LocalSecretStore;
 
+use super::traffic::{SecretJsonTarget, TrafficConfig};
 use super::ProviderSet;
+use crate::failure::Failure;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -52,13 +54,29 @@ impl LocalProvider {
         }
     }
 
-    pub fn provider_set(&self) -> ProviderSet {
-        ProviderSet {
+    /// The services of environment `environment` whose `[traffic]` is `traffic`. Only
+    /// the JSON-secret traffic target exists locally (the load refuses the others).
+    pub fn provider_set(
+        &self,
+        traffic: &TrafficConfig,
+        environment: &str,
+    ) -> Result<ProviderSet, Failure> {
+        if !traffic.kind.works_locally() {
+            return Err(Failure::permanent(format!(
+                "[traffic] kind `{}` needs the aws provider",
+                traffic.kind.as_str()
+            )));
+        }
+        Ok(ProviderSet {
             compute: self.compute.clone(),
             objects: self.objects.clone(),
             secrets: self.secrets.clone(),
             exec: Some(self.exec.clone()),
             app: None,
-        }
+            traffic: Arc::new(SecretJsonTarget::new(
+                self.secrets.clone(),
+                traffic.secret_name(environment),
+            )),
+        })
     }
 }

@@ -52,7 +52,6 @@ pub struct EcsServiceTarget {
     service: String,
     /// The container to change; `None` = the only container.
     container: Option<String>,
-    names: Vec<String>,
     /// Stop old tasks before starting new ones (minimumHealthyPercent 0, maximumPercent
     /// 100), so two app versions never run the crons against different databases.
     stop_old_first: bool,
@@ -64,14 +63,12 @@ impl EcsServiceTarget {
         cluster: impl Into<String>,
         service: impl Into<String>,
         container: Option<String>,
-        names: Vec<String>,
     ) -> Self {
         Self {
             client,
             cluster: cluster.into(),
             service: service.into(),
             container,
-            names,
             stop_old_first: true,
         }
     }
@@ -242,66 +239,46 @@ impl TrafficTarget for EcsServiceTarget {
         format!("ECS service {}/{}", self.cluster, self.service)
     }
 
-    async fn current(&self) -> Result<TrafficValues, Failure> {
+    async fn current(&self, names: &[String]) -> Result<TrafficValues, Failure> {
         let svc = self.service().await?;
         let (td, _) = self
             .task_definition(svc.task_definition().unwrap_or_default())
             .await?;
         let c = &td.container_definitions()[self.container_index(&td)?];
         // The value ECS uses for a duplicated name is unspecified; report the last one.
-        let mut values = BTreeMap::new();
+        let mut values = TrafficValues::default();
         for kv in c.environment() {
             if let (Some(n), Some(v)) = (kv.name(), kv.value()) {
-                if self.names.iter().any(|x| x == n) {
-                    values.insert(n.to_owned(), SecretString::from(v.to_owned()));
+                if names.iter().any(|x| x == n) {
+                    values.insert(n, SecretString::from(v.to_owned()));
                 }
             }
         }
-        Ok(TrafficValues(values))
+        Ok(values)
     }
 
+    /// Registers a revision of the running task definition with `values` replaced by
+    /// name (tagged with `token` and the revision it replaces) and rolls the service
+    /// onto it: the application restarts reading them. A retry whose revision already
+    /// runs returns its record.
     async fn switch_to(
         &self,
         values: &TrafficValues,
         token: &str,
     ) -> Result<SwitchRecord, Failure> {
-        for name in values.names() {
-            if !self.names.iter().any(|n| n == name) {
-                return Err(Failure::permanent(format!(
-                    "{name} is not one of the variables this target switches"
-                )));
-            }
-        }
         let svc = self.service().await?;
         let current_arn = svc.task_definition().unwrap_or_default().to_owned();
         let (td, tags) = self.task_definition(&current_arn).await?;
+        let record = |version: String, previous: String| SwitchRecord {
+            version,
+            detail: BTreeMap::from([("previous_task_definition".to_owned(), previous)]),
+        };
         if tag_value(&tags, SWITCH_TOKEN_TAG) == Some(token) {
-            // A retry after success: the service already runs our revision.
-            let previous_arn = tag_value(&tags, PREVIOUS_TD_TAG)
+            let previous = tag_value(&tags, PREVIOUS_TD_TAG)
                 .unwrap_or_default()
                 .to_owned();
-            let (old, _) = self.task_definition(&previous_arn).await?;
-            let c = &old.container_definitions()[self.container_index(&old)?];
-            let previous = c
-                .environment()
-                .iter()
-                .filter(|kv| kv.name().is_some_and(|n| self.names.iter().any(|x| x == n)))
-                .map(|kv| {
-                    (
-                        kv.name().unwrap_or_default().to_owned(),
-                        SecretString::from(kv.value().unwrap_or_default().to_owned()),
-                    )
-                })
-                .collect();
-            return Ok(SwitchRecord {
-                previous: TrafficValues(previous),
-                detail: BTreeMap::from([
-                    ("previous_task_definition".to_owned(), previous_arn),
-                    ("task_definition".to_owned(), current_arn),
-                ]),
-            });
+            return Ok(record(current_arn, previous));
         }
-        let previous = self.current().await?;
         let new_tags = vec![
             Self::tag(SWITCH_TOKEN_TAG, token),
             Self::tag(PREVIOUS_TD_TAG, &current_arn),
@@ -309,20 +286,17 @@ impl TrafficTarget for EcsServiceTarget {
         let new_arn = self.register(&td, &values.plain(), new_tags).await?;
         self.point_service_at(&new_arn).await?;
         tracing::info!(service = %self.service, task_definition = %new_arn, "service switched");
-        Ok(SwitchRecord {
-            previous,
-            detail: BTreeMap::from([
-                ("previous_task_definition".to_owned(), current_arn),
-                ("task_definition".to_owned(), new_arn),
-            ]),
-        })
+        Ok(record(new_arn, current_arn))
     }
 
+    /// Rolls the service back onto the exact revision it ran before the switch, only
+    /// while it still runs the switch's revision: a revision deployed since (a new app
+    /// release) is never replaced by an old one; that is refused for attention.
     async fn switch_back(&self, record: &SwitchRecord, _token: &str) -> Result<(), Failure> {
-        // Back to the exact revision the service ran before (its env as it was).
         let previous = record
             .detail
             .get("previous_task_definition")
+            .filter(|p| !p.is_empty())
             .ok_or_else(|| {
                 Failure::permanent(format!(
                     "{}: the record names no previous task definition",
@@ -330,10 +304,23 @@ impl TrafficTarget for EcsServiceTarget {
                 ))
             })?;
         let svc = self.service().await?;
-        if svc.task_definition() != Some(previous.as_str()) {
-            self.point_service_at(previous).await?;
+        let running = svc.task_definition().unwrap_or_default();
+        if running == previous {
+            return Ok(());
         }
-        Ok(())
+        if running != record.version {
+            return Err(Failure::permanent(format!(
+                "{} runs {running}, neither the switch's revision {} nor the one before it {previous}; not switching back",
+                self.describe(),
+                record.version
+            ))
+            .with_hint("something deployed the service since the switch: point it at the database you want by hand, or run the switch again"));
+        }
+        self.point_service_at(previous).await
+    }
+
+    fn restarts_application(&self) -> bool {
+        true
     }
 
     async fn settled(&self) -> Result<Readiness, Failure> {
