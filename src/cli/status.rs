@@ -62,7 +62,7 @@ pub async fn status_command(run_id: Option<String>, env: &str, output: OutputFor
     }
     match run_id {
         None => {
-            let lease = match backend.lease.holder().await {
+            let lease = match backend.runs.lease_holder().await {
                 Ok(l) => l,
                 Err(f) => {
                     eprintln!("warning: the lease could not be read: {f}");
@@ -86,7 +86,7 @@ pub async fn status_command(run_id: Option<String>, env: &str, output: OutputFor
 
 fn list(
     env: &Environment,
-    lease: Option<cutover::engine::lease::LeaseInfo>,
+    lease: Option<cutover::providers::lease::LeaseInfo>,
     output: OutputFormat,
 ) -> u8 {
     let runs: Vec<(RunId, Option<RunView>)> = run::list_runs(&env.state_dir)

@@ -1,98 +1,91 @@
-//! What a run needs from its provider besides the steps' services: where the lease
-//! lives (a file, or an object in S3), the journal mirror other machines resume from
-//! (aws), and the background tasks that keep the lease renewed and the mirror current
-//! while a session runs.
+//! What a run needs from its provider besides the steps' services: the run store (where
+//! the lease lives, and the journal mirror other machines resume from), and the
+//! background tasks that keep the lease renewed and the mirror current while a session
+//! runs. The provider is chosen here, once, from the environment; the rest of the engine
+//! knows it only through [`EnvironmentProvider`] and [`RunStore`].
 
-use super::env_lease::{EnvLease, LeaseBackend};
-use super::lease::LEASE_TTL;
 use super::run::journal_path;
-use crate::config::Environment;
+use crate::config::{Environment, ProviderKind};
 use crate::failure::Failure;
 use crate::ids::RunId;
+use crate::providers::lease::LEASE_TTL;
+use crate::providers::run_store::{ActiveLease, JournalMirror, Reconciled, RunStore};
+use crate::providers::EnvironmentProvider;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// How often a live run uploads its journal to the mirror when it changed.
 pub const MIRROR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The provider-dependent parts of running: where the lease lives, the journal mirror
-/// (aws), and the services the steps use. Opened once per command (on aws this loads the
-/// SDK configuration).
+/// The provider of an environment, opened once per command (on aws this loads the SDK
+/// configuration), and its run store.
 pub struct Backend {
-    pub lease: LeaseBackend,
-    pub mirror: Option<crate::providers::aws::JournalMirror>,
-    pub aws: Option<crate::providers::aws::AwsProvider>,
+    provider: Box<dyn EnvironmentProvider>,
+    /// The lease and (aws) the journal mirror.
+    pub runs: Arc<dyn RunStore>,
+    /// `runs.mirror()`, kept.
+    pub mirror: Option<Arc<dyn JournalMirror>>,
 }
 
 impl Backend {
     pub async fn open(env: &Environment) -> Result<Self, Failure> {
-        match env.provider {
-            crate::config::ProviderKind::Local => Ok(Self {
-                lease: LeaseBackend::Local(env.state_dir.clone()),
-                mirror: None,
-                aws: None,
-            }),
-            crate::config::ProviderKind::Aws => {
-                let aws = crate::providers::aws::AwsProvider::open(
+        let provider: Box<dyn EnvironmentProvider> = match env.provider {
+            ProviderKind::Local => Box::new(crate::providers::local::LocalEnvironment::open(
+                &env.state_dir,
+                &env.traffic,
+                &env.name,
+            )),
+            ProviderKind::Aws => Box::new(
+                crate::providers::aws::AwsProvider::open(
                     env.aws_section()?,
                     &env.traffic,
                     &env.name,
                 )
-                .await?;
-                Ok(Self {
-                    lease: LeaseBackend::S3(aws.lease()),
-                    mirror: Some(aws.mirror()),
-                    aws: Some(aws),
-                })
-            }
-        }
+                .await?,
+            ),
+        };
+        let runs = provider.run_store();
+        Ok(Self {
+            mirror: runs.mirror(),
+            runs,
+            provider,
+        })
     }
 
     /// The environment's compute, for work outside a run (`gc`).
-    pub fn compute(
-        &self,
-        env: &Environment,
-    ) -> Result<Arc<dyn crate::providers::Compute>, Failure> {
-        match &self.aws {
-            Some(aws) => Ok(Arc::new(aws.compute())),
-            None => Ok(local_provider_set(env)?.compute),
-        }
+    pub fn compute(&self) -> Arc<dyn crate::providers::Compute> {
+        self.provider.compute()
     }
 
     pub(super) fn providers(
         &self,
-        env: &Environment,
         run_id: &RunId,
     ) -> Result<crate::providers::ProviderSet, Failure> {
-        match &self.aws {
-            Some(aws) => aws.provider_set(run_id),
-            None => local_provider_set(env),
-        }
+        self.provider.services(run_id)
     }
 
-    /// Brings the local journal up to date with the mirror (aws); no-op locally.
+    /// Brings the local journal up to date with the mirror, where there is one.
     pub(super) async fn reconcile_journal(
         &self,
         run_id: &RunId,
         path: &Path,
-    ) -> Result<Option<crate::providers::aws::journal_mirror::Reconciled>, Failure> {
+    ) -> Result<Option<Reconciled>, Failure> {
         match &self.mirror {
             Some(m) => m.reconcile(run_id, path).await.map(Some),
             None => Ok(None),
         }
     }
 
-    /// On aws, brings the local copy of `run_id`'s journal under `state_dir` up to date
-    /// with the mirror (a run started on another machine becomes visible here). A no-op
-    /// on local environments.
+    /// Where there is a mirror, brings the local copy of `run_id`'s journal under
+    /// `state_dir` up to date with it (a run started on another machine becomes visible
+    /// here). A no-op otherwise.
     pub async fn fetch_run(&self, state_dir: &Path, run_id: &RunId) -> Result<(), Failure> {
         self.reconcile_journal(run_id, &journal_path(state_dir, run_id))
             .await
             .map(|_| ())
     }
 
-    /// On aws, fetches every mirrored run's journal (see [`Backend::fetch_run`]). A no-op
-    /// on local environments.
+    /// Fetches every mirrored run's journal (see [`Backend::fetch_run`]).
     pub async fn fetch_runs(&self, state_dir: &Path) -> Result<(), Failure> {
         let Some(mirror) = &self.mirror else {
             return Ok(());
@@ -104,26 +97,14 @@ impl Backend {
     }
 }
 
-/// The provider services of a `local` environment.
-fn local_provider_set(env: &Environment) -> Result<crate::providers::ProviderSet, Failure> {
-    if env.provider != crate::config::ProviderKind::Local {
-        return Err(Failure::permanent(format!(
-            "environment `{}` uses the {:?} provider, not local",
-            env.name, env.provider
-        )));
-    }
-    crate::providers::local::LocalProvider::open(&env.state_dir)
-        .provider_set(&env.traffic, &env.name)
-}
-
 /// Renews the lease in the background until stopped.
 pub(super) struct LeaseKeeper {
     task: tokio::task::JoinHandle<()>,
-    lease: Arc<tokio::sync::Mutex<Option<EnvLease>>>,
+    lease: Arc<tokio::sync::Mutex<Option<Box<dyn ActiveLease>>>>,
 }
 
 impl LeaseKeeper {
-    pub(super) fn start(lease: EnvLease) -> Self {
+    pub(super) fn start(lease: Box<dyn ActiveLease>) -> Self {
         let lease = Arc::new(tokio::sync::Mutex::new(Some(lease)));
         let shared = lease.clone();
         let task = tokio::spawn(async move {
@@ -162,14 +143,14 @@ impl LeaseKeeper {
 /// adopts the command instead of sending another.
 pub(super) struct MirrorKeeper {
     task: tokio::task::JoinHandle<()>,
-    mirror: crate::providers::aws::JournalMirror,
+    mirror: Arc<dyn JournalMirror>,
     run_id: RunId,
     path: PathBuf,
 }
 
 impl MirrorKeeper {
     pub(super) fn start(
-        mirror: crate::providers::aws::JournalMirror,
+        mirror: Arc<dyn JournalMirror>,
         run_id: RunId,
         path: PathBuf,
         appended: Arc<tokio::sync::Notify>,
@@ -206,9 +187,6 @@ impl MirrorKeeper {
     pub(super) async fn finish(self) -> Result<(), Failure> {
         self.task.abort();
         let _ = self.task.await;
-        self.mirror
-            .upload(&self.run_id, &self.path)
-            .await
-            .map(|_| ())
+        self.mirror.upload(&self.run_id, &self.path).await
     }
 }

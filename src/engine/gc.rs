@@ -31,7 +31,7 @@ pub struct GcCandidate {
 pub async fn collect_garbage(env: &Environment, remove: bool) -> Result<Vec<GcCandidate>, Failure> {
     let backend = Backend::open(env).await?;
     backend.fetch_runs(&env.state_dir).await?;
-    let compute = backend.compute(env)?;
+    let compute = backend.compute();
     let mut of_env = Tags::new();
     of_env.insert(tag::ENV.into(), env.name.clone());
     collect(&env.state_dir, compute.as_ref(), &of_env, remove).await

@@ -1,13 +1,11 @@
-//! The executor, the journal, the lease and retry policy.
+//! The executor, the journal, runs (start, resume, rollback) and what they keep.
 
 pub mod backend;
-pub mod env_lease;
 pub mod executor;
 #[cfg(test)]
 mod executor_tests;
 pub mod gc;
 pub mod journal;
-pub mod lease;
 pub mod rollback;
 pub mod run;
 pub mod state;

@@ -18,16 +18,16 @@
 
 pub use super::backend::{Backend, MIRROR_INTERVAL};
 use super::backend::{LeaseKeeper, MirrorKeeper};
-use super::env_lease::EnvLease;
 use super::executor::{Executor, SessionEnd, SharedJournal};
 use super::journal::{Event, Journal, Outcome, RunRelation};
-use super::lease::{hostname, Acquire, LeaseInfo, TakeOver};
 use super::state::{replay, RunView};
 use crate::config::{Environment, Problems, Runbook};
 use crate::failure::Failure;
 use crate::ids::RunId;
 use crate::plan::Plan;
 use crate::progress::{ProgressEvent, ProgressHandle};
+use crate::providers::lease::{hostname, Acquire, LeaseInfo, TakeOver};
+use crate::providers::run_store::ActiveLease;
 use crate::steps::Services;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -159,8 +159,8 @@ async fn acquire(
     backend: &Backend,
     run_id: &RunId,
     take_over: TakeOver,
-) -> Result<(EnvLease, Option<(LeaseInfo, String)>), RunError> {
-    let (outcome, lease) = backend.lease.acquire(run_id, take_over).await?;
+) -> Result<(Box<dyn ActiveLease>, Option<(LeaseInfo, String)>), RunError> {
+    let (outcome, lease) = backend.runs.acquire_lease(run_id, take_over).await?;
     match outcome {
         Acquire::Acquired { taken_over } => Ok((lease.expect("acquired"), taken_over)),
         Acquire::Held(holder) => Err(RunError::Locked {
@@ -218,7 +218,7 @@ pub async fn start(
     };
     let backend = Backend::open(&env).await?;
     if let Some(mirror) = &backend.mirror {
-        if mirror.head(&run_id).await?.is_some() {
+        if mirror.exists(&run_id).await? {
             return Err(RunError::NotResumable(format!(
                 "run {run_id} already exists in {}; resume it with `cutover resume {run_id}`",
                 mirror.location(&run_id)
@@ -305,7 +305,7 @@ async fn session(
     let env = plan.environment.clone();
     let dir = run_dir(&env.state_dir, &run_id);
     let journal_file = journal.path().to_path_buf();
-    let providers = Some(backend.providers(&env, &run_id)?);
+    let providers = Some(backend.providers(&run_id)?);
     let mut journal = journal;
     let mirror = backend.mirror.clone().map(|m| {
         let appended = Arc::new(tokio::sync::Notify::new());
@@ -506,7 +506,7 @@ pub async fn resume(
     let result = async {
         // Under the lease, the mirror can no longer move; if it moved since we read it,
         // another machine went on with the run meanwhile: start over from its journal.
-        use crate::providers::aws::journal_mirror::Reconciled;
+        use crate::providers::run_store::Reconciled;
         if backend.reconcile_journal(&run_id, &path).await? == Some(Reconciled::Downloaded) {
             return Err(RunError::NotResumable(format!(
                 "run {run_id} went on from another machine while this resume started; run `cutover resume {run_id}` again"

@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod lease;
 pub mod local;
+pub mod run_store;
 pub mod terraform;
 pub mod traffic;
 
@@ -37,6 +38,18 @@ pub struct ProviderSet {
     pub app: Option<std::sync::Arc<dyn AppService>>,
     /// Where the application reads its connection settings (`[traffic] kind`).
     pub traffic: std::sync::Arc<dyn TrafficTarget>,
+}
+
+/// An environment's provider, opened once per command: the services its runs' steps use
+/// and where its runs keep their lease and journal mirror. The engine knows providers
+/// only through this.
+pub trait EnvironmentProvider: Send + Sync {
+    /// The services the steps of `run_id` use.
+    fn services(&self, run_id: &crate::ids::RunId) -> Result<ProviderSet, Failure>;
+    /// The compute alone, for work outside a run (`gc`).
+    fn compute(&self) -> std::sync::Arc<dyn Compute>;
+    /// The lease and, where runs resume on other machines, the journal mirror.
+    fn run_store(&self) -> std::sync::Arc<dyn run_store::RunStore>;
 }
 
 /// The application's running service. credex reads its database settings at start-up,

@@ -355,12 +355,12 @@ async fn mirrored_journal(
     env: &Environment,
     run_id: &str,
 ) -> String {
-    use cutover::providers::aws::{JournalMirror, S3Store};
+    use cutover::providers::aws::{S3JournalMirror, S3Store};
     use cutover::providers::ObjectStore;
     let settings = env.aws_section().unwrap().settings.clone();
     let store = S3Store::new(clients.s3.clone(), settings);
     match store
-        .get_bytes(&JournalMirror::key(&RunId::new(run_id)))
+        .get_bytes(&S3JournalMirror::key(&RunId::new(run_id)))
         .await
     {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),

@@ -9,7 +9,7 @@
 use crate::aws_support::{aws_env_toml, setup};
 use crate::engine_cli::{kill_9, run_args, text, Workspace};
 use cutover::ids::RunId;
-use cutover::providers::aws::{AwsSettings, JournalMirror, S3Lease, S3Store};
+use cutover::providers::aws::{AwsSettings, S3JournalMirror, S3Lease, S3Store};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -137,7 +137,7 @@ async fn the_lease_lives_in_s3_and_other_machines_see_the_run() {
         "a finished run releases the lease"
     );
     // The mirror holds exactly the local journal.
-    let mirror = JournalMirror::new(S3Store::new(clients.s3.clone(), settings.clone()));
+    let mirror = S3JournalMirror::new(S3Store::new(clients.s3.clone(), settings.clone()));
     let mirrored = mirror
         .head(&RunId::new("r1"))
         .await
@@ -166,9 +166,9 @@ async fn a_run_killed_on_one_machine_resumes_on_another_from_the_mirror() {
     let book = runbook(&counter, "20s");
     let a = Machine::new(&book, &settings, moto.cli_env());
     let b = Machine::new(&book, &settings, moto.cli_env());
-    let mirror = JournalMirror::new(S3Store::new(clients.s3.clone(), settings.clone()));
+    let mirror = S3JournalMirror::new(S3Store::new(clients.s3.clone(), settings.clone()));
     let store = S3Store::new(clients.s3.clone(), settings.clone());
-    let key = JournalMirror::key(&RunId::new("r3"));
+    let key = S3JournalMirror::key(&RunId::new("r3"));
 
     let mut child = a.spawn_run("r3");
     // Kill machine A once the mirror shows the long step under way.

@@ -5,21 +5,9 @@
 use super::s3_store::S3Store;
 use crate::failure::Failure;
 use crate::ids::{ObjectKey, RunId};
+use crate::providers::run_store::Reconciled;
 use crate::providers::{ObjectInfo, ObjectStore};
 use std::path::Path;
-
-/// What [`JournalMirror::reconcile`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reconciled {
-    /// Neither a local journal nor a mirror.
-    Missing,
-    /// No mirror; the local journal stands.
-    LocalOnly,
-    /// The local journal holds everything the mirror does (and maybe more).
-    LocalAhead,
-    /// The mirror was longer (the run went on elsewhere); the local journal now equals it.
-    Downloaded,
-}
 
 fn diverged(run_id: &RunId, path: &Path, mirror: &str) -> Failure {
     Failure::permanent(format!(
@@ -30,11 +18,11 @@ fn diverged(run_id: &RunId, path: &Path, mirror: &str) -> Failure {
 }
 
 #[derive(Clone, Debug)]
-pub struct JournalMirror {
+pub struct S3JournalMirror {
     store: S3Store,
 }
 
-impl JournalMirror {
+impl S3JournalMirror {
     pub fn new(store: S3Store) -> Self {
         Self { store }
     }

@@ -14,6 +14,7 @@ pub mod images;
 pub mod journal_mirror;
 pub mod lease;
 pub mod parameters;
+pub mod run_store;
 pub mod s3_store;
 pub mod secrets;
 pub mod ssm_exec;
@@ -22,9 +23,10 @@ pub mod traffic;
 pub use config::{AwsClients, AwsSettings};
 pub use ec2_compute::{Ec2Compute, Ec2InstanceSettings};
 pub use images::{Ec2Images, Image, ImageState};
-pub use journal_mirror::JournalMirror;
+pub use journal_mirror::S3JournalMirror;
 pub use lease::{LeaseInfo, LeaseOutcome, S3Lease};
 pub use parameters::ParameterStore;
+pub use run_store::S3RunStore;
 pub use s3_store::S3Store;
 pub use secrets::SecretsManagerStore;
 pub use ssm_exec::SsmExec;
@@ -74,8 +76,13 @@ impl AwsProvider {
         S3Lease::new(self.clients.s3.clone(), self.environment.settings.clone())
     }
 
-    pub fn mirror(&self) -> JournalMirror {
-        JournalMirror::new(self.store())
+    pub fn mirror(&self) -> S3JournalMirror {
+        S3JournalMirror::new(self.store())
+    }
+
+    /// The lease and the journal mirror, in the bucket.
+    pub fn run_store(&self) -> S3RunStore {
+        S3RunStore::new(self.lease(), self.mirror())
     }
 
     pub fn images(&self) -> Ec2Images {
@@ -137,5 +144,19 @@ impl AwsProvider {
             })?),
             TrafficKind::Parameters => Arc::new(SsmParametersTarget::new(self.clients.ssm.clone())),
         })
+    }
+}
+
+impl crate::providers::EnvironmentProvider for AwsProvider {
+    fn services(&self, run_id: &RunId) -> Result<crate::providers::ProviderSet, Failure> {
+        self.provider_set(run_id)
+    }
+
+    fn compute(&self) -> Arc<dyn crate::providers::Compute> {
+        Arc::new(AwsProvider::compute(self))
+    }
+
+    fn run_store(&self) -> Arc<dyn crate::providers::run_store::RunStore> {
+        Arc::new(AwsProvider::run_store(self))
     }
 }

@@ -16,14 +16,18 @@
 pub mod compute;
 pub mod exec;
 mod files;
+pub mod lease;
 pub mod neo4j_home;
 pub mod object_store;
 pub mod registry;
+pub mod run_store;
 pub mod secret_store;
 
 pub use compute::{root_secret_name, LocalCompute, DEFAULT_IMAGE};
 pub use exec::LocalExec;
+pub use lease::LocalLease;
 pub use object_store::LocalObjectStore;
+pub use run_store::LocalRunStore;
 pub use secret_store::LocalSecretStore;
 
 use super::traffic::{SecretJsonTarget, TrafficConfig};
@@ -78,5 +82,39 @@ impl LocalProvider {
                 traffic.secret_name(environment),
             )),
         })
+    }
+}
+
+/// The local provider of one environment (its state directory, `[traffic]` and name).
+#[derive(Clone, Debug)]
+pub struct LocalEnvironment {
+    provider: LocalProvider,
+    state_dir: std::path::PathBuf,
+    traffic: TrafficConfig,
+    name: String,
+}
+
+impl LocalEnvironment {
+    pub fn open(state_dir: &Path, traffic: &TrafficConfig, name: &str) -> Self {
+        Self {
+            provider: LocalProvider::open(state_dir),
+            state_dir: state_dir.to_path_buf(),
+            traffic: traffic.clone(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl super::EnvironmentProvider for LocalEnvironment {
+    fn services(&self, _run_id: &crate::ids::RunId) -> Result<ProviderSet, Failure> {
+        self.provider.provider_set(&self.traffic, &self.name)
+    }
+
+    fn compute(&self) -> Arc<dyn super::Compute> {
+        self.provider.compute.clone()
+    }
+
+    fn run_store(&self) -> Arc<dyn super::run_store::RunStore> {
+        Arc::new(LocalRunStore::new(&self.state_dir))
     }
 }

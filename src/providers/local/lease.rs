@@ -1,66 +1,11 @@
-//! One run per environment at a time: a lease with owner, pid, run id and expiry.
-//!
-//! The local lease is a file created with `O_EXCL` in the state directory. While a run
-//! holds it, a background task renews the expiry. A lease is *stale* when its expiry
-//! passed or (same host) its process is gone. A stale lease is never taken silently:
-//! `run` needs `--take-over-lease`, and `resume` of the very run that holds it may take
-//! it because the operator named that run. Every take-over is journaled.
+//! The local run store's lease: a file created with `O_EXCL` (content first, then
+//! hard-linked into place) in the state directory, replaced atomically on a take-over.
 
 use crate::failure::Failure;
 use crate::ids::RunId;
-pub use crate::providers::lease::{hostname, owner, process_alive, LeaseInfo};
+use crate::providers::lease::{owner, Acquire, LeaseInfo, TakeOver, LEASE_TTL};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// What happened when asking for the lease.
-#[derive(Debug)]
-pub enum Acquire {
-    /// We hold it now. `taken_over` names the stale holder we replaced, if any.
-    Acquired {
-        taken_over: Option<(LeaseInfo, String)>,
-    },
-    /// Someone else holds a live lease.
-    Held(LeaseInfo),
-    /// A stale lease is in the way and taking it over was not allowed.
-    Stale(LeaseInfo, String),
-}
-
-/// How a caller may treat a stale lease.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TakeOver {
-    Never,
-    /// Only a stale lease held by this run id (resume of a crashed run).
-    SameRun,
-    /// Any stale lease (`--take-over-lease`).
-    AnyStale,
-    /// A rollback of this run: its lease when stale, and also when this very process
-    /// holds it (a blue-green run whose bake failed hands its lease to the rollback it
-    /// starts, so no other run can slip in between).
-    RollbackOf(RunId),
-}
-
-impl TakeOver {
-    /// Whether a stale lease held by `holder` may be taken over by `run_id`.
-    pub fn allows(&self, holder: &RunId, run_id: &RunId) -> bool {
-        match self {
-            TakeOver::Never => false,
-            TakeOver::SameRun => holder == run_id,
-            TakeOver::AnyStale => true,
-            TakeOver::RollbackOf(of) => holder == of,
-        }
-    }
-
-    /// Why a *live* lease may be taken anyway: only a [`TakeOver::RollbackOf`] handover
-    /// from the undone run within this same process.
-    pub fn handover(&self, current: &LeaseInfo) -> Option<String> {
-        match self {
-            TakeOver::RollbackOf(of) if current.run_id == *of && current.held_by_this_process() => {
-                Some(format!("run {of} handed its lease to its rollback"))
-            }
-            _ => None,
-        }
-    }
-}
 
 /// A lease file. Dropping it does not release it: call [`LocalLease::release`].
 #[derive(Debug)]
@@ -69,9 +14,6 @@ pub struct LocalLease {
     info: LeaseInfo,
     ttl: Duration,
 }
-
-/// Default lease time-to-live; renewed every third of it.
-pub const LEASE_TTL: Duration = Duration::from_secs(120);
 
 impl LocalLease {
     pub fn path_for(state_dir: &Path) -> PathBuf {
