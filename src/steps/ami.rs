@@ -13,7 +13,7 @@
 //! deregisters) while one is still pending, and puts the parameter back to the image it
 //! named before. An available image is complete and kept: the next run adopts it.
 
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::recipe::Recipe;
 use super::{Decision, Outputs, Step, StepContext};
 use crate::config::{Environment, ProviderKind};
@@ -37,38 +37,7 @@ use std::time::Duration;
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "ami.build",
     summary: "bake the Neo4j image of one edition from the pinned recipe (or adopt the image that recipe already made)",
-    inputs: &[
-        InputSpec {
-            name: "edition",
-            ty: ValueType::String,
-            required: false,
-            doc: "community | enterprise (default: the edition every Neo4j database of the environment declares)",
-        },
-        InputSpec {
-            name: "recipe",
-            ty: ValueType::String,
-            required: false,
-            doc: "the recipe directory (default \"ami\")",
-        },
-        InputSpec {
-            name: "parameter",
-            ty: ValueType::String,
-            required: false,
-            doc: "SSM parameter the image id is published to (default /cutover/<env>/image/<edition>)",
-        },
-        InputSpec {
-            name: "instance_type",
-            ty: ValueType::String,
-            required: false,
-            doc: "the builder's instance type (default t3.large)",
-        },
-        InputSpec {
-            name: "commit",
-            ty: ValueType::String,
-            required: false,
-            doc: "the recipe's git commit for the provenance tag (default: HEAD of the recipe's clone)",
-        },
-    ],
+    inputs: BuildInputs::INPUTS,
     outputs: OutputSpec::Fixed(&[
         "image_id",
         "image_name",
@@ -135,19 +104,14 @@ pub(crate) async fn aws_provider(
     AwsProvider::open(env.aws_section()?, &env.traffic, &env.name).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BuildInputs {
-    #[serde(default)]
-    edition: Option<String>,
-    #[serde(default)]
-    recipe: Option<String>,
-    #[serde(default)]
-    parameter: Option<String>,
-    #[serde(default)]
-    instance_type: Option<String>,
-    #[serde(default)]
-    commit: Option<String>,
+step_inputs! {
+    struct BuildInputs {
+        edition: Option<String> = optional String, "community | enterprise (default: the edition every Neo4j database of the environment declares)";
+        recipe: Option<String> = optional String, "the recipe directory (default \"ami\")";
+        parameter: Option<String> = optional String, "SSM parameter the image id is published to (default /cutover/<env>/image/<edition>)";
+        instance_type: Option<String> = optional String, "the builder's instance type (default t3.large)";
+        commit: Option<String> = optional String, "the recipe's git commit for the provenance tag (default: HEAD of the recipe's clone)";
+    }
 }
 
 /// The recipe directory a step names, `ami` by default.

@@ -19,42 +19,28 @@
 //! A difference in the schema alone (an index created on green) counts as a write too.
 
 use super::db_access::DbRef;
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "rollback.assess",
     summary: "decide whether frozen green took a write since the switch (its fingerprint against the one journaled at the switch)",
-    inputs: &[
-        InputSpec {
-            name: "databases",
-            ty: ValueType::Map,
-            required: true,
-            doc: "database name → green's instance id (frozen)",
-        },
-        InputSpec {
-            name: "fingerprints",
-            ty: ValueType::Map,
-            required: true,
-            doc: "database name → the content fingerprint journaled at the switch",
-        },
-    ],
+    inputs: AssessInputs::INPUTS,
     outputs: OutputSpec::Fixed(&["took_writes", "changed", "fingerprints"]),
     changes: "",
     compensation: None,
     build: || Box::new(Assess),
 }];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AssessInputs {
-    databases: BTreeMap<String, String>,
-    fingerprints: BTreeMap<String, String>,
+step_inputs! {
+    struct AssessInputs {
+        databases: BTreeMap<String, String> = required Map, "database name → green's instance id (frozen)";
+        fingerprints: BTreeMap<String, String> = required Map, "database name → the content fingerprint journaled at the switch";
+    }
 }
 
 struct Assess;

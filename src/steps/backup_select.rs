@@ -3,42 +3,28 @@
 
 use super::db::read_manifest;
 use super::db_access::now_rfc3339;
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "backup.select",
     summary:
         "pick a backup (latest, or one run's) holding every listed database from one point in time",
-    inputs: &[
-        InputSpec {
-            name: "databases",
-            ty: ValueType::List,
-            required: true,
-            doc: "database names",
-        },
-        InputSpec {
-            name: "backup",
-            ty: ValueType::String,
-            required: false,
-            doc: "`latest` (default) or a backup run id",
-        },
-    ],
+    inputs: SelectInputs::INPUTS,
     outputs: OutputSpec::Dynamic,
     changes: "",
     compensation: None,
     build: || Box::new(Select),
 }];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SelectInputs {
-    databases: Vec<String>,
-    backup: Option<String>,
+step_inputs! {
+    struct SelectInputs {
+        databases: Vec<String> = required List, "database names";
+        backup: Option<String> = optional String, "`latest` (default) or a backup run id";
+    }
 }
 
 struct Select;

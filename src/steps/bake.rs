@@ -22,51 +22,19 @@
 
 use super::db_access::parse_duration;
 use super::health::round;
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::{ErrorClass, Failure};
 use crate::try_step;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "health.bake",
     summary: "watch green for the bake window: health rounds at an interval until the deadline (journaled) passes",
-    inputs: &[
-        InputSpec {
-            name: "databases",
-            ty: ValueType::Map,
-            required: true,
-            doc: "database name → the instance to watch (green)",
-        },
-        InputSpec {
-            name: "duration",
-            ty: ValueType::Duration,
-            required: true,
-            doc: "how long the bake lasts",
-        },
-        InputSpec {
-            name: "interval",
-            ty: ValueType::Duration,
-            required: false,
-            doc: "time between health rounds (default \"5s\")",
-        },
-        InputSpec {
-            name: "tolerate",
-            ty: ValueType::Integer,
-            required: false,
-            doc: "unanswered rounds in a row that are tolerated before the bake fails (default 3)",
-        },
-        InputSpec {
-            name: "queries",
-            ty: ValueType::List,
-            required: false,
-            doc: "extra read queries per round; the database's invariants always run",
-        },
-    ],
+    inputs: BakeInputs::INPUTS,
     outputs: OutputSpec::Fixed(&["rounds", "deadline", "passed_at"]),
     changes: "",
     compensation: None,
@@ -79,15 +47,14 @@ pub static KINDS: &[StepKind] = &[StepKind {
     },
 }];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BakeInputs {
-    databases: BTreeMap<String, String>,
-    duration: String,
-    interval: Option<String>,
-    tolerate: Option<u32>,
-    #[serde(default)]
-    queries: Vec<String>,
+step_inputs! {
+    struct BakeInputs {
+        databases: BTreeMap<String, String> = required Map, "database name → the instance to watch (green)";
+        duration: String = required Duration, "how long the bake lasts";
+        interval: Option<String> = optional Duration, "time between health rounds (default \"5s\")";
+        tolerate: Option<u32> = optional Integer, "unanswered rounds in a row that are tolerated before the bake fails (default 3)";
+        queries: Vec<String> = optional List, "extra read queries per round; the database's invariants always run";
+    }
 }
 
 struct Bake {

@@ -9,7 +9,7 @@
 //! tags) with the recipe on disk and the base AMI the public parameter names today.
 
 use super::ami::{aws_provider, edition_for, recipe_dir};
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::recipe::Recipe;
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
@@ -17,7 +17,6 @@ use crate::providers::aws::images::image_tag;
 use crate::providers::aws::{Ec2Images, ParameterStore};
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 use std::path::PathBuf;
 
 /// The marker `release.record` writes and `changes.detect` compares with by default.
@@ -47,44 +46,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "changes.detect",
         summary: "what changed since the environment's last release: base AMI, AMI recipe, terraform/, workflows, app image",
-        inputs: &[
-            InputSpec {
-                name: "edition",
-                ty: ValueType::String,
-                required: false,
-                doc: "the image edition to check (default: the environment's Neo4j edition)",
-            },
-            InputSpec {
-                name: "recipe",
-                ty: ValueType::String,
-                required: false,
-                doc: "the recipe directory (default \"ami\")",
-            },
-            InputSpec {
-                name: "parameter",
-                ty: ValueType::String,
-                required: false,
-                doc: "SSM parameter naming the current image (default /cutover/<env>/image/<edition>)",
-            },
-            InputSpec {
-                name: "repo",
-                ty: ValueType::String,
-                required: false,
-                doc: "the git clone to diff (default \".\")",
-            },
-            InputSpec {
-                name: "marker",
-                ty: ValueType::String,
-                required: false,
-                doc: "the release marker to compare with (default \"commit\": /cutover/<env>/release/commit)",
-            },
-            InputSpec {
-                name: "app_image_parameter",
-                ty: ValueType::String,
-                required: false,
-                doc: "SSM parameter holding the app image tag or ECR digest to deploy (none: app_image_changed is false)",
-            },
-        ],
+        inputs: DetectInputs::INPUTS,
         outputs: OutputSpec::Fixed(DETECT_OUTPUTS),
         changes: "",
         compensation: None,
@@ -93,32 +55,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "release.record",
         summary: "write the release marker (a git commit id, and the app image) after a successful release",
-        inputs: &[
-            InputSpec {
-                name: "marker",
-                ty: ValueType::String,
-                required: false,
-                doc: "marker name (default \"commit\")",
-            },
-            InputSpec {
-                name: "commit",
-                ty: ValueType::String,
-                required: false,
-                doc: "the commit released (default: HEAD of `repo`)",
-            },
-            InputSpec {
-                name: "repo",
-                ty: ValueType::String,
-                required: false,
-                doc: "the git clone (default \".\")",
-            },
-            InputSpec {
-                name: "app_image",
-                ty: ValueType::String,
-                required: false,
-                doc: "the app image tag or digest deployed (recorded as the app-image marker)",
-            },
-        ],
+        inputs: RecordInputs::INPUTS,
         outputs: OutputSpec::Fixed(&["marker", "commit", "previous_commit", "parameter"]),
         changes: "writes /cutover/<env>/release/<marker> (and release/app-image) in SSM Parameter Store",
         compensation: Some("puts the previous marker back"),
@@ -144,21 +81,15 @@ impl ReleaseStore {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DetectInputs {
-    #[serde(default)]
-    edition: Option<String>,
-    #[serde(default)]
-    recipe: Option<String>,
-    #[serde(default)]
-    parameter: Option<String>,
-    #[serde(default)]
-    repo: Option<String>,
-    #[serde(default)]
-    marker: Option<String>,
-    #[serde(default)]
-    app_image_parameter: Option<String>,
+step_inputs! {
+    struct DetectInputs {
+        edition: Option<String> = optional String, "the image edition to check (default: the environment's Neo4j edition)";
+        recipe: Option<String> = optional String, "the recipe directory (default \"ami\")";
+        parameter: Option<String> = optional String, "SSM parameter naming the current image (default /cutover/<env>/image/<edition>)";
+        repo: Option<String> = optional String, "the git clone to diff (default \".\")";
+        marker: Option<String> = optional String, "the release marker to compare with (default \"commit\": /cutover/<env>/release/commit)";
+        app_image_parameter: Option<String> = optional String, "SSM parameter holding the app image tag or ECR digest to deploy (none: app_image_changed is false)";
+    }
 }
 
 pub struct Detect {
@@ -345,17 +276,13 @@ impl Step for Detect {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordInputs {
-    #[serde(default)]
-    marker: Option<String>,
-    #[serde(default)]
-    commit: Option<String>,
-    #[serde(default)]
-    repo: Option<String>,
-    #[serde(default)]
-    app_image: Option<String>,
+step_inputs! {
+    struct RecordInputs {
+        marker: Option<String> = optional String, "marker name (default \"commit\")";
+        commit: Option<String> = optional String, "the commit released (default: HEAD of `repo`)";
+        repo: Option<String> = optional String, "the git clone (default \".\")";
+        app_image: Option<String> = optional String, "the app image tag or digest deployed (recorded as the app-image marker)";
+    }
 }
 
 pub struct Record {

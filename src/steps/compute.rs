@@ -4,7 +4,7 @@
 use super::db_access::{
     database_def, engine_for, instance_settings, parse_duration, DbRef, ADMIN_SECRET_TAG,
 };
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::db::EngineKind;
 use crate::failure::{ErrorClass, Failure};
@@ -12,33 +12,13 @@ use crate::ids::{InstanceId, SecretName};
 use crate::providers::{tag, Instance, ProvisionRequest, Readiness, Tags};
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 use std::time::Duration;
 
 pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "compute.provision",
         summary: "create an instance for a database from an image and wait until it serves",
-        inputs: &[
-            InputSpec {
-                name: "database",
-                ty: ValueType::String,
-                required: true,
-                doc: "database name in the environment",
-            },
-            InputSpec {
-                name: "color",
-                ty: ValueType::String,
-                required: false,
-                doc: "blue | green (default green)",
-            },
-            InputSpec {
-                name: "image",
-                ty: ValueType::String,
-                required: false,
-                doc: "image (default: the database's `image` setting)",
-            },
-        ],
+        inputs: ProvisionInputs::INPUTS,
         outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "address", "ready_after_ms"]),
         changes: "creates an instance (a server process locally, an EC2 instance on AWS)",
         compensation: Some("terminates the instance"),
@@ -53,20 +33,7 @@ pub static KINDS: &[StepKind] = &[
         name: "compute.decommission",
         summary:
             "after a bake window, terminate an instance (blue stays frozen and alive until then)",
-        inputs: &[
-            InputSpec {
-                name: "instance",
-                ty: ValueType::String,
-                required: true,
-                doc: "instance id",
-            },
-            InputSpec {
-                name: "bake",
-                ty: ValueType::Duration,
-                required: false,
-                doc: "how long to keep it first (default 0s)",
-            },
-        ],
+        inputs: DecommissionInputs::INPUTS,
         outputs: OutputSpec::Fixed(&["terminated", "terminated_at"]),
         changes: "terminates the instance",
         compensation: None,
@@ -74,12 +41,12 @@ pub static KINDS: &[StepKind] = &[
     },
 ];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProvisionInputs {
-    database: String,
-    color: Option<String>,
-    image: Option<String>,
+step_inputs! {
+    struct ProvisionInputs {
+        database: String = required String, "database name in the environment";
+        color: Option<String> = optional String, "blue | green (default green)";
+        image: Option<String> = optional String, "image (default: the database's `image` setting)";
+    }
 }
 
 struct Provision {
@@ -291,11 +258,11 @@ impl Step for Provision {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecommissionInputs {
-    instance: String,
-    bake: Option<String>,
+step_inputs! {
+    struct DecommissionInputs {
+        instance: String = required String, "instance id";
+        bake: Option<String> = optional Duration, "how long to keep it first (default 0s)";
+    }
 }
 
 struct Decommission {

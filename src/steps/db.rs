@@ -14,7 +14,7 @@
 //! cleared from the checkpoint, so the retry starts a new one. See docs/engine.md.
 
 use super::db_access::{current_secret, now_rfc3339, parse_duration, running_job, DbRef};
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::config::toml_read::format_duration;
 use crate::db::{BackupArtifact, DbOperation, OpPoll};
@@ -27,43 +27,11 @@ use crate::try_step;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-const DB_INPUTS: &[InputSpec] = &[
-    InputSpec {
-        name: "database",
-        ty: ValueType::String,
-        required: true,
-        doc: "database name in the environment",
-    },
-    InputSpec {
-        name: "instance",
-        ty: ValueType::String,
-        required: true,
-        doc: "instance id",
-    },
-];
-
-const FREEZE_INPUTS: &[InputSpec] = &[
-    DB_INPUTS[0],
-    DB_INPUTS[1],
-    InputSpec {
-        name: "wait_for_jobs",
-        ty: ValueType::Bool,
-        required: false,
-        doc: "before freezing, wait while the app's DCO/MTQ jobs run (default true)",
-    },
-    InputSpec {
-        name: "jobs_timeout",
-        ty: ValueType::Duration,
-        required: false,
-        doc: "how long to wait for the jobs before failing, blue unfrozen (default 30m)",
-    },
-];
-
 pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "db.freeze",
         summary: "wait until the app's DCO/MTQ jobs are idle, then refuse writes (reads still served)",
-        inputs: FREEZE_INPUTS,
+        inputs: FreezeInputs::INPUTS,
         outputs: OutputSpec::Fixed(&["frozen_at"]),
         changes: "the database refuses writes",
         compensation: Some("unfreezes the database (guaranteed: also after a partial freeze)"),
@@ -72,7 +40,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "db.unfreeze",
         summary: "accept writes again",
-        inputs: DB_INPUTS,
+        inputs: DbInputs::INPUTS,
         outputs: OutputSpec::Fixed(&["unfrozen_at"]),
         changes: "the database accepts writes",
         compensation: None,
@@ -81,11 +49,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "db.backup",
         summary: "back up a database to the object store with SHA-256 and a manifest holding its fingerprint",
-        inputs: &[
-            InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
-            InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "instance id" },
-            InputSpec { name: "prefix", ty: ValueType::String, required: false, doc: "object key prefix (default backups/ENV/RUN_ID)" },
-        ],
+        inputs: BackupInputs::INPUTS,
         outputs: OutputSpec::Fixed(&["artifact_key", "manifest_key", "sha256", "size", "fingerprint", "taken_at", "frozen", "location"]),
         changes: "writes a backup artifact and its manifest to the object store",
         compensation: None,
@@ -94,12 +58,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "db.restore",
         summary: "verify a backup's SHA-256 against its manifest, load it into a fresh instance, set the app user",
-        inputs: &[
-            InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
-            InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "the fresh instance to restore into" },
-            InputSpec { name: "manifest", ty: ValueType::String, required: true, doc: "manifest object key" },
-            InputSpec { name: "replace", ty: ValueType::String, required: false, doc: "the content fingerprint the instance's database must have (or be empty) to be replaced by the backup (a rollback restores onto blue); without it the instance must be fresh" },
-        ],
+        inputs: RestoreInputs::INPUTS,
         outputs: OutputSpec::Fixed(&["sha256", "restored_at", "bolt_uri"]),
         changes: "loads data into the instance and sets the application user's password",
         compensation: None,
@@ -107,11 +66,11 @@ pub static KINDS: &[StepKind] = &[
     },
 ];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DbInputs {
-    database: String,
-    instance: String,
+step_inputs! {
+    struct DbInputs {
+        database: String = required String, "database name in the environment";
+        instance: String = required String, "instance id";
+    }
 }
 
 /// What `db.backup` writes next to the artifact.
@@ -149,13 +108,13 @@ pub async fn read_manifest(ctx: &StepContext, key: &str) -> Result<Manifest, Fai
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FreezeInputs {
-    database: String,
-    instance: String,
-    wait_for_jobs: Option<bool>,
-    jobs_timeout: Option<String>,
+step_inputs! {
+    struct FreezeInputs {
+        database: String = required String, "database name in the environment";
+        instance: String = required String, "instance id";
+        wait_for_jobs: Option<bool> = optional Bool, "before freezing, wait while the app's DCO/MTQ jobs run (default true)";
+        jobs_timeout: Option<String> = optional Duration, "how long to wait for the jobs before failing, blue unfrozen (default 30m)";
+    }
 }
 
 impl From<FreezeInputs> for DbInputs {
@@ -343,12 +302,12 @@ impl Step for Unfreeze {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackupInputs {
-    database: String,
-    instance: String,
-    prefix: Option<String>,
+step_inputs! {
+    struct BackupInputs {
+        database: String = required String, "database name in the environment";
+        instance: String = required String, "instance id";
+        prefix: Option<String> = optional String, "object key prefix (default backups/ENV/RUN_ID)";
+    }
 }
 
 struct Backup;
@@ -543,13 +502,13 @@ impl Step for Backup {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RestoreInputs {
-    database: String,
-    instance: String,
-    manifest: String,
-    replace: Option<String>,
+step_inputs! {
+    struct RestoreInputs {
+        database: String = required String, "database name in the environment";
+        instance: String = required String, "the fresh instance to restore into";
+        manifest: String = required String, "manifest object key";
+        replace: Option<String> = optional String, "the content fingerprint the instance's database must have (or be empty) to be replaced by the backup (a rollback restores onto blue); without it the instance must be fresh";
+    }
 }
 
 /// Before a restore replaces a database that holds data (`replace`): proves the data is

@@ -1,41 +1,27 @@
 //! `drill.measure`: a DR drill's RTO (start → verified) and RPO (the backup's age at the
 //! start).
 
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "drill.measure",
     summary: "measure a drill's RTO (start → verified) and RPO (backup age at start)",
-    inputs: &[
-        InputSpec {
-            name: "started_at",
-            ty: ValueType::String,
-            required: true,
-            doc: "RFC 3339 start of the drill",
-        },
-        InputSpec {
-            name: "backup_taken_at",
-            ty: ValueType::String,
-            required: true,
-            doc: "RFC 3339 time of the backup",
-        },
-    ],
+    inputs: MeasureInputs::INPUTS,
     outputs: OutputSpec::Fixed(&["rto_seconds", "rpo_seconds"]),
     changes: "",
     compensation: None,
     build: || Box::new(Measure),
 }];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MeasureInputs {
-    started_at: String,
-    backup_taken_at: String,
+step_inputs! {
+    struct MeasureInputs {
+        started_at: String = required String, "RFC 3339 start of the drill";
+        backup_taken_at: String = required String, "RFC 3339 time of the backup";
+    }
 }
 
 struct Measure;

@@ -2,49 +2,17 @@
 //! The app's own `/health` never touches the database, so it proves nothing here.
 
 use super::db_access::{current_secret, parse_duration, DbRef};
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::{ErrorClass, Failure};
 use crate::integrity::invariants::run_invariants;
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "health.check",
     summary: "run real Cypher queries as the application until N consecutive rounds succeed",
-    inputs: &[
-        InputSpec {
-            name: "database",
-            ty: ValueType::String,
-            required: true,
-            doc: "database name in the environment",
-        },
-        InputSpec {
-            name: "instance",
-            ty: ValueType::String,
-            required: true,
-            doc: "instance id",
-        },
-        InputSpec {
-            name: "successes",
-            ty: ValueType::Integer,
-            required: false,
-            doc: "consecutive successful rounds needed (default 3)",
-        },
-        InputSpec {
-            name: "interval",
-            ty: ValueType::Duration,
-            required: false,
-            doc: "pause between rounds (default \"1s\")",
-        },
-        InputSpec {
-            name: "queries",
-            ty: ValueType::List,
-            required: false,
-            doc: "extra read queries; the database's invariants always run",
-        },
-    ],
+    inputs: HealthInputs::INPUTS,
     outputs: OutputSpec::Fixed(&["rounds", "successes"]),
     changes: "",
     compensation: None,
@@ -56,15 +24,14 @@ pub static KINDS: &[StepKind] = &[StepKind {
     },
 }];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HealthInputs {
-    database: String,
-    instance: String,
-    successes: Option<u32>,
-    interval: Option<String>,
-    #[serde(default)]
-    queries: Vec<String>,
+step_inputs! {
+    struct HealthInputs {
+        database: String = required String, "database name in the environment";
+        instance: String = required String, "instance id";
+        successes: Option<u32> = optional Integer, "consecutive successful rounds needed (default 3)";
+        interval: Option<String> = optional Duration, "pause between rounds (default \"1s\")";
+        queries: Vec<String> = optional List, "extra read queries; the database's invariants always run";
+    }
 }
 
 struct Health {

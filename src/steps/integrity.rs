@@ -4,7 +4,7 @@
 
 use super::db::read_manifest;
 use super::db_access::DbRef;
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::integrity::answers::{answer_differences, replay_answers};
@@ -12,28 +12,23 @@ use crate::integrity::compare::compare;
 use crate::integrity::invariants::run_invariants;
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "integrity.compare",
     summary: "fingerprint an instance and compare it with the backup manifest's (frozen blue's); check app invariants and the app's queries' answers",
-    inputs: &[
-        InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
-        InputSpec { name: "instance", ty: ValueType::String, required: true, doc: "the instance to check (green)" },
-        InputSpec { name: "manifest", ty: ValueType::String, required: true, doc: "manifest object key of the backup it was restored from" },
-    ],
+    inputs: CompareInputs::INPUTS,
     outputs: OutputSpec::Fixed(&["match", "source_fingerprint", "target_fingerprint", "nodes", "relationships", "findings", "answers_compared"]),
     changes: "",
     compensation: None,
     build: || Box::new(Compare),
 }];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompareInputs {
-    database: String,
-    instance: String,
-    manifest: String,
+step_inputs! {
+    struct CompareInputs {
+        database: String = required String, "database name in the environment";
+        instance: String = required String, "the instance to check (green)";
+        manifest: String = required String, "manifest object key of the backup it was restored from";
+    }
 }
 
 struct Compare;

@@ -99,3 +99,104 @@ impl std::fmt::Debug for StepKind {
         f.write_str(self.name)
     }
 }
+
+/// Declares a step kind's inputs once: the struct its step deserializes them into and,
+/// from the same lines, the [`InputSpec`]s the plan checks a runbook against
+/// (`Name::INPUTS`, in declaration order). Each field reads
+/// `name: RustType = required|optional ValueType, "doc";`. An optional field
+/// deserializes with `#[serde(default)]` (an `Option`, or a type with a default); an
+/// input the struct does not have is refused (`deny_unknown_fields`). So what the plan
+/// accepts and what the step reads cannot drift apart.
+///
+/// ```ignore
+/// step_inputs! {
+///     struct WaitInputs {
+///         duration: String = required Duration, "how long, e.g. \"30s\"";
+///     }
+/// }
+/// ```
+macro_rules! step_inputs {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($body:tt)* }) => {
+        $crate::steps::kind::step_inputs!(@field [$(#[$meta])* $vis struct $name] [] [] $($body)*);
+    };
+    (@field $head:tt [$($fields:tt)*] [$($specs:tt)*]
+        $field:ident : $ty:ty = required $vt:ident, $doc:literal; $($rest:tt)*) => {
+        $crate::steps::kind::step_inputs!(@field $head
+            [$($fields)* $field: $ty,]
+            [$($specs)* $crate::steps::kind::InputSpec {
+                name: stringify!($field),
+                ty: $crate::steps::kind::ValueType::$vt,
+                required: true,
+                doc: $doc,
+            },]
+            $($rest)*);
+    };
+    (@field $head:tt [$($fields:tt)*] [$($specs:tt)*]
+        $field:ident : $ty:ty = optional $vt:ident, $doc:literal; $($rest:tt)*) => {
+        $crate::steps::kind::step_inputs!(@field $head
+            [$($fields)* #[serde(default)] $field: $ty,]
+            [$($specs)* $crate::steps::kind::InputSpec {
+                name: stringify!($field),
+                ty: $crate::steps::kind::ValueType::$vt,
+                required: false,
+                doc: $doc,
+            },]
+            $($rest)*);
+    };
+    (@field [$(#[$meta:meta])* $vis:vis struct $name:ident] [$($fields:tt)*] [$($specs:tt)*]) => {
+        $(#[$meta])*
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        $vis struct $name { $($fields)* }
+
+        impl $name {
+            /// These inputs as the plan checks them (declaration order).
+            pub const INPUTS: &'static [$crate::steps::kind::InputSpec] = &[$($specs)*];
+        }
+    };
+}
+pub(crate) use step_inputs;
+
+#[cfg(test)]
+mod tests {
+    step_inputs! {
+        /// A kind's inputs, for the test.
+        #[derive(Debug)]
+        struct Example {
+            database: String = required String, "the database";
+            wait: Option<bool> = optional Bool, "whether to wait";
+            tags: Vec<String> = optional List, "tags";
+        }
+    }
+
+    #[test]
+    fn one_declaration_gives_the_struct_and_the_plans_specs_in_order() {
+        let specs: Vec<_> = Example::INPUTS
+            .iter()
+            .map(|s| (s.name, s.ty, s.required, s.doc))
+            .collect();
+        use super::ValueType::*;
+        assert_eq!(
+            specs,
+            [
+                ("database", String, true, "the database"),
+                ("wait", Bool, false, "whether to wait"),
+                ("tags", List, false, "tags"),
+            ]
+        );
+        let only_required: Example =
+            serde_json::from_value(serde_json::json!({ "database": "ledger" })).unwrap();
+        assert_eq!(
+            (only_required.wait, only_required.tags.len()),
+            (None, 0),
+            "optional inputs default"
+        );
+        assert_eq!(only_required.database, "ledger");
+        let missing = serde_json::from_value::<Example>(serde_json::json!({ "wait": true }));
+        assert!(missing.unwrap_err().to_string().contains("database"));
+        let unknown = serde_json::from_value::<Example>(
+            serde_json::json!({ "database": "ledger", "datbase": "x" }),
+        );
+        assert!(unknown.unwrap_err().to_string().contains("datbase"));
+    }
+}

@@ -2,7 +2,7 @@
 //! app's queries plan on Neo4j, backup location writable.
 
 use super::db_access::{database_def, running_job, DbRef};
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::traffic::app_url;
 use super::{Decision, Outputs, Step, StepContext};
 use crate::db::bolt::run_and_discard;
@@ -12,19 +12,13 @@ use crate::ids::ObjectKey;
 use crate::providers::{tag, Tags};
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 use std::time::Duration;
 
 pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "db.preflight",
         summary: "find the live (blue) instance; check health, versions, idle app jobs and the backup location",
-        inputs: &[
-            InputSpec { name: "database", ty: ValueType::String, required: true, doc: "database name in the environment" },
-            InputSpec { name: "instance", ty: ValueType::String, required: false, doc: "blue's instance id (default: found by tags)" },
-            InputSpec { name: "target_version", ty: ValueType::String, required: false, doc: "version green will run (default: the database's `version`)" },
-            InputSpec { name: "wait_for_jobs", ty: ValueType::Bool, required: false, doc: "wait while DCO/MTQ run (default true)" },
-        ],
+        inputs: PreflightInputs::INPUTS,
         outputs: OutputSpec::Fixed(&["instance_id", "bolt_uri", "version", "target_version", "engine", "queries_planned", "image"]),
         changes: "",
         compensation: None,
@@ -32,13 +26,13 @@ pub static KINDS: &[StepKind] = &[
     },
 ];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PreflightInputs {
-    database: String,
-    instance: Option<String>,
-    target_version: Option<String>,
-    wait_for_jobs: Option<bool>,
+step_inputs! {
+    struct PreflightInputs {
+        database: String = required String, "database name in the environment";
+        instance: Option<String> = optional String, "blue's instance id (default: found by tags)";
+        target_version: Option<String> = optional String, "version green will run (default: the database's `version`)";
+        wait_for_jobs: Option<bool> = optional Bool, "wait while DCO/MTQ run (default true)";
+    }
 }
 
 /// Whether the `target` version is older than `running` for dotted versions (`5.26.0`,

@@ -2,33 +2,19 @@
 //! green, proven by a Bolt login, then made current (the old one kept as previous).
 
 use super::db_access::{now_rfc3339, DbRef};
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::providers::SecretStage;
 use crate::try_step;
 use async_trait::async_trait;
 use secrecy::SecretString;
-use serde::Deserialize;
 
 pub static KINDS: &[StepKind] = &[StepKind {
     name: "secret.rotate",
     summary:
         "rotate the application password: pending → test a Bolt login on the instance → current",
-    inputs: &[
-        InputSpec {
-            name: "database",
-            ty: ValueType::String,
-            required: true,
-            doc: "database name in the environment",
-        },
-        InputSpec {
-            name: "instance",
-            ty: ValueType::String,
-            required: true,
-            doc: "the instance whose login is tested (green)",
-        },
-    ],
+    inputs: RotateInputs::INPUTS,
     outputs: OutputSpec::Fixed(&["version_id", "rotated_at", "secret"]),
     changes:
         "sets a new application password on the instance and makes it the secret's current version",
@@ -36,11 +22,11 @@ pub static KINDS: &[StepKind] = &[StepKind {
     build: || Box::new(Rotate),
 }];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RotateInputs {
-    database: String,
-    instance: String,
+step_inputs! {
+    struct RotateInputs {
+        database: String = required String, "database name in the environment";
+        instance: String = required String, "the instance whose login is tested (green)";
+    }
 }
 
 fn new_password() -> SecretString {

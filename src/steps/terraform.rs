@@ -10,55 +10,20 @@
 //! redacted). Each Terraform command is started and polled; its output goes to
 //! `<run dir>/terraform/<component>/terraform.log`.
 
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::providers::terraform::{self as tf, plan_json, Workdir};
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
-
-const MODULE: InputSpec = InputSpec {
-    name: "module",
-    ty: ValueType::String,
-    required: true,
-    doc: "the module directory (relative to where cutover runs), e.g. \"terraform/app\"",
-};
-const COMPONENT: InputSpec = InputSpec {
-    name: "component",
-    ty: ValueType::String,
-    required: true,
-    doc: "the component name; the workspace is <component>_<env>",
-};
 
 pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "terraform.plan",
         summary: "plan a Terraform module into a saved plan file and summarise it",
-        inputs: &[
-            MODULE,
-            COMPONENT,
-            InputSpec {
-                name: "vars",
-                ty: ValueType::Map,
-                required: false,
-                doc: "input variables (written to a 0600 var file in the run directory; never secrets)",
-            },
-            InputSpec {
-                name: "protect",
-                ty: ValueType::List,
-                required: false,
-                doc: "resource types or addresses never to destroy, besides the environment's [terraform] protect",
-            },
-            InputSpec {
-                name: "allow_destroy",
-                ty: ValueType::List,
-                required: false,
-                doc: "protected types or addresses this run may destroy or replace",
-            },
-        ],
+        inputs: PlanInputs::INPUTS,
         outputs: OutputSpec::Fixed(&[
             "workspace",
             "state_key",
@@ -81,22 +46,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "terraform.apply",
         summary: "apply exactly the plan file a terraform.plan step saved",
-        inputs: &[
-            MODULE,
-            COMPONENT,
-            InputSpec {
-                name: "plan_file",
-                ty: ValueType::String,
-                required: true,
-                doc: "the plan step's `plan_file` output",
-            },
-            InputSpec {
-                name: "plan_sha256",
-                ty: ValueType::String,
-                required: true,
-                doc: "the plan step's `plan_sha256` output: a changed plan file is refused",
-            },
-        ],
+        inputs: ApplyInputs::INPUTS,
         outputs: OutputSpec::Dynamic,
         changes: "applies the saved plan to the workspace <component>_<env> (creates, changes or destroys what \
                   the plan summary lists). Not undone automatically: a later failure leaves it applied; \
@@ -112,26 +62,23 @@ enum Mode {
     Apply,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlanInputs {
-    module: String,
-    component: String,
-    #[serde(default)]
-    vars: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    protect: Vec<String>,
-    #[serde(default)]
-    allow_destroy: Vec<String>,
+step_inputs! {
+    struct PlanInputs {
+        module: String = required String, "the module directory (relative to where cutover runs), e.g. \"terraform/app\"";
+        component: String = required String, "the component name; the workspace is <component>_<env>";
+        vars: serde_json::Map<String, serde_json::Value> = optional Map, "input variables (written to a 0600 var file in the run directory; never secrets)";
+        protect: Vec<String> = optional List, "resource types or addresses never to destroy, besides the environment's [terraform] protect";
+        allow_destroy: Vec<String> = optional List, "protected types or addresses this run may destroy or replace";
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplyInputs {
-    module: String,
-    component: String,
-    plan_file: String,
-    plan_sha256: String,
+step_inputs! {
+    struct ApplyInputs {
+        module: String = required String, "the module directory (relative to where cutover runs), e.g. \"terraform/app\"";
+        component: String = required String, "the component name; the workspace is <component>_<env>";
+        plan_file: String = required String, "the plan step's `plan_file` output";
+        plan_sha256: String = required String, "the plan step's `plan_sha256` output: a changed plan file is refused";
+    }
 }
 
 /// One Terraform command of the sequence.

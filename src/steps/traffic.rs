@@ -16,47 +16,46 @@
 //! outputs (`from`, `to`, `fingerprints`) are what that rollback reads from the journal.
 
 use super::db_access::{current_secret, now_rfc3339, DbRef};
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::providers::traffic::{ConnectionNames, SwitchRecord, TrafficValues};
 use crate::try_step;
 use async_trait::async_trait;
 use secrecy::SecretString;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub static KINDS: &[StepKind] = &[StepKind {
-    name: "traffic.switch",
-    summary: "point the application at green (all listed databases at once)",
-    inputs: &[
-        InputSpec { name: "databases", ty: ValueType::Map, required: true, doc: "database name → green instance id" },
-        InputSpec {
-            name: "fingerprints",
-            ty: ValueType::Map,
-            required: false,
-            doc: "database name → frozen blue's fingerprint; switching back is refused once green differs",
-        },
-        InputSpec {
-            name: "from",
-            ty: ValueType::Map,
-            required: false,
-            doc: "database name → the instance the application used before (blue), recorded for `cutover rollback`",
-        },
-    ],
-    outputs: OutputSpec::Fixed(&["switched_at", "version_id", "record", "target", "from", "to", "fingerprints"]),
-    changes: "changes where the application connects",
-    compensation: Some("switches back to blue if green has taken no write; otherwise stops for attention"),
-    build: || Box::new(Switch),
-}, StepKind {
-    name: "traffic.verify",
-    summary: "check that the application uses the listed instances now (a stale rollback stops here)",
-    inputs: &[InputSpec { name: "databases", ty: ValueType::Map, required: true, doc: "database name → the instance the application must be using" }],
-    outputs: OutputSpec::Fixed(&["target"]),
-    changes: "",
-    compensation: None,
-    build: || Box::new(Verify),
-}];
+pub static KINDS: &[StepKind] = &[
+    StepKind {
+        name: "traffic.switch",
+        summary: "point the application at green (all listed databases at once)",
+        inputs: SwitchInputs::INPUTS,
+        outputs: OutputSpec::Fixed(&[
+            "switched_at",
+            "version_id",
+            "record",
+            "target",
+            "from",
+            "to",
+            "fingerprints",
+        ]),
+        changes: "changes where the application connects",
+        compensation: Some(
+            "switches back to blue if green has taken no write; otherwise stops for attention",
+        ),
+        build: || Box::new(Switch),
+    },
+    StepKind {
+        name: "traffic.verify",
+        summary:
+            "check that the application uses the listed instances now (a stale rollback stops here)",
+        inputs: VerifyInputs::INPUTS,
+        outputs: OutputSpec::Fixed(&["target"]),
+        changes: "",
+        compensation: None,
+        build: || Box::new(Verify),
+    },
+];
 
 /// The names under which the application reads `database`'s settings.
 fn names_for(ctx: &StepContext, database: &str) -> ConnectionNames {
@@ -93,10 +92,10 @@ fn recorded_switch(ctx: &StepContext, outputs: Option<&Outputs>) -> Option<Switc
         })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyInputs {
-    databases: BTreeMap<String, String>,
+step_inputs! {
+    struct VerifyInputs {
+        databases: BTreeMap<String, String> = required Map, "database name → the instance the application must be using";
+    }
 }
 
 /// `traffic.verify`: the application's connection for every listed database points at
@@ -138,14 +137,12 @@ impl Step for Verify {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SwitchInputs {
-    databases: BTreeMap<String, String>,
-    #[serde(default)]
-    fingerprints: BTreeMap<String, String>,
-    #[serde(default)]
-    from: BTreeMap<String, String>,
+step_inputs! {
+    struct SwitchInputs {
+        databases: BTreeMap<String, String> = required Map, "database name → green instance id";
+        fingerprints: BTreeMap<String, String> = optional Map, "database name → frozen blue's fingerprint; switching back is refused once green differs";
+        from: BTreeMap<String, String> = optional Map, "database name → the instance the application used before (blue), recorded for `cutover rollback`";
+    }
 }
 
 struct Switch;

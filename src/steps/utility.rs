@@ -1,12 +1,11 @@
 //! Utility step kinds: `util.wait`, `util.assert`, `util.shell`. They let runbooks (and
 //! tests) exercise the engine without any database.
 
-use super::kind::{InputSpec, OutputSpec, StepKind, ValueType};
+use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
 use crate::try_step;
 use async_trait::async_trait;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,12 +14,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "util.wait",
         summary: "wait for a fixed duration",
-        inputs: &[InputSpec {
-            name: "duration",
-            ty: ValueType::Duration,
-            required: true,
-            doc: "how long, e.g. \"30s\"",
-        }],
+        inputs: WaitInputs::INPUTS,
         outputs: OutputSpec::Fixed(&[]),
         changes: "",
         compensation: None,
@@ -29,20 +23,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "util.assert",
         summary: "fail unless a condition over params and outputs holds",
-        inputs: &[
-            InputSpec {
-                name: "that",
-                ty: ValueType::Condition,
-                required: true,
-                doc: "e.g. \"steps.count.outputs.n == 3\"",
-            },
-            InputSpec {
-                name: "message",
-                ty: ValueType::String,
-                required: false,
-                doc: "what it means when it fails",
-            },
-        ],
+        inputs: AssertInputs::INPUTS,
         outputs: OutputSpec::Fixed(&[]),
         changes: "",
         compensation: None,
@@ -51,32 +32,7 @@ pub static KINDS: &[StepKind] = &[
     StepKind {
         name: "util.shell",
         summary: "run a bash script on this machine",
-        inputs: &[
-            InputSpec {
-                name: "run",
-                ty: ValueType::String,
-                required: true,
-                doc: "the script (bash, set -euo pipefail)",
-            },
-            InputSpec {
-                name: "creates",
-                ty: ValueType::String,
-                required: false,
-                doc: "a path the script creates: skip if it exists, and re-check on resume",
-            },
-            InputSpec {
-                name: "workdir",
-                ty: ValueType::String,
-                required: false,
-                doc: "working directory (default: the run directory)",
-            },
-            InputSpec {
-                name: "env",
-                ty: ValueType::Map,
-                required: false,
-                doc: "extra environment variables (never secrets)",
-            },
-        ],
+        inputs: ShellInputs::INPUTS,
         outputs: OutputSpec::Dynamic,
         changes: "runs a local script",
         compensation: None,
@@ -88,10 +44,10 @@ struct Wait {
     until: Option<tokio::time::Instant>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WaitInputs {
-    duration: String,
+step_inputs! {
+    struct WaitInputs {
+        duration: String = required Duration, "how long, e.g. \"30s\"";
+    }
 }
 
 #[async_trait]
@@ -115,11 +71,11 @@ impl Step for Wait {
 
 struct Assert;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AssertInputs {
-    that: bool,
-    message: Option<String>,
+step_inputs! {
+    struct AssertInputs {
+        that: bool = required Condition, "e.g. \"steps.count.outputs.n == 3\"";
+        message: Option<String> = optional String, "what it means when it fails";
+    }
 }
 
 #[async_trait]
@@ -151,14 +107,13 @@ struct Shell {
     child: Option<tokio::process::Child>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShellInputs {
-    run: String,
-    creates: Option<String>,
-    workdir: Option<String>,
-    #[serde(default)]
-    env: BTreeMap<String, serde_json::Value>,
+step_inputs! {
+    struct ShellInputs {
+        run: String = required String, "the script (bash, set -euo pipefail)";
+        creates: Option<String> = optional String, "a path the script creates: skip if it exists, and re-check on resume";
+        workdir: Option<String> = optional String, "working directory (default: the run directory)";
+        env: BTreeMap<String, serde_json::Value> = optional Map, "extra environment variables (never secrets)";
+    }
 }
 
 impl Shell {
