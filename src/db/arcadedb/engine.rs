@@ -270,7 +270,7 @@ trait Describe {
 
 impl Describe for reqwest::Error {
     fn describe(&self) -> String {
-        super::server::without_url(self)
+        super::http::without_url(self)
     }
 }
 
