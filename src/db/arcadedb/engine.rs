@@ -158,12 +158,7 @@ impl ArcadeEngine {
         if status == 404 {
             return Ok((status, json));
         }
-        let detail = json
-            .get("detail")
-            .or_else(|| json.get("error"))
-            .and_then(|d| d.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| text.chars().take(300).collect());
+        let detail = super::http::error_detail(&json, &text);
         let message = format!("{what} failed with HTTP {status}: {detail}");
         Err(match status {
             401 | 403 => Failure::permanent(message)

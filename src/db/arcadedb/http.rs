@@ -161,12 +161,7 @@ impl ArcadeHttp {
         if status.is_success() {
             return Ok(json.get("result").cloned().unwrap_or(json));
         }
-        let detail = json
-            .get("detail")
-            .or_else(|| json.get("error"))
-            .and_then(|d| d.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| text.chars().take(300).collect());
+        let detail = error_detail(&json, &text);
         let failure = format!("{what} failed with HTTP {}: {detail}", status.as_u16());
         Err(match status.as_u16() {
             403 | 401 => Failure::permanent(failure)
@@ -175,6 +170,16 @@ impl ArcadeHttp {
             _ => Failure::permanent(failure),
         })
     }
+}
+
+/// What an ArcadeDB error answer says: its `detail` (or `error`), else the start of the
+/// body.
+pub(crate) fn error_detail(json: &serde_json::Value, body: &str) -> String {
+    json.get("detail")
+        .or_else(|| json.get("error"))
+        .and_then(|d| d.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| body.chars().take(300).collect())
 }
 
 /// The error and its sources, without the request URL (it may carry a database name the
