@@ -324,7 +324,11 @@ async fn dispatch_simple(command: Command) -> u8 {
             output,
         } => {
             let stop = install_signal_handlers();
-            let options = run::ResumeOptions { force, runbook };
+            let options = run::ResumeOptions {
+                force,
+                runbook,
+                reporter: Some(reporter()),
+            };
             let result = run::resume(
                 RunId::new(run_id),
                 &env,
@@ -346,6 +350,7 @@ async fn dispatch_simple(command: Command) -> u8 {
                 RunId::new(run_id),
                 &env,
                 runbook,
+                Some(reporter()),
                 progress_for(output),
                 stop,
             )
@@ -508,12 +513,31 @@ async fn run_command(
     let stop = install_signal_handlers();
     let options = RunOptions {
         sets: args.sets.clone(),
+        reporter: Some(reporter()),
         run_id: run_id.map(RunId::new),
         take_over_lease,
         rollback_of: None,
     };
     let result = run::start(plan, options, progress_for(args.output), stop.clone()).await;
     report_and_chain(result, &args.env, args.output, stop).await
+}
+
+/// The report layer, as the engine writes a run's report when a session ends.
+#[derive(Debug)]
+struct ReportWriter;
+
+impl run::RunReporter for ReportWriter {
+    fn write(
+        &self,
+        run_dir: &std::path::Path,
+        records: &[cutover::engine::journal::Record],
+    ) -> Result<std::path::PathBuf, cutover::failure::Failure> {
+        cutover::report::write_reports(run_dir, records).map(|paths| paths.markdown)
+    }
+}
+
+fn reporter() -> std::sync::Arc<dyn run::RunReporter> {
+    std::sync::Arc::new(ReportWriter)
 }
 
 /// Reports a run; when its bake failed after green took writes, starts its rollback
@@ -537,7 +561,15 @@ async fn report_and_chain(
     if output == OutputFormat::Human {
         println!("run {undone}: the bake failed after green took writes; rolling back (`cutover rollback {undone}`)");
     }
-    let rollback = rollback::start(undone, env, None, progress_for(output), stop).await;
+    let rollback = rollback::start(
+        undone,
+        env,
+        None,
+        Some(reporter()),
+        progress_for(output),
+        stop,
+    )
+    .await;
     let chained = rollback::chained_exit_code(&rollback);
     report_run(rollback, output);
     chained

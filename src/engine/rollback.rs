@@ -221,6 +221,7 @@ pub async fn start(
     of: RunId,
     environment: &str,
     runbook: Option<PathBuf>,
+    reporter: Option<std::sync::Arc<dyn run::RunReporter>>,
     progress: ProgressHandle,
     stop: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunError> {
@@ -236,6 +237,7 @@ pub async fn start(
         .map_err(|p| RunError::Invalid(Box::new(p)))?;
     let options = RunOptions {
         sets,
+        reporter,
         run_id: None,
         take_over_lease: false,
         rollback_of: Some(of),

@@ -103,12 +103,25 @@ impl RunSummary {
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub sets: Vec<(String, String)>,
+    /// Writes the run's report when a session ends (the report layer, handed in by the
+    /// caller); `None` writes none.
+    pub reporter: Option<Arc<dyn RunReporter>>,
     /// Use this run id instead of a generated one (must be new).
     pub run_id: Option<RunId>,
     pub take_over_lease: bool,
     /// This run is a rollback of that run: it is linked to it both ways in the journals,
     /// and may take over its lease (see [`TakeOver::RollbackOf`]).
     pub rollback_of: Option<RunId>,
+}
+
+/// Writes a run's report from its journal. The engine calls it when a session ends and
+/// when a rollback links the run it undoes; the report layer implements it, so the
+/// engine does not depend on it.
+pub trait RunReporter: Send + Sync + std::fmt::Debug {
+    /// Writes the report of the run whose directory is `run_dir` from its journal
+    /// `records`; returns the main (Markdown) file.
+    fn write(&self, run_dir: &Path, records: &[super::journal::Record])
+        -> Result<PathBuf, Failure>;
 }
 
 pub fn runs_dir(state_dir: &Path) -> PathBuf {
@@ -259,7 +272,15 @@ pub async fn start(
                 run_id: of.clone(),
                 outcome: None,
             })?;
-            link_undone_run(&env.state_dir, &backend, of, &run_id, None).await?;
+            link_undone_run(
+                &env.state_dir,
+                &backend,
+                options.reporter.as_deref(),
+                of,
+                &run_id,
+                None,
+            )
+            .await?;
         }
         session(
             plan,
@@ -267,6 +288,7 @@ pub async fn start(
             journal,
             &RunView::default(),
             &backend,
+            options.reporter.as_deref(),
             progress,
             stop,
         )
@@ -299,6 +321,7 @@ async fn session(
     journal: Journal,
     prior: &RunView,
     backend: &Backend,
+    reporter: Option<&dyn RunReporter>,
     progress: ProgressHandle,
     stop: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunError> {
@@ -348,22 +371,31 @@ async fn session(
     let (records, _) = super::journal::read_records(&journal_file)?;
     let view = replay(&records);
     if let (SessionEnd::Finished(outcome, _), Some(of)) = (&end, view.rollback_of()) {
-        link_undone_run(&env.state_dir, backend, of, &run_id, Some(*outcome)).await?;
+        link_undone_run(
+            &env.state_dir,
+            backend,
+            reporter,
+            of,
+            &run_id,
+            Some(*outcome),
+        )
+        .await?;
     }
     let bake_failed = executor.plan.steps.iter().any(|s| {
         s.kind.name == "health.bake"
             && view.steps.get(&s.id).map(|v| v.status) == Some(super::state::StepStatus::Failed)
     });
     // A report that cannot be written does not change what the run did; say so.
-    let report = match crate::report::write_reports(&dir, &records) {
-        Ok(paths) => Some(paths.markdown),
-        Err(f) => {
+    let report = match reporter.map(|r| r.write(&dir, &records)) {
+        Some(Ok(markdown)) => Some(markdown),
+        Some(Err(f)) => {
             executor.progress.report(ProgressEvent::Note {
                 step: None,
                 message: format!("the report was not written: {}", f.message),
             });
             None
         }
+        None => None,
     };
     Ok(RunSummary {
         run_id,
@@ -381,6 +413,7 @@ async fn session(
 async fn link_undone_run(
     state_dir: &Path,
     backend: &Backend,
+    reporter: Option<&dyn RunReporter>,
     undone: &RunId,
     rollback: &RunId,
     outcome: Option<Outcome>,
@@ -399,7 +432,8 @@ async fn link_undone_run(
     let (records, _) = super::journal::read_records(&path)?;
     // The journal holds the link either way; a report that cannot be rewritten is shown
     // again by `cutover report`.
-    if let Err(f) = crate::report::write_reports(&run_dir(state_dir, undone), &records) {
+    let rewritten = reporter.map(|r| r.write(&run_dir(state_dir, undone), &records));
+    if let Some(Err(f)) = rewritten {
         tracing::warn!(run_id = %undone, error = %f, "the report of the rolled-back run was not rewritten");
     }
     Ok(())
@@ -440,6 +474,8 @@ pub fn list_runs(state_dir: &Path) -> Vec<RunId> {
 pub struct ResumeOptions {
     /// Resume even though the plan changed (recorded in the journal).
     pub force: bool,
+    /// As [`RunOptions::reporter`].
+    pub reporter: Option<Arc<dyn RunReporter>>,
     /// The runbook's path on this machine, when it is not where the run started (a run
     /// resumed on another machine). The plan must still hash the same unless `force`.
     pub runbook: Option<PathBuf>,
@@ -533,6 +569,7 @@ pub async fn resume(
             journal,
             &prior,
             &backend,
+            options.reporter.as_deref(),
             progress,
             stop,
         )
