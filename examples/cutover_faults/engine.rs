@@ -138,12 +138,17 @@ impl DatabaseEngine for FaultyEngine {
     ) -> Result<(), Failure> {
         self.inner.set_user_password(db, user, password).await
     }
-    async fn prepare_instance(
+    async fn start_prepare_instance(
         &self,
         instance: &Instance,
         admin_secret: &SecretName,
-    ) -> Result<(), Failure> {
-        self.inner.prepare_instance(instance, admin_secret).await
+    ) -> Result<DbOperation, Failure> {
+        self.inner
+            .start_prepare_instance(instance, admin_secret)
+            .await
+    }
+    async fn poll_prepare_instance(&self, op: &mut DbOperation) -> OpPoll<()> {
+        self.inner.poll_prepare_instance(op).await
     }
     fn bolt_target(&self, db: &DbHandle, user: &str, password: SecretString) -> BoltTarget {
         let password = match self.fault {

@@ -225,17 +225,41 @@ pub trait DatabaseEngine: Send + Sync {
         user: &str,
         password: &SecretString,
     ) -> Result<(), Failure>;
-    /// Makes a freshly provisioned instance serve, with the administrator's password held
-    /// in `admin_secret`. Neo4j sets the initial password before the first start (the
-    /// instance reads the secret itself) and starts the service. Idempotent; the caller
-    /// proves the result by logging in ([`DatabaseEngine::health`]). The default does
-    /// nothing, for engines whose instances come up serving (ArcadeDB locally).
-    async fn prepare_instance(
+    /// Starts making a freshly provisioned instance serve, with the administrator's
+    /// password held in `admin_secret`: Neo4j sets the initial password before the first
+    /// start (a script on the instance reads the secret itself) and starts the service.
+    /// Returns at once; poll with [`DatabaseEngine::poll_prepare_instance`] and journal the
+    /// operation, so a resumed run polls the same script. Idempotent; the caller proves
+    /// the result by logging in. The default has nothing to run, for engines whose
+    /// instances come up serving (ArcadeDB locally).
+    async fn start_prepare_instance(
         &self,
         _instance: &Instance,
         _admin_secret: &crate::ids::SecretName,
+    ) -> Result<DbOperation, Failure> {
+        Ok(DbOperation {
+            operation: "prepare-instance".into(),
+            command: None,
+            state: serde_json::Value::Null,
+        })
+    }
+    /// Looks at a started preparation once (never waits). One without a command is done.
+    async fn poll_prepare_instance(&self, _op: &mut DbOperation) -> OpPoll<()> {
+        OpPoll::Done(())
+    }
+    /// [`DatabaseEngine::start_prepare_instance`], then polls until it ends, waiting on
+    /// tokio's timer: for set-up outside a run (a step polls instead).
+    async fn prepare_instance(
+        &self,
+        instance: &Instance,
+        admin_secret: &crate::ids::SecretName,
     ) -> Result<(), Failure> {
-        Ok(())
+        let op = self.start_prepare_instance(instance, admin_secret).await?;
+        drive(op, |mut op| async move {
+            let status = self.poll_prepare_instance(&mut op).await;
+            (op, status)
+        })
+        .await
     }
     /// How the application (and integrity checks) reach `db` over Bolt as `user`.
     fn bolt_target(&self, db: &DbHandle, user: &str, password: SecretString) -> BoltTarget;

@@ -6,7 +6,7 @@ use super::db_access::{
 };
 use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
-use crate::db::EngineKind;
+use crate::db::{DbOperation, EngineKind, OpPoll};
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::{InstanceId, SecretName};
 use crate::providers::{tag, Instance, ProvisionRequest, Readiness, Tags};
@@ -169,14 +169,46 @@ impl Step for Provision {
                 if let Some(secret) = try_step!(admin_secret_setting(ctx, &def)) {
                     if !ctx.checkpoint_flag("prepared") {
                         let engine = try_step!(engine_for(ctx, &def));
-                        try_step!(ctx.record_intent(
-                            "db.prepare_instance",
-                            serde_json::json!({ "instance_id": id, "admin_secret": secret.as_str() })
-                        ));
-                        try_step!(engine.prepare_instance(&instance, &secret).await);
-                        try_step!(ctx.save_checkpoint(
-                            serde_json::json!({ "instance_id": id, "prepared": true })
-                        ));
+                        // Started once (journaled), then polled: a resumed run polls the
+                        // script a crashed one sent.
+                        let journaled = ctx
+                            .checkpoint()
+                            .and_then(|c| c.get("preparing").cloned())
+                            .and_then(|op| serde_json::from_value::<DbOperation>(op).ok());
+                        let mut op = match journaled {
+                            Some(op) => op,
+                            None => {
+                                try_step!(ctx.record_intent(
+                                    "db.prepare_instance",
+                                    serde_json::json!({ "instance_id": id, "admin_secret": secret.as_str() })
+                                ));
+                                let op = try_step!(
+                                    engine.start_prepare_instance(&instance, &secret).await
+                                );
+                                try_step!(ctx.save_checkpoint(
+                                    serde_json::json!({ "instance_id": id, "preparing": op })
+                                ));
+                                op
+                            }
+                        };
+                        match engine.poll_prepare_instance(&mut op).await {
+                            OpPoll::Running { after, what } => {
+                                try_step!(ctx.save_checkpoint(
+                                    serde_json::json!({ "instance_id": id, "preparing": op })
+                                ));
+                                return Decision::wait(after, what);
+                            }
+                            OpPoll::Failed(f) => {
+                                // Spent: a retry of the step sends a new script.
+                                try_step!(
+                                    ctx.save_checkpoint(serde_json::json!({ "instance_id": id }))
+                                );
+                                return Decision::Fail(f);
+                            }
+                            OpPoll::Done(()) => try_step!(ctx.save_checkpoint(
+                                serde_json::json!({ "instance_id": id, "prepared": true })
+                            )),
+                        }
                     }
                     // Serving means the server answers a query with the administrator's
                     // password from the secret (on Neo4j this also proves the initial

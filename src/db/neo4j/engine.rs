@@ -26,12 +26,12 @@
 //! serialisable so a resumed run polls the same command. See docs/engine.md.
 //!
 //! Passwords never travel in a script: the initial password is read from Secrets
-//! Manager by the script itself ([`Neo4jEngine::set_initial_password`]); user
+//! Manager by the script itself (`DatabaseEngine::start_prepare_instance`); user
 //! passwords go over Bolt as parameters.
 
 use super::bolt_admin::{BoltAdmin, Neo4jBolt};
 use super::cypher::{self, Access};
-use super::script_runner::{poll_script, run_script, start_script, ScriptPoll, ScriptRun};
+use super::script_runner::{poll_script, start_script, ScriptPoll, ScriptRun};
 use super::scripts::{self, Attempt, ChainArtifact};
 use super::settings::{BackupMethod, Neo4jSettings};
 use super::version::{check_restore_compatible, Edition, Neo4jVersion, ServerInfo};
@@ -39,7 +39,7 @@ use crate::db::bolt::BoltTarget;
 use crate::db::engine::{drive, BackupArtifact, DatabaseEngine, DbHandle, DbOperation, OpPoll};
 use crate::db::EngineKind;
 use crate::failure::{ErrorClass, Failure};
-use crate::ids::{InstanceId, ObjectKey, SecretName};
+use crate::ids::{ObjectKey, SecretName};
 use crate::providers::{Exec, ExecHandle, ExecResult, ObjectInfo, ObjectStore, Script};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
@@ -433,38 +433,6 @@ impl Neo4jEngine {
             sha256: Some(sha),
             last_modified: head.last_modified,
         })
-    }
-
-    /// Sets the built-in `neo4j` user's initial password on a new instance, before Neo4j
-    /// first starts: the script reads it from Secrets Manager (`admin_secret`, stage
-    /// AWSCURRENT, JSON key `admin_secret_key` when set). The password is never in
-    /// anything cutover sends.
-    pub async fn set_initial_password(
-        &self,
-        instance: &InstanceId,
-        admin_secret: &SecretName,
-    ) -> Result<(), Failure> {
-        let attempt = Self::attempt("neo4j-initial-password", self.settings.command_timeout);
-        let script = scripts::set_initial_password(
-            admin_secret.as_str(),
-            "AWSCURRENT",
-            self.settings.admin_secret_key.as_deref(),
-            &attempt,
-        )?;
-        let result = run_script(self.exec.as_ref(), instance, &script, &self.settings.poll).await?;
-        match result.outputs.get("password_set").map(String::as_str) {
-            Some("true") => Ok(()),
-            // Neo4j already had users (a retry after success): the caller's login proves
-            // it holds this secret's password, or fails saying it does not.
-            Some("already") => {
-                tracing::info!(instance = %instance, "neo4j already had its initial password; the login check decides");
-                Ok(())
-            }
-            _ => Err(Failure::permanent(format!(
-                "script {} on {instance} finished without reporting password_set",
-                script.name
-            ))),
-        }
     }
 }
 
@@ -862,12 +830,70 @@ impl DatabaseEngine for Neo4jEngine {
         Ok(())
     }
 
-    async fn prepare_instance(
+    /// Sends the script that sets the built-in `neo4j` user's initial password before Neo4j
+    /// first starts, and starts it: the script reads the password from Secrets Manager
+    /// (`admin_secret`, stage AWSCURRENT, JSON key `admin_secret_key` when set), so it is
+    /// never in anything cutover sends.
+    async fn start_prepare_instance(
         &self,
         instance: &crate::providers::Instance,
         admin_secret: &SecretName,
-    ) -> Result<(), Failure> {
-        self.set_initial_password(&instance.id, admin_secret).await
+    ) -> Result<DbOperation, Failure> {
+        let attempt = Self::attempt("neo4j-initial-password", self.settings.command_timeout);
+        let script = scripts::set_initial_password(
+            admin_secret.as_str(),
+            "AWSCURRENT",
+            self.settings.admin_secret_key.as_deref(),
+            &attempt,
+        )?;
+        let (handle, run) = start_script(self.exec.as_ref(), &instance.id, &script).await?;
+        Ok(DbOperation {
+            operation: "neo4j-initial-password".into(),
+            command: Some(handle),
+            state: serde_json::json!({ "script": run }),
+        })
+    }
+
+    async fn poll_prepare_instance(&self, op: &mut DbOperation) -> OpPoll<()> {
+        let Some(handle) = op.command.clone() else {
+            return OpPoll::Done(());
+        };
+        let mut run: ScriptRun = match serde_json::from_value(op.state["script"].clone()) {
+            Ok(run) => run,
+            Err(e) => {
+                return OpPoll::Failed(Failure::permanent(format!(
+                    "the journaled {} operation cannot be read: {e}",
+                    op.operation
+                )))
+            }
+        };
+        let policy = &self.settings.poll;
+        let late = run.past_deadline(policy, chrono::Utc::now().timestamp_millis());
+        let polled = poll_script(self.exec.as_ref(), &handle, &mut run, policy, late).await;
+        op.state = serde_json::json!({ "script": run });
+        let instance = &handle.instance;
+        match polled {
+            ScriptPoll::Running(after) => OpPoll::Running {
+                after,
+                what: format!("setting the initial password on {instance} and starting Neo4j"),
+            },
+            ScriptPoll::Failed(f) => OpPoll::Failed(f),
+            ScriptPoll::Succeeded(result) => {
+                match result.outputs.get("password_set").map(String::as_str) {
+                    Some("true") => OpPoll::Done(()),
+                    // Neo4j already had users (a retry after success): the caller's login
+                    // proves it holds this secret's password, or fails saying it does not.
+                    Some("already") => {
+                        tracing::info!(instance = %instance, "neo4j already had its initial password; the login check decides");
+                        OpPoll::Done(())
+                    }
+                    _ => OpPoll::Failed(Failure::permanent(format!(
+                        "script {} on {instance} finished without reporting password_set",
+                        run.name
+                    ))),
+                }
+            }
+        }
     }
 
     fn bolt_target(&self, db: &DbHandle, user: &str, password: SecretString) -> BoltTarget {

@@ -748,7 +748,7 @@ async fn no_secret_appears_in_any_script_or_statement_text() {
     let a = e.backup(&db, store.as_ref(), &key).await.unwrap();
     e.restore(&db, store.as_ref(), &a).await.unwrap();
     e.set_user_password(&db, "cutover_app", &pw).await.unwrap();
-    e.set_initial_password(&db.instance.id, &SecretName::new("prod/ledger/admin"))
+    e.prepare_instance(&db.instance, &SecretName::new("prod/ledger/admin"))
         .await
         .unwrap();
     e.unfreeze(&db).await.unwrap();
@@ -960,4 +960,37 @@ async fn a_community_freeze_is_started_and_polled_until_the_restarted_server_ser
         OpPoll::Done(())
     );
     assert_eq!(exec.started().len(), 1, "polls never send a command");
+}
+
+#[tokio::test(start_paused = true)]
+async fn preparing_an_instance_is_started_once_and_polled_from_its_journaled_operation() {
+    let exec = FakeExec::with(vec![
+        Reply::Running,
+        ok(vec![("password_set", "true".to_owned())]),
+    ]);
+    let bolt = StandInBolt::new("5.26.3", Edition::Community);
+    let e = engine(&exec, &bolt, settings(Edition::Community));
+    let db = handle();
+    let secret = SecretName::new("prod/ledger/admin");
+    let op = e.start_prepare_instance(&db.instance, &secret).await.unwrap();
+    assert_eq!(exec.started().len(), 1, "start sends the script and returns");
+    // What a step journals, read back as a resumed run would.
+    let mut op: DbOperation =
+        serde_json::from_value(serde_json::to_value(&op).unwrap()).unwrap();
+    assert!(matches!(
+        e.poll_prepare_instance(&mut op).await,
+        OpPoll::Running { .. }
+    ));
+    assert_eq!(e.poll_prepare_instance(&mut op).await, OpPoll::Done(()));
+    assert_eq!(exec.started().len(), 1, "polling never sends it again");
+    assert_eq!(exec.started()[0].env["NEO4J_SECRET_ID"], "prod/ledger/admin");
+
+    // A script that ends without saying it set the password is a failure, not success.
+    let silent = FakeExec::with(vec![ok(vec![])]);
+    let e = engine(&silent, &bolt, settings(Edition::Community));
+    let mut op = e.start_prepare_instance(&db.instance, &secret).await.unwrap();
+    let OpPoll::Failed(f) = e.poll_prepare_instance(&mut op).await else {
+        panic!("a silent script passed");
+    };
+    assert!(f.message.contains("password_set"), "{f}");
 }

@@ -13,11 +13,10 @@
 //!   the failure says the outcome is unknown and what to check.
 //! - Past the deadline the command is cancelled and the outcome is unknown, too.
 //!
-//! Two ways to drive a script: [`start_script`] + [`poll_script`] look once and return
-//! (steps journal the [`ExecHandle`] and the [`ScriptRun`] and return `Wait`, so a resumed
-//! run polls the same command instead of sending it again); [`run_script`] waits for the
-//! end with tokio's timer (callers outside the executor; tests run it on paused time).
-//! Both decide every poll the same way.
+//! Every script is driven by [`start_script`] + [`poll_script`], which look once and
+//! return: the engine's operations journal the [`ExecHandle`] and the [`ScriptRun`] and
+//! the steps return `Wait`, so a resumed run polls the same command instead of sending it
+//! again. (The tests drive the same two with a loop on paused time, `run_script`.)
 
 use crate::failure::{ErrorClass, Failure};
 use crate::ids::InstanceId;
@@ -233,7 +232,9 @@ pub async fn poll_script(
 }
 
 /// Runs `script` on `instance` and returns its result when it exited 0, waiting with
-/// tokio's timer. See the module documentation for every other outcome.
+/// tokio's timer: the tests' driver of [`start_script`] + [`poll_script`]. See the module
+/// documentation for every other outcome.
+#[cfg(test)]
 pub async fn run_script(
     exec: &dyn Exec,
     instance: &InstanceId,
