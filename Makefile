@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint lint-build unit unit-linted workflows terraform-check bench bench-digest bench-engine demo rehearse-aws failures-neo4j
+.PHONY: help setup test fmt fmt-check lint lint-build lib-alone unit unit-linted workflows terraform-check bench bench-digest bench-engine demo rehearse-aws failures-neo4j
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
@@ -53,6 +53,13 @@ lint-build:
 	@[ -n "$(HAVE_CLIPPY)" ] || $(call missing,clippy,rustup component add clippy)
 	@$(LINTED) $(CARGO) test --quiet --no-run --all-targets
 
+# The library (and its unit tests) without the `cli` feature: clap, indicatif and
+# tracing-subscriber are then absent, so any use of them below src/cli fails to compile.
+# Reuses the test build's dependencies; only cutover itself is compiled again.
+lib-alone:
+	@echo "== the library without the command line (cargo test --lib --no-default-features --no-run)"
+	@$(LINTED) $(CARGO) test --quiet --lib --no-default-features --no-run
+
 unit-linted:
 	@echo "== cargo test"
 	@$(LINTED) $(CARGO) test --quiet
@@ -79,7 +86,7 @@ test:
 	@mkdir -p .tools; failed=0; \
 	echo "== setup (scripts/setup.sh) runs while the code compiles; its output follows the build"; \
 	scripts/setup.sh >.tools/setup.log 2>&1 & setup=$$!; \
-	$(MAKE) --no-print-directory -k fmt-check lint-build || failed=1; \
+	$(MAKE) --no-print-directory -k fmt-check lint-build lib-alone || failed=1; \
 	if wait $$setup; then cat .tools/setup.log; else cat .tools/setup.log; echo "== setup FAILED" >&2; failed=1; fi; \
 	$(MAKE) --no-print-directory -k workflows terraform-check unit-linted || failed=1; \
 	if [ $$failed -ne 0 ]; then echo "== make test FAILED: see the gates above" >&2; exit 1; fi
