@@ -972,23 +972,35 @@ async fn preparing_an_instance_is_started_once_and_polled_from_its_journaled_ope
     let e = engine(&exec, &bolt, settings(Edition::Community));
     let db = handle();
     let secret = SecretName::new("prod/ledger/admin");
-    let op = e.start_prepare_instance(&db.instance, &secret).await.unwrap();
-    assert_eq!(exec.started().len(), 1, "start sends the script and returns");
+    let op = e
+        .start_prepare_instance(&db.instance, &secret)
+        .await
+        .unwrap();
+    assert_eq!(
+        exec.started().len(),
+        1,
+        "start sends the script and returns"
+    );
     // What a step journals, read back as a resumed run would.
-    let mut op: DbOperation =
-        serde_json::from_value(serde_json::to_value(&op).unwrap()).unwrap();
+    let mut op: DbOperation = serde_json::from_value(serde_json::to_value(&op).unwrap()).unwrap();
     assert!(matches!(
         e.poll_prepare_instance(&mut op).await,
         OpPoll::Running { .. }
     ));
     assert_eq!(e.poll_prepare_instance(&mut op).await, OpPoll::Done(()));
     assert_eq!(exec.started().len(), 1, "polling never sends it again");
-    assert_eq!(exec.started()[0].env["NEO4J_SECRET_ID"], "prod/ledger/admin");
+    assert_eq!(
+        exec.started()[0].env["NEO4J_SECRET_ID"],
+        "prod/ledger/admin"
+    );
 
     // A script that ends without saying it set the password is a failure, not success.
     let silent = FakeExec::with(vec![ok(vec![])]);
     let e = engine(&silent, &bolt, settings(Edition::Community));
-    let mut op = e.start_prepare_instance(&db.instance, &secret).await.unwrap();
+    let mut op = e
+        .start_prepare_instance(&db.instance, &secret)
+        .await
+        .unwrap();
     let OpPoll::Failed(f) = e.poll_prepare_instance(&mut op).await else {
         panic!("a silent script passed");
     };
