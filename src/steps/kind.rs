@@ -108,7 +108,7 @@ impl std::fmt::Debug for StepKind {
 /// input the struct does not have is refused (`deny_unknown_fields`). So what the plan
 /// accepts and what the step reads cannot drift apart.
 ///
-/// ```ignore
+/// ```text
 /// step_inputs! {
 ///     struct WaitInputs {
 ///         duration: String = required Duration, "how long, e.g. \"30s\"";
