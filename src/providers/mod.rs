@@ -1,6 +1,8 @@
-//! The four services a provider gives the steps: compute, exec, object store and secret
-//! store. Each is a small trait so the same steps run on the `local` provider (processes,
-//! directories, files) and on `aws` (EC2, SSM, S3, Secrets Manager).
+//! What a provider gives the steps ([`ProviderSet`]: compute, exec, object store, secret
+//! store, the traffic target and the application's service) and the engine
+//! ([`EnvironmentProvider`], with its [`run_store::RunStore`]: lease and journal mirror).
+//! Each is a small trait so the same steps run on the `local` provider (processes,
+//! directories, files) and on `aws` (EC2, SSM, S3, Secrets Manager, ECS).
 //!
 //! Every method returns a classified [`Failure`] so the engine knows whether retrying can
 //! help. Methods that create things take an idempotency token and must adopt what an
