@@ -19,7 +19,7 @@ use super::db_access::{current_secret, now_rfc3339, DbRef};
 use super::kind::{step_inputs, OutputSpec, StepKind};
 use super::{Decision, Outputs, Step, StepContext};
 use crate::failure::Failure;
-use crate::providers::traffic::{ConnectionNames, SwitchRecord, TrafficValues};
+use crate::providers::traffic::{ConnectionNames, SwitchReceipt, TrafficValues};
 use crate::try_step;
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -33,7 +33,7 @@ pub static KINDS: &[StepKind] = &[
         outputs: OutputSpec::Fixed(&[
             "switched_at",
             "version_id",
-            "record",
+            "receipt",
             "target",
             "from",
             "to",
@@ -74,18 +74,18 @@ pub async fn app_url(ctx: &StepContext, database: &str) -> Result<Option<String>
     Ok(now.get(&url_name).map(str::to_owned))
 }
 
-/// What the switch recorded: its record, in its outputs when it finished, else in its
-/// checkpoint. A journal from before records existed has only `version_id` (a secret
-/// version), which is the secret target's whole record.
-fn recorded_switch(ctx: &StepContext, outputs: Option<&Outputs>) -> Option<SwitchRecord> {
+/// What the switch handed back: its receipt, in its outputs when it finished, else in
+/// its checkpoint. A journal from before receipts existed has only `version_id` (a
+/// secret version), which is the secret target's whole receipt.
+fn recorded_switch(ctx: &StepContext, outputs: Option<&Outputs>) -> Option<SwitchReceipt> {
     let from = |v: Option<&serde_json::Value>| {
-        v.and_then(|r| serde_json::from_value::<SwitchRecord>(r.clone()).ok())
+        v.and_then(|r| serde_json::from_value::<SwitchReceipt>(r.clone()).ok())
     };
-    from(outputs.and_then(|o| o.get("record")))
-        .or_else(|| from(ctx.checkpoint().as_ref().and_then(|c| c.get("record"))))
+    from(outputs.and_then(|o| o.get("receipt")))
+        .or_else(|| from(ctx.checkpoint().as_ref().and_then(|c| c.get("receipt"))))
         .or_else(|| {
             ctx.recorded_str(outputs, "version_id")
-                .map(|version| SwitchRecord {
+                .map(|version| SwitchReceipt {
                     version,
                     detail: Default::default(),
                 })
@@ -108,16 +108,25 @@ struct Verify;
 impl Step for Verify {
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: VerifyInputs = try_step!(ctx.inputs());
-        let target = try_step!(ctx.providers()).traffic.clone();
+        let target = &try_step!(ctx.providers()).traffic;
+        // One read of the target for every database (an ECS target describes the service
+        // and its task definition per read).
+        let url_names: BTreeMap<&String, String> = inputs
+            .databases
+            .keys()
+            .map(|database| (database, names_for(ctx, database).url))
+            .collect();
+        let wanted: Vec<String> = url_names.values().cloned().collect();
+        let now = try_step!(target.current(&wanted).await);
         let mut elsewhere = Vec::new();
         for (database, instance) in &inputs.databases {
             let db = try_step!(DbRef::open(ctx, database, instance).await);
             let expected = db.bolt_uri();
-            match try_step!(app_url(ctx, database).await) {
+            match now.get(&url_names[database]) {
                 Some(url) if url == expected => {}
                 other => elsewhere.push(format!(
                     "{database} uses {}, not {instance} ({expected})",
-                    other.as_deref().unwrap_or("nothing")
+                    other.unwrap_or("nothing")
                 )),
             }
         }
@@ -155,8 +164,8 @@ impl Step for Switch {
     /// on aws), it is restarted once (checkpointed) and polled the same way.
     async fn advance(&mut self, ctx: &StepContext) -> Decision {
         let inputs: SwitchInputs = try_step!(ctx.inputs());
-        let providers = try_step!(ctx.providers()).clone();
-        let target = providers.traffic.clone();
+        let providers = try_step!(ctx.providers());
+        let target = &providers.traffic;
         let restarted = ctx.checkpoint_flag("restarted");
         let record = match recorded_switch(ctx, None) {
             Some(record) => record,
@@ -183,24 +192,21 @@ impl Step for Switch {
                     serde_json::json!({ "target": target.describe(), "databases": inputs.databases })
                 ));
                 let record = try_step!(target.switch_to(&values, &ctx.idempotency_token).await);
-                try_step!(ctx.save_checkpoint(
-                    serde_json::json!({ "record": record, "version_id": record.version })
-                ));
+                try_step!(ctx.save_checkpoint(serde_json::json!({ "receipt": record })));
                 record
             }
         };
         let rolling = if target.restarts_application() {
             Some((target.describe(), target.settled().await))
-        } else if let Some(app) = providers.app.clone() {
+        } else if let Some(app) = &providers.app {
             if !restarted {
                 try_step!(ctx.record_intent(
                     "traffic.restart_app",
                     serde_json::json!({ "service": app.describe(), "version_id": record.version })
                 ));
                 try_step!(app.restart().await);
-                try_step!(ctx.save_checkpoint(serde_json::json!({
-                    "record": record, "version_id": record.version, "restarted": true
-                })));
+                try_step!(ctx
+                    .save_checkpoint(serde_json::json!({ "receipt": record, "restarted": true })));
                 ctx.note(format!(
                     "{} restarting so it reads the new settings",
                     app.describe()
@@ -221,7 +227,7 @@ impl Step for Switch {
         let mut out = Outputs::new();
         out.insert("switched_at".into(), now_rfc3339().into());
         out.insert("version_id".into(), record.version.clone().into());
-        out.insert("record".into(), serde_json::json!(record));
+        out.insert("receipt".into(), serde_json::json!(record));
         out.insert("target".into(), target.describe().into());
         // What `cutover rollback` needs to move back: where the app was, where it is now,
         // and what green held at the switch (frozen blue's content).
@@ -236,8 +242,8 @@ impl Step for Switch {
 
     async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
         let inputs: SwitchInputs = try_step!(ctx.inputs());
-        let providers = try_step!(ctx.providers()).clone();
-        let target = providers.traffic.clone();
+        let providers = try_step!(ctx.providers());
+        let target = &providers.traffic;
         let Some(record) = recorded_switch(ctx, outputs) else {
             // Never switched (or the switch left no trace): nothing to undo.
             return Decision::done();
@@ -282,7 +288,7 @@ impl Step for Switch {
         // The application reads the restored settings only when it restarts (a task
         // definition target restarted it by switching back). Green is frozen above, so
         // tasks still on it cannot write while the restart rolls.
-        if let (false, Some(app)) = (target.restarts_application(), providers.app.clone()) {
+        if let (false, Some(app)) = (target.restarts_application(), &providers.app) {
             try_step!(ctx.record_intent(
                 "traffic.restart_app",
                 serde_json::json!({ "service": app.describe(), "switched_back": record.version })

@@ -10,7 +10,7 @@
 //! - `parameters` (aws, [`crate::providers::aws::SsmParametersTarget`]): one SSM
 //!   parameter per setting.
 //!
-//! Every switch is idempotent on its token and returns a [`SwitchRecord`] of what it
+//! Every switch is idempotent on its token and returns a [`SwitchReceipt`] of what it
 //! replaced, by reference only (a version, a task definition): the record is journaled,
 //! so it never holds a value, and `switch_back` restores exactly what it names.
 
@@ -88,7 +88,7 @@ impl fmt::Debug for TrafficValues {
 /// previous task definition, each parameter's previous version). Journaled as the
 /// step's output, so it **never holds a value**: a password stays in the target.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SwitchRecord {
+pub struct SwitchReceipt {
     pub version: String,
     #[serde(default)]
     pub detail: BTreeMap<String, String>,
@@ -102,10 +102,13 @@ pub trait TrafficTarget: Send + Sync {
     async fn current(&self, names: &[String]) -> Result<TrafficValues, Failure>;
     /// Points the application at `values` (only these names change). Idempotent on
     /// `token`: a retry after success returns the first attempt's record.
-    async fn switch_to(&self, values: &TrafficValues, token: &str)
-        -> Result<SwitchRecord, Failure>;
+    async fn switch_to(
+        &self,
+        values: &TrafficValues,
+        token: &str,
+    ) -> Result<SwitchReceipt, Failure>;
     /// Restores what `record` names if the switch is still in effect; idempotent.
-    async fn switch_back(&self, record: &SwitchRecord, token: &str) -> Result<(), Failure>;
+    async fn switch_back(&self, record: &SwitchReceipt, token: &str) -> Result<(), Failure>;
     /// Whether the application reads what the last switch wrote. Polled; never waits.
     /// `Ready` at once for targets the application re-reads only when restarted.
     async fn settled(&self) -> Result<Readiness, Failure>;
@@ -130,7 +133,7 @@ mod tests {
 
     #[test]
     fn a_record_from_an_older_journal_without_detail_reads() {
-        let r: SwitchRecord =
+        let r: SwitchReceipt =
             serde_json::from_value(serde_json::json!({ "version": "v2" })).unwrap();
         assert_eq!(r.version, "v2");
         assert!(r.detail.is_empty());

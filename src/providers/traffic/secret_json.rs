@@ -3,7 +3,7 @@
 //! `ledgerspacepass`, …), in whatever secret store the provider has: a directory locally,
 //! Secrets Manager on aws.
 
-use super::{SwitchRecord, TrafficTarget, TrafficValues};
+use super::{SwitchReceipt, TrafficTarget, TrafficValues};
 use crate::failure::Failure;
 use crate::ids::SecretName;
 use crate::providers::{Readiness, SecretStage, SecretStore};
@@ -68,7 +68,7 @@ impl TrafficTarget for SecretJsonTarget {
         &self,
         values: &TrafficValues,
         token: &str,
-    ) -> Result<SwitchRecord, Failure> {
+    ) -> Result<SwitchReceipt, Failure> {
         let mut doc = self.document().await?;
         for (name, value) in values.plain() {
             doc.insert(name, value.into());
@@ -79,13 +79,13 @@ impl TrafficTarget for SecretJsonTarget {
             .put_pending(&self.secret, &value, token)
             .await?;
         self.secrets.promote(&self.secret, &version).await?;
-        Ok(SwitchRecord {
+        Ok(SwitchReceipt {
             version,
             detail: Default::default(),
         })
     }
 
-    async fn switch_back(&self, record: &SwitchRecord, _token: &str) -> Result<(), Failure> {
+    async fn switch_back(&self, record: &SwitchReceipt, _token: &str) -> Result<(), Failure> {
         let versions = self.secrets.versions(&self.secret).await?;
         let ours_current = versions
             .iter()

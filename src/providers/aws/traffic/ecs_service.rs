@@ -1,7 +1,7 @@
 //! [`EcsServiceTarget`]: environment variables of an ECS service's task definition,
 //! replaced by name, a new revision registered and the service updated.
 
-use super::{SwitchRecord, TrafficTarget, TrafficValues};
+use super::{SwitchReceipt, TrafficTarget, TrafficValues};
 use crate::failure::Failure;
 use crate::providers::aws::errors::{classify, Effect};
 use crate::providers::Readiness;
@@ -265,11 +265,11 @@ impl TrafficTarget for EcsServiceTarget {
         &self,
         values: &TrafficValues,
         token: &str,
-    ) -> Result<SwitchRecord, Failure> {
+    ) -> Result<SwitchReceipt, Failure> {
         let svc = self.service().await?;
         let current_arn = svc.task_definition().unwrap_or_default().to_owned();
         let (td, tags) = self.task_definition(&current_arn).await?;
-        let record = |version: String, previous: String| SwitchRecord {
+        let record = |version: String, previous: String| SwitchReceipt {
             version,
             detail: BTreeMap::from([("previous_task_definition".to_owned(), previous)]),
         };
@@ -292,7 +292,7 @@ impl TrafficTarget for EcsServiceTarget {
     /// Rolls the service back onto the exact revision it ran before the switch, only
     /// while it still runs the switch's revision: a revision deployed since (a new app
     /// release) is never replaced by an old one; that is refused for attention.
-    async fn switch_back(&self, record: &SwitchRecord, _token: &str) -> Result<(), Failure> {
+    async fn switch_back(&self, record: &SwitchReceipt, _token: &str) -> Result<(), Failure> {
         let previous = record
             .detail
             .get("previous_task_definition")

@@ -11,6 +11,6 @@
 mod ecs_service;
 mod ssm_parameter;
 
-pub use crate::providers::traffic::{SwitchRecord, TrafficTarget, TrafficValues};
+pub use crate::providers::traffic::{SwitchReceipt, TrafficTarget, TrafficValues};
 pub use ecs_service::{replace_env_by_name, EcsServiceTarget, PREVIOUS_TD_TAG, SWITCH_TOKEN_TAG};
 pub use ssm_parameter::SsmParametersTarget;

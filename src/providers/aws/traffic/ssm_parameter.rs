@@ -1,7 +1,7 @@
 //! [`SsmParametersTarget`]: one SSM parameter per setting (`/credex/prod/ledger/bolt-url`,
 //! …), the password ones SecureStrings.
 
-use super::{SwitchRecord, TrafficTarget, TrafficValues};
+use super::{SwitchReceipt, TrafficTarget, TrafficValues};
 use crate::failure::Failure;
 use crate::providers::aws::errors::{classify, Effect};
 use crate::providers::Readiness;
@@ -130,7 +130,7 @@ impl TrafficTarget for SsmParametersTarget {
         &self,
         values: &TrafficValues,
         token: &str,
-    ) -> Result<SwitchRecord, Failure> {
+    ) -> Result<SwitchReceipt, Failure> {
         let mut detail = BTreeMap::new();
         for (name, new) in values.plain() {
             let previous = match self.get(&name).await? {
@@ -155,13 +155,13 @@ impl TrafficTarget for SsmParametersTarget {
             };
             detail.insert(name, previous);
         }
-        Ok(SwitchRecord {
+        Ok(SwitchReceipt {
             version: token.to_owned(),
             detail,
         })
     }
 
-    async fn switch_back(&self, record: &SwitchRecord, _token: &str) -> Result<(), Failure> {
+    async fn switch_back(&self, record: &SwitchReceipt, _token: &str) -> Result<(), Failure> {
         for (name, version) in &record.detail {
             let now = self.get(name).await?;
             if version == ABSENT {
