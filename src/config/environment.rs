@@ -392,64 +392,39 @@ fn read_traffic_section(
         );
         false
     };
-    if let Some(keys) = t.get("keys") {
-        match keys.as_table_like() {
-            Some(k) => {
-                for (database, item) in k.iter() {
-                    let Some(prefix) = r.string(k, database, false, "[traffic.keys]", None) else {
-                        continue;
-                    };
-                    if known_database(r, "keys", database, item.span()) {
-                        config
-                            .key_prefixes
-                            .insert(database.to_owned(), prefix.value);
-                    }
-                }
+    let keys_hint = "write [traffic.keys] with one `database = \"prefix\"` per database";
+    if let Some(k) = r.sub_table(t, "keys", "`keys` in [traffic]", keys_hint) {
+        for (database, item) in k.iter() {
+            let Some(prefix) = r.string(k, database, false, "[traffic.keys]", None) else {
+                continue;
+            };
+            if known_database(r, "keys", database, item.span()) {
+                config
+                    .key_prefixes
+                    .insert(database.to_owned(), prefix.value);
             }
-            None => r.problem_with_hint(
-                keys.span(),
-                format!(
-                    "`keys` in [traffic] must be a table, found {}",
-                    type_name(keys)
-                ),
-                "write [traffic.keys] with one `database = \"prefix\"` per database",
-            ),
         }
     }
-    if let Some(names) = t.get("names") {
-        match names.as_table_like() {
-            Some(n) => {
-                for (database, item) in n.iter() {
-                    if !known_database(r, "names", database, item.span()) {
-                        continue;
-                    }
-                    let context = format!("[traffic.names.{database}]");
-                    let Some(one) = item.as_table_like() else {
-                        r.problem_with_hint(
-                            item.span(),
-                            format!("{context} must be a table, found {}", type_name(item)),
-                            "write url = …, user = …, password = … (any of them)",
-                        );
-                        continue;
-                    };
-                    r.check_keys(one, &["url", "user", "password"], &context);
-                    let mut get = |key| r.string(one, key, false, &context, None).map(|v| v.value);
-                    let overrides = NameOverrides {
-                        url: get("url"),
-                        user: get("user"),
-                        password: get("password"),
-                    };
-                    config.names.insert(database.to_owned(), overrides);
-                }
+    let names_hint = "write one [traffic.names.DATABASE] table per database whose names differ";
+    if let Some(n) = r.sub_table(t, "names", "`names` in [traffic]", names_hint) {
+        for (database, item) in n.iter() {
+            if !known_database(r, "names", database, item.span()) {
+                continue;
             }
-            None => r.problem_with_hint(
-                names.span(),
-                format!(
-                    "`names` in [traffic] must be a table, found {}",
-                    type_name(names)
-                ),
-                "write one [traffic.names.DATABASE] table per database whose names differ",
-            ),
+            let what = format!("`{database}` in [traffic.names]");
+            let one_hint = "write url = …, user = …, password = … (any of them)";
+            let Some(one) = r.sub_table(n, database, &what, one_hint) else {
+                continue;
+            };
+            let context = format!("[traffic.names.{database}]");
+            r.check_keys(one, &["url", "user", "password"], &context);
+            let mut get = |key| r.string(one, key, false, &context, None).map(|v| v.value);
+            let overrides = NameOverrides {
+                url: get("url"),
+                user: get("user"),
+                password: get("password"),
+            };
+            config.names.insert(database.to_owned(), overrides);
         }
     }
     let cluster = r.string(t, "ecs_cluster", false, context, None);

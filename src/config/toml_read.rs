@@ -88,6 +88,27 @@ impl<'s> TomlReader<'s> {
             .or_else(|| table.get(name).and_then(Item::span))
     }
 
+    /// The table at `name` in `table`, if there is one; records a problem ("`what` must be
+    /// a table, found …", with `hint`) when the value there is something else.
+    pub fn sub_table<'t>(
+        &mut self,
+        table: &'t dyn TableLike,
+        name: &str,
+        what: &str,
+        hint: &str,
+    ) -> Option<&'t dyn TableLike> {
+        let item = table.get(name)?;
+        let found = item.as_table_like();
+        if found.is_none() {
+            self.problem_with_hint(
+                item.span(),
+                format!("{what} must be a table, found {}", type_name(item)),
+                hint,
+            );
+        }
+        found
+    }
+
     /// A string value; records a problem when it is missing (and required) or not a string.
     pub fn string(
         &mut self,
