@@ -9,7 +9,6 @@ use crate::failure::Failure;
 use crate::providers::aws::config::AwsEnvironment;
 use crate::providers::aws::iam::{self, Capability, IamScope, PolicyDocument, TrafficScope};
 use crate::providers::traffic::TrafficKind;
-use crate::providers::EcsService;
 use crate::steps::aws_needs::aws_capabilities;
 use std::collections::BTreeSet;
 
@@ -79,18 +78,16 @@ pub fn policy(
 
 /// What a switch of `environment` writes: the secret (the one named, else the default
 /// name, which a switch without `[traffic] secret` writes too), the ECS service's task
-/// definition, or every database's three parameters.
-fn traffic_scope(environment: &Environment) -> TrafficScope {
+/// definition, or every database's three parameters. `None` when it names nothing a
+/// switch could write (the load refuses `ecs-environment` without its service).
+fn traffic_scope(environment: &Environment) -> Option<TrafficScope> {
     let traffic = &environment.traffic;
-    match traffic.kind {
+    Some(match traffic.kind {
         TrafficKind::Secret => {
             TrafficScope::Secret(traffic.secret_name(&environment.name).as_str().to_owned())
         }
         TrafficKind::EcsEnvironment => {
-            let s = traffic.app_service.clone().unwrap_or(EcsService {
-                cluster: String::new(),
-                service: String::new(),
-            });
+            let s = traffic.app_service.clone()?;
             TrafficScope::TaskDefinition(s.cluster, s.service)
         }
         TrafficKind::Parameters => TrafficScope::Parameters(
@@ -103,7 +100,7 @@ fn traffic_scope(environment: &Environment) -> TrafficScope {
                 })
                 .collect(),
         ),
-    }
+    })
 }
 
 /// The IAM scope of `environment` (an `aws` one, whose `[aws]` is `aws`), with `account`
@@ -119,7 +116,7 @@ fn scope_of(environment: &Environment, aws: &AwsEnvironment, account: Option<&st
         kms_key_id: aws.settings.kms_key_id.clone(),
         admin_secrets: BTreeSet::new(),
         app_secrets: BTreeSet::new(),
-        traffic: Some(traffic_scope(environment)),
+        traffic: traffic_scope(environment),
         app_service: environment
             .traffic
             .app_service

@@ -466,18 +466,26 @@ pub fn statements(capability: Capability, scope: &IamScope) -> Vec<Statement> {
                     &["ecs:DescribeServices", "ecs:UpdateService"],
                     vec![scope.arn("ecs", &format!("service/{cluster}/{service}"))],
                 ),
-                // ECS does not scope reading and registering task definitions by
-                // resource; the revision's tags are scoped to task definitions.
+                // DescribeTaskDefinition has no resource type in ECS's authorization
+                // reference; RegisterTaskDefinition is granted on `*` as AWS's ECS
+                // examples do (not checked against the current reference).
                 allow(
                     "SwitchTrafficReadAndRegisterTaskDefinitions",
                     &["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"],
                     vec!["*".to_owned()],
                 ),
-                allow(
-                    "SwitchTrafficTagTaskDefinitions",
-                    &["ecs:TagResource"],
-                    vec![scope.arn("ecs", "task-definition/*")],
-                ),
+                // The new revision's tags, on creation only (tag-on-create needs
+                // TagResource): never tagging an existing resource.
+                Statement {
+                    condition: Some(serde_json::json!({
+                        "StringEquals": { "ecs:CreateAction": "RegisterTaskDefinition" }
+                    })),
+                    ..allow(
+                        "SwitchTrafficTagNewTaskDefinitions",
+                        &["ecs:TagResource"],
+                        vec![scope.arn("ecs", "task-definition/*")],
+                    )
+                },
                 // A new revision keeps the task and execution roles of the old one.
                 Statement {
                     condition: Some(serde_json::json!({
