@@ -23,8 +23,6 @@ pub struct Backend {
     provider: Box<dyn EnvironmentProvider>,
     /// The lease and (aws) the journal mirror.
     pub runs: Arc<dyn RunStore>,
-    /// `runs.mirror()`, kept.
-    pub mirror: Option<Arc<dyn JournalMirror>>,
 }
 
 impl Backend {
@@ -45,11 +43,12 @@ impl Backend {
             ),
         };
         let runs = provider.run_store();
-        Ok(Self {
-            mirror: runs.mirror(),
-            runs,
-            provider,
-        })
+        Ok(Self { runs, provider })
+    }
+
+    /// The journal mirror, where runs resume on other machines.
+    pub fn mirror(&self) -> Option<Arc<dyn JournalMirror>> {
+        self.runs.mirror()
     }
 
     /// The environment's compute, for work outside a run (`gc`).
@@ -70,7 +69,7 @@ impl Backend {
         run_id: &RunId,
         path: &Path,
     ) -> Result<Option<Reconciled>, Failure> {
-        match &self.mirror {
+        match self.mirror() {
             Some(m) => m.reconcile(run_id, path).await.map(Some),
             None => Ok(None),
         }
@@ -87,7 +86,7 @@ impl Backend {
 
     /// Fetches every mirrored run's journal (see [`Backend::fetch_run`]).
     pub async fn fetch_runs(&self, state_dir: &Path) -> Result<(), Failure> {
-        let Some(mirror) = &self.mirror else {
+        let Some(mirror) = self.mirror() else {
             return Ok(());
         };
         for run_id in mirror.runs().await? {

@@ -230,7 +230,7 @@ pub async fn start(
         (None, false) => TakeOver::Never,
     };
     let backend = Backend::open(&env).await?;
-    if let Some(mirror) = &backend.mirror {
+    if let Some(mirror) = backend.mirror() {
         if mirror.exists(&run_id).await? {
             return Err(RunError::NotResumable(format!(
                 "run {run_id} already exists in {}; resume it with `cutover resume {run_id}`",
@@ -330,7 +330,7 @@ async fn session(
     let journal_file = journal.path().to_path_buf();
     let providers = Some(backend.providers(&run_id)?);
     let mut journal = journal;
-    let mirror = backend.mirror.clone().map(|m| {
+    let mirror = backend.mirror().map(|m| {
         let appended = Arc::new(tokio::sync::Notify::new());
         journal.notify_on_append(appended.clone());
         MirrorKeeper::start(m, run_id.clone(), journal_file.clone(), appended)
@@ -426,7 +426,7 @@ async fn link_undone_run(
         outcome,
     })?;
     drop(journal);
-    if let Some(mirror) = &backend.mirror {
+    if let Some(mirror) = backend.mirror() {
         mirror.upload(undone, &path).await?;
     }
     let (records, _) = super::journal::read_records(&path)?;
