@@ -167,48 +167,8 @@ impl Step for Provision {
                     .or_else(|| self.instance.clone())
                     .expect("instance known");
                 if let Some(secret) = try_step!(admin_secret_setting(ctx, &def)) {
-                    if !ctx.checkpoint_flag("prepared") {
-                        let engine = try_step!(engine_for(ctx, &def));
-                        // Started once (journaled), then polled: a resumed run polls the
-                        // script a crashed one sent.
-                        let journaled = ctx
-                            .checkpoint()
-                            .and_then(|c| c.get("preparing").cloned())
-                            .and_then(|op| serde_json::from_value::<DbOperation>(op).ok());
-                        let mut op = match journaled {
-                            Some(op) => op,
-                            None => {
-                                try_step!(ctx.record_intent(
-                                    "db.prepare_instance",
-                                    serde_json::json!({ "instance_id": id, "admin_secret": secret.as_str() })
-                                ));
-                                let op = try_step!(
-                                    engine.start_prepare_instance(&instance, &secret).await
-                                );
-                                try_step!(ctx.save_checkpoint(
-                                    serde_json::json!({ "instance_id": id, "preparing": op })
-                                ));
-                                op
-                            }
-                        };
-                        match engine.poll_prepare_instance(&mut op).await {
-                            OpPoll::Running { after, what } => {
-                                try_step!(ctx.save_checkpoint(
-                                    serde_json::json!({ "instance_id": id, "preparing": op })
-                                ));
-                                return Decision::wait(after, what);
-                            }
-                            OpPoll::Failed(f) => {
-                                // Spent: a retry of the step sends a new script.
-                                try_step!(
-                                    ctx.save_checkpoint(serde_json::json!({ "instance_id": id }))
-                                );
-                                return Decision::Fail(f);
-                            }
-                            OpPoll::Done(()) => try_step!(ctx.save_checkpoint(
-                                serde_json::json!({ "instance_id": id, "prepared": true })
-                            )),
-                        }
+                    if let Some(wait) = try_step!(prepare(ctx, &def, &instance, &secret).await) {
+                        return wait;
                     }
                     // Serving means the server answers a query with the administrator's
                     // password from the secret (on Neo4j this also proves the initial
@@ -287,6 +247,57 @@ impl Step for Provision {
             ctx.note(format!("terminated instance {id}"));
         }
         Decision::done()
+    }
+}
+
+/// Prepares a new `instance` (on Neo4j: its initial password, then the start) as a
+/// journaled operation: intent, start (saved in the checkpoint under `preparing`, so a
+/// resumed run polls the script a crashed one sent), polls. `Some(decision)` while it
+/// runs (wait) or when it failed (the step's retry sends a new script); `None` once the
+/// instance is prepared (checkpointed `prepared`, so it is never sent again).
+async fn prepare(
+    ctx: &StepContext,
+    def: &crate::config::environment::DatabaseDef,
+    instance: &Instance,
+    secret: &SecretName,
+) -> Result<Option<Decision>, Failure> {
+    if ctx.checkpoint_flag("prepared") {
+        return Ok(None);
+    }
+    let id = &instance.id;
+    let engine = engine_for(ctx, def)?;
+    let journaled = ctx
+        .checkpoint()
+        .and_then(|c| c.get("preparing").cloned())
+        .and_then(|op| serde_json::from_value::<DbOperation>(op).ok());
+    let mut op = match journaled {
+        Some(op) => op,
+        None => {
+            ctx.record_intent(
+                "db.prepare_instance",
+                serde_json::json!({ "instance_id": id, "admin_secret": secret.as_str() }),
+            )?;
+            let op = engine.start_prepare_instance(instance, secret).await?;
+            ctx.save_checkpoint(serde_json::json!({ "instance_id": id, "preparing": op }))?;
+            op
+        }
+    };
+    let before = op.clone();
+    match engine.poll_prepare_instance(&mut op).await {
+        OpPoll::Running { after, what } => {
+            if op != before {
+                ctx.save_checkpoint(serde_json::json!({ "instance_id": id, "preparing": op }))?;
+            }
+            Ok(Some(Decision::wait(after, what)))
+        }
+        OpPoll::Failed(f) => {
+            ctx.save_checkpoint(serde_json::json!({ "instance_id": id }))?;
+            Ok(Some(Decision::Fail(f)))
+        }
+        OpPoll::Done(()) => {
+            ctx.save_checkpoint(serde_json::json!({ "instance_id": id, "prepared": true }))?;
+            Ok(None)
+        }
     }
 }
 

@@ -336,35 +336,29 @@ impl Step for Backup {
             if changed {
                 try_step!(save_state(ctx, &st));
             }
-            let frozen = match db.engine.is_frozen(&db.handle).await {
-                Ok(frozen) => frozen,
-                Err(f) => {
-                    return after_start_error(
-                        ctx,
-                        &mut st,
-                        |st| &mut st.starting,
-                        in_flight,
-                        f,
-                        "backup",
-                    )
+            // Whether blue refuses writes, the intent, the start: a failure of either
+            // call is handled as a failed start.
+            let started = match db.engine.is_frozen(&db.handle).await {
+                Ok(frozen) => {
+                    let taken_at = now_rfc3339();
+                    try_step!(ctx.record_intent(
+                        "db.backup",
+                        serde_json::json!({ "artifact": artifact_key, "frozen": frozen, "attempt": attempt })
+                    ));
+                    db.engine
+                        .start_backup(
+                            &db.handle,
+                            providers.objects.as_ref(),
+                            &artifact_key,
+                            &attempt,
+                        )
+                        .await
+                        .map(|op| (frozen, taken_at, op))
                 }
+                Err(f) => Err(f),
             };
-            let taken_at = now_rfc3339();
-            try_step!(ctx.record_intent(
-                "db.backup",
-                serde_json::json!({ "artifact": artifact_key, "frozen": frozen, "attempt": attempt })
-            ));
-            let started = db
-                .engine
-                .start_backup(
-                    &db.handle,
-                    providers.objects.as_ref(),
-                    &artifact_key,
-                    &attempt,
-                )
-                .await;
-            let op = match started {
-                Ok(op) => op,
+            let (frozen, taken_at, op) = match started {
+                Ok(started) => started,
                 Err(f) => {
                     return after_start_error(
                         ctx,
