@@ -230,13 +230,18 @@ async fn blue_green_on_aws_against_the_rig_succeeds_under_a_live_writer() {
     }
     assert!(environment.contains(&("NEO_4J_LEDGER_SPACE_BOLT_URL".to_owned(), green.clone())));
     assert_ne!(green, blue, "the application moved to green");
-    let secret = clients
+    let versions = clients
         .secrets
-        .get_secret_value()
+        .list_secret_version_ids()
         .secret_id("neo4j_rehearsal_secrets")
         .send()
-        .await;
-    assert!(secret.is_err(), "the JSON secret got a value: {secret:?}");
+        .await
+        .unwrap();
+    assert!(
+        versions.versions().is_empty(),
+        "the JSON secret got a value: {:?}",
+        versions.versions()
+    );
 }
 
 /// The environment entries of the container the rehearsal's ECS service runs now.
