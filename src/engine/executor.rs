@@ -22,8 +22,8 @@
 //! - An interruption (first Ctrl-C) lets running polls finish, journals the state and
 //!   ends the session; `resume` continues where it stopped.
 
-use super::journal::{Event, Journal, Outcome};
-use super::state::{CompensationStatus, RunView, StepStatus};
+use super::journal::{read_records, Event, Journal, Outcome};
+use super::state::{replay, CompensationStatus, RunView, StepStatus};
 use super::unconfirmed::{Unconfirmed, RECHECK_EVERY};
 use super::undo_order::undo_waits;
 use crate::config::expr::{resolve_value, Condition, Ref};
@@ -77,7 +77,22 @@ fn journal_event_unsynced(journal: &SharedJournal, event: Event) -> Result<(), F
         .map(|_| ())
 }
 
-struct JournalRecorder(SharedJournal);
+/// Journals a step's intents and checkpoints. A compensation's checkpoints are
+/// [`Event::CompensationCheckpoint`]s, so they never replace what the forward step
+/// recorded.
+struct JournalRecorder {
+    journal: SharedJournal,
+    compensation: bool,
+}
+
+impl JournalRecorder {
+    fn forward(journal: &SharedJournal) -> Arc<Self> {
+        Arc::new(Self {
+            journal: journal.clone(),
+            compensation: false,
+        })
+    }
+}
 
 impl StepRecorder for JournalRecorder {
     fn intent(
@@ -88,7 +103,7 @@ impl StepRecorder for JournalRecorder {
         detail: serde_json::Value,
     ) -> Result<(), Failure> {
         journal_event(
-            &self.0,
+            &self.journal,
             Event::StepIntent {
                 step: step.clone(),
                 action: action.into(),
@@ -98,11 +113,13 @@ impl StepRecorder for JournalRecorder {
         )
     }
     fn checkpoint(&self, step: &StepId, state: serde_json::Value) -> Result<(), Failure> {
+        let step = step.clone();
         journal_event(
-            &self.0,
-            Event::StepCheckpoint {
-                step: step.clone(),
-                state,
+            &self.journal,
+            if self.compensation {
+                Event::CompensationCheckpoint { step, state }
+            } else {
+                Event::StepCheckpoint { step, state }
             },
         )
     }
@@ -195,15 +212,62 @@ impl Executor {
         inputs: Outputs,
         checkpoint: Option<serde_json::Value>,
     ) -> StepContext {
+        self.context_with(
+            step,
+            attempt,
+            inputs,
+            checkpoint,
+            JournalRecorder::forward(&self.journal),
+        )
+    }
+
+    /// A compensation's context: its own checkpoint `own` (from an earlier attempt or
+    /// session), the forward step's last checkpoint `forward`.
+    fn compensation_context(
+        &self,
+        step: &StepId,
+        attempt: u32,
+        inputs: Outputs,
+        own: Option<serde_json::Value>,
+        forward: Option<serde_json::Value>,
+    ) -> StepContext {
+        let recorder = Arc::new(JournalRecorder {
+            journal: self.journal.clone(),
+            compensation: true,
+        });
+        self.context_with(step, attempt, inputs, own, recorder)
+            .compensating(forward)
+    }
+
+    fn context_with(
+        &self,
+        step: &StepId,
+        attempt: u32,
+        inputs: Outputs,
+        checkpoint: Option<serde_json::Value>,
+        recorder: Arc<JournalRecorder>,
+    ) -> StepContext {
         StepContext::new(
             self.run_id.clone(),
             step.clone(),
             attempt,
             inputs,
             self.services.clone(),
-            Arc::new(JournalRecorder(self.journal.clone())),
+            recorder,
             checkpoint,
         )
+    }
+
+    /// The run as its journal tells it now, this session included: what every step
+    /// checkpointed, for the compensations.
+    fn journal_now(&self) -> Result<RunView, Failure> {
+        let path = self
+            .journal
+            .lock()
+            .expect("journal lock")
+            .path()
+            .to_path_buf();
+        Ok(replay(&read_records(&path)?.0))
     }
 
     fn journal(&self, event: Event) -> Result<(), Failure> {
@@ -636,6 +700,9 @@ impl Executor {
             .cloned()
             .collect();
         order.extend(completion_order.iter().rev().cloned());
+        // What each step checkpointed (this session too), and where each compensation an
+        // earlier session started got to.
+        let recorded = self.journal_now()?;
         // What still needs undoing, in that order; what an earlier session undid counts.
         let mut compensated = 0;
         let mut to_undo: Vec<&PlannedStep> = Vec::new();
@@ -688,8 +755,17 @@ impl Executor {
                     step: step_id.clone(),
                 });
                 let own = outputs.get(&step_id);
-                running
-                    .push(async move { (step_id, self.compensate_one(step, own, outputs).await) });
+                let view = recorded.steps.get(&step_id);
+                let checkpoints = Checkpoints {
+                    forward: view.and_then(|v| v.checkpoint.clone()),
+                    compensation: view.and_then(|v| v.compensation_checkpoint.clone()),
+                };
+                running.push(async move {
+                    (
+                        step_id,
+                        self.compensate_one(step, own, checkpoints, outputs).await,
+                    )
+                });
             }
             let Some((step_id, result)) = futures::StreamExt::next(&mut running).await else {
                 break;
@@ -748,33 +824,34 @@ impl Executor {
 
     /// Drives one compensation to completion within the step's retry policy. Bounded:
     /// at most `retry.attempts` attempts, each polled for at most the step's timeout
-    /// (10 minutes when none is set).
+    /// (10 minutes when none is set). Each attempt sees the forward step's last
+    /// checkpoint and continues from the compensation's own (an earlier attempt's or
+    /// session's), so a command it started is polled, not sent again.
     async fn compensate_one(
         &self,
         step: &PlannedStep,
         own: Option<&Outputs>,
+        checkpoints: Checkpoints,
         outputs: &HashMap<StepId, Outputs>,
     ) -> Result<(), Failure> {
         let limit = step.timeout.unwrap_or(Duration::from_secs(600));
         let mut last = Failure::permanent("no attempt made");
+        let mut undo_state = checkpoints.compensation;
         for attempt in 1..=step.retry.attempts.max(1) {
             let deadline = Instant::now() + limit;
-            let (mut instance, ctx) = match &step.compensate {
-                Some(c) => {
-                    let inputs = self.resolve_inputs(c.kind, &c.inputs, outputs)?;
-                    (
-                        (c.kind.build)(),
-                        self.context(&step.id, attempt, inputs, None),
-                    )
-                }
-                None => {
-                    let inputs = self.resolve_inputs(step.kind, &step.inputs, outputs)?;
-                    (
-                        (step.kind.build)(),
-                        self.context(&step.id, attempt, inputs, None),
-                    )
-                }
+            let (kind, inputs) = match &step.compensate {
+                Some(c) => (c.kind, &c.inputs),
+                None => (step.kind, &step.inputs),
             };
+            let inputs = self.resolve_inputs(kind, inputs, outputs)?;
+            let mut instance = (kind.build)();
+            let ctx = self.compensation_context(
+                &step.id,
+                attempt,
+                inputs,
+                undo_state.clone(),
+                checkpoints.forward.clone(),
+            );
             loop {
                 let decision = match &step.compensate {
                     Some(_) => instance.advance(&ctx).await,
@@ -795,6 +872,7 @@ impl Executor {
                     }
                 }
             }
+            undo_state = ctx.checkpoint();
             if last.class == ErrorClass::Permanent {
                 break;
             }
@@ -811,6 +889,14 @@ impl Executor {
             progress: self.progress.clone(),
         }
     }
+}
+
+/// What a step checkpointed, for its compensation.
+struct Checkpoints {
+    /// The forward step's last checkpoint.
+    forward: Option<serde_json::Value>,
+    /// Its compensation's last checkpoint (an earlier session's).
+    compensation: Option<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -843,7 +929,7 @@ impl StepTask {
             attempt,
             self.inputs.clone(),
             self.executor.services.clone(),
-            Arc::new(JournalRecorder(self.executor.journal.clone())),
+            JournalRecorder::forward(&self.executor.journal),
             checkpoint,
         )
     }

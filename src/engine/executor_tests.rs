@@ -729,3 +729,72 @@ async fn an_unconfirmed_effect_found_violated_or_never_confirmed_needs_attention
         );
     }
 }
+
+/// A step that checkpoints `{"made": "thing-1"}` and then fails; its compensation
+/// records what it was handed (`recorded:…`, `own:…`), checkpoints `{"undone": "half"}`
+/// and fails once (transient), then finishes.
+struct Remembers;
+
+#[async_trait]
+impl Step for Remembers {
+    async fn advance(&mut self, ctx: &StepContext) -> Decision {
+        ctx.save_checkpoint(serde_json::json!({ "made": "thing-1" }))
+            .unwrap();
+        Decision::Fail(Failure::permanent("failed after making thing-1"))
+    }
+
+    async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
+        let recorded = ctx.recorded_str(outputs, "made").unwrap_or_default();
+        let own = ctx.checkpoint_str("undone").unwrap_or_default();
+        record(ctx, &format!("recorded={recorded},own={own}"));
+        if own.is_empty() {
+            ctx.update_checkpoint("undone", "half".into()).unwrap();
+            return Decision::Fail(Failure::transient("undo interrupted halfway"));
+        }
+        Decision::done()
+    }
+}
+
+static REMEMBERS: StepKind = StepKind {
+    name: "test.remembers",
+    summary: "checkpoints, then fails",
+    inputs: &[],
+    outputs: OutputSpec::Dynamic,
+    changes: "test effects",
+    compensation: Some("test undo"),
+    build: || Box::new(Remembers),
+};
+
+/// A compensation sees what its forward step checkpointed before it failed (the
+/// instance it created, the switch it made): before, compensations were handed no
+/// checkpoint, so a step that failed after its side effect but before finishing was
+/// "undone" without undoing it. The compensation's own checkpoint is journaled apart
+/// (the forward one stays as it was) and carries over to its next attempt.
+#[tokio::test(start_paused = true)]
+async fn a_compensation_reads_the_forward_checkpoint_and_keeps_its_own_apart() {
+    let mut s = step("make", &[], serde_json::json!({}));
+    s.kind = &REMEMBERS;
+    let h = harness("remembers", vec![s], 1);
+    let end = h.executor.run(&RunView::default()).await.unwrap();
+    assert!(
+        matches!(end, SessionEnd::Finished(Outcome::RolledBack, _)),
+        "{end:?}"
+    );
+    assert_eq!(
+        events(&h.run_id),
+        [
+            "recorded=thing-1,own=:make",
+            "recorded=thing-1,own=half:make"
+        ]
+    );
+    let view = journal_view(&h);
+    let make = &view.steps[&StepId::new("make")];
+    assert_eq!(
+        make.checkpoint,
+        Some(serde_json::json!({ "made": "thing-1" }))
+    );
+    assert_eq!(
+        make.compensation_checkpoint,
+        Some(serde_json::json!({ "undone": "half" }))
+    );
+}

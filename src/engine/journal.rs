@@ -109,6 +109,14 @@ pub enum Event {
     CompensationStarted {
         step: StepId,
     },
+    /// A compensation's own progress (the command it started, what it decided), kept
+    /// apart from the forward step's [`Event::StepCheckpoint`]: a compensation reads the
+    /// forward step's last checkpoint (what it did) and never overwrites it, and a
+    /// resumed rollback continues from this one.
+    CompensationCheckpoint {
+        step: StepId,
+        state: serde_json::Value,
+    },
     CompensationSucceeded {
         step: StepId,
     },

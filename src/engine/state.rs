@@ -37,6 +37,8 @@ pub struct StepView {
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     pub error: Option<String>,
     pub checkpoint: Option<serde_json::Value>,
+    /// The last checkpoint of its compensation (a rollback resumed from it).
+    pub compensation_checkpoint: Option<serde_json::Value>,
     /// `(action, idempotency token)` in the order they were journaled.
     pub intents: Vec<(String, String)>,
     pub compensation: Option<CompensationStatus>,
@@ -53,6 +55,7 @@ impl Default for StepView {
             finished_at: None,
             error: None,
             checkpoint: None,
+            compensation_checkpoint: None,
             intents: Vec::new(),
             compensation: None,
         }
@@ -183,6 +186,12 @@ pub fn replay(records: &[Record]) -> RunView {
             }
             Event::StepCheckpoint { step, state } => {
                 view.steps.entry(step.clone()).or_default().checkpoint = Some(state.clone());
+            }
+            Event::CompensationCheckpoint { step, state } => {
+                view.steps
+                    .entry(step.clone())
+                    .or_default()
+                    .compensation_checkpoint = Some(state.clone());
             }
             Event::StepRetrying { step, error, .. } => {
                 let s = view.steps.entry(step.clone()).or_default();

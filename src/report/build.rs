@@ -239,7 +239,8 @@ impl Report {
                 Event::LeaseTakenOver { .. }
                 | Event::RunLinked { .. }
                 | Event::StepIntent { .. }
-                | Event::StepCheckpoint { .. } => {}
+                | Event::StepCheckpoint { .. }
+                | Event::CompensationCheckpoint { .. } => {}
             }
             prev_at = Some(record.at);
         }
@@ -567,6 +568,7 @@ fn event_step(event: &Event) -> Option<&StepId> {
         Event::StepStarted { step, .. }
         | Event::StepIntent { step, .. }
         | Event::StepCheckpoint { step, .. }
+        | Event::CompensationCheckpoint { step, .. }
         | Event::StepRetrying { step, .. }
         | Event::StepSucceeded { step, .. }
         | Event::StepSkipped { step, .. }

@@ -224,13 +224,7 @@ impl Step for Provision {
     async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
         let providers = try_step!(ctx.providers());
         let mut ids: Vec<InstanceId> = Vec::new();
-        if let Some(id) = outputs
-            .and_then(|o| o.get("instance_id"))
-            .and_then(|v| v.as_str())
-        {
-            ids.push(InstanceId::new(id));
-        }
-        if let Some(id) = ctx.checkpoint_str("instance_id") {
+        if let Some(id) = ctx.recorded_str(outputs, "instance_id") {
             ids.push(InstanceId::new(id));
         }
         for found in try_step!(providers.compute.find_by_tags(&run_tags(ctx)).await) {

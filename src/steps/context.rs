@@ -66,7 +66,20 @@ pub struct StepContext {
     /// [`super::hooks`], in test builds).
     providers: Option<crate::providers::ProviderSet>,
     recorder: Arc<dyn StepRecorder>,
+    /// This execution's own checkpoint: the forward step's, or in a compensation the
+    /// compensation's (journaled apart, so it never overwrites the forward one).
     checkpoint: Mutex<Option<serde_json::Value>>,
+    role: Role,
+}
+
+/// Whether a context runs a step forward or undoes it.
+enum Role {
+    Forward,
+    /// `forward`: the forward step's last checkpoint (what it did before it finished,
+    /// failed or crashed), if it saved one.
+    Compensation {
+        forward: Option<serde_json::Value>,
+    },
 }
 
 impl StepContext {
@@ -97,7 +110,18 @@ impl StepContext {
             providers,
             recorder,
             checkpoint: Mutex::new(checkpoint),
+            role: Role::Forward,
         }
+    }
+
+    /// This context as a compensation's: `forward` is the forward step's last
+    /// checkpoint, which [`recorded_str`](Self::recorded_str) and
+    /// [`recorded`](Self::recorded) read; [`checkpoint`](Self::checkpoint) and
+    /// [`save_checkpoint`](Self::save_checkpoint) are the compensation's own (the
+    /// executor hands it a recorder that journals them as compensation checkpoints).
+    pub fn compensating(mut self, forward: Option<serde_json::Value>) -> Self {
+        self.role = Role::Compensation { forward };
+        self
     }
 
     /// Parses the inputs into the step's typed input struct. A mismatch is permanent:
@@ -175,13 +199,38 @@ impl StepContext {
     }
 
     /// A string the step recorded: in its outputs when it finished, else in its
-    /// checkpoint (it crashed or failed after the side effect, before finishing).
+    /// checkpoint (it crashed or failed after the side effect, before finishing) — in a
+    /// compensation, the forward step's checkpoint.
     pub fn recorded_str(&self, outputs: Option<&Outputs>, key: &str) -> Option<String> {
         outputs
             .and_then(|o| o.get(key))
             .and_then(|v| v.as_str())
             .map(str::to_owned)
-            .or_else(|| self.checkpoint_str(key))
+            .or_else(|| {
+                self.recorded(key)
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            })
+    }
+
+    /// A field of the checkpoint of what the step did: in a compensation, the forward
+    /// step's last checkpoint; in the forward step, its own.
+    pub fn recorded(&self, key: &str) -> Option<serde_json::Value> {
+        match &self.role {
+            Role::Compensation { forward } => forward.as_ref().and_then(|f| f.get(key).cloned()),
+            Role::Forward => self.checkpoint_field(key),
+        }
+    }
+
+    /// Sets `key` in the checkpoint, keeping its other fields (a checkpoint that is not
+    /// an object starts again as one). For steps whose checkpoint holds several
+    /// independent parts, such as one operation per database.
+    pub fn update_checkpoint(&self, key: &str, value: serde_json::Value) -> Result<(), Failure> {
+        let mut state = match self.checkpoint() {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        state.insert(key.to_owned(), value);
+        self.save_checkpoint(serde_json::Value::Object(state))
     }
 
     pub fn note(&self, message: impl Into<String>) {

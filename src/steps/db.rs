@@ -183,10 +183,12 @@ impl Step for Freeze {
             }
         }
         let inputs = DbInputs::from(inputs);
-        if let Some(wait) = try_step!(set_frozen(ctx, &db, &inputs, true).await) {
+        if let Some(wait) = try_step!(db.set_frozen(ctx, "freeze", true).await) {
             return wait;
         }
         if !try_step!(db.engine.is_frozen(&db.handle).await) {
+            // The next attempt sends the freeze again.
+            try_step!(db.forget_set_frozen(ctx, "freeze"));
             return Decision::Fail(Failure::transient(format!(
                 "{} on {} still accepts writes after the freeze",
                 inputs.database, inputs.instance
@@ -222,10 +224,12 @@ impl Step for Freeze {
 
 async fn unfreeze(ctx: &StepContext, inputs: DbInputs) -> Decision {
     let db = try_step!(DbRef::open(ctx, &inputs.database, &inputs.instance).await);
-    if let Some(wait) = try_step!(set_frozen(ctx, &db, &inputs, false).await) {
+    if let Some(wait) = try_step!(db.set_frozen(ctx, "unfreeze", false).await) {
         return wait;
     }
     if try_step!(db.engine.is_frozen(&db.handle).await) {
+        // The next attempt sends the unfreeze again.
+        try_step!(db.forget_set_frozen(ctx, "unfreeze"));
         return Decision::Fail(Failure::transient(format!(
             "{} on {} still refuses writes after the unfreeze",
             inputs.database, inputs.instance
@@ -234,63 +238,6 @@ async fn unfreeze(ctx: &StepContext, inputs: DbInputs) -> Decision {
     let mut out = Outputs::new();
     out.insert("unfrozen_at".into(), now_rfc3339().into());
     Decision::Done(out)
-}
-
-/// Freezes or unfreezes `db` as a journaled operation: intent, start (its handle saved
-/// in the checkpoint under `freeze` / `unfreeze`, so a compensation never adopts the
-/// forward step's command), polls. `Some(wait)` while the engine's command runs; `None`
-/// once it is done. A resumed step polls the recorded command instead of sending another.
-async fn set_frozen(
-    ctx: &StepContext,
-    db: &DbRef,
-    inputs: &DbInputs,
-    frozen: bool,
-) -> Result<Option<Decision>, Failure> {
-    let key = if frozen { "freeze" } else { "unfreeze" };
-    let recorded = ctx
-        .checkpoint()
-        .and_then(|c| c.get(key).cloned())
-        .filter(|v| !v.is_null());
-    let mut op: DbOperation = match recorded {
-        Some(v) => serde_json::from_value(v).map_err(|e| {
-            Failure::permanent(format!(
-                "step {}: the journaled {key} command cannot be read: {e}",
-                ctx.step_id
-            ))
-        })?,
-        None => {
-            ctx.record_intent(
-                &format!("db.{key}"),
-                serde_json::json!({ "database": inputs.database, "instance": inputs.instance }),
-            )?;
-            let op = db.engine.start_set_frozen(&db.handle, frozen).await?;
-            ctx.save_checkpoint(serde_json::json!({ key: op }))?;
-            op
-        }
-    };
-    let before = op.clone();
-    match db.engine.poll_set_frozen(&db.handle, &mut op).await {
-        OpPoll::Running { after, what } => {
-            if op != before {
-                ctx.save_checkpoint(serde_json::json!({ key: op }))?;
-            }
-            Ok(Some(Decision::wait(
-                after,
-                format!(
-                    "{key} of {} on {}: {what}",
-                    inputs.database, inputs.instance
-                ),
-            )))
-        }
-        OpPoll::Done(()) => {
-            ctx.save_checkpoint(serde_json::json!({ key: null }))?;
-            Ok(None)
-        }
-        OpPoll::Failed(f) => {
-            ctx.save_checkpoint(serde_json::json!({ key: null }))?;
-            Err(f)
-        }
-    }
 }
 
 struct Unfreeze;

@@ -2,10 +2,10 @@
 //! building a [`DbHandle`] for an instance (the administrator's password comes from the
 //! secret store, never from inputs) and picking the engine.
 
-use super::StepContext;
+use super::{Decision, StepContext};
 use crate::config::environment::DatabaseDef;
 use crate::db::bolt::BoltTarget;
-use crate::db::{DatabaseEngine, DbHandle, EngineKind};
+use crate::db::{DatabaseEngine, DbHandle, DbOperation, EngineKind, OpPoll};
 use crate::failure::Failure;
 use crate::ids::{DatabaseName, InstanceId, SecretName};
 use crate::integrity::fingerprint::FingerprintOptions;
@@ -223,6 +223,73 @@ pub struct DbRef {
 }
 
 impl DbRef {
+    /// Freezes or unfreezes the database as a journaled operation under `key` of the
+    /// step's checkpoint (other fields are kept): intent, start (the engine's handle
+    /// saved), polls. `Some(wait)` while the engine's command runs; `None` once it is
+    /// done, which is recorded as `key: true` so a step that goes on to other work (the
+    /// next database) never sends it again. A resumed step polls the recorded command
+    /// instead of sending another. A failed command leaves `key: null`: the next
+    /// attempt starts afresh; so must a caller whose own check finds the database in
+    /// the wrong state ([`DbRef::forget_set_frozen`]).
+    pub async fn set_frozen(
+        &self,
+        ctx: &StepContext,
+        key: &str,
+        frozen: bool,
+    ) -> Result<Option<Decision>, Failure> {
+        let (database, instance) = (&self.def.name, &self.handle.instance.id);
+        let recorded = ctx
+            .checkpoint()
+            .and_then(|c| c.get(key).cloned())
+            .filter(|v| !v.is_null());
+        let mut op: DbOperation = match recorded {
+            Some(serde_json::Value::Bool(true)) => return Ok(None),
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                Failure::permanent(format!(
+                    "step {}: the journaled {key} command cannot be read: {e}",
+                    ctx.step_id
+                ))
+            })?,
+            None => {
+                let action = if frozen { "db.freeze" } else { "db.unfreeze" };
+                ctx.record_intent(
+                    action,
+                    serde_json::json!({ "database": database, "instance": instance }),
+                )?;
+                let op = self.engine.start_set_frozen(&self.handle, frozen).await?;
+                ctx.update_checkpoint(key, serde_json::json!(op))?;
+                op
+            }
+        };
+        let before = op.clone();
+        match self.engine.poll_set_frozen(&self.handle, &mut op).await {
+            OpPoll::Running { after, what } => {
+                if op != before {
+                    ctx.update_checkpoint(key, serde_json::json!(op))?;
+                }
+                let doing = if frozen { "freeze" } else { "unfreeze" };
+                Ok(Some(Decision::wait(
+                    after,
+                    format!("{doing} of {database} on {instance}: {what}"),
+                )))
+            }
+            OpPoll::Done(()) => {
+                ctx.update_checkpoint(key, serde_json::Value::Bool(true))?;
+                Ok(None)
+            }
+            OpPoll::Failed(f) => {
+                self.forget_set_frozen(ctx, key)?;
+                Err(f)
+            }
+        }
+    }
+
+    /// Forgets the freeze or unfreeze recorded under `key`, so the next
+    /// [`DbRef::set_frozen`] sends it again.
+    pub fn forget_set_frozen(&self, ctx: &StepContext, key: &str) -> Result<(), Failure> {
+        ctx.update_checkpoint(key, serde_json::Value::Null)
+    }
+
     pub async fn open(
         ctx: &StepContext,
         database: &str,

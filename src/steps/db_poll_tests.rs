@@ -61,6 +61,11 @@ struct FakeEngine {
     attempts: std::sync::Mutex<Vec<String>>,
     /// This many backup starts fail first, as transient (a server that does not answer).
     start_failures: AtomicU32,
+    /// A freeze or unfreeze runs for this many polls (a Community server's restart).
+    freeze_polls: u32,
+    /// Freezes and unfreezes started, and their polls.
+    freeze_starts: AtomicU32,
+    freeze_poll_count: AtomicU32,
 }
 
 impl FakeEngine {
@@ -74,6 +79,16 @@ impl FakeEngine {
             restores: AtomicU32::new(0),
             attempts: Default::default(),
             start_failures: AtomicU32::new(0),
+            freeze_polls: 0,
+            freeze_starts: AtomicU32::new(0),
+            freeze_poll_count: AtomicU32::new(0),
+        })
+    }
+
+    fn freezing_for(polls: u32) -> Arc<Self> {
+        Arc::new(Self {
+            freeze_polls: polls,
+            ..Arc::into_inner(Self::new(0, Outcome::Succeeds)).unwrap()
         })
     }
 
@@ -107,6 +122,33 @@ impl DatabaseEngine for FakeEngine {
     }
     async fn is_frozen(&self, _db: &DbHandle) -> Result<bool, Failure> {
         Ok(true)
+    }
+    async fn start_set_frozen(&self, db: &DbHandle, frozen: bool) -> Result<DbOperation, Failure> {
+        let n = self.freeze_starts.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(DbOperation {
+            operation: if frozen {
+                "fake-freeze"
+            } else {
+                "fake-unfreeze"
+            }
+            .into(),
+            command: Some(ExecHandle {
+                id: format!("freeze-{n}"),
+                instance: db.instance.id.clone(),
+                nonce: format!("nonce-{n}"),
+            }),
+            state: serde_json::Value::Null,
+        })
+    }
+    async fn poll_set_frozen(&self, _db: &DbHandle, _op: &mut DbOperation) -> OpPoll<()> {
+        let n = self.freeze_poll_count.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= self.freeze_polls {
+            return OpPoll::Running {
+                after: Duration::from_secs(5),
+                what: format!("server restarting (poll {n})"),
+            };
+        }
+        OpPoll::Done(())
     }
     async fn start_backup(
         &self,
@@ -636,4 +678,101 @@ async fn a_restore_downloads_the_artifact_only_for_engines_that_do_not_check_it_
             "verifies={verifies}"
         );
     }
+}
+
+/// `traffic.switch`'s compensation as the executor runs it: with no outputs (the switch
+/// failed after writing the target, e.g. while the application restarted), it finds the
+/// receipt in the forward step's checkpoint. Green's freeze is started once and polled
+/// (`Wait` while the server restarts), also by a context rebuilt from the journal after a
+/// crash; then the application is switched back, once, however often it is called again.
+#[tokio::test(start_paused = true)]
+async fn the_switch_is_undone_from_its_checkpoint_with_greens_freeze_polled_and_sent_once() {
+    use crate::providers::traffic::TrafficValues;
+    let f = fixture().await;
+    let engine = FakeEngine::freezing_for(2);
+    test_engine::set(engine.clone());
+    let providers = f.services.providers.as_ref().unwrap();
+    let app = crate::ids::SecretName::new("unit/app-connection");
+    let blue = serde_json::json!({ "ledgerspacebolturl": "bolt://blue:7687" }).to_string();
+    let v = providers
+        .secrets
+        .put_pending(&app, &SecretString::from(blue), "t0")
+        .await
+        .unwrap();
+    providers.secrets.promote(&app, &v).await.unwrap();
+    let receipt = providers
+        .traffic
+        .switch_to(
+            &TrafficValues::from_plain([("ledgerspacebolturl", "bolt://127.0.0.1:1")]),
+            "run-1/switch",
+        )
+        .await
+        .unwrap();
+    let url = || async {
+        let names = ["ledgerspacebolturl".to_owned()];
+        let now = providers.traffic.current(&names).await.unwrap();
+        now.get("ledgerspacebolturl").map(str::to_owned)
+    };
+    assert_eq!(url().await.as_deref(), Some("bolt://127.0.0.1:1"));
+    let forward = serde_json::json!({ "receipt": receipt });
+    let serde_json::Value::Object(inputs) =
+        serde_json::json!({ "databases": { "ledger": "blue" } })
+    else {
+        unreachable!()
+    };
+    let journal = Arc::new(Journal::default());
+    let compensation = |attempt| {
+        StepContext::new(
+            RunId::new("run-1"),
+            StepId::new("switch"),
+            attempt,
+            inputs.clone(),
+            f.services.clone(),
+            journal.clone(),
+            journal.last_checkpoint(),
+        )
+        .compensating(Some(forward.clone()))
+    };
+    let mut decisions = Vec::new();
+    for attempt in 1..=4 {
+        // Each call is a new process: the step and its context rebuilt from the journal.
+        let mut step = (crate::steps::find_kind("traffic.switch").unwrap().build)();
+        decisions.push(step.compensate(&compensation(attempt), None).await);
+    }
+    assert!(
+        matches!(&decisions[0], Decision::Wait { reason, .. } if reason.contains("freeze of ledger on blue: server restarting (poll 1)")),
+        "{:?}",
+        decisions[0]
+    );
+    assert!(
+        matches!(decisions[1], Decision::Wait { .. }),
+        "{:?}",
+        decisions[1]
+    );
+    assert!(
+        matches!(decisions[2], Decision::Done(_)),
+        "{:?}",
+        decisions[2]
+    );
+    assert!(
+        matches!(decisions[3], Decision::Done(_)),
+        "{:?}",
+        decisions[3]
+    );
+    assert_eq!(
+        url().await.as_deref(),
+        Some("bolt://blue:7687"),
+        "switched back"
+    );
+    assert_eq!(
+        engine.freeze_starts.load(Ordering::SeqCst),
+        1,
+        "one freeze sent"
+    );
+    let intents = journal.intents.lock().unwrap().clone();
+    assert_eq!(intents, ["db.freeze", "traffic.switch_back"], "each once");
+    let last = journal.last_checkpoint().unwrap();
+    assert_eq!(last["freeze ledger"], true);
+    assert_eq!(last["green_changed"], serde_json::json!([]));
+    assert_eq!(last["switched_back"], true);
 }

@@ -82,7 +82,7 @@ fn recorded_switch(ctx: &StepContext, outputs: Option<&Outputs>) -> Option<Switc
         v.and_then(|r| serde_json::from_value::<SwitchReceipt>(r.clone()).ok())
     };
     from(outputs.and_then(|o| o.get("receipt")))
-        .or_else(|| from(ctx.checkpoint().as_ref().and_then(|c| c.get("receipt"))))
+        .or_else(|| from(ctx.recorded("receipt").as_ref()))
         .or_else(|| {
             ctx.recorded_str(outputs, "version_id")
                 .map(|version| SwitchReceipt {
@@ -90,6 +90,21 @@ fn recorded_switch(ctx: &StepContext, outputs: Option<&Outputs>) -> Option<Switc
                     detail: Default::default(),
                 })
         })
+}
+
+/// The compensation's checkpoint key for what the fingerprints showed: the green
+/// databases that took writes since the switch (empty: none did).
+const VERDICT: &str = "green_changed";
+
+/// The verdict an earlier attempt or session of the compensation journaled, if any.
+fn journaled_verdict(ctx: &StepContext) -> Option<Result<Vec<String>, Failure>> {
+    let value = ctx.checkpoint()?.get(VERDICT)?.clone();
+    Some(serde_json::from_value(value).map_err(|e| {
+        Failure::permanent(format!(
+            "step {}: the journaled {VERDICT} cannot be read: {e}",
+            ctx.step_id
+        ))
+    }))
 }
 
 step_inputs! {
@@ -240,6 +255,12 @@ impl Step for Switch {
         Decision::Done(out)
     }
 
+    /// A checkpointed state machine (its own checkpoint, apart from the switch's): each
+    /// green database's freeze is started and polled (`freeze DB`); the fingerprints'
+    /// verdict is journaled (`green_changed`) so a resumed rollback never reverses it;
+    /// then either every green is unfrozen again (`unfreeze DB`) and the step stops for
+    /// attention, or the application is switched back (`switched_back`) and restarted
+    /// (`restarted`), each once.
     async fn compensate(&mut self, ctx: &StepContext, outputs: Option<&Outputs>) -> Decision {
         let inputs: SwitchInputs = try_step!(ctx.inputs());
         let providers = try_step!(ctx.providers());
@@ -250,27 +271,47 @@ impl Step for Switch {
         };
         // Green may have taken writes since the switch: stop them, then prove it has none.
         let mut greens = Vec::new();
-        let mut changed = Vec::new();
         for (database, instance) in &inputs.databases {
             let db = try_step!(DbRef::open(ctx, database, instance).await);
-            try_step!(db.engine.freeze(&db.handle).await);
-            if let Some(expected) = inputs.fingerprints.get(database) {
-                let fp = try_step!(db.fingerprint(ctx, &format!("green {database}")).await);
-                if &fp.content != expected {
-                    changed.push(format!(
-                        "{database} (fingerprint {} ≠ frozen blue's {expected})",
-                        fp.content
-                    ));
-                }
+            if let Some(wait) = try_step!(
+                db.set_frozen(ctx, &format!("freeze {database}"), true)
+                    .await
+            ) {
+                return wait;
             }
-            greens.push(db);
+            greens.push((database, db));
         }
+        let changed = match journaled_verdict(ctx) {
+            Some(changed) => try_step!(changed),
+            None => {
+                let mut changed = Vec::new();
+                for (database, db) in &greens {
+                    let Some(expected) = inputs.fingerprints.get(*database) else {
+                        continue;
+                    };
+                    let fp = try_step!(db.fingerprint(ctx, &format!("green {database}")).await);
+                    if &fp.content != expected {
+                        changed.push(format!(
+                            "{database} (fingerprint {} ≠ frozen blue's {expected})",
+                            fp.content
+                        ));
+                    }
+                }
+                try_step!(ctx.update_checkpoint(VERDICT, serde_json::json!(changed)));
+                changed
+            }
+        };
         if !changed.is_empty() {
             // Switching back would drop green's writes. Keep the application where it
             // is and let green take writes again; blue stays frozen (this stops the
             // rollback before blue's unfreeze).
-            for db in &greens {
-                try_step!(db.engine.unfreeze(&db.handle).await);
+            for (database, db) in &greens {
+                if let Some(wait) = try_step!(
+                    db.set_frozen(ctx, &format!("unfreeze {database}"), false)
+                        .await
+                ) {
+                    return wait;
+                }
             }
             return Decision::Fail(
                 Failure::permanent(format!(
@@ -280,20 +321,26 @@ impl Step for Switch {
                 .with_hint(format!("green serves and holds every write; blue is frozen and alive. Move back by reverse migration: `cutover rollback {} --env {}`", ctx.run_id, ctx.environment().source.path.display())),
             );
         }
-        try_step!(ctx.record_intent(
-            "traffic.switch_back",
-            serde_json::json!({ "target": target.describe(), "version_id": record.version })
-        ));
-        try_step!(target.switch_back(&record, &ctx.idempotency_token).await);
+        if !ctx.checkpoint_flag("switched_back") {
+            try_step!(ctx.record_intent(
+                "traffic.switch_back",
+                serde_json::json!({ "target": target.describe(), "version_id": record.version })
+            ));
+            try_step!(target.switch_back(&record, &ctx.idempotency_token).await);
+            try_step!(ctx.update_checkpoint("switched_back", true.into()));
+        }
         // The application reads the restored settings only when it restarts (a task
         // definition target restarted it by switching back). Green is frozen above, so
         // tasks still on it cannot write while the restart rolls.
         if let (false, Some(app)) = (target.restarts_application(), &providers.app) {
-            try_step!(ctx.record_intent(
-                "traffic.restart_app",
-                serde_json::json!({ "service": app.describe(), "switched_back": record.version })
-            ));
-            try_step!(app.restart().await);
+            if !ctx.checkpoint_flag("restarted") {
+                try_step!(ctx.record_intent(
+                    "traffic.restart_app",
+                    serde_json::json!({ "service": app.describe(), "switched_back": record.version })
+                ));
+                try_step!(app.restart().await);
+                try_step!(ctx.update_checkpoint("restarted", true.into()));
+            }
         }
         Decision::done()
     }
