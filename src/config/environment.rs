@@ -208,6 +208,10 @@ impl Environment {
                 check_aws_databases(&mut r, root);
                 AwsEnvironment::read(&mut r, aws)
             }
+            (Some(ProviderKind::Local), _) => {
+                check_local_databases(&mut r, root);
+                None
+            }
             _ => None,
         };
         let base = source
@@ -505,6 +509,43 @@ fn check_aws_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) 
                 }
             }
         }
+    }
+}
+
+/// On the local provider, each database's `instance` table is the local compute's
+/// settings ([`INSTANCE_TABLE_KEYS`](crate::providers::local::compute::INSTANCE_TABLE_KEYS)),
+/// checked here so a typo or a wrong type fails the plan with its line, not the
+/// provision step.
+fn check_local_databases(r: &mut TomlReader<'_>, root: &dyn toml_edit::TableLike) {
+    let Some(dbs) = root.get("databases").and_then(|d| d.as_table_like()) else {
+        return;
+    };
+    for (name, def) in dbs.iter() {
+        // Not a table: reported by read_databases, for every provider.
+        let Some(it) = def
+            .as_table_like()
+            .and_then(|t| t.get("instance"))
+            .and_then(|i| i.as_table_like())
+        else {
+            continue;
+        };
+        let context = format!("database `{name}` instance");
+        r.check_keys(
+            it,
+            crate::providers::local::compute::INSTANCE_TABLE_KEYS,
+            &context,
+        );
+        for key in ["bolt_port", "http_port"] {
+            if let Some(port) = r.unsigned(it, key, &context) {
+                if port.value == 0 || port.value > u64::from(u16::MAX) {
+                    r.problem(
+                        port.span,
+                        format!("{context}: `{key}` {} is not a port number", port.value),
+                    );
+                }
+            }
+        }
+        r.string_list(it, "databases", &context);
     }
 }
 

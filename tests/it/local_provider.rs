@@ -127,6 +127,8 @@ async fn local_compute_provisions_adopts_finds_and_terminates() {
     assert!(String::from_utf8_lossy(&cmdline).contains("-Xmx384m"));
     let log = std::fs::read_to_string(dir.join("server.log")).unwrap();
     assert!(!log.contains(password.expose_secret()));
+    // The password's argfile is for the starting JVM only: gone once it serves.
+    assert!(!dir.join(".jvm-secret-args").exists());
 
     // Same token: the same instance, same server.
     let again = compute.provision(&request).await.unwrap();
@@ -158,6 +160,48 @@ async fn local_compute_provisions_adopts_finds_and_terminates() {
     assert_eq!(found[0].id, instance.id);
     tags.insert(tag::COLOR.into(), "green".into());
     assert!(compute.find_by_tags(&tags).await.unwrap().is_empty());
+
+    // A start that failed, as the server's log tells it (a port taken after provision
+    // checked it: the JVM throws from main and hangs): readiness stops the process and
+    // fails transiently, so the step's retry provisions again and restarts it.
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut log,
+        b"SEVERE Port 127.0.0.1:7687 busy\nException in thread \"main\" com.arcadedb.server.ServerException\n",
+    )
+    .unwrap();
+    let err = compute.readiness(&instance.id).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{}", err.message);
+    assert!(
+        err.message.contains("port 7687 is already in use"),
+        "{}",
+        err.message
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || !std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .windows(12)
+                .any(|w| w == b"ArcadeDBServ"),
+        "the hung server was not stopped"
+    );
+    let (instance, took) = env.provision_ready(&request).await;
+    eprintln!("restart after a failed start + ready: {took:?}");
+    let pid_restarted: u32 = std::fs::read_to_string(dir.join("server.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(pid, pid_restarted, "a new server");
+    assert!(
+        std::fs::read_to_string(dir.join("server.log.1"))
+            .unwrap()
+            .contains("busy"),
+        "the failed start's log is kept aside"
+    );
 
     // The process dies: readiness says so, and the same token restarts it.
     compute.stop(&instance.id).await.unwrap();

@@ -135,6 +135,9 @@ pub struct ArcadeServer {
     http: ArcadeHttp,
     kill_on_drop: bool,
     finished: bool,
+    /// Left for the starting JVM by [`ArcadeServer::detach_starting`]: the launcher may
+    /// not have read the password argfile yet.
+    keep_argfile: bool,
 }
 
 impl ArcadeServer {
@@ -260,6 +263,7 @@ impl ArcadeServer {
             http: ArcadeHttp::new(config.http_port, config.root_password.clone()),
             kill_on_drop: config.kill_on_drop,
             finished: false,
+            keep_argfile: false,
         };
         std::fs::write(dir.join(PID_FILE), format!("{pid}\n")).map_err(|e| {
             Failure::permanent(format!(
@@ -381,6 +385,15 @@ impl ArcadeServer {
         self.pid
     }
 
+    /// Leaves a server that may still be starting running after this handle is dropped,
+    /// with its password argfile in place (the `java` launcher reads it as the JVM
+    /// starts). Returns its pid. Whoever sees it ready removes the argfile with
+    /// [`forget_start_secret`]; [`check_start`] reports a start that failed.
+    pub fn detach_starting(mut self) -> u32 {
+        self.keep_argfile = true;
+        self.detach()
+    }
+
     /// Whether the process has exited (reaping it if so).
     pub fn has_exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
@@ -416,7 +429,9 @@ impl ArcadeServer {
 
 impl Drop for ArcadeServer {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.instance_dir.join(ARGFILE));
+        if !self.keep_argfile {
+            let _ = std::fs::remove_file(self.instance_dir.join(ARGFILE));
+        }
         if self.kill_on_drop && !self.finished {
             let _ = self.child.start_kill();
             let _ = self.child.try_wait();
@@ -551,6 +566,42 @@ fn argfile_escape(value: &str) -> String {
 }
 
 /// A start-up failure after which the JVM keeps running without serving.
+/// Removes the password argfile of the server in `instance_dir` (once it serves, the
+/// JVM has long read it). Nothing to remove is not an error.
+pub fn forget_start_secret(instance_dir: &Path) {
+    let _ = std::fs::remove_file(instance_dir.join(ARGFILE));
+}
+
+/// A start of the server in `instance_dir` that failed, as `server.log` tells it: an
+/// exception thrown from `main` (after which the JVM hangs, e.g. on a port taken after
+/// [`ArcadeServer::start`] checked it). The caller stops the process. Reads only the log
+/// of the last start, so the caller moves an earlier log aside before starting
+/// ([`set_log_aside`]). A taken port has [`FailureKind::PortInUse`].
+pub fn check_start(instance_dir: &Path) -> Option<Failure> {
+    let log = instance_dir.join(LOG_FILE);
+    let reason = fatal_start_error(&log_tail(&log, 16 * 1024))?;
+    let failure = Failure::permanent(format!(
+        "ArcadeDB server in {} {reason}; last log lines:\n{}",
+        instance_dir.display(),
+        last_lines(&log_tail(&log, 4096), 20)
+    ))
+    .with_hint(format!("see {}", log.display()));
+    Some(if reason.contains("already in use") {
+        failure.with_kind(FailureKind::PortInUse)
+    } else {
+        failure
+    })
+}
+
+/// Moves the `server.log` of an earlier start to `server.log.1` (replacing an older one),
+/// so what [`check_start`] reads is this start's alone.
+pub fn set_log_aside(instance_dir: &Path) {
+    let log = instance_dir.join(LOG_FILE);
+    if log.exists() {
+        let _ = std::fs::rename(&log, instance_dir.join(format!("{LOG_FILE}.1")));
+    }
+}
+
 fn fatal_start_error(log: &str) -> Option<String> {
     if !log.contains("Exception in thread \"main\"") {
         return None;

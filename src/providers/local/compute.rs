@@ -4,26 +4,32 @@
 //!
 //! - `provision` records the instance in the registry (name, tags, token, ports, heap),
 //!   starts the server (Bolt plugin, 127.0.0.1, `-Xmx` from `settings.heap_mb`, default
-//!   512), waits until its HTTP API answers (so start-up failures — a taken port, a broken
-//!   install — are reported by `provision` itself, with nothing left behind), and creates
-//!   the databases listed in `settings.databases`. The same idempotency token adopts the
-//!   existing instance and restarts its server if the process died or was stopped.
+//!   512, the databases listed in `settings.databases` created by the server as it
+//!   starts) and returns at once: it never waits for the server, so the step's deadline
+//!   and Ctrl-C reach the start-up. Refusals before the spawn (a port in use, a missing
+//!   installation) leave nothing behind. The same idempotency token adopts the existing
+//!   instance and restarts its server if the process died or was stopped.
 //! - The root password is generated per instance and kept in the local secret store
-//!   under [`root_secret_name`]; it is never in argv, logs or the registry.
-//! - `readiness`: the process is alive, `/api/v1/ready` answers, and `RETURN 1` over
-//!   Bolt succeeds on the first database from `settings.databases` (with no database
-//!   there is nothing to query over Bolt; then the Bolt port accepting a connection
-//!   counts).
+//!   under [`root_secret_name`]; it is never in argv, logs or the registry (the server
+//!   reads it from an argfile that `readiness` removes once the server serves).
+//! - `readiness`: a start that failed (an exception in `main`, found in this start's
+//!   `server.log`) stops the process and fails — transiently for a port taken since
+//!   `provision` checked it, so provisioning again restarts it on other ports; then the
+//!   process is alive, `/api/v1/ready` answers, and `RETURN 1` over Bolt succeeds on the
+//!   first database from `settings.databases` (with no database there is nothing to query
+//!   over Bolt; then the Bolt port accepting a connection counts).
 //!
 //! Settings (`ProvisionRequest.settings`, all optional): `heap_mb` (number),
 //! `databases` (array of names), `bolt_port` / `http_port` (fixed ports instead of free
-//! ones), `start_timeout_s` (default 90).
+//! ones). How long a start may take is the provision step's `timeout`.
 
 use super::files::{create_dir_all, io_failure, write_atomic};
 use super::neo4j_home::{image_version, Neo4jHome, Neo4jInstall};
 use super::registry::{InstanceRecord, Registry};
 use super::secret_store::LocalSecretStore;
-use crate::db::arcadedb::server::{running_pid, stop_by_pid_file, DEFAULT_HEAP_MB, ROOT_USER};
+use crate::db::arcadedb::server::{
+    self, running_pid, stop_by_pid_file, DEFAULT_HEAP_MB, ROOT_USER,
+};
 use crate::db::arcadedb::{
     free_loopback_port, ArcadeHttp, ArcadeInstall, ArcadeServer, ArcadeServerConfig,
 };
@@ -46,7 +52,6 @@ use std::time::Duration;
 pub const DEFAULT_IMAGE: &str = "arcadedb";
 /// The system property that lets `restore database X file://…` read local files.
 pub const RESTORE_LOCAL_URLS: &str = "arcadedb.server.restoreImportAllowLocalUrls";
-const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Bounds one `cutover-systemctl` call (a stop waits up to 30 s, then SIGKILLs).
 const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,13 +104,17 @@ impl std::fmt::Debug for LocalCompute {
     }
 }
 
+/// Every key a database's `instance = { … }` table accepts on the local provider (the
+/// environment loader checks against this list; `heap_mb` comes from the database's
+/// `heap`, so it is not one of them).
+pub const INSTANCE_TABLE_KEYS: &[&str] = &["databases", "bolt_port", "http_port"];
+
 #[derive(Debug)]
 struct Settings {
     heap_mb: Option<u32>,
     databases: Vec<String>,
     bolt_port: Option<u16>,
     http_port: Option<u16>,
-    start_timeout: Duration,
 }
 
 impl Settings {
@@ -170,9 +179,6 @@ impl Settings {
             databases,
             bolt_port: port("bolt_port")?,
             http_port: port("http_port")?,
-            start_timeout: num("start_timeout_s")?
-                .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_START_TIMEOUT),
         })
     }
 }
@@ -385,16 +391,19 @@ impl LocalCompute {
         }
     }
 
-    /// Starts the server of `rec` and waits until its HTTP API answers; creates its
-    /// databases. On failure the process is gone. Returns the pid.
-    async fn start_server(
+    /// Starts the server of `rec` and returns at once with its pid; [`Compute::readiness`]
+    /// follows the start (a failed one, the HTTP API, Bolt). The databases of
+    /// `rec.databases` are created by the server as it starts (`defaultDatabases`).
+    /// Refusals before the spawn (a port in use, a server already running there) are
+    /// returned here, with no process left.
+    async fn spawn_server(
         &self,
         rec: &InstanceRecord,
         install: &ArcadeInstall,
         password: &SecretString,
-        timeout: Duration,
     ) -> Result<u32, Failure> {
         let dir = self.instance_dir(&InstanceId::new(rec.name.clone()));
+        server::set_log_aside(&dir);
         let mut config = ArcadeServerConfig::new(
             install.clone(),
             dir,
@@ -403,14 +412,20 @@ impl LocalCompute {
             password.clone(),
         );
         config.heap_mb = rec.heap_mb;
-        config.kill_on_drop = true;
         config.system_properties = vec![(RESTORE_LOCAL_URLS.to_string(), "true".to_string())];
-        let mut server = ArcadeServer::start(config).await?;
-        server.wait_ready(timeout).await?;
-        for db in &rec.databases {
-            server.http().ensure_database(db).await?;
+        if !rec.databases.is_empty() {
+            // `NAME[root]`: the database, reachable by the root user.
+            let databases: Vec<String> = rec
+                .databases
+                .iter()
+                .map(|d| format!("{d}[{ROOT_USER}]"))
+                .collect();
+            config.system_properties.push((
+                "arcadedb.server.defaultDatabases".to_string(),
+                databases.join(";"),
+            ));
         }
-        Ok(server.detach())
+        Ok(ArcadeServer::start(config).await?.detach_starting())
     }
 
     /// Starts an instance recorded earlier whose server is not running; moves to new free
@@ -445,10 +460,7 @@ impl LocalCompute {
         let mut attempt = 0;
         let pid = loop {
             attempt += 1;
-            match self
-                .start_server(&rec, &install, &password, settings.start_timeout)
-                .await
-            {
+            match self.spawn_server(&rec, &install, &password).await {
                 Ok(pid) => break pid,
                 Err(f)
                     if attempt < 3
@@ -678,10 +690,7 @@ impl Compute for LocalCompute {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match self
-                    .start_server(&rec, &install, &password, settings.start_timeout)
-                    .await
-                {
+                match self.spawn_server(&rec, &install, &password).await {
                     Ok(pid) => return Ok(pid),
                     Err(f)
                         if attempt < 3
@@ -738,6 +747,21 @@ impl Compute for LocalCompute {
         if let Some(home) = self.neo4j_home(&rec) {
             return neo4j_readiness(id, &rec, &home).await;
         }
+        if let Some(failed) = server::check_start(&dir) {
+            // Thrown from `main`, the JVM hangs: stop it. A port taken since provision
+            // checked it is transient: provisioning again (same token) restarts the
+            // server on other ports.
+            let _ = stop_by_pid_file(&dir, Duration::from_secs(5)).await;
+            server::forget_start_secret(&dir);
+            return Err(if failed.is(FailureKind::PortInUse) {
+                Failure {
+                    class: crate::failure::ErrorClass::Transient,
+                    ..failed
+                }
+            } else {
+                failed
+            });
+        }
         if running_pid(&dir).is_none() {
             let why = if rec.stopped {
                 "was stopped"
@@ -760,6 +784,8 @@ impl Compute for LocalCompute {
                 rec.http_port
             )));
         }
+        // It serves: the JVM read its password long ago.
+        server::forget_start_secret(&dir);
         let Some(db) = rec.databases.first() else {
             return Ok(
                 match tokio::net::TcpStream::connect(("127.0.0.1", rec.bolt_port)).await {
@@ -857,6 +883,16 @@ mod tests {
         assert!(Settings::parse(&serde_json::json!({"heap_mb": "big"})).is_err());
         assert!(Settings::parse(&serde_json::json!({"databases": ["a b"]})).is_err());
         assert!(Settings::parse(&serde_json::json!({"bolt_port": 70000})).is_err());
+    }
+
+    /// The loader's list is what `Settings` reads: each listed key, given a value of
+    /// the wrong type, is refused here (a key `Settings` ignored would pass).
+    #[test]
+    fn every_instance_table_key_is_a_setting() {
+        for key in INSTANCE_TABLE_KEYS {
+            let wrong = serde_json::json!({ *key: { "not": "this" } });
+            assert!(Settings::parse(&wrong).is_err(), "`{key}` is not read");
+        }
     }
 
     #[test]
