@@ -539,7 +539,6 @@ impl Executor {
         if let Some((failed_step, f)) = failure {
             return self
                 .roll_back(
-                    prior,
                     &failed_step,
                     &f,
                     &status,
@@ -684,7 +683,6 @@ impl Executor {
     #[allow(clippy::too_many_arguments)]
     async fn roll_back(
         &self,
-        prior: &RunView,
         failed_step: &StepId,
         failure: &Failure,
         status: &BTreeMap<StepId, StepStatus>,
@@ -701,7 +699,7 @@ impl Executor {
             .collect();
         order.extend(completion_order.iter().rev().cloned());
         // What each step checkpointed (this session too), and where each compensation an
-        // earlier session started got to.
+        // earlier session started got to (or finished: it counts as undone).
         let recorded = self.journal_now()?;
         // What still needs undoing, in that order; what an earlier session undid counts.
         let mut compensated = 0;
@@ -715,7 +713,7 @@ impl Executor {
                 continue;
             }
             if matches!(
-                prior
+                recorded
                     .steps
                     .get(&step_id)
                     .and_then(|s| s.compensation.as_ref()),

@@ -196,7 +196,7 @@ fn harness(name: &str, steps: Vec<PlannedStep>, concurrency: usize) -> Harness {
         concurrency,
         deadline: None,
         hash: "h".into(),
-        step_index: Plan::default_index(),
+        step_index: Default::default(),
     };
     let journal_path = dir.path().join("journal.jsonl");
     let journal = Arc::new(Mutex::new(Journal::create(&journal_path).unwrap()));

@@ -64,9 +64,9 @@ pub struct Plan {
     pub deadline: Option<Duration>,
     /// SHA-256 of the canonical plan: runbook steps, params and environment.
     pub hash: String,
-    /// Where each step id is in `steps`, built on the first [`Plan::step`]
-    /// ([`Plan::default_index`] when constructing one).
-    pub step_index: std::sync::OnceLock<std::collections::HashMap<StepId, usize>>,
+    /// Where each step id is in `steps`, built on the first [`Plan::step`] (empty,
+    /// `Default::default()`, when a plan is built).
+    pub(crate) step_index: std::sync::OnceLock<std::collections::HashMap<StepId, usize>>,
 }
 
 /// Default number of steps running at once.
@@ -99,11 +99,6 @@ impl Plan {
             Some(step) if &step.id == id => Some(step),
             _ => self.steps.iter().find(|s| &s.id == id),
         }
-    }
-
-    /// An empty [`Plan::step_index`], for code that builds a `Plan` by hand.
-    pub fn default_index() -> std::sync::OnceLock<std::collections::HashMap<StepId, usize>> {
-        std::sync::OnceLock::new()
     }
 
     /// Every step that `id` depends on, directly or not.

@@ -326,7 +326,7 @@ pub(super) fn build(
             .map_or(DEFAULT_CONCURRENCY, |c| c.value as usize),
         deadline: runbook.deadline.as_ref().map(|d| d.value),
         hash,
-        step_index: Plan::default_index(),
+        step_index: Default::default(),
     })
 }
 

@@ -405,20 +405,7 @@ impl ArcadeServer {
     }
 
     fn start_failure(&self, what: &str) -> Failure {
-        let log = last_lines(&log_tail(&self.log_path(), 4096), 20);
-        // The server's own words are the only place a taken port shows; say it once here
-        // so callers match the kind, not the text.
-        let port_taken = what.contains("already in use") || log.contains("already in use");
-        let failure = Failure::permanent(format!(
-            "ArcadeDB server in {} {what}; last log lines:\n{log}",
-            self.instance_dir.display(),
-        ))
-        .with_hint(format!("see {}", self.log_path().display()));
-        if port_taken {
-            failure.with_kind(FailureKind::PortInUse)
-        } else {
-            failure
-        }
+        start_failure(&self.instance_dir, what)
     }
 
     fn cleanup_files(&self) {
@@ -565,7 +552,6 @@ fn argfile_escape(value: &str) -> String {
     out
 }
 
-/// A start-up failure after which the JVM keeps running without serving.
 /// Removes the password argfile of the server in `instance_dir` (once it serves, the
 /// JVM has long read it). Nothing to remove is not an error.
 pub fn forget_start_secret(instance_dir: &Path) {
@@ -578,19 +564,28 @@ pub fn forget_start_secret(instance_dir: &Path) {
 /// of the last start, so the caller moves an earlier log aside before starting
 /// ([`set_log_aside`]). A taken port has [`FailureKind::PortInUse`].
 pub fn check_start(instance_dir: &Path) -> Option<Failure> {
-    let log = instance_dir.join(LOG_FILE);
-    let reason = fatal_start_error(&log_tail(&log, 16 * 1024))?;
+    let reason = fatal_start_error(&log_tail(&instance_dir.join(LOG_FILE), 16 * 1024))?;
+    Some(start_failure(instance_dir, &reason))
+}
+
+/// The failure of a start of the server in `instance_dir` that `what` describes, with
+/// the last lines of its log; a taken port has [`FailureKind::PortInUse`] (the server's
+/// own words are the only place it shows; said once here so callers match the kind, not
+/// the text).
+fn start_failure(instance_dir: &Path, what: &str) -> Failure {
+    let log_path = instance_dir.join(LOG_FILE);
+    let log = last_lines(&log_tail(&log_path, 4096), 20);
+    let port_taken = what.contains("already in use") || log.contains("already in use");
     let failure = Failure::permanent(format!(
-        "ArcadeDB server in {} {reason}; last log lines:\n{}",
+        "ArcadeDB server in {} {what}; last log lines:\n{log}",
         instance_dir.display(),
-        last_lines(&log_tail(&log, 4096), 20)
     ))
-    .with_hint(format!("see {}", log.display()));
-    Some(if reason.contains("already in use") {
+    .with_hint(format!("see {}", log_path.display()));
+    if port_taken {
         failure.with_kind(FailureKind::PortInUse)
     } else {
         failure
-    })
+    }
 }
 
 /// Moves the `server.log` of an earlier start to `server.log.1` (replacing an older one),
@@ -602,6 +597,7 @@ pub fn set_log_aside(instance_dir: &Path) {
     }
 }
 
+/// A start-up failure after which the JVM keeps running without serving.
 fn fatal_start_error(log: &str) -> Option<String> {
     if !log.contains("Exception in thread \"main\"") {
         return None;
