@@ -3,13 +3,14 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint lint-build lib-alone unit unit-linted workflows terraform-check bench bench-digest bench-engine demo rehearse-aws failures-neo4j
+.PHONY: help setup test fmt fmt-check lint lint-build lib-alone unit unit-linted workflows terraform-check bench bench-digest bench-engine bench-s3 demo rehearse-aws failures-neo4j
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
 	@echo "make test   setup, then format check, clippy and every test"
 	@echo "make bench  setup, then the digest and engine benchmarks"
 	@echo "make bench-engine  the engine benchmark alone (run, status, resume, plan)"
+	@echo "make bench-s3  the object store benchmark alone (1 GiB to and from moto with SHA-256)"
 	@echo "make demo   setup, then the local blue-green demo"
 	@echo "make rehearse-aws  blue-green on an aws environment against the rehearsal rig (docs/rehearsal.md)"
 	@echo "make failures-neo4j  every injected blue-green failure on real Neo4j (make test runs most on ArcadeDB)"
@@ -110,7 +111,7 @@ failures-neo4j: setup
 	$(LINTED) $(CARGO) test --quiet --no-run
 	CUTOVER_IT_NEO4J_ALL_FAILURES=1 $(LINTED) $(CARGO) test --test it local_bluegreen::neo4j_a_failure -- --nocapture
 
-bench: bench-digest bench-engine
+bench: bench-digest bench-engine bench-s3
 
 bench-digest: setup
 	$(CARGO) bench --bench digest
@@ -118,6 +119,10 @@ bench-digest: setup
 # BENCH_PROFILE=dev measures the unoptimised binary without an optimised build.
 bench-engine:
 	$(CARGO) bench --bench engine $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
+
+# BENCH_S3_MIB=<MiB> for another artifact size (default 1024).
+bench-s3: setup
+	$(CARGO) bench --bench s3 $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
 
 demo: setup
 	@if [ -x scripts/demo.sh ]; then \

@@ -25,6 +25,9 @@
 #[allow(dead_code)]
 #[path = "../src/cli/mod.rs"]
 mod cli;
+#[allow(dead_code)]
+#[path = "measure.rs"]
+mod measure;
 
 use cutover::db::arcadedb::{free_loopback_port, ArcadeInstall, ArcadeServer, ArcadeServerConfig};
 use cutover::db::bolt::BoltTarget;
@@ -279,11 +282,7 @@ async fn bench() -> anyhow::Result<()> {
     let result = json!({
         "date": chrono::Utc::now().to_rfc3339(),
         "arcadedb": install.version,
-        "machine": {
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "memory_gib": memory_gib(),
-            "note": std::env::var("BENCH_NOTE").unwrap_or_default(),
-        },
+        "machine": measure::machine(),
         "graph": {"members": big.spec.members, "nodes": nodes, "relationships": rels},
         "load": dbs.iter().map(|d| json!({"database": d.name, "load": d.load})).collect::<Vec<_>>(),
         "seconds": {
@@ -320,13 +319,7 @@ async fn bench() -> anyhow::Result<()> {
     });
     let table = render_table(&result, parallel);
     println!("{table}");
-    let dir = root.join("bench/results");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(
-        "digest-{}.json",
-        chrono::Utc::now().format("%Y-%m-%d")
-    ));
-    std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+    let path = measure::write_result("digest", &result)?;
     eprintln!("wrote {}", path.display());
     server
         .stop(Duration::from_secs(20))
@@ -401,74 +394,29 @@ fn digest_command() -> (Vec<String>, &'static str) {
 }
 
 /// Runs the digest as a child process; returns (wall seconds, peak RSS in KiB).
-///
-/// Peak RSS is the child's `VmHWM` from `/proc/<pid>/status`, read every 10 ms until it
-/// exits (the high-water mark only grows, so the last reading is the peak up to the last
-/// 10 ms). Not `wait4`'s `ru_maxrss`: Linux carries the parent's RSS across fork/exec into
-/// it, so it reported this bench process's own size for both graphs.
 fn run_digest_child(
     exe: &[String],
     target: &BoltTarget,
     partitions: usize,
 ) -> anyhow::Result<(f64, i64)> {
     const LIMIT: Duration = Duration::from_secs(3 * 3600);
-    let started = Instant::now();
-    let mut child = Command::new(&exe[0])
-        .args(&exe[1..])
-        .args([
-            "--uri",
-            &target.uri,
-            "--user",
-            &target.user,
-            "--password-env",
-            "BENCH_PASSWORD",
-        ])
-        .args(["--database", target.database.as_deref().unwrap_or("")])
-        .args(["--partitions", &partitions.to_string()])
-        .env("BENCH_PASSWORD", target.password.expose_secret())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()?;
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0i64;
-    let status = loop {
-        if let Some(kib) = std::fs::read_to_string(&status_path)
-            .ok()
-            .and_then(|s| vm_hwm_kib(&s))
-        {
-            peak_kib = peak_kib.max(kib);
-        }
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > LIMIT {
-            child.kill()?;
-            child.wait()?;
-            anyhow::bail!("digest child still running after {LIMIT:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(status.success(), "digest child failed: {status}");
-    Ok((seconds, peak_kib))
-}
-
-/// `VmHWM` (peak resident set) in KiB from a `/proc/<pid>/status` text.
-fn vm_hwm_kib(status: &str) -> Option<i64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Total memory from /proc/meminfo, in GiB (0 when unreadable).
-fn memory_gib() -> f64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0)
-        .unwrap_or(0.0)
+    let measured = measure::run_measured(
+        Command::new(&exe[0])
+            .args(&exe[1..])
+            .args([
+                "--uri",
+                &target.uri,
+                "--user",
+                &target.user,
+                "--password-env",
+                "BENCH_PASSWORD",
+            ])
+            .args(["--database", target.database.as_deref().unwrap_or("")])
+            .args(["--partitions", &partitions.to_string()])
+            .env("BENCH_PASSWORD", target.password.expose_secret()),
+        LIMIT,
+    )?;
+    Ok((measured.seconds, measured.peak_rss_kib))
 }
 
 fn render_table(r: &serde_json::Value, parallel: usize) -> String {

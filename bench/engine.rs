@@ -15,9 +15,14 @@
 //! Prints a table and writes `bench/results/engine-<date>.json`. Not a test: no
 //! assertions on time. Loopback only: nothing here opens a socket.
 
+#[allow(dead_code)]
+#[path = "measure.rs"]
+mod measure;
+
 use cutover::plan::synthetic::{runbook, Body, Shape};
+use measure::{loadavg, median};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Instant;
 
@@ -207,11 +212,7 @@ fn main() -> anyhow::Result<()> {
         "date": chrono::Utc::now().to_rfc3339(),
         "cutover": env!("CARGO_PKG_VERSION"),
         "profile": if cfg!(debug_assertions) { "debug (unoptimised)" } else { "optimised" },
-        "machine": {
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "cpu": cpu_model(),
-            "note": std::env::var("BENCH_NOTE").unwrap_or_default(),
-        },
+        "machine": measure::machine(),
         "load_average": { "before": load_before, "after": loadavg() },
         "samples": samples,
         "journal": {
@@ -225,14 +226,7 @@ fn main() -> anyhow::Result<()> {
         "figures": rows,
     });
     println!("{}", render_table(&result));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out_dir = root.join("bench/results");
-    std::fs::create_dir_all(&out_dir)?;
-    let path = out_dir.join(format!(
-        "engine-{}.json",
-        chrono::Utc::now().format("%Y-%m-%d")
-    ));
-    std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+    let path = measure::write_result("engine", &result)?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
@@ -250,35 +244,6 @@ fn expect_ok(out: &Output, what: &str) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut v = samples.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn loadavg() -> Value {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let v: Vec<f64> = text
-        .split_whitespace()
-        .take(3)
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    json!(v)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_default()
 }
 
 fn render_table(result: &Value) -> String {
