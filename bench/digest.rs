@@ -43,13 +43,6 @@ use std::time::{Duration, Instant};
 const PASSWORD: &str = "cutover-bench-password";
 const CHILD_FLAG: &str = "--digest-child";
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -94,12 +87,12 @@ struct Db {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let members = env_u64("BENCH_SIZE", 131_000);
-    let small_members = env_u64("BENCH_SMALL_SIZE", (members / 4).max(1));
-    let parallel = env_u64("BENCH_PARTITIONS", 4) as usize;
-    let heap_mb = env_u64("BENCH_HEAP_MB", 6144) as u32;
-    let batch = env_u64("BENCH_BATCH", 2_000).max(1) as usize;
-    let rounds = env_u64("BENCH_ROUNDS", 2).max(1);
+    let members = measure::env_u64("BENCH_SIZE", 131_000);
+    let small_members = measure::env_u64("BENCH_SMALL_SIZE", (members / 4).max(1));
+    let parallel = measure::env_u64("BENCH_PARTITIONS", 4) as usize;
+    let heap_mb = measure::env_u64("BENCH_HEAP_MB", 6144) as u32;
+    let batch = measure::env_u64("BENCH_BATCH", 2_000).max(1) as usize;
+    let rounds = measure::env_u64("BENCH_ROUNDS", 2).max(1);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
 
     let install =

@@ -141,3 +141,11 @@ pub fn write_result(name: &str, result: &Value) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, serde_json::to_string_pretty(result)?)?;
     Ok(path)
 }
+
+/// An unsigned setting from the environment, `default` when unset or not a number.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -44,13 +44,6 @@ const LIMIT: Duration = Duration::from_secs(1800);
 /// The target for the cutover side's peak RSS (issue: ≤ 64 MiB).
 const RSS_TARGET_MIB: f64 = 64.0;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -131,8 +124,8 @@ async fn child(args: &[String]) -> anyhow::Result<Value> {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let mib = env_u64("BENCH_S3_MIB", 1024);
-    let rounds = env_u64("BENCH_ROUNDS", 2).max(1) as usize;
+    let mib = measure::env_u64("BENCH_S3_MIB", 1024);
+    let rounds = measure::env_u64("BENCH_ROUNDS", 2).max(1) as usize;
     let load_before = measure::loadavg();
     let work = tempfile::Builder::new()
         .prefix("cutover-s3-bench-")
