@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Downloads the dump at CUTOVER_ARTIFACT_URI into CUTOVER_LOAD_DIR/<database>.dump,
-# verifies its SHA-256 against CUTOVER_EXPECTED_SHA256, checks its consistency
+# hashing it on the way, verifies its SHA-256 against CUTOVER_EXPECTED_SHA256, checks its consistency
 # (neo4j-admin database check --from-path, extracting into CUTOVER_CHECK_TEMP while the
 # DBMS keeps running), and only then loads it with --overwrite-destination.
 # A checksum mismatch exits 3, an inconsistent artifact exits 4 with the check's reports
@@ -17,9 +17,8 @@ cutover_neo4j_dir "$CUTOVER_LOAD_DIR"
 chmod 755 "$CUTOVER_LOAD_DIR"
 file="$CUTOVER_LOAD_DIR/$NEO4J_DATABASE.dump"
 
-cutover_store_cp "$CUTOVER_ARTIFACT_URI" "$file"
+actual="$(cutover_store_fetch_hashed "$CUTOVER_ARTIFACT_URI" "$file")"
 chmod 644 "$file"
-actual="$(sha256sum "$file" | cut -d' ' -f1)"
 cutover_output sha256 "$actual"
 cutover_output size_bytes "$(stat -c %s "$file")"
 if [[ $actual != "$CUTOVER_EXPECTED_SHA256" ]]; then

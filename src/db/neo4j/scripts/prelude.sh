@@ -20,8 +20,9 @@ fi
 
 # cutover_store_cp SRC DST: copies to or from the object store. `s3://` URIs go through
 # `aws s3 cp` with the bucket's server-side encryption; `file://` URIs and plain paths (the
-# local provider's object store, a directory) with cp, `-` being standard input. A local
-# upload is written to a temporary file and renamed, so a reader never sees half of it.
+# local provider's object store, a directory) with cp, `-` being standard input (as SRC)
+# or output (as DST). A local upload is written to a temporary file and renamed, so a
+# reader never sees half of it.
 cutover_store_cp() {
   local src=$1 dst=$2 tmp
   if [[ $src == s3://* || $dst == s3://* ]]; then
@@ -34,6 +35,10 @@ cutover_store_cp() {
   fi
   src=${src#file://}
   dst=${dst#file://}
+  if [[ $dst == - ]]; then
+    cat "$src"
+    return
+  fi
   mkdir -p "$(dirname "$dst")"
   tmp="$(dirname "$dst")/.cutover-tmp-$$-$(basename "$dst")"
   if [[ $src == - ]]; then
@@ -42,6 +47,14 @@ cutover_store_cp() {
     cp "$src" "$tmp"
   fi
   mv -f "$tmp" "$dst"
+}
+
+# cutover_store_fetch_hashed SRC FILE: downloads SRC into FILE and prints its SHA-256,
+# hashed as the bytes arrive, so the file is not read a second time (at hundreds of GiB on
+# an EBS volume, that second read took as long as the download). A failed download fails
+# the pipeline (pipefail); FILE may then hold part of it.
+cutover_store_fetch_hashed() {
+  cutover_store_cp "$1" - | tee "$2" | sha256sum | cut -d' ' -f1
 }
 
 # cutover_as_neo4j PROGRAM ARGS...: runs as the neo4j user when started as root (the

@@ -15,9 +15,8 @@ n=0
 while read -r uri want; do
   [[ -z $uri ]] && continue
   file="$CUTOVER_RESTORE_DIR/$(basename "$uri")"
-  cutover_store_cp "$uri" "$file"
+  actual="$(cutover_store_fetch_hashed "$uri" "$file")"
   chmod 644 "$file"
-  actual="$(sha256sum "$file" | cut -d' ' -f1)"
   if [[ $actual != "$want" ]]; then
     echo "checksum mismatch for $uri: expected $want, got $actual; nothing was restored" >&2
     cutover_output restored false
