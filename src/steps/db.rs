@@ -276,7 +276,22 @@ impl Step for Backup {
         ));
         let manifest_key = ObjectKey::new(format!("{prefix}/{}/manifest.json", inputs.database));
         let mut st: BackupState = try_step!(load_state(ctx));
-        // 1. The attempt's name, the intent, then the command; its handle is journaled
+        // 1. What is read over Bolt comes first, while the server serves: the
+        //    fingerprint, the invariants and the application's answers. A Community dump
+        //    stops the DBMS and starts it again; read after it, this step (and green's
+        //    restore, which needs only the artifact) would wait for that restart, inside
+        //    the freeze window. Frozen, the dump holds exactly what was read. A checkpoint
+        //    an earlier cutover journaled may hold a dump without them: they are read
+        //    after it (phase 3), as it did.
+        if st.evidence.is_none()
+            && st.artifact.is_none()
+            && st.operation.is_none()
+            && st.starting.is_none()
+        {
+            st.evidence = Some(try_step!(read_evidence(&db, &inputs.database, ctx).await));
+            try_step!(save_state(ctx, &st));
+        }
+        // 2. The attempt's name, the intent, then the command; its handle is journaled
         // before the first poll.
         if st.artifact.is_none() && st.operation.is_none() {
             let (attempt, in_flight, changed) = begin_start(&mut st.starting);
@@ -322,7 +337,7 @@ impl Step for Backup {
             st.starting = None;
             try_step!(save_state(ctx, &st));
         }
-        // 2. Poll the command (this run's, or the one a crashed run recorded).
+        // 3. Poll the command (this run's, or the one a crashed run recorded).
         if let Some(mut op) = st.operation.take() {
             let before = op.clone();
             match db
@@ -341,7 +356,11 @@ impl Step for Backup {
                     );
                 }
                 OpPoll::Failed(f) => {
-                    // The command is over: a retry starts a new one.
+                    // The command is over: a retry starts a new one. Of a database that
+                    // takes writes, it reads the database again too.
+                    if !st.started.as_ref().is_some_and(|s| s.frozen) {
+                        st.evidence = None;
+                    }
                     st.started = None;
                     try_step!(save_state(ctx, &st));
                     return Decision::Fail(f);
@@ -371,47 +390,22 @@ impl Step for Backup {
                 providers.objects.location(&artifact_key)
             )));
         };
-        // 3. The fingerprint of the database as backed up: frozen, it is what green must
-        // equal.
-        let fingerprint = match st.fingerprint.clone() {
-            Some(f) => f,
+        // 4. The manifest (idempotent: the same key is written again), with what phase 1
+        // read (or, for an earlier cutover's checkpoint, what is read now).
+        let evidence = match st.evidence.clone() {
+            Some(e) => e,
             None => {
-                let meter = ctx.work_meter("records");
-                let options = db.fingerprint_options();
-                let fingerprint = try_step!(crate::integrity::fingerprint::fingerprint_target(
-                    &db.admin_target(),
-                    &options,
-                    &meter
-                )
-                .await
-                .map_err(|e| Failure::from(e)
-                    .context(format_args!("fingerprint of {}", inputs.database))));
-                st.fingerprint = Some(fingerprint.clone());
+                let e = try_step!(read_evidence(&db, &inputs.database, ctx).await);
+                st.evidence = Some(e.clone());
                 try_step!(save_state(ctx, &st));
-                fingerprint
+                e
             }
         };
-        // 4. Invariants and the manifest (idempotent: the same key is written again).
-        let invariants = db.def.invariants.clone();
-        let outcomes = if invariants.is_empty() {
-            Vec::new()
-        } else {
-            let graph = try_step!(db.admin_target().connect(1).await);
-            try_step!(run_invariants(&graph, &invariants).await.map_err(
-                |e| Failure::from(e).context(format_args!("invariants of {}", inputs.database))
-            ))
-        };
-        let queries = db.def.same_answers.clone();
-        let answers = if queries.is_empty() {
-            Vec::new()
-        } else {
-            let target = db.admin_target();
-            let graph = try_step!(target.connect(1).await);
-            try_step!(record_answers(&graph, &target.uri, &queries)
-                .await
-                .map_err(|e| Failure::from(e)
-                    .context(format_args!("same answers of {}", inputs.database))))
-        };
+        let Evidence {
+            fingerprint,
+            invariants: outcomes,
+            answers,
+        } = evidence;
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
             environment: ctx.environment().name.clone(),
@@ -624,6 +618,48 @@ impl Step for Restore {
     }
 }
 
+/// What `db.backup` reads over Bolt for its manifest: the fingerprint (frozen, it is what
+/// green must equal), the invariants' outcomes and the application's answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Evidence {
+    fingerprint: Fingerprint,
+    invariants: Vec<InvariantOutcome>,
+    answers: Vec<QueryAnswers>,
+}
+
+async fn read_evidence(db: &DbRef, database: &str, ctx: &StepContext) -> Result<Evidence, Failure> {
+    let meter = ctx.work_meter("records");
+    let target = db.admin_target();
+    let fingerprint = crate::integrity::fingerprint::fingerprint_target(
+        &target,
+        &db.fingerprint_options(),
+        &meter,
+    )
+    .await
+    .map_err(|e| Failure::from(e).context(format_args!("fingerprint of {database}")))?;
+    let invariants = if db.def.invariants.is_empty() {
+        Vec::new()
+    } else {
+        let graph = target.connect(1).await?;
+        run_invariants(&graph, &db.def.invariants)
+            .await
+            .map_err(|e| Failure::from(e).context(format_args!("invariants of {database}")))?
+    };
+    let answers = if db.def.same_answers.is_empty() {
+        Vec::new()
+    } else {
+        let graph = target.connect(1).await?;
+        record_answers(&graph, &target.uri, &db.def.same_answers)
+            .await
+            .map_err(|e| Failure::from(e).context(format_args!("same answers of {database}")))?
+    };
+    Ok(Evidence {
+        fingerprint,
+        invariants,
+        answers,
+    })
+}
+
 /// What `db.backup` journals between phases (its checkpoint).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct BackupState {
@@ -639,8 +675,9 @@ struct BackupState {
     operation: Option<DbOperation>,
     #[serde(default)]
     artifact: Option<BackupArtifact>,
+    /// Read in phase 1, before the dump.
     #[serde(default)]
-    fingerprint: Option<Fingerprint>,
+    evidence: Option<Evidence>,
 }
 
 /// The command a step is about to start: its attempt's name, journaled before the

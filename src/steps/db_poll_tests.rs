@@ -1,8 +1,10 @@
 //! `db.backup` as a checkpointed state machine, against a fake engine whose command runs
 //! for a given number of polls: it returns `Wait` while the command runs, journals the
 //! command's handle, and a step rebuilt from the journal after a crash polls the recorded
-//! handle instead of starting a second command. Paused tokio time: the fingerprint phase
-//! (which fails here: no Bolt server listens) backs off for free. `traffic.verify` is
+//! handle instead of starting a second command. No Bolt server listens here, so the
+//! backups start from a journal that already holds what `db.backup` reads over Bolt
+//! before its dump ([`Journal::with_evidence`]); without it, the step fails before any
+//! command starts. Paused tokio time: retries back off for free. `traffic.verify` is
 //! tested against the same fakes (it opens the database as `db.backup` does).
 
 use super::context::{Services, StepContext, StepRecorder};
@@ -304,6 +306,21 @@ impl Journal {
     fn last_checkpoint(&self) -> Option<serde_json::Value> {
         self.checkpoints.lock().unwrap().last().cloned()
     }
+
+    /// A journal whose backup step has read blue over Bolt (its first phase) and
+    /// journaled it: fingerprint `fp-blue`, no invariants, no answers.
+    fn with_evidence() -> Arc<Journal> {
+        let journal = Journal::default();
+        let fingerprint = crate::integrity::fingerprint::Fingerprint::for_tests(
+            "fp-blue".into(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        );
+        journal.checkpoints.lock().unwrap().push(serde_json::json!({
+            "evidence": { "fingerprint": fingerprint, "invariants": [], "answers": [] }
+        }));
+        Arc::new(journal)
+    }
 }
 
 struct Fixture {
@@ -372,7 +389,7 @@ async fn a_backup_waits_while_its_command_runs_and_moves_on_when_it_ends() {
     let f = fixture().await;
     let engine = FakeEngine::new(2, Outcome::Succeeds);
     test_engine::set(engine.clone());
-    let journal = Arc::new(Journal::default());
+    let journal = Journal::with_evidence();
     let ctx = f.ctx(&journal, 1);
     let mut step = backup_step();
     for poll in 1..=2 {
@@ -389,8 +406,8 @@ async fn a_backup_waits_while_its_command_runs_and_moves_on_when_it_ends() {
         *journal.intents.lock().unwrap(),
         vec!["db.backup".to_owned()]
     );
-    // The third advance sees the command end: the artifact is journaled and the step
-    // goes on to the fingerprint (which fails here: no Bolt server listens).
+    // The third advance sees the command end: the artifact is journaled and the manifest
+    // written with what was read before the dump; no Bolt read follows it.
     let decision = step.advance(&ctx).await;
     let cp = journal.last_checkpoint().unwrap();
     assert_eq!(cp["artifact"]["format"], "dump", "{cp}");
@@ -399,10 +416,36 @@ async fn a_backup_waits_while_its_command_runs_and_moves_on_when_it_ends() {
         "the spent handle is cleared: {cp}"
     );
     match decision {
-        Decision::Fail(f) => assert!(f.message.contains("fingerprint of ledger"), "{}", f.message),
-        other => panic!("expected the fingerprint phase, got {other:?}"),
+        Decision::Done(out) => assert_eq!(out["fingerprint"], "fp-blue", "{out:?}"),
+        other => panic!("expected the manifest, got {other:?}"),
     }
+    let objects = f.services.providers.as_ref().unwrap().objects.clone();
+    let manifest: super::db::Manifest = serde_json::from_slice(
+        &objects
+            .get_bytes(&ObjectKey::new("backups/unit/run-1/ledger/manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest.fingerprint.content, "fp-blue");
     assert_eq!(engine.starts.load(Ordering::SeqCst), 1);
+}
+
+/// What the manifest holds is read over Bolt before the dump (a Community dump stops the
+/// server; read after it, the step would wait for its restart): with no server to read,
+/// the step fails before any command is sent.
+#[tokio::test(start_paused = true)]
+async fn a_backup_reads_the_database_before_its_dump_stops_the_server() {
+    let f = fixture().await;
+    let engine = FakeEngine::new(0, Outcome::Succeeds);
+    test_engine::set(engine.clone());
+    let journal = Arc::new(Journal::default());
+    match backup_step().advance(&f.ctx(&journal, 1)).await {
+        Decision::Fail(f) => assert!(f.message.contains("fingerprint of ledger"), "{}", f.message),
+        other => panic!("expected the fingerprint to come first, got {other:?}"),
+    }
+    assert_eq!(engine.starts.load(Ordering::SeqCst), 0);
+    assert!(journal.intents.lock().unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -410,7 +453,7 @@ async fn a_step_rebuilt_from_the_journal_polls_the_recorded_command_instead_of_s
     let f = fixture().await;
     let engine = FakeEngine::new(3, Outcome::Succeeds);
     test_engine::set(engine.clone());
-    let journal = Arc::new(Journal::default());
+    let journal = Journal::with_evidence();
     {
         let ctx = f.ctx(&journal, 1);
         let mut step = backup_step();
@@ -446,12 +489,13 @@ async fn a_crash_between_sending_and_journaling_the_command_starts_the_same_atte
     let f = fixture().await;
     let engine = FakeEngine::new(3, Outcome::Succeeds);
     test_engine::set(engine.clone());
-    let journal = Arc::new(Journal::default());
+    let journal = Journal::with_evidence();
     assert!(matches!(
         backup_step().advance(&f.ctx(&journal, 1)).await,
         Decision::Wait { .. }
     ));
-    let first = journal.checkpoints.lock().unwrap()[0].clone();
+    // The step's first checkpoint (after the journal's evidence).
+    let first = journal.checkpoints.lock().unwrap()[1].clone();
     let name = engine.attempts.lock().unwrap()[0].clone();
     assert_eq!(
         first["starting"]["attempt"],
@@ -484,7 +528,7 @@ async fn a_start_that_may_already_run_waits_for_the_server_and_a_failed_one_does
     let engine = FakeEngine::new(0, Outcome::Succeeds);
     engine.start_failures.store(3, Ordering::SeqCst);
     test_engine::set(engine.clone());
-    let journal = Arc::new(Journal::default());
+    let journal = Journal::with_evidence();
     for attempt in 1..=2 {
         match backup_step().advance(&f.ctx(&journal, attempt)).await {
             Decision::Fail(f) => assert_eq!(f.class, ErrorClass::Transient, "{}", f.message),
@@ -529,7 +573,7 @@ async fn a_failed_command_fails_the_step_with_its_class_and_a_retry_starts_afres
         let f = fixture().await;
         let engine = FakeEngine::new(1, Outcome::Fails(class));
         test_engine::set(engine.clone());
-        let journal = Arc::new(Journal::default());
+        let journal = Journal::with_evidence();
         let ctx = f.ctx(&journal, 1);
         let mut step = backup_step();
         assert!(matches!(step.advance(&ctx).await, Decision::Wait { .. }));
