@@ -3,12 +3,13 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help setup test fmt fmt-check lint lint-build lib-alone unit unit-linted workflows terraform-check bench bench-digest bench-engine bench-s3 demo rehearse-aws failures-neo4j
+.PHONY: help setup test fmt fmt-check lint lint-build lib-alone unit unit-linted workflows terraform-check bench bench-digest bench-engine bench-s3 bench-freeze demo rehearse-aws failures-neo4j
 
 help:
 	@echo "make setup  create .venv with moto, ArcadeDB, awscli, shellcheck (scripts/setup.sh)"
 	@echo "make test   setup, then format check, clippy and every test"
-	@echo "make bench  setup, then the digest and engine benchmarks"
+	@echo "make bench  setup, then the digest, engine, object store and freeze-window benchmarks"
+	@echo "make bench-freeze  the freeze window of a blue-green of a 1M-node ledger against a bare neo4j-admin dump + load"
 	@echo "make bench-engine  the engine benchmark alone (run, status, resume, plan)"
 	@echo "make bench-s3  the object store benchmark alone (1 GiB to and from moto with SHA-256)"
 	@echo "make demo   setup, then the local blue-green demo"
@@ -111,7 +112,7 @@ failures-neo4j: setup
 	$(LINTED) $(CARGO) test --quiet --no-run
 	CUTOVER_IT_NEO4J_ALL_FAILURES=1 $(LINTED) $(CARGO) test --test it local_bluegreen::neo4j_a_failure -- --nocapture
 
-bench: bench-digest bench-engine bench-s3
+bench: bench-digest bench-engine bench-s3 bench-freeze
 
 bench-digest: setup
 	$(CARGO) bench --bench digest
@@ -123,6 +124,16 @@ bench-engine:
 # BENCH_S3_MIB=<MiB> for another artifact size (default 1024).
 bench-s3: setup
 	$(CARGO) bench --bench s3 $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
+
+# The freeze window of a real blue-green against a bare neo4j-admin dump + load
+# (bench/freeze.rs, run by the local_env example). BENCH_FREEZE_MEMBERS=<members>[,…] for
+# other sizes or the scale curve (default 131000: about 1M ledger nodes; its load alone
+# takes about 6 minutes).
+FREEZE_PROFILE := $(or $(BENCH_PROFILE),bench)
+FREEZE_DIR := $(or $(CARGO_TARGET_DIR),target)/$(if $(filter dev test,$(FREEZE_PROFILE)),debug,release)
+bench-freeze: setup
+	$(CARGO) build --quiet --profile $(FREEZE_PROFILE) --bin cutover --example local_env
+	$(FREEZE_DIR)/examples/local_env bench-freeze
 
 demo: setup
 	@if [ -x scripts/demo.sh ]; then \

@@ -7,8 +7,15 @@
 //! local_env verify   ENV LOG          every acknowledged write is where the app now connects;
 //!                                     prints a `measures:` line for `cutover report --measure`
 //! local_env teardown ENV              stop and remove every instance of ENV
+//! local_env bench-freeze              the freeze-window benchmark (`make bench-freeze`,
+//!                                     bench/freeze.rs)
 //! ```
 
+#[path = "../../bench/freeze.rs"]
+mod freeze;
+#[allow(dead_code)]
+#[path = "../../bench/measure.rs"]
+mod measure;
 mod support;
 
 use cutover::config::Environment;
@@ -19,8 +26,15 @@ fn load(env: &str) -> Result<Environment, support::BoxError> {
     Environment::load(env).map_err(|p| format!("{p:?}").into())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), support::BoxError> {
+fn main() -> Result<(), support::BoxError> {
+    // The benchmark runs its own runtime (it also times blocking commands).
+    if std::env::args().nth(1).as_deref() == Some("bench-freeze") {
+        return freeze::run().map_err(Into::into);
+    }
+    tokio::runtime::Runtime::new()?.block_on(commands())
+}
+
+async fn commands() -> Result<(), support::BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| {
         args.get(i)
@@ -88,7 +102,12 @@ async fn main() -> Result<(), support::BoxError> {
             let n = support::teardown(&env).await?;
             println!("removed {n} instance(s) of {}", env.name);
         }
-        _ => return Err("usage: local_env setup|writer|verify|teardown ENV …".into()),
+        _ => {
+            return Err(
+                "usage: local_env setup|writer|verify|teardown ENV …, or local_env bench-freeze"
+                    .into(),
+            )
+        }
     }
     Ok(())
 }

@@ -122,6 +122,17 @@ async fn put_current(
 /// user with its password, and the app's connection secret pointing at blue.
 /// Idempotent for an environment where it already ran.
 pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), BoxError> {
+    setup_sized(env, members, members, heap_mb).await
+}
+
+/// [`setup`] with a size of its own for `search` (the freeze benchmark grows the ledger
+/// alone).
+pub async fn setup_sized(
+    env: &Environment,
+    ledger_members: u64,
+    search_members: u64,
+    heap_mb: u64,
+) -> Result<(), BoxError> {
     let provider = services(env).await?;
     let aws = env.provider == cutover::config::ProviderKind::Aws;
     let mut values = TrafficValues::default();
@@ -136,6 +147,11 @@ pub async fn setup(env: &Environment, members: u64, heap_mb: u64) -> Result<(), 
             Arc::new(Neo4jEngine::new(provider.exec.clone(), settings))
         } else {
             Arc::new(ArcadeEngine::new())
+        };
+        let members = if db == "ledger" {
+            ledger_members
+        } else {
+            search_members
         };
         let mut spec = LedgerSpec::new(members, 1);
         // One record per statement: ArcadeDB 26.10 duplicates rows in UNWIND batches.
