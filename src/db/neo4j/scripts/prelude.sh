@@ -50,9 +50,9 @@ cutover_store_cp() {
 }
 
 # cutover_store_fetch_hashed SRC FILE: downloads SRC into FILE and prints its SHA-256,
-# hashed as the bytes arrive, so the file is not read a second time (at hundreds of GiB on
-# an EBS volume, that second read took as long as the download). A failed download fails
-# the pipeline (pipefail); FILE may then hold part of it.
+# hashed as the bytes arrive, so the file is not read a second time (at hundreds of GiB,
+# a second pass over the whole file). A failed download fails the pipeline (pipefail);
+# FILE may then hold part of it.
 cutover_store_fetch_hashed() {
   cutover_store_cp "$1" - | tee "$2" | sha256sum | cut -d' ' -f1
 }
