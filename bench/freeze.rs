@@ -52,7 +52,7 @@ const ENV_NAME: &str = "bench-freeze";
 /// `local_env bench-freeze`: every size, the tables, the JSON.
 pub fn run() -> anyhow::Result<()> {
     // Before minutes of loading: the binary the run needs is there.
-    cutover_binary()?;
+    let cutover = cutover_binary()?;
     let sizes: Vec<u64> = std::env::var("BENCH_FREEZE_MEMBERS")
         .unwrap_or_else(|_| "131000".into())
         .split(',')
@@ -67,10 +67,19 @@ pub fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let load_before = loadavg();
     let mut figures = Vec::new();
+    let mut written = None;
     for &members in &sizes {
         let dir = root.join(format!("m{members}"));
         let env = fresh_environment(&runtime, &dir, heap_mb)?;
-        let measured = measure_size(&runtime, &env, &dir, members, search_members, heap_mb);
+        let measured = measure_size(
+            &runtime,
+            &cutover,
+            &env,
+            &dir,
+            members,
+            search_members,
+            heap_mb,
+        );
         let stopped = runtime.block_on(support::teardown(&env));
         // The run's journal outlives the environment, for a closer look at the window.
         let _ = std::fs::copy(
@@ -84,15 +93,14 @@ pub fn run() -> anyhow::Result<()> {
         // The stores are gigabytes at the larger sizes; the figures are kept.
         std::fs::remove_dir_all(&dir)?;
         // Written after every size: a failure at a later size keeps the earlier ones.
-        measure::write_result(
-            "freeze",
-            &result(&figures, &load_before, heap_mb, search_members),
-        )?;
+        let result = result(&figures, &load_before, heap_mb, search_members);
+        let path = measure::write_result("freeze", &result)?;
+        written = Some((result, path));
     }
-    let result = result(&figures, &load_before, heap_mb, search_members);
-    println!("{}", render_tables(&result));
-    let path = measure::write_result("freeze", &result)?;
-    eprintln!("wrote {}", path.display());
+    if let Some((result, path)) = written {
+        println!("{}", render_tables(&result));
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }
 
@@ -172,6 +180,7 @@ fn load_env(file: &Path) -> anyhow::Result<Environment> {
 
 fn measure_size(
     runtime: &tokio::runtime::Runtime,
+    cutover: &Path,
     env: &Environment,
     dir: &Path,
     members: u64,
@@ -193,13 +202,13 @@ fn measure_size(
     let stop = Arc::new(AtomicBool::new(false));
     let writer = runtime.spawn(support::run_writer(env.clone(), members, stop.clone()));
     std::thread::sleep(Duration::from_secs(3));
-    let run = blue_green(env, dir);
+    let run = blue_green(cutover, env, dir);
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::SeqCst);
     let log = runtime.block_on(writer)?;
     let run = run?;
     let writes = verify_writes(runtime, env, &log)?;
-    let digest = digest_green(runtime, env)?;
+    let digest = digest_green(runtime, cutover, env)?;
 
     let window = run["freeze_window_seconds"].as_f64().unwrap_or(f64::NAN);
     let base = baseline["dump_load_seconds"].as_f64().unwrap_or(f64::NAN);
@@ -329,11 +338,11 @@ fn timed(command: &mut Command) -> anyhow::Result<f64> {
 }
 
 /// `cutover run runbooks/blue-green.toml`, and what its report says about the window.
-fn blue_green(env: &Environment, dir: &Path) -> anyhow::Result<Value> {
+fn blue_green(cutover: &Path, env: &Environment, dir: &Path) -> anyhow::Result<Value> {
     let runbook = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("runbooks/blue-green.toml");
     let env_file = dir.join("env.toml");
     let run = run_measured(
-        Command::new(cutover_binary()?)
+        Command::new(cutover)
             .arg("run")
             .arg(&runbook)
             .arg("--env")
@@ -411,22 +420,22 @@ fn verify_writes(
     env: &Environment,
     log: &support::WriterLog,
 ) -> anyhow::Result<Value> {
-    let mut present = serde_json::Map::new();
-    for db in ["ledger", "search"] {
-        let target = runtime
-            .block_on(support::app_target(env, db))
-            .map_err(|e| anyhow::anyhow!("app target of {db}: {e}"))?;
-        let found = runtime
-            .block_on(support::count_present(&target, &log.acknowledged))
-            .map_err(|e| anyhow::anyhow!("acknowledged writes on {db}: {e}"))?;
-        present.insert(db.into(), json!(found));
-    }
+    let found = runtime
+        .block_on(support::present_where_the_app_connects(
+            env,
+            &log.acknowledged,
+        ))
+        .map_err(|e| anyhow::anyhow!("acknowledged writes where the app connects: {e}"))?;
     let acknowledged = log.acknowledged.len() as u64;
-    let lost = present
-        .values()
-        .map(|v| acknowledged.saturating_sub(v.as_u64().unwrap_or(0)))
+    let lost = found
+        .iter()
+        .map(|(_, _, present)| acknowledged.saturating_sub(*present))
         .max()
         .unwrap_or(0);
+    let present: serde_json::Map<String, Value> = found
+        .into_iter()
+        .map(|(db, _, n)| (db.to_owned(), json!(n)))
+        .collect();
     eprintln!(
         "writer: {acknowledged} acknowledged, {lost} lost, longest refused stretch {:.1} s",
         log.longest_gap_ms as f64 / 1000.0
@@ -442,11 +451,15 @@ fn verify_writes(
 }
 
 /// `cutover digest` of green's ledger as the app connects to it now.
-fn digest_green(runtime: &tokio::runtime::Runtime, env: &Environment) -> anyhow::Result<Value> {
+fn digest_green(
+    runtime: &tokio::runtime::Runtime,
+    cutover: &Path,
+    env: &Environment,
+) -> anyhow::Result<Value> {
     let target = runtime
         .block_on(support::app_target(env, "ledger"))
         .map_err(|e| anyhow::anyhow!("app target of ledger: {e}"))?;
-    let mut command = Command::new(cutover_binary()?);
+    let mut command = Command::new(cutover);
     command
         .args(["digest", "--uri", &target.uri, "--user", &target.user])
         .args([

@@ -387,17 +387,6 @@ fn write_artifact(path: &PathBuf, mib: u64) -> anyhow::Result<String> {
 }
 
 async fn create_bucket(endpoint: &str) -> anyhow::Result<()> {
-    clients(endpoint)
-        .await
-        .s3
-        .create_bucket()
-        .bucket(BUCKET)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
-                .build(),
-        )
-        .send()
-        .await?;
+    harness::moto::create_bucket(&clients(endpoint).await.s3, BUCKET).await?;
     Ok(())
 }

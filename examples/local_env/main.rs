@@ -72,14 +72,10 @@ async fn commands() -> Result<(), support::BoxError> {
             let log: serde_json::Value = serde_json::from_slice(&std::fs::read(arg(2)?)?)?;
             let ids: Vec<String> = serde_json::from_value(log["acknowledged"].clone())?;
             let mut most_missing = 0;
-            for db in ["ledger", "search"] {
-                let target = support::app_target(&env, db).await?;
-                let present = support::count_present(&target, &ids).await?;
+            for (db, uri, present) in support::present_where_the_app_connects(&env, &ids).await? {
                 println!(
-                    "{db}: writes acknowledged: {}  present on {}: {}  lost: {}",
+                    "{db}: writes acknowledged: {}  present on {uri}: {present}  lost: {}",
                     ids.len(),
-                    target.uri,
-                    present,
                     ids.len() as u64 - present,
                 );
                 most_missing = most_missing.max(ids.len() as u64 - present);

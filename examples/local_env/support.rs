@@ -437,6 +437,21 @@ pub async fn run_writer(env: Environment, members: u64, stop: Arc<AtomicBool>) -
     log
 }
 
+/// For `ledger` and `search`: the Bolt URL the application connects to now and how many
+/// of `ids` (acknowledged writes) that database holds.
+pub async fn present_where_the_app_connects(
+    env: &Environment,
+    ids: &[String],
+) -> Result<Vec<(&'static str, String, u64)>, BoxError> {
+    let mut out = Vec::new();
+    for db in ["ledger", "search"] {
+        let target = app_target(env, db).await?;
+        let present = count_present(&target, ids).await?;
+        out.push((db, target.uri, present));
+    }
+    Ok(out)
+}
+
 /// How many of `ids` the database behind `target` holds.
 pub async fn count_present(target: &BoltTarget, ids: &[String]) -> Result<u64, BoxError> {
     let graph = target.connect(1).await?;

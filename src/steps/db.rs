@@ -637,21 +637,18 @@ async fn read_evidence(db: &DbRef, database: &str, ctx: &StepContext) -> Result<
     )
     .await
     .map_err(|e| Failure::from(e).context(format_args!("fingerprint of {database}")))?;
-    let invariants = if db.def.invariants.is_empty() {
-        Vec::new()
+    // One connection for both (none when the environment defines neither).
+    let (invariants, answers) = if db.def.invariants.is_empty() && db.def.same_answers.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
         let graph = target.connect(1).await?;
-        run_invariants(&graph, &db.def.invariants)
+        let invariants = run_invariants(&graph, &db.def.invariants)
             .await
-            .map_err(|e| Failure::from(e).context(format_args!("invariants of {database}")))?
-    };
-    let answers = if db.def.same_answers.is_empty() {
-        Vec::new()
-    } else {
-        let graph = target.connect(1).await?;
-        record_answers(&graph, &target.uri, &db.def.same_answers)
+            .map_err(|e| Failure::from(e).context(format_args!("invariants of {database}")))?;
+        let answers = record_answers(&graph, &target.uri, &db.def.same_answers)
             .await
-            .map_err(|e| Failure::from(e).context(format_args!("same answers of {database}")))?
+            .map_err(|e| Failure::from(e).context(format_args!("same answers of {database}")))?;
+        (invariants, answers)
     };
     Ok(Evidence {
         fingerprint,

@@ -354,8 +354,8 @@ impl DbRef {
 
 /// Bolt sessions a step's fingerprint reads in parallel: `cutover digest`'s default. The
 /// fingerprints of frozen blue and of green are most of a freeze window (`make
-/// bench-freeze`); with 2 sessions, frozen blue's 1M-record ledger took 54 s where the
-/// digest of the same data with 4 took 30 s, on 2 cores.
+/// bench-freeze`); frozen blue's 1M-record ledger took 54.3 s with 2 sessions and 48.2 s
+/// with 4 (one run each, on 2 cores).
 pub const FINGERPRINT_SESSIONS: usize = 4;
 
 /// The app's job running on `db` now, if any: `"DCO"` or `"MTQ"`, from the flags on the

@@ -64,16 +64,7 @@ pub async fn setup_on(server: MotoServer, bucket: &str) -> (Moto, AwsSettings, A
     let moto = Moto { server };
     let settings = moto.settings(bucket);
     let clients = moto.clients(&settings).await;
-    clients
-        .s3
-        .create_bucket()
-        .bucket(bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
-                .build(),
-        )
-        .send()
+    crate::harness::moto::create_bucket(&clients.s3, bucket)
         .await
         .expect("create bucket");
     (moto, settings, clients)

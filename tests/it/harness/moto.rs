@@ -169,6 +169,20 @@ impl MotoServer {
     }
 }
 
+/// Creates `bucket` in the emulator's region (moto wants the location constraint).
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), aws_sdk_s3::Error> {
+    s3.create_bucket()
+        .bucket(bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
 /// Err(true) when the process exited, Err(false) on timeout.
 async fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), bool> {
     let client = reqwest::Client::builder()
